@@ -1,0 +1,263 @@
+"""The ``racetrack`` command line.
+
+Exit codes (the design's contract): 0 all invariants held or the command did its job; 1 a
+violation was found where the command judges; 2 bad input or an unusable environment, said in
+one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, NoReturn, Optional, Sequence
+
+from sim import scenario as scenarios
+from sim.invariants import INVARIANTS
+from sim.runner import RESULT_COLUMNS, plan, run_one, summarize
+from sim.timeline import render
+from tracker.strategies import BUILTIN, StrategyNotFound, Strategy, load_strategy
+
+
+class UsageError(Exception):
+    """Bad input: the message is the one line the user sees; exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+# --- shared argument handling ------------------------------------------------------------------
+
+
+def _strategies(spec: Optional[str]) -> list[Strategy]:
+    names = [n.strip() for n in (spec or ",".join(BUILTIN)).split(",") if n.strip()]
+    if not names:
+        raise UsageError("--strategies needs at least one name")
+    try:
+        return [load_strategy(n) for n in names]
+    except StrategyNotFound as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _scenario(name: str) -> scenarios.Scenario:
+    try:
+        return scenarios.load(name)
+    except scenarios.ScenarioError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _positive(name: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a whole number (got {text!r})") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{name} must be >= 1 (got {value})")
+        return value
+
+    return parse
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seed must be a whole number (got {text!r})") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"--seed must be >= 0 (got {value})")
+    return value
+
+
+class Progress:
+    """A one-line progress bar on a terminal (stderr); silent otherwise."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.done = total, 0
+        self.enabled = enabled and sys.stderr.isatty()
+        self.started = time.perf_counter()  # wall-clock ok: progress display only
+        self._last = 0.0
+
+    def step(self, n: int = 1) -> None:
+        self.done += n
+        if not self.enabled:
+            return
+        now = time.perf_counter()  # wall-clock ok: progress display only
+        if now - self._last < 0.1 and self.done < self.total:
+            return
+        self._last = now
+        rate = self.done / max(now - self.started, 1e-9)
+        eta = (self.total - self.done) / rate if rate else 0
+        width = 30
+        filled = int(width * self.done / max(self.total, 1))
+        sys.stderr.write(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} runs  {rate:,.0f} runs/s  ETA {eta:,.0f}s "
+        )
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    scenario = _scenario(args.scenario)
+    (strategy,) = _strategies(args.strategy)
+    result = run_one(scenario, strategy, args.seed)
+    if args.json:
+        print(json.dumps({
+            "scenario": result.scenario,
+            "strategy": result.strategy,
+            "backend": result.backend,
+            "seed": result.seed,
+            "violations": [{"invariant": v.invariant, "job": v.job, "detail": v.detail} for v in result.violations],
+            "ops": result.ops,
+        }, sort_keys=False))
+    else:
+        header = (
+            f"racetrack run {scenario.name} --strategy {strategy.name} --seed {args.seed}  (backend {result.backend})\n"
+            f"{len(result.record.truth)} job(s), {result.ops} database operation(s), "
+            f"{result.record.end_us / 1000:.3f} ms simulated, timestamp tolerance {result.record.tolerance_us / 1000:.3f} ms"
+        )
+        print(render(result.record, result.violations, header))
+        print()
+        for crash in result.crashes:
+            print(f"handler crash: {crash}")
+        if result.violations:
+            print(f"verdict: {len(result.violations)} violation(s)")
+            for v in result.violations:
+                print(f"  {v.line()}")
+        else:
+            print(f"verdict: all {len(INVARIANTS)} invariants held")
+    return 1 if result.violations else 0
+
+
+def _write_results(rows: list[dict[str, Any]], out: Path) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".partial")
+    if out.suffix == ".parquet":
+        frame.to_parquet(tmp, index=False)
+    else:
+        frame.to_csv(tmp, index=False)
+    tmp.replace(out)  # never leave a half-written file under the real name
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    names = args.scenarios or scenarios.bundled_names()
+    loaded = [_scenario(n) for n in names]
+    strategies = _strategies(args.strategies)
+    if args.out is not None and Path(args.out).suffix not in (".parquet", ".csv"):
+        raise UsageError(f"--out {args.out}: the file must end in .parquet or .csv")
+    items = list(plan(loaded, strategies, args.runs, args.seed))
+    progress = Progress(len(items), enabled=not args.json)
+    rows = []
+    for item in items:
+        rows.append(run_one(item.scenario, item.strategy, item.seed).row())
+        progress.step()
+    progress.close()
+    if args.out:
+        _write_results(rows, Path(args.out))
+    summary = summarize(rows)
+    if args.json:
+        print(json.dumps({"results": summary}))
+    else:
+        print(format_summary(summary))
+        if args.out:
+            print(f"\nresults: {args.out} ({len(rows)} rows)")
+    return 0
+
+
+def format_summary(summary: list[dict[str, Any]]) -> str:
+    from sim.invariants import INVARIANT_IDS
+
+    short = {i: "".join(w[0] for w in i.split("-")) for i in INVARIANT_IDS}
+    head = f"{'scenario':<20} {'strategy':<12} {'runs':>6} {'violating':>10} " + " ".join(f"{short[i]:>5}" for i in INVARIANT_IDS)
+    lines = [head, "-" * len(head)]
+    for e in summary:
+        rate = f"{e['violating_runs']}"
+        lines.append(
+            f"{e['scenario']:<20} {e['strategy']:<12} {e['runs']:>6} {rate:>10} "
+            + " ".join(f"{e['violations'][i]:>5}" for i in INVARIANT_IDS)
+        )
+    lines.append("")
+    lines.append("columns: violations per invariant: " + ", ".join(f"{short[i]} = {i}" for i in INVARIANT_IDS))
+    return "\n".join(lines)
+
+
+def cmd_strategies(args: argparse.Namespace) -> int:
+    for name in BUILTIN:
+        print(f"{name:<12} {load_strategy(name).summary}")
+    return 0
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    if args.params:
+        print(scenarios.format_params_markdown())
+        return 0
+    for name in scenarios.bundled_names():
+        print(f"{name:<20} {scenarios.load(name)['description']}")
+    return 0
+
+
+def cmd_invariants(args: argparse.Namespace) -> int:
+    for inv in INVARIANTS:
+        print(f"{inv.id:<20} {inv.summary}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="racetrack", description="Find, explain and compare races between a job queue's status handlers.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("run", help="one run: a timeline and the verdict (exit 1 on a violation)")
+    p.add_argument("scenario", help="a bundled scenario name or a path to a .toml file")
+    p.add_argument("--strategy", default="naive", help="built-in name or module:attr (default: naive)")
+    p.add_argument("--seed", type=_seed, default=0, help="run seed (default: 0)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the timeline")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("sweep", help="many seeded runs of scenarios x strategies; a table per pair")
+    p.add_argument("scenarios", nargs="*", help="scenario names or paths (default: every bundled scenario)")
+    p.add_argument("--strategies", help="comma-separated names or module:attr (default: every built-in)")
+    p.add_argument("--runs", type=_positive("--runs"), default=100, help="runs per scenario and strategy (default: 100)")
+    p.add_argument("--seed", type=_seed, default=0, help="first seed; run i uses seed+i (default: 0)")
+    p.add_argument("--out", help="write every run's result row to FILE.parquet or FILE.csv")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("strategies", help="list the built-in strategies")
+    p.set_defaults(func=cmd_strategies)
+    p = sub.add_parser("scenarios", help="list the bundled scenarios")
+    p.add_argument("--params", action="store_true", help="print every scenario parameter with its default (Markdown)")
+    p.set_defaults(func=cmd_scenarios)
+    p = sub.add_parser("invariants", help="list the invariants and their IDs")
+    p.set_defaults(func=cmd_invariants)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args))
+    except UsageError as exc:
+        print(f"racetrack: {exc}" if not str(exc).startswith("racetrack") else str(exc), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("racetrack: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Durations and latencies as scenario files state them, and how they are drawn.
+
+A distribution is an inline TOML table in one of three forms (milliseconds):
+
+* ``{ fixed_ms = 50 }``                 always that value
+* ``{ min_ms = 10, max_ms = 90 }``       uniform
+* ``{ median_ms = 50, p99_ms = 200 }``   log-normal with that median and 99th percentile
+  (``p99_ms = median_ms`` makes it fixed)
+
+Randomness is passed in (a ``random.Random``); nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+Z99 = 2.3263478740408408  # the standard normal's 99th percentile
+
+
+@dataclass(frozen=True)
+class Dist:
+    """One of the three forms; ``kind`` is 'fixed', 'uniform' or 'lognormal'."""
+
+    kind: str
+    a: float
+    b: float = 0.0
+
+    def sample(self, rng: random.Random) -> float:
+        if self.kind == "fixed":
+            return self.a
+        if self.kind == "uniform":
+            return rng.uniform(self.a, self.b)
+        sigma = math.log(self.b / self.a) / Z99 if self.b > self.a else 0.0
+        return self.a * math.exp(sigma * rng.gauss(0.0, 1.0))
+
+    @property
+    def low(self) -> float:
+        """The smallest value a draw can take (0 for a log-normal)."""
+        return self.a if self.kind in ("fixed", "uniform") else 0.0
+
+    @property
+    def typical(self) -> float:
+        """The median, for summaries."""
+        return (self.a + self.b) / 2 if self.kind == "uniform" else self.a
+
+    def to_toml(self) -> dict[str, float]:
+        if self.kind == "fixed":
+            return {"fixed_ms": self.a}
+        if self.kind == "uniform":
+            return {"min_ms": self.a, "max_ms": self.b}
+        return {"median_ms": self.a, "p99_ms": self.b}
+
+    def with_field(self, field: str, value: float) -> "Dist":
+        """A copy with one TOML field changed (``median_ms``...), for parameter grids."""
+        table = self.to_toml()
+        if field not in table:
+            raise KeyError(field)
+        table[field] = value
+        return parse_dist(table)
+
+
+FORMS = "{ fixed_ms = X }, { min_ms = A, max_ms = B } or { median_ms = M, p99_ms = P }"
+
+
+def parse_dist(table: object) -> Dist:
+    """A :class:`Dist` from its TOML table; ``ValueError`` with a one-line reason otherwise."""
+    if not isinstance(table, dict):
+        raise ValueError(f"must be a table: {FORMS}")
+    keys = set(table)
+    for key, value in table.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{key} must be a number (got {value!r})")
+    if keys == {"fixed_ms"}:
+        if table["fixed_ms"] < 0:
+            raise ValueError(f"fixed_ms must be >= 0 (got {table['fixed_ms']})")
+        return Dist("fixed", float(table["fixed_ms"]))
+    if keys == {"min_ms", "max_ms"}:
+        lo, hi = float(table["min_ms"]), float(table["max_ms"])
+        if lo < 0 or hi < lo:
+            raise ValueError(f"needs 0 <= min_ms <= max_ms (got min_ms={lo:g}, max_ms={hi:g})")
+        return Dist("uniform", lo, hi)
+    if keys == {"median_ms", "p99_ms"}:
+        median, p99 = float(table["median_ms"]), float(table["p99_ms"])
+        if median <= 0:
+            raise ValueError(f"median_ms must be > 0 (got {median:g})")
+        if p99 < median:
+            raise ValueError(f"p99_ms must be >= median_ms (got p99_ms={p99:g}, median_ms={median:g})")
+        return Dist("lognormal", median, p99)
+    raise ValueError(f"has keys {sorted(keys)}; allowed forms: {FORMS}")

@@ -1,0 +1,218 @@
+"""The SimPy driver: runs strategy handlers in simulated time against a tracker backend.
+
+A handler yields operations; the driver gives them meaning. ``Sleep`` waits; ``ReadClock`` reads
+the host's clock; a database operation travels to the server (one-way latency, drawn per
+operation), executes there atomically at its arrival instant (or waits for a row lock and resumes
+when the blocker's transaction ends), and its answer travels back. Every operation is recorded
+as a :class:`~sim.history.Step`.
+
+The driver knows nothing about queues or jobs' lifecycles (that is ``sim.world``) and nothing
+about SQL (that is the backend).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Generator, Optional
+
+import simpy
+
+from sim.clocks import Clock
+from sim.history import Step
+from tracker.backend import Blocked, Done, TrackerBackend
+from tracker.ops import DB_OPS, Begin, Commit, Handler, Insert, Op, ReadClock, Rollback, Row, Sleep, TrackerError, Update
+
+
+@dataclass(frozen=True)
+class Actor:
+    """One running handler: its own database session, on a host with a clock."""
+
+    name: str
+    job_id: str
+    event: str
+    host: str
+    clock: Clock
+
+
+class HandlerCrashed(Exception):
+    """A handler raised something other than a tracker error: a bug in strategy code."""
+
+
+class Driver:
+    """Interprets handlers for one run. ``one_way_us()`` draws one direction's latency."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        backend: TrackerBackend,
+        db_clock: Clock,
+        one_way_us: Callable[[], int],
+    ) -> None:
+        self.env = env
+        self.backend = backend
+        self.db_clock = db_clock
+        self.one_way_us = one_way_us
+        self.steps: list[Step] = []
+        self.crashes: list[str] = []
+        self.running = 0
+        self._committed: dict[str, Row] = {}
+        self._pending: dict[str, dict[str, Row]] = {}  # session -> its uncommitted writes
+        self._waiters: dict[str, list[tuple[str, simpy.Event]]] = {}
+        self._in_tx: set[str] = set()
+        self._failed_tx: set[str] = set()
+
+    # -- public --------------------------------------------------------------------------------
+
+    def spawn(self, actor: Actor, handler: Handler) -> simpy.Process:
+        """Start a handler now without waiting for it (Node's EventEmitter does not await)."""
+        return self.env.process(self._run(actor, handler))
+
+    # -- the interpreter -----------------------------------------------------------------------
+
+    def _run(self, actor: Actor, handler: Handler) -> Generator[simpy.Event, Any, None]:
+        self.running += 1
+        send: Any = None
+        throw: Optional[BaseException] = None
+        try:
+            while True:
+                try:
+                    op = handler.throw(throw) if throw is not None else handler.send(send)
+                except StopIteration:
+                    break
+                except TrackerError as exc:
+                    self._record_error(actor, f"unhandled {exc.sqlstate}: {exc.message}")
+                    break
+                except Exception as exc:  # strategy code bug: recorded, the run goes on
+                    message = f"{type(exc).__name__}: {exc}"
+                    self._record_error(actor, f"handler crashed: {message}")
+                    self.crashes.append(f"{actor.name}: {message}")
+                    break
+                send, throw = None, None
+                if isinstance(op, Sleep):
+                    if op.ms > 0:
+                        yield self.env.timeout(round(op.ms * 1000))
+                elif isinstance(op, ReadClock):
+                    send = actor.clock.read(self.env.now)
+                    self._record_clock(actor, send)
+                elif isinstance(op, DB_OPS):
+                    outcome = yield from self._db(actor, op)
+                    if outcome.error is not None:
+                        throw = outcome.error
+                    else:
+                        send = outcome.value
+                else:
+                    throw = TypeError(f"handler yielded {op!r}, which is not a tracker operation")
+        finally:
+            self.running -= 1
+            self.backend.end_session(actor.name)  # a pool would roll back what was left open
+            self._pending.pop(actor.name, None)
+            self._in_tx.discard(actor.name)
+            self._failed_tx.discard(actor.name)
+            self._wake(actor.name)
+
+    def _db(self, actor: Actor, op: Op) -> Generator[simpy.Event, Any, Done]:
+        sent = self.env.now
+        yield self.env.timeout(self.one_way_us())
+        arrived = self.env.now
+        db_now = self.db_clock.read(arrived)
+        before = self._visible(actor.name, getattr(op, "job_id", actor.job_id))
+        outcome = self.backend.execute(actor.name, op, db_now)  # type: ignore[arg-type]
+        blocked_by: tuple[str, ...] = ()
+        while isinstance(outcome, Blocked):
+            blocked_by += tuple(b for b in outcome.blockers if b not in blocked_by)
+            event = self.env.event()
+            for blocker in outcome.blockers[:1]:
+                self._waiters.setdefault(blocker, []).append((actor.name, event))
+            outcome = yield event
+        executed = self.env.now
+        replied = executed + self.one_way_us()
+        committed = self._track(actor.name, op, outcome)
+        if isinstance(op, (Commit, Rollback)):
+            self._wake(actor.name)
+        self.steps.append(
+            Step(
+                index=len(self.steps),
+                actor=actor.name,
+                job_id=getattr(op, "job_id", actor.job_id),
+                event=actor.event,
+                host=actor.host,
+                kind="db",
+                op=op,
+                sent_us=sent,
+                executed_us=executed,
+                replied_us=replied,
+                db_now_us=db_now,
+                waited_us=executed - arrived,
+                blocked_by=blocked_by,
+                result=None if outcome.value is None else dict(outcome.value),
+                error=(outcome.error.sqlstate, outcome.error.constraint, outcome.error.message)
+                if outcome.error
+                else None,
+                row_before=before,
+                row_after=self._visible(actor.name, getattr(op, "job_id", actor.job_id)),
+                committed=committed,
+            )
+        )
+        yield self.env.timeout(replied - executed)
+        return outcome
+
+    # -- lock waits ----------------------------------------------------------------------------
+
+    def _wake(self, session: str) -> None:
+        """``session`` ended a transaction: statements waiting for it try again, in order."""
+        for waiter, event in self._waiters.pop(session, []):
+            outcome = self.backend.resume(waiter)
+            if isinstance(outcome, Blocked):
+                self._waiters.setdefault(outcome.blockers[0], []).append((waiter, event))
+            else:
+                event.succeed(outcome)
+
+    # -- what each session sees (for timelines and committed versions) -------------------------
+
+    def _visible(self, session: str, job_id: str) -> Optional[Row]:
+        pending = self._pending.get(session)
+        row = pending.get(job_id) if pending else None
+        return row if row is not None else self._committed.get(job_id)
+
+    def _track(self, session: str, op: Op, outcome: Done) -> tuple[Row, ...]:
+        pending = self._pending.setdefault(session, {})
+        if isinstance(op, Begin):
+            pending.clear()
+            self._pending[session] = pending
+            self._in_tx.add(session)
+            return ()
+        if isinstance(op, (Commit, Rollback)):
+            self._in_tx.discard(session)
+            rows = tuple(pending.values()) if isinstance(op, Commit) and not self._aborted(session) else ()
+            pending.clear()
+            self._failed_tx.discard(session)
+            for row in rows:
+                self._committed[row["job_id"]] = row
+            return rows
+        if outcome.error is not None and session in self._in_tx:
+            self._failed_tx.add(session)
+        if isinstance(op, (Insert, Update)) and outcome.error is None and outcome.value is not None:
+            row = dict(outcome.value)
+            if session in self._in_tx:
+                pending[row["job_id"]] = row
+                return ()
+            self._committed[row["job_id"]] = row
+            return (row,)
+        return ()
+
+    def _aborted(self, session: str) -> bool:
+        return session in self._failed_tx
+
+    # -- recording -----------------------------------------------------------------------------
+
+    def _record_clock(self, actor: Actor, reading: int) -> None:
+        now = self.env.now
+        self.steps.append(
+            Step(len(self.steps), actor.name, actor.job_id, actor.event, actor.host, "clock", ReadClock(), now, now, now, clock_us=reading)
+        )
+
+    def _record_error(self, actor: Actor, message: str) -> None:
+        now = self.env.now
+        self.steps.append(
+            Step(len(self.steps), actor.name, actor.job_id, actor.event, actor.host, "error", None, now, now, now, error=("", None, message))
+        )

@@ -1,0 +1,96 @@
+"""What a run records: every operation a handler performed, the row versions that became visible,
+and the world's ground truth. Frozen records; the invariants are pure functions of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from tracker.ops import Op, Row
+
+
+@dataclass(frozen=True)
+class Step:
+    """One operation of one actor. Times are true simulated microseconds.
+
+    ``kind``: 'db' (a statement), 'clock' (a clock read), 'error' (the handler ended by an
+    exception it did not catch). For 'db': ``sent_us`` when the request left, ``executed_us`` when
+    it ran at the server (after any lock wait), ``replied_us`` when the answer arrived.
+    """
+
+    index: int
+    actor: str
+    job_id: str
+    event: str
+    host: str
+    kind: str
+    op: Optional[Op]
+    sent_us: int
+    executed_us: int
+    replied_us: int
+    db_now_us: Optional[int] = None
+    clock_us: Optional[int] = None
+    waited_us: int = 0
+    blocked_by: tuple[str, ...] = ()
+    result: Any = None
+    error: Optional[tuple[str, Optional[str], str]] = None  # (sqlstate, constraint, message)
+    row_before: Optional[Row] = None
+    row_after: Optional[Row] = None
+    #: Row versions that became visible to other sessions at this step (autocommit write, COMMIT).
+    committed: tuple[Row, ...] = ()
+
+    @property
+    def rejected(self) -> bool:
+        return self.error is not None and self.error[0].startswith("23")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One run of one attempt on one worker (a stall re-run is a second run of the attempt)."""
+
+    job_id: str
+    number: int
+    run: int
+    worker: str
+    start_us: int
+    end_us: Optional[int]
+    outcome: str  # 'completed', 'failed', 'stalled'
+
+
+@dataclass(frozen=True)
+class JobTruth:
+    """What really happened to one job, in true time."""
+
+    job_id: str
+    created_us: int
+    max_attempts: int
+    attempts: tuple[Attempt, ...]
+    #: (true time, state) for every state the job entered: waiting, delayed, active, failed,
+    #: completed, removed.
+    transitions: tuple[tuple[int, str], ...]
+    outcome: str  # 'completed', 'failed', 'removed'
+    outcome_us: int
+
+    @property
+    def first_start_us(self) -> Optional[int]:
+        return min((a.start_us for a in self.attempts), default=None)
+
+    @property
+    def attempts_started(self) -> int:
+        """Distinct attempt numbers that started (a stall re-run does not add one)."""
+        return len({a.number for a in self.attempts})
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Everything the invariants judge: history, final rows, ground truth, the clock bound."""
+
+    steps: tuple[Step, ...]
+    rows: dict[str, Row] = field(hash=False)
+    truth: dict[str, JobTruth] = field(hash=False)
+    tolerance_us: int
+    end_us: int
+
+    def versions(self, job_id: str) -> list[tuple[Step, Row]]:
+        """Committed versions of one job's row, in commit order, with the step that made each."""
+        return [(s, r) for s in self.steps for r in s.committed if r["job_id"] == job_id]

@@ -1,0 +1,184 @@
+"""One run and many: simulate, judge, and reduce a run to a result row.
+
+``run_one`` is the unit everything else repeats (sweeps, searches, CI checks). A result row is a
+flat dict (the columns of the results file, see ``RESULT_COLUMNS``); the same inputs and seed
+give the same row, whatever the backend, executor or worker count.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Optional
+
+from sim.clocks import EPOCH_US
+from sim.history import RunRecord
+from sim.invariants import INVARIANT_IDS, Violation, judge
+from sim.scenario import Scenario
+from sim.world import Draws, World
+from tracker.backend import TrackerBackend
+from tracker.memory import MemoryTracker
+from tracker.ops import Begin, Commit, Rollback
+from tracker.strategies import Strategy
+
+RESULTS_FORMAT = "racetrack-results/1"
+
+RESULT_COLUMNS = (
+    "format", "scenario", "strategy", "backend", "seed", "jobs", "ops", "round_trips", "statements",
+    "lock_waits", "lock_wait_ms", "crashes", "violating", "violations", *INVARIANT_IDS,
+    "first_violation", "lag_p50_ms", "lag_p99_ms", "lag_max_ms", "visibility_lags_ms",
+    "timestamp_errors_ms", "sim_ms", "params",
+)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    scenario: str
+    strategy: str
+    backend: str
+    seed: int
+    violations: tuple[Violation, ...]
+    record: RunRecord = field(repr=False, compare=False)
+    crashes: tuple[str, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def ops(self) -> int:
+        return sum(1 for s in self.record.steps if s.kind == "db")
+
+    def row(self) -> dict[str, Any]:
+        """The result row (one line of a results file)."""
+        steps = [s for s in self.record.steps if s.kind == "db"]
+        counts = {i: 0 for i in INVARIANT_IDS}
+        for v in self.violations:
+            counts[v.invariant] += 1
+        lags = visibility_lags_ms(self.record)
+        errors = timestamp_errors_ms(self.record)
+        return {
+            "format": RESULTS_FORMAT,
+            "scenario": self.scenario,
+            "strategy": self.strategy,
+            "backend": self.backend,
+            "seed": self.seed,
+            "jobs": len(self.record.truth),
+            "ops": len(steps),
+            "round_trips": len(steps),
+            "statements": sum(1 for s in steps if not isinstance(s.op, (Begin, Commit, Rollback))),
+            "lock_waits": sum(1 for s in steps if s.blocked_by),
+            "lock_wait_ms": round(sum(s.waited_us for s in steps) / 1000, 3),
+            "crashes": len(self.crashes),
+            "violating": bool(self.violations),
+            "violations": len(self.violations),
+            **counts,
+            "first_violation": self.violations[0].line() if self.violations else "",
+            "lag_p50_ms": _pct(lags, 50),
+            "lag_p99_ms": _pct(lags, 99),
+            "lag_max_ms": max(lags) if lags else None,
+            "visibility_lags_ms": json.dumps(lags),
+            "timestamp_errors_ms": json.dumps(errors),
+            "sim_ms": round(self.record.end_us / 1000, 3),
+            "params": json.dumps(self.params, sort_keys=True),
+        }
+
+
+def _pct(values: list[float], p: int) -> Optional[float]:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return round(statistics.quantiles(values, n=100, method="inclusive")[p - 1], 3)
+
+
+def visibility_lags_ms(record: RunRecord) -> list[float]:
+    """Per job: how long after the true outcome (and the true first start) a committed row
+    version first showed it, in ms."""
+    first_seen: dict[tuple[str, str], int] = {}
+    for step in record.steps:
+        for row in step.committed:
+            job = row["job_id"]
+            if row["started_at"] is not None:
+                first_seen.setdefault((job, "start"), step.executed_us)
+            if row["status"] in ("completed", "failed") or row["cancelled"]:
+                first_seen.setdefault((job, "outcome"), step.executed_us)
+    lags = []
+    for job, truth in sorted(record.truth.items()):
+        if truth.first_start_us is not None and (job, "start") in first_seen:
+            lags.append(round((first_seen[(job, "start")] - truth.first_start_us) / 1000, 3))
+        if (job, "outcome") in first_seen:
+            lags.append(round((first_seen[(job, "outcome")] - truth.outcome_us) / 1000, 3))
+    return lags
+
+
+def timestamp_errors_ms(record: RunRecord) -> list[float]:
+    """Per job: recorded minus true time of started_at and of completed_at/failed_at, in ms."""
+    errors = []
+    for job, truth in sorted(record.truth.items()):
+        row = record.rows.get(job)
+        if row is None:
+            continue
+        if truth.first_start_us is not None and row["started_at"] is not None:
+            errors.append(round((row["started_at"] - EPOCH_US - truth.first_start_us) / 1000, 3))
+        column = {"completed": "completed_at", "failed": "failed_at"}.get(truth.outcome)
+        if column and row[column] is not None:
+            errors.append(round((row[column] - EPOCH_US - truth.outcome_us) / 1000, 3))
+    return errors
+
+
+def run_one(
+    scenario: Scenario,
+    strategy: Strategy,
+    seed: int,
+    backend: Optional[TrackerBackend] = None,
+    draws: Optional[Draws] = None,
+) -> RunResult:
+    """Simulate one run and judge it."""
+    backend = backend or MemoryTracker()
+    world = World(scenario, strategy, backend, seed, draws)
+    record = world.run()
+    return RunResult(
+        scenario=scenario.name,
+        strategy=strategy.name,
+        backend=backend.name,
+        seed=seed,
+        violations=tuple(judge(record)),
+        record=record,
+        crashes=tuple(world.driver.crashes),
+        params=scenario.to_toml_table(),
+    )
+
+
+@dataclass(frozen=True)
+class SweepItem:
+    scenario: Scenario
+    strategy: Strategy
+    seed: int
+
+
+def plan(scenarios: Iterable[Scenario], strategies: Iterable[Strategy], runs: int, seed: int) -> Iterator[SweepItem]:
+    """The runs of a sweep, in a fixed order: scenario, strategy, then seed ``seed + i``.
+
+    Every strategy sees the same seeds, hence the same worlds: comparisons are paired.
+    """
+    strategies = list(strategies)
+    for scenario in scenarios:
+        for strategy in strategies:
+            for i in range(runs):
+                yield SweepItem(scenario, strategy, seed + i)
+
+
+def summarize(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (scenario, strategy, backend): runs, violating runs, violations per invariant."""
+    table: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["scenario"], row["strategy"], row["backend"])
+        entry = table.setdefault(
+            key,
+            {"scenario": key[0], "strategy": key[1], "backend": key[2], "runs": 0, "violating_runs": 0,
+             "violations": {i: 0 for i in INVARIANT_IDS}},
+        )
+        entry["runs"] += 1
+        entry["violating_runs"] += int(bool(row["violating"]))
+        for i in INVARIANT_IDS:
+            entry["violations"][i] += int(row[i])
+    return list(table.values())

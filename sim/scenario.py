@@ -1,0 +1,313 @@
+"""Scenario files: what a run simulates, read from TOML, validated, with a default for everything.
+
+:data:`PARAMS` is the whole format: every key, its default, what it allows, what it means. The
+README's table is generated from it (``racetrack scenarios --params``), validation reads it, and a
+test keeps the bundled files and the README in step with it. A bad file gives a
+:class:`ScenarioError` whose message is one line naming the file, the line and the key.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+from sim.distributions import FORMS, Dist, parse_dist
+
+
+class ScenarioError(ValueError):
+    """Bad scenario input; ``str()`` is the one line the user sees."""
+
+
+@dataclass(frozen=True)
+class Param:
+    path: str
+    default: Any
+    kind: str  # int, number, probability, dist, choice, text
+    doc: str
+    minimum: float | None = None
+    exclusive_minimum: bool = False
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+
+
+def _p(path: str, default: Any, kind: str, doc: str, **kw: Any) -> Param:
+    return Param(path, default, kind, doc, **kw)
+
+
+PARAMS: tuple[Param, ...] = (
+    _p("description", "", "text", "One line saying what the scenario is for."),
+    _p("job.count", 5, "int", "Jobs the producer adds in one run.", minimum=1, maximum=100_000),
+    _p("job.interarrival", {"fixed_ms": 20}, "dist", "Gap between two jobs being added."),
+    _p("job.duration", {"median_ms": 50, "p99_ms": 200}, "dist", "Processing time of one attempt."),
+    _p("job.fail_probability", 0.0, "probability", "Chance that an attempt fails."),
+    _p("job.attempts", 1, "int", "BullMQ `opts.attempts`: attempts allowed (1 = no retry).", minimum=1, maximum=100),
+    _p("job.delay_ms", 0.0, "number", "BullMQ `opts.delay`: the job starts delayed this long.", minimum=0),
+    _p("job.progress_updates", 0, "int", "`job.updateProgress` calls per attempt, evenly spread.", minimum=0, maximum=100),
+    _p("backoff.type", "exponential", "choice", "Retry backoff.", choices=("none", "fixed", "exponential")),
+    _p("backoff.delay_ms", 1000.0, "number", "Backoff base: fixed wait, or `round(2^(n-1) * delay)`.", minimum=0),
+    _p("backoff.jitter", 0.0, "probability", "Wait is uniform in [max*(1-jitter), max)."),
+    _p("workers.count", 1, "int", "Worker hosts, each with its own clock.", minimum=1, maximum=1000),
+    _p("workers.concurrency", 1, "int", "Jobs one worker runs at once.", minimum=1, maximum=1000),
+    _p("workers.lock_duration_ms", 30000.0, "number", "Job lock; a frozen worker loses it after this.", minimum=0, exclusive_minimum=True),
+    _p("workers.stalled_interval_ms", 30000.0, "number", "Stall checker period: detection lags lock expiry by up to this.", minimum=0, exclusive_minimum=True),
+    _p("workers.max_stalled_count", 1, "int", "Stalls allowed before the job fails (0 = at-most-once).", minimum=0, maximum=100),
+    _p("stalls.probability", 0.0, "probability", "Chance that an attempt's worker freezes past its lock (the job is re-run)."),
+    _p("cancel.probability", 0.0, "probability", "Chance the producer removes a job after adding it."),
+    _p("cancel.after", {"fixed_ms": 10}, "dist", "When, after adding, the producer tries to remove it."),
+    _p("handlers.active_delay_ms", 500.0, "number", "Fixed delay the integration gives 'active' handlers.", minimum=0),
+    _p("handlers.completed_delay_ms", 300.0, "number", "Fixed delay for 'completed' handlers.", minimum=0),
+    _p("handlers.failed_delay_ms", 0.0, "number", "Fixed delay for 'failed' handlers.", minimum=0),
+    _p("handlers.progress_delay_ms", 0.0, "number", "Fixed delay for 'progress' handlers.", minimum=0),
+    _p("handlers.removed_delay_ms", 0.0, "number", "Fixed delay for 'removed' handlers.", minimum=0),
+    _p("network.db_rtt", {"median_ms": 3, "p99_ms": 30}, "dist", "Round trip to the database; each direction is half a draw, drawn per operation."),
+    _p("clocks.max_offset_ms", 5.0, "number", "Each host's clock offset is uniform in [-max, +max] (the database's too).", minimum=0),
+    _p("clocks.max_drift_ppm", 50.0, "number", "Each host's clock rate error is uniform in [-max, +max] ppm.", minimum=0, maximum=100_000),
+    _p("invariants.timestamp_slack_ms", 50.0, "number", "`faithful-timestamps` allows this plus the clocks' worst error.", minimum=0),
+)
+PARAM_BY_PATH = {p.path: p for p in PARAMS}
+SECTIONS = sorted({p.path.split(".")[0] for p in PARAMS if "." in p.path} | {"expect"})
+EXPECT_FORM = '"clean", "violates:<invariant>[,<invariant>...]" or "any"'
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated scenario: ``values`` maps every path in :data:`PARAMS` to its value
+    (distributions as :class:`Dist`); ``expect`` maps a strategy name to its expectation."""
+
+    name: str
+    source: str
+    values: dict[str, Any] = field(hash=False)
+    expect: dict[str, str] = field(default_factory=dict, hash=False)
+
+    def __getitem__(self, path: str) -> Any:
+        return self.values[path]
+
+    def dist(self, path: str) -> Dist:
+        value = self.values[path]
+        assert isinstance(value, Dist)
+        return value
+
+    def with_values(self, changes: dict[str, Any]) -> "Scenario":
+        """A copy with some parameters changed (already validated values)."""
+        return Scenario(self.name, self.source, {**self.values, **changes}, dict(self.expect))
+
+    def to_toml_table(self) -> dict[str, Any]:
+        """Every parameter as plain TOML-able data (distributions as their tables)."""
+        out: dict[str, Any] = {}
+        for path, value in self.values.items():
+            out[path] = value.to_toml() if isinstance(value, Dist) else value
+        return out
+
+
+# --- locating keys for messages ---------------------------------------------------------------
+
+
+def _line_of(text: str, path: str) -> int | None:
+    """The line where ``path`` (``section.key`` or ``key``) is set, for error messages."""
+    section, _, key = path.rpartition(".")
+    if "." in section:  # a field inside an inline table: point at the table's line
+        section, _, key = section.rpartition(".")
+    current = ""
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        header = re.match(r"^\[\s*([A-Za-z0-9_.-]+)\s*\]", stripped)
+        if header:
+            current = header.group(1)
+            if current == path:
+                return number
+            continue
+        if current == section and re.match(rf"^{re.escape(key)}\s*=", stripped):
+            return number
+        if not section and current == "" and re.match(rf"^{re.escape(key)}\s*=", stripped):
+            return number
+    return None
+
+
+def _where(source: str, text: str, path: str) -> str:
+    line = _line_of(text, path) if text else None
+    return f"{source}: line {line}: " if line else f"{source}: "
+
+
+# --- validation --------------------------------------------------------------------------------
+
+
+def _check_number(param: Param, value: Any) -> str | None:
+    if param.kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"must be a whole number (got {value!r})"
+    elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return f"must be a number (got {value!r})"
+    if param.kind == "probability" and not 0 <= value <= 1:
+        return f"must be a probability between 0 and 1 (got {value!r})"
+    if param.minimum is not None:
+        if param.exclusive_minimum and value <= param.minimum:
+            return f"must be > {param.minimum:g} (got {value!r})"
+        if value < param.minimum:
+            return f"must be >= {param.minimum:g} (got {value!r})"
+    if param.maximum is not None and value > param.maximum:
+        return f"must be <= {param.maximum:g} (got {value!r})"
+    return None
+
+
+def validate_value(param: Param, value: Any) -> tuple[Any, str | None]:
+    """``(converted value, None)`` or ``(None, reason)`` for one parameter."""
+    if param.kind == "dist":
+        try:
+            return parse_dist(value), None
+        except ValueError as exc:
+            return None, str(exc)
+    if param.kind == "choice":
+        if value not in param.choices:
+            return None, f"must be one of {', '.join(param.choices)} (got {value!r})"
+        return value, None
+    if param.kind == "text":
+        if not isinstance(value, str):
+            return None, f"must be a string (got {value!r})"
+        return value, None
+    reason = _check_number(param, value)
+    if reason:
+        return None, reason
+    return (float(value) if param.kind in ("number", "probability") else value), None
+
+
+def _validate_expectation(value: Any) -> str | None:
+    from sim.invariants import INVARIANT_IDS  # the IDs are the checkers' to own
+
+    if not isinstance(value, str):
+        return f"must be a string: {EXPECT_FORM} (got {value!r})"
+    if value in ("clean", "any"):
+        return None
+    if value.startswith("violates:"):
+        ids = [i.strip() for i in value[len("violates:") :].split(",") if i.strip()]
+        unknown = [i for i in ids if i not in INVARIANT_IDS]
+        if not ids or unknown:
+            return f"names unknown invariant {unknown[0] if unknown else '(none)'!r}; known: {', '.join(INVARIANT_IDS)}"
+        return None
+    return f"must be {EXPECT_FORM} (got {value!r})"
+
+
+def from_mapping(data: dict[str, Any], name: str, source: str, text: str = "") -> Scenario:
+    """Validate parsed TOML; raise :class:`ScenarioError` naming the first bad key."""
+    values: dict[str, Any] = {}
+    expect: dict[str, str] = {}
+    for key, value in data.items():
+        if key in PARAM_BY_PATH:  # top-level keys (description)
+            continue
+        if key == "expect":
+            if not isinstance(value, dict):
+                raise ScenarioError(f"{_where(source, text, key)}[expect] must be a table of strategy = expectation")
+            for strategy, expectation in value.items():
+                reason = _validate_expectation(expectation)
+                if reason:
+                    raise ScenarioError(f"{_where(source, text, f'expect.{strategy}')}expect.{strategy} {reason}")
+                expect[strategy] = expectation
+            continue
+        if key not in SECTIONS:
+            raise ScenarioError(
+                f"{_where(source, text, key)}unknown key {key!r}; allowed: description, "
+                + ", ".join(f"[{s}]" for s in SECTIONS)
+            )
+        if not isinstance(value, dict):
+            raise ScenarioError(f"{_where(source, text, key)}{key} must be a table ([{key}])")
+        allowed = [p.path.split(".", 1)[1] for p in PARAMS if p.path.startswith(key + ".")]
+        for sub in value:
+            if sub not in allowed:
+                raise ScenarioError(
+                    f"{_where(source, text, f'{key}.{sub}')}unknown key {key}.{sub}; allowed in [{key}]: "
+                    + ", ".join(allowed)
+                )
+    for param in PARAMS:
+        section, _, sub = param.path.rpartition(".")
+        container = data.get(section, {}) if section else data
+        if sub not in container:
+            values[param.path] = parse_dist(param.default) if param.kind == "dist" else param.default
+            continue
+        converted, reason = validate_value(param, container[sub])
+        if reason:
+            if param.kind == "dist":
+                reason = reason if reason.startswith("must") else f"{reason}"
+            raise ScenarioError(f"{_where(source, text, param.path)}{param.path} {reason}")
+        values[param.path] = converted
+    _cross_checks(values, source, text)
+    return Scenario(name=name, source=source, values=values, expect=expect)
+
+
+def _cross_checks(values: dict[str, Any], source: str, text: str) -> None:
+    rtt: Dist = values["network.db_rtt"]
+    if rtt.kind == "fixed" and rtt.a == 0:
+        pass  # an instant network is allowed: it is the model's limit case
+
+
+def bundled_dir() -> Path:
+    """Where the bundled scenario files live (inside the installed ``scenarios`` package)."""
+    return Path(str(resources.files("scenarios")))
+
+
+def bundled_names() -> list[str]:
+    return sorted(p.stem for p in bundled_dir().glob("*.toml"))
+
+
+def load(name_or_path: str) -> Scenario:
+    """A bundled scenario by name, or a TOML file by path."""
+    path = Path(name_or_path)
+    if name_or_path.endswith(".toml") or path.exists() or "/" in name_or_path:
+        if not path.is_file():
+            raise ScenarioError(f"{name_or_path}: no such scenario file")
+        return load_file(path, path.stem)
+    bundled = bundled_dir() / f"{name_or_path}.toml"
+    if not bundled.is_file():
+        names = bundled_names()
+        raise ScenarioError(
+            f"unknown scenario {name_or_path!r}: bundled are {', '.join(names)}; or give a path to a .toml file"
+        )
+    return load_file(bundled, name_or_path, source=f"scenarios/{name_or_path}.toml")
+
+
+def load_file(path: Path, name: str, source: str | None = None) -> Scenario:
+    source = source or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{source}: cannot read ({exc})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{source}: invalid TOML: {exc}") from None
+    return from_mapping(data, name, source, text)
+
+
+def parse_override(assignment: str) -> tuple[str, Callable[[Scenario], Any], list[str]]:
+    """``path=v1,v2,...`` (for ``--grid``): the parameter path and its validated values.
+
+    ``path`` is a parameter (``job.fail_probability``) or a distribution field
+    (``job.duration.median_ms``). Returns the path, a function applying one value, and the raw
+    values as given.
+    """
+    raise NotImplementedError
+
+
+def format_params_markdown() -> str:
+    """The README's table of every scenario parameter."""
+    lines = ["| key | default | allowed | meaning |", "| --- | --- | --- | --- |"]
+    for p in PARAMS:
+        if p.kind == "dist":
+            allowed = "a distribution: " + FORMS
+            default = "{ " + ", ".join(f"{k} = {v:g}" for k, v in p.default.items()) + " }"
+        elif p.kind == "choice":
+            allowed, default = " \\| ".join(p.choices), f'"{p.default}"'
+        elif p.kind == "text":
+            allowed, default = "string", '""'
+        elif p.kind == "probability":
+            allowed, default = "0 to 1", f"{p.default:g}"
+        else:
+            lo = "" if p.minimum is None else (f"> {p.minimum:g}" if p.exclusive_minimum else f">= {p.minimum:g}")
+            hi = "" if p.maximum is None else f"<= {p.maximum:g}"
+            allowed = ("whole number " if p.kind == "int" else "number ") + ", ".join(x for x in (lo, hi) if x)
+            default = f"{p.default:g}"
+        lines.append(f"| `{p.path}` | `{default}` | {allowed.strip()} | {p.doc} |")
+    return "\n".join(lines)

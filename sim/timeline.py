@@ -1,0 +1,76 @@
+"""A run as text that reads like the interleaving (PostgreSQL's isolation tester's transcript):
+one line per operation and per true queue event, in simulated time, the violations marked on the
+operations that caused them. Plain text that diffs cleanly."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from sim.history import RunRecord, Step
+from sim.invariants import Violation
+from tracker.ops import COLUMNS, Select, describe, format_timestamp
+
+SHOWN = ("status", "attempts", "started_at", "completed_at", "failed_at", "cancelled")
+
+
+def _value(column: str, value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if COLUMNS.get(column) == "timestamptz":
+        return format_timestamp(value)
+    return str(value)
+
+
+def row_summary(row: Optional[dict[str, Any]]) -> str:
+    if row is None:
+        return "(no row)"
+    return " ".join(f"{c}={_value(c, row[c])}" for c in SHOWN)
+
+
+def _changes(before: Optional[dict[str, Any]], after: Optional[dict[str, Any]]) -> str:
+    if after is None:
+        return "(no row)"
+    if before is None:
+        return row_summary(after)
+    changed = [c for c in SHOWN if before.get(c) != after.get(c)]
+    return " ".join(f"{c}:{_value(c, before.get(c))}->{_value(c, after.get(c))}" for c in changed) or "(no change)"
+
+
+def step_line(step: Step) -> str:
+    """What one step did and what it saw or wrote."""
+    if step.kind == "clock":
+        return f"read clock -> {format_timestamp(step.clock_us or 0)}"
+    if step.kind == "error":
+        return f"handler ended: {step.error[2] if step.error else ''}"
+    assert step.op is not None
+    text = describe(step.op)
+    if step.blocked_by:
+        text += f" <waited {step.waited_us / 1000:.3f} ms for {', '.join(step.blocked_by)}>"
+    if step.error is not None:
+        return f"{text} -> ERROR {step.error[1] or step.error[0]}"
+    if isinstance(step.op, Select):
+        return f"{text} -> {row_summary(step.result)}"
+    if step.op.__class__.__name__ in ("Insert", "Update"):
+        if step.result is None:
+            return f"{text} -> 0 rows"
+        return f"{text} -> {_changes(step.row_before, step.row_after)}"
+    return text
+
+
+def render(record: RunRecord, violations: list[Violation] | tuple[Violation, ...], header: str = "") -> str:
+    marks: dict[int, list[str]] = {}
+    for v in violations:
+        if v.step is not None:
+            marks.setdefault(v.step, []).append(v.invariant)
+    events: list[tuple[int, int, str]] = []
+    for job, truth in record.truth.items():
+        for t, state in truth.transitions:
+            events.append((t, 0, f"{'[queue]':<24} {job} {state}"))
+    for step in record.steps:
+        mark = f"   <-- {', '.join(marks[step.index])}" if step.index in marks else ""
+        events.append((step.executed_us, 1, f"{step.actor:<24} {step_line(step)}{mark}"))
+    lines = [header] if header else []
+    lines.append(f"{'time ms':>10}  {'actor':<24} operation -> result")
+    for t, _, text in sorted(events, key=lambda e: (e[0], e[1])):
+        lines.append(f"{t / 1000:>10.3f}  {text}")
+    return "\n".join(lines)

@@ -1,0 +1,349 @@
+"""The world: a BullMQ-like queue in SimPy, whose events start a strategy's handlers.
+
+What it models (``shared/notes/queue-semantics.md`` has the sources):
+
+* a producer adds jobs over time: it awaits the strategy's ``on_created`` (the row insert), then
+  adds the job, waiting or delayed (``opts.delay``);
+* workers (hosts with their own clocks) each run ``concurrency`` jobs at once, FIFO;
+* an attempt takes a drawn duration and fails with a probability; a failed attempt is retried
+  while ``attemptsMade < attempts``, after ``round(2^(n-1) * delay)`` (exponential), ``delay``
+  (fixed) or at once (none), with jitter uniform in ``[max*(1-jitter), max)``;
+* a stall: the worker freezes past its lock; the checker notices within one stalled interval,
+  moves the job back to wait ('stalled') and another run of the *same* attempt starts, while the
+  frozen run still holds its slot; its late finish is refused (lost lock) and emits nothing;
+  past ``maxStalledCount`` stalls the job fails;
+* the producer may remove a waiting or delayed job ('removed'); an active job cannot be removed;
+* 'active', 'progress', 'completed', 'failed', 'removed', 'stalled' start handlers *without*
+  awaiting them (Node's EventEmitter), after the state change;
+* every timestamp a handler gets is read from its host's clock at the moment it was taken.
+
+The world records the ground truth (:class:`~sim.history.JobTruth`). Every random decision goes
+through :class:`Draws`, keyed by job and attempt, so that two strategies run with one seed see
+the same world, and a search (Hypothesis) can substitute its own choices.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Generator, Optional
+
+import simpy
+
+from sim.clocks import Clock
+from sim.distributions import Dist
+from sim.driver import Actor, Driver
+from sim.history import Attempt, JobTruth, RunRecord
+from sim.scenario import Scenario
+from tracker.backend import TrackerBackend
+from tracker.strategies import HandlerContext, JobView, Strategy
+
+
+def us(ms: float) -> int:
+    return round(ms * 1000)
+
+
+class Draws:
+    """Every random choice of a run, named. Subclass to choose otherwise (e.g. Hypothesis).
+
+    ``job`` streams are per job (arrivals and attempts of job 3 do not depend on job 2's); the
+    network stream draws one latency per direction per operation.
+    """
+
+    def __init__(self, seed: int | str) -> None:
+        self.seed = seed
+        self._jobs: dict[int, random.Random] = {}
+        self.clocks = random.Random(f"racetrack:{seed}:clocks")
+        self.net = random.Random(f"racetrack:{seed}:net")
+        self.arrivals = random.Random(f"racetrack:{seed}:arrivals")
+
+    def _job(self, job: int) -> random.Random:
+        rng = self._jobs.get(job)
+        if rng is None:
+            rng = self._jobs[job] = random.Random(f"racetrack:{self.seed}:job:{job}")
+        return rng
+
+    def interarrival_ms(self, dist: Dist) -> float:
+        return dist.sample(self.arrivals)
+
+    def job_ms(self, job: int, what: str, dist: Dist) -> float:
+        """A duration for a job: 'duration' (per attempt run), 'cancel_after'."""
+        return dist.sample(self._job(job))
+
+    def job_chance(self, job: int, what: str, p: float) -> bool:
+        """'fail', 'stall', 'cancel'."""
+        draw = self._job(job).random()  # drawn even when p is 0 or 1: streams stay aligned
+        return draw < p
+
+    def job_uniform(self, job: int, what: str, lo: float, hi: float) -> float:
+        """'jitter', 'stall_detect'."""
+        return self._job(job).uniform(lo, hi)
+
+    def clock(self, host: str, max_offset_ms: float, max_drift_ppm: float) -> tuple[float, float]:
+        """(offset in ms, drift in ppm) for a host."""
+        return (
+            self.clocks.uniform(-max_offset_ms, max_offset_ms),
+            self.clocks.uniform(-max_drift_ppm, max_drift_ppm),
+        )
+
+    def one_way_ms(self, rtt: Dist) -> float:
+        return rtt.sample(self.net) / 2
+
+
+@dataclass
+class _Job:
+    index: int
+    id: str
+    max_attempts: int
+    delayed: bool
+    timestamp_us: int = 0
+    created_us: int = 0
+    state: str = "new"
+    attempts_made: int = 0
+    attempts_started: int = 0
+    runs: int = 0
+    current_run: int = 0
+    stalled_count: int = 0
+    events: dict[str, int] = field(default_factory=dict)
+    attempts: list[Attempt] = field(default_factory=list)
+    transitions: list[tuple[int, str]] = field(default_factory=list)
+    outcome: str = ""
+    outcome_us: int = 0
+
+
+class World:
+    """One run: a scenario, a strategy, a backend and a seed."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        strategy: Strategy,
+        backend: TrackerBackend,
+        seed: int | str,
+        draws: Optional[Draws] = None,
+    ) -> None:
+        self.scenario = scenario
+        self.strategy = strategy
+        self.backend = backend
+        self.draws = draws or Draws(seed)
+        self.env = simpy.Environment()
+        s = scenario
+        hosts = ["api", "db"] + [f"worker-{i + 1}" for i in range(s["workers.count"])]
+        self.clocks: dict[str, Clock] = {}
+        for host in hosts:
+            offset_ms, drift = self.draws.clock(host, s["clocks.max_offset_ms"], s["clocks.max_drift_ppm"])
+            self.clocks[host] = Clock(host, us(offset_ms), drift, 1 if host == "db" else 1000)
+        rtt = s.dist("network.db_rtt")
+        self.driver = Driver(self.env, backend, self.clocks["db"], lambda: us(self.draws.one_way_ms(rtt)))
+        self.queue: simpy.Store = simpy.Store(self.env)
+        self.jobs: list[_Job] = []
+        self._contexts = {
+            host: HandlerContext(
+                host=host,
+                active_delay_ms=s["handlers.active_delay_ms"],
+                completed_delay_ms=s["handlers.completed_delay_ms"],
+                failed_delay_ms=s["handlers.failed_delay_ms"],
+                progress_delay_ms=s["handlers.progress_delay_ms"],
+                removed_delay_ms=s["handlers.removed_delay_ms"],
+            )
+            for host in hosts
+        }
+
+    # -- running -------------------------------------------------------------------------------
+
+    def run(self) -> RunRecord:
+        """Simulate until every job is settled and every handler has finished."""
+        self.backend.reset()
+        self.env.process(self._producer())
+        for w in range(self.scenario["workers.count"]):
+            for _ in range(self.scenario["workers.concurrency"]):
+                self.env.process(self._slot(f"worker-{w + 1}"))
+        self.env.run()
+        end = int(self.env.now)
+        slack = us(self.scenario["invariants.timestamp_slack_ms"])
+        tolerance = slack + max(c.error_bound_us(end) for c in self.clocks.values())
+        truth = {
+            j.id: JobTruth(
+                job_id=j.id,
+                created_us=j.created_us,
+                max_attempts=j.max_attempts,
+                attempts=tuple(j.attempts),
+                transitions=tuple(j.transitions),
+                outcome=j.outcome,
+                outcome_us=j.outcome_us,
+            )
+            for j in self.jobs
+        }
+        return RunRecord(
+            steps=tuple(self.driver.steps),
+            rows=self.backend.rows(),
+            truth=truth,
+            tolerance_us=tolerance,
+            end_us=end,
+        )
+
+    # -- the producer --------------------------------------------------------------------------
+
+    def _producer(self) -> Generator[simpy.Event, Any, None]:
+        s = self.scenario
+        for index in range(s["job.count"]):
+            if index:
+                yield self.env.timeout(us(self.draws.interarrival_ms(s.dist("job.interarrival"))))
+            self.env.process(self._add(index))
+
+    def _add(self, index: int) -> Generator[simpy.Event, Any, None]:
+        s = self.scenario
+        delay_ms = s["job.delay_ms"]
+        job = _Job(index, f"job-{index + 1}", s["job.attempts"], delayed=delay_ms > 0)
+        self.jobs.append(job)
+        job.timestamp_us = self.clocks["api"].read(self.env.now)
+        yield self._emit("created", job, "api", self._view(job, 0))  # the insert is awaited
+        job.created_us = self.env.now
+        if job.delayed:
+            self._enter(job, "delayed")
+            self.env.process(self._promote(job, us(delay_ms)))
+        else:
+            self._enter(job, "waiting")
+            self.queue.put(job)
+        cancel = self.draws.job_chance(index, "cancel", s["cancel.probability"])
+        after = self.draws.job_ms(index, "cancel_after", s.dist("cancel.after"))
+        if cancel:
+            self.env.process(self._remove(job, us(after)))
+
+    def _promote(self, job: _Job, delay: int) -> Generator[simpy.Event, Any, None]:
+        yield self.env.timeout(delay)
+        if job.state == "delayed":
+            self._enter(job, "waiting")
+            self.queue.put(job)
+
+    def _remove(self, job: _Job, after: int) -> Generator[simpy.Event, Any, None]:
+        yield self.env.timeout(after)
+        if job.state not in ("waiting", "delayed"):
+            return  # BullMQ refuses to remove a locked (active) or finished job
+        self._enter(job, "removed")
+        self._settle(job, "removed")
+        view = self._view(job, job.attempts_made, removed_on_us=self.clocks["api"].read(self.env.now))
+        self._emit("removed", job, "api", view)
+
+    # -- workers -------------------------------------------------------------------------------
+
+    def _slot(self, worker: str) -> Generator[simpy.Event, Any, None]:
+        while True:
+            job = yield self.queue.get()
+            if job.state == "waiting":
+                yield from self._attempt(job, worker)
+
+    def _attempt(self, job: _Job, worker: str) -> Generator[simpy.Event, Any, None]:
+        s, draws, clock = self.scenario, self.draws, self.clocks[worker]
+        job.attempts_started += 1
+        job.runs += 1
+        run = job.current_run = job.runs
+        number = job.attempts_made + 1
+        start = self.env.now
+        processed_on = clock.read(start)
+        self._enter(job, "active")
+        self._emit("active", job, worker, self._view(job, number, processed_on_us=processed_on))
+        duration = us(draws.job_ms(job.index, "duration", s.dist("job.duration")))
+        fails = draws.job_chance(job.index, "fail", s["job.fail_probability"])
+        stalls = draws.job_chance(job.index, "stall", s["stalls.probability"])
+        if stalls:
+            lag = draws.job_uniform(job.index, "stall_detect", 0.0, s["workers.stalled_interval_ms"])
+            detect = start + us(s["workers.lock_duration_ms"]) + us(lag)
+            self.env.process(self._stall_checker(job, run, number, worker, detect))
+            # The frozen run holds its slot until after it was re-queued; its finish emits nothing.
+            yield self.env.timeout(detect - start + duration)
+            job.attempts.append(Attempt(job.id, number, run, worker, start, self.env.now, "stalled"))
+            return
+        updates = s["job.progress_updates"]
+        for k in range(1, updates + 1):
+            yield self.env.timeout(duration // (updates + 1))
+            progress = {"percent": round(100 * k / (updates + 1))}
+            self._emit("progress", job, worker, self._view(job, number, processed_on_us=processed_on, progress=progress))
+        yield self.env.timeout(duration - updates * (duration // (updates + 1)))
+        end = self.env.now
+        finished_on = clock.read(end)
+        job.attempts_made += 1
+        if fails:
+            job.attempts.append(Attempt(job.id, number, run, worker, start, end, "failed"))
+            self._enter(job, "failed")
+            will_retry = job.attempts_made < job.max_attempts
+            if will_retry:
+                self._retry(job)
+            else:
+                self._settle(job, "failed")
+            view = self._view(
+                job, number, processed_on_us=processed_on, finished_on_us=finished_on,
+                failed_reason=f"attempt {number} failed", will_retry=will_retry,
+            )
+            self._emit("failed", job, worker, view)
+        else:
+            job.attempts.append(Attempt(job.id, number, run, worker, start, end, "completed"))
+            self._enter(job, "completed")
+            self._settle(job, "completed")
+            self._emit("completed", job, worker, self._view(job, number, processed_on_us=processed_on, finished_on_us=finished_on))
+
+    def _retry(self, job: _Job) -> None:
+        s = self.scenario
+        kind, base = s["backoff.type"], s["backoff.delay_ms"]
+        if kind == "none":
+            self._enter(job, "waiting")
+            self.queue.put(job)
+            return
+        wait = base if kind == "fixed" else float(round(2 ** (job.attempts_made - 1) * base))
+        jitter = s["backoff.jitter"]
+        if jitter > 0:
+            wait = self.draws.job_uniform(job.index, "jitter", wait * (1 - jitter), wait)
+        self._enter(job, "delayed")
+        self.env.process(self._promote(job, us(wait)))
+
+    def _stall_checker(self, job: _Job, run: int, number: int, worker: str, detect: int) -> Generator[simpy.Event, Any, None]:
+        yield self.env.timeout(detect - self.env.now)
+        if job.state != "active" or job.current_run != run:
+            return
+        job.stalled_count += 1
+        checker = worker  # the checker's clock: any worker's would do; this one is at hand
+        if job.stalled_count > self.scenario["workers.max_stalled_count"]:
+            job.attempts_made += 1
+            self._enter(job, "failed")
+            self._settle(job, "failed")
+            view = self._view(
+                job, number, finished_on_us=self.clocks[checker].read(self.env.now),
+                failed_reason="job stalled more than allowable limit", will_retry=False,
+            )
+            self._emit("failed", job, checker, view)
+            return
+        self._enter(job, "waiting")
+        self.queue.put(job)
+        self._emit("stalled", job, checker, self._view(job, number))
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    def _enter(self, job: _Job, state: str) -> None:
+        job.state = state
+        job.transitions.append((self.env.now, state))
+
+    def _settle(self, job: _Job, outcome: str) -> None:
+        job.outcome, job.outcome_us = outcome, self.env.now
+
+    def _view(self, job: _Job, attempt: int, **extra: Any) -> JobView:
+        return JobView(
+            id=job.id,
+            attempt=attempt,
+            attempts_made=job.attempts_made,
+            attempts_started=job.attempts_started,
+            max_attempts=job.max_attempts,
+            timestamp_us=job.timestamp_us,
+            delayed=job.delayed,
+            **extra,
+        )
+
+    def _emit(self, event: str, job: _Job, host: str, view: JobView) -> simpy.Event:
+        """Start the strategy's handler for ``event`` now; returns its process (or a done event)."""
+        handler = self.strategy.handler(event)
+        if handler is None:
+            done = self.env.event()
+            done.succeed()
+            return done
+        job.events[event] = job.events.get(event, 0) + 1
+        actor = Actor(f"{job.id}.{event}#{job.events[event]}", job.id, event, host, self.clocks[host])
+        return self.driver.spawn(actor, handler(view, self._contexts[host]))

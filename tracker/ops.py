@@ -1,0 +1,313 @@
+"""What a handler may ask for: the operations strategies yield, and what comes back.
+
+A strategy's handler is a generator. It yields one of the records below and receives the answer:
+
+==================  ==========================================================
+yield               receives
+==================  ==========================================================
+``Select``          the row as a dict, or ``None`` when there is no row
+``Insert``          the inserted row (``RETURNING *``)
+``Update``          the updated row, or ``None`` when the guard matched no row
+``Begin``/...       ``None``
+``Sleep``           ``None``, after the delay
+``ReadClock``       this host's clock reading, integer microseconds since 1970
+==================  ==========================================================
+
+A write the table rejects is thrown into the generator as :class:`TrackerError`, carrying the
+constraint's name exactly as PostgreSQL reports it; a handler that does not catch it ends there
+(as an unhandled promise rejection would in Node).
+
+Timestamps everywhere are integer microseconds since the Unix epoch (UTC), the resolution of
+PostgreSQL's ``timestamptz``. Values in ``Update.set`` may be plain values or expressions
+(:class:`Col`, :class:`DbNow`, :class:`Greatest`, :class:`Coalesce`, :class:`Case`); guards in
+``Update.where`` are :class:`Cond` records, ANDed, with SQL's three-valued logic (a comparison
+with NULL is unknown, and an unknown guard does not match).
+
+Imports nothing but the standard library: drivers and backends interpret these records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Generator, Mapping, Union
+
+TABLE = "job_status"
+
+#: Column name -> SQL type, in table order. ``tracker/schema.sql`` is the definition; a test keeps
+#: the two in step.
+COLUMNS: dict[str, str] = {
+    "job_id": "text",
+    "status": "text",
+    "attempts": "integer",
+    "max_attempts": "integer",
+    "created_at": "timestamptz",
+    "updated_at": "timestamptz",
+    "started_at": "timestamptz",
+    "completed_at": "timestamptz",
+    "failed_at": "timestamptz",
+    "error_message": "text",
+    "progress": "jsonb",
+    "cancelled": "boolean",
+    "cancelled_at": "timestamptz",
+}
+TIMESTAMP_COLUMNS = tuple(c for c, t in COLUMNS.items() if t == "timestamptz")
+STATUSES = ("pending", "waiting", "active", "completed", "failed", "delayed")
+
+Row = dict[str, Any]
+
+
+# --- expressions -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Col:
+    """The row's current value of a column (in an UPDATE: the value before this statement)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class DbNow:
+    """``now()``: the database's clock at the start of the current transaction."""
+
+
+@dataclass(frozen=True)
+class Greatest:
+    """``GREATEST(a, b, ...)``: the largest non-NULL argument (NULL if all are NULL)."""
+
+    args: tuple[Any, ...]
+
+    def __init__(self, *args: Any) -> None:
+        object.__setattr__(self, "args", tuple(args))
+
+
+@dataclass(frozen=True)
+class Coalesce:
+    """``COALESCE(a, b, ...)``: the first non-NULL argument."""
+
+    args: tuple[Any, ...]
+
+    def __init__(self, *args: Any) -> None:
+        object.__setattr__(self, "args", tuple(args))
+
+
+@dataclass(frozen=True)
+class Cond:
+    """One guard term: ``column <op> value``. ``op`` is one of :data:`COND_OPS`.
+
+    ``value`` may be a plain value, an expression (``Col``, ``DbNow``...), or for ``in`` /
+    ``not in`` a tuple of plain values; for ``is null`` / ``is not null`` it is ignored.
+    """
+
+    column: str
+    op: str
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class Case:
+    """``CASE WHEN <all conds> THEN then ELSE otherwise END``."""
+
+    when: tuple[Cond, ...]
+    then: Any
+    otherwise: Any
+
+
+Expr = Union[Col, DbNow, Greatest, Coalesce, Case, Any]
+
+COND_OPS = ("=", "<>", "<", "<=", ">", ">=", "in", "not in", "is null", "is not null")
+
+
+def eq(column: str, value: Any) -> Cond:
+    return Cond(column, "=", value)
+
+
+def ne(column: str, value: Any) -> Cond:
+    return Cond(column, "<>", value)
+
+
+def lt(column: str, value: Any) -> Cond:
+    return Cond(column, "<", value)
+
+
+def le(column: str, value: Any) -> Cond:
+    return Cond(column, "<=", value)
+
+
+def gt(column: str, value: Any) -> Cond:
+    return Cond(column, ">", value)
+
+
+def ge(column: str, value: Any) -> Cond:
+    return Cond(column, ">=", value)
+
+
+def is_in(column: str, values: tuple[Any, ...] | list[Any]) -> Cond:
+    return Cond(column, "in", tuple(values))
+
+
+def not_in(column: str, values: tuple[Any, ...] | list[Any]) -> Cond:
+    return Cond(column, "not in", tuple(values))
+
+
+def is_null(column: str) -> Cond:
+    return Cond(column, "is null")
+
+
+def not_null(column: str) -> Cond:
+    return Cond(column, "is not null")
+
+
+# --- operations --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Select:
+    """``SELECT * FROM job_status WHERE job_id = $1 [FOR UPDATE]``."""
+
+    job_id: str
+    for_update: bool = False
+
+
+@dataclass(frozen=True)
+class Insert:
+    """``INSERT INTO job_status (...) VALUES (...) RETURNING *``; omitted columns take defaults.
+
+    With ``on_conflict_do_nothing`` an existing row is left alone and ``None`` comes back.
+    """
+
+    job_id: str
+    values: Mapping[str, Any] = field(default_factory=dict)
+    on_conflict_do_nothing: bool = False
+
+
+@dataclass(frozen=True)
+class Update:
+    """``UPDATE job_status SET ... WHERE job_id = $1 AND <where> RETURNING *``.
+
+    Right-hand sides see the row as it was before this statement, as in SQL.
+    """
+
+    job_id: str
+    set: Mapping[str, Any]
+    where: tuple[Cond, ...] = ()
+
+
+@dataclass(frozen=True)
+class Begin:
+    """``BEGIN`` (READ COMMITTED)."""
+
+
+@dataclass(frozen=True)
+class Commit:
+    """``COMMIT``; on a transaction that saw an error it rolls back, as PostgreSQL does."""
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """``ROLLBACK``."""
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """Wait ``ms`` milliseconds (``await setTimeout(ms)``); never touches the database."""
+
+    ms: float
+
+
+@dataclass(frozen=True)
+class ReadClock:
+    """Read this host's clock (``Date.now()``): integer microseconds, whole milliseconds on a
+    worker, as JavaScript gives them."""
+
+
+DbOp = Union[Select, Insert, Update, Begin, Commit, Rollback]
+Op = Union[DbOp, Sleep, ReadClock]
+DB_OPS = (Select, Insert, Update, Begin, Commit, Rollback)
+
+#: What a handler is: a generator that yields operations and receives their answers.
+Handler = Generator[Op, Any, None]
+
+
+class TrackerError(Exception):
+    """A statement the database refused, as the handler sees it.
+
+    ``sqlstate`` is PostgreSQL's error code (``23514`` check, ``23505`` unique, ``23502`` not
+    null, ``25P02`` aborted transaction); ``constraint`` the constraint's name, as PostgreSQL puts
+    it in the error (for NOT NULL: ``job_status_<column>_not_null``).
+    """
+
+    def __init__(self, sqlstate: str, constraint: str | None, message: str) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.constraint = constraint
+        self.message = message
+
+    @property
+    def is_constraint_violation(self) -> bool:
+        """Integrity-constraint class 23: the table rejected a write."""
+        return self.sqlstate.startswith("23")
+
+    def key(self) -> tuple[str, str | None]:
+        """What must agree between backends: the code and the constraint."""
+        return (self.sqlstate, self.constraint)
+
+
+def describe(op: Op) -> str:
+    """One line of SQL-like text for a timeline (not executable: values are shown, not bound)."""
+    if isinstance(op, Select):
+        return "SELECT * FOR UPDATE" if op.for_update else "SELECT *"
+    if isinstance(op, Insert):
+        verb = "INSERT ON CONFLICT DO NOTHING" if op.on_conflict_do_nothing else "INSERT"
+        inner = ", ".join(f"{k}={show(v)}" for k, v in op.values.items())
+        return f"{verb} ({inner})" if inner else verb
+    if isinstance(op, Update):
+        sets = ", ".join(f"{k}={show(v)}" for k, v in op.set.items())
+        where = " AND ".join(show_cond(c) for c in op.where)
+        return f"UPDATE SET {sets}" + (f" WHERE {where}" if where else "")
+    if isinstance(op, Sleep):
+        return f"sleep {op.ms:g} ms"
+    if isinstance(op, ReadClock):
+        return "read clock"
+    return type(op).__name__.upper()
+
+
+def show(value: Any) -> str:
+    """A value or expression as a timeline shows it (timestamps as seconds.micros of the day)."""
+    if isinstance(value, Col):
+        return value.name
+    if isinstance(value, DbNow):
+        return "now()"
+    if isinstance(value, Greatest):
+        return "GREATEST(" + ", ".join(show(a) for a in value.args) + ")"
+    if isinstance(value, Coalesce):
+        return "COALESCE(" + ", ".join(show(a) for a in value.args) + ")"
+    if isinstance(value, Case):
+        cond = " AND ".join(show_cond(c) for c in value.when)
+        return f"CASE WHEN {cond} THEN {show(value.then)} ELSE {show(value.otherwise)} END"
+    if isinstance(value, bool) or value is None:
+        return "NULL" if value is None else str(value).lower()
+    if isinstance(value, int) and value >= TIMESTAMP_FLOOR_US:
+        return format_timestamp(value)
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, tuple):
+        return "(" + ", ".join(show(v) for v in value) + ")"
+    return str(value)
+
+
+#: Integers at or above this (2001-09-09) are shown as timestamps; attempts never get there.
+TIMESTAMP_FLOOR_US = 10**15
+
+
+def format_timestamp(us: int) -> str:
+    """``HH:MM:SS.ffffff`` (UTC) of a microsecond timestamp: runs last seconds, not days."""
+    seconds, micros = divmod(us, 1_000_000)
+    day_seconds = seconds % 86400
+    return f"{day_seconds // 3600:02d}:{day_seconds // 60 % 60:02d}:{day_seconds % 60:02d}.{micros:06d}"
+
+
+def show_cond(cond: Cond) -> str:
+    if cond.op in ("is null", "is not null"):
+        return f"{cond.column} {cond.op.upper()}"
+    return f"{cond.column} {cond.op.upper()} {show(cond.value)}"

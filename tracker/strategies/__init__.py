@@ -1,0 +1,138 @@
+"""Strategies: how an application's queue event handlers write the job_status row.
+
+A strategy is a :class:`Strategy` record whose handlers are generator functions
+``handler(job: JobView, ctx: HandlerContext) -> Handler`` that yield operations from
+``tracker.ops`` and receive their answers. They never import SimPy or psycopg: drivers run them
+in simulated time, in a forced order, or against a real database.
+
+Events (a handler may be ``None``: nobody listens):
+
+``on_created``   the producer, before ``queue.add`` (awaited): inserts the row
+``on_active``    worker 'active': an attempt started (again, after a stall)
+``on_progress``  worker 'progress': ``job.updateProgress``
+``on_completed`` worker 'completed'
+``on_failed``    worker 'failed': every failed attempt, ``job.will_retry`` says if another follows
+``on_removed``   a waiting or delayed job was removed / cancelled before it ran
+``on_stalled``   the stall checker moved the job back to wait
+
+Built-ins are named (``naive``, ``three-layer``, ``atomic``, ``row-lock``, ``db-clock``); a user's
+own is named ``module:attr`` where ``attr`` is a :class:`Strategy`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from tracker.ops import Handler, Insert
+
+EVENTS = ("created", "active", "progress", "completed", "failed", "removed", "stalled")
+
+
+@dataclass(frozen=True)
+class JobView:
+    """What the queue's Job object tells a listener at the moment its event fires.
+
+    Times are the taking host's clock in integer microseconds (whole milliseconds: JavaScript's
+    ``Date.now()``). ``attempt`` is the 1-based number of the attempt the event is about; a stall
+    re-run keeps its number (BullMQ's ``attemptsMade`` counts finished attempts, not stalls).
+    """
+
+    id: str
+    attempt: int
+    attempts_made: int
+    attempts_started: int
+    max_attempts: int
+    timestamp_us: int
+    processed_on_us: Optional[int] = None
+    finished_on_us: Optional[int] = None
+    failed_reason: Optional[str] = None
+    will_retry: bool = False
+    progress: Any = None
+    delayed: bool = False
+    removed_on_us: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class HandlerContext:
+    """The integration's fixed settings, from the scenario's ``[handlers]`` table."""
+
+    host: str
+    active_delay_ms: float = 500.0
+    completed_delay_ms: float = 300.0
+    failed_delay_ms: float = 0.0
+    progress_delay_ms: float = 0.0
+    removed_delay_ms: float = 0.0
+
+
+HandlerFn = Callable[[JobView, HandlerContext], Handler]
+
+
+def create_row(job: JobView, ctx: HandlerContext) -> Handler:
+    """The application's ``createJobStatus``: insert the row before adding the job."""
+    yield Insert(
+        job.id,
+        {"status": "delayed" if job.delayed else "waiting", "max_attempts": job.max_attempts},
+    )
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A named set of handlers. ``summary`` is the one line ``racetrack strategies`` prints."""
+
+    name: str
+    summary: str
+    on_active: Optional[HandlerFn] = None
+    on_progress: Optional[HandlerFn] = None
+    on_completed: Optional[HandlerFn] = None
+    on_failed: Optional[HandlerFn] = None
+    on_removed: Optional[HandlerFn] = None
+    on_stalled: Optional[HandlerFn] = None
+    on_created: Optional[HandlerFn] = create_row
+
+    def handler(self, event: str) -> Optional[HandlerFn]:
+        fn: Optional[HandlerFn] = getattr(self, f"on_{event}")
+        return fn
+
+
+BUILTIN = {
+    "naive": "tracker.strategies.naive:STRATEGY",
+    "three-layer": "tracker.strategies.three_layer:STRATEGY",
+    "atomic": "tracker.strategies.atomic:STRATEGY",
+    "row-lock": "tracker.strategies.row_lock:STRATEGY",
+    "db-clock": "tracker.strategies.db_clock:STRATEGY",
+}
+
+
+class StrategyNotFound(ValueError):
+    """A strategy name that names nothing usable; the message is one line for the user."""
+
+
+def load_strategy(name: str) -> Strategy:
+    """A built-in by name, or ``module:attr`` naming a :class:`Strategy` object."""
+    target = BUILTIN.get(name, name)
+    if ":" not in target:
+        raise StrategyNotFound(
+            f"unknown strategy {name!r}: use one of {', '.join(BUILTIN)} or module:attr"
+        )
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # any import failure is the user's module, reported in one line
+        raise StrategyNotFound(
+            f"strategy {name!r}: cannot import module {module_name!r} ({type(exc).__name__}: {exc})"
+        ) from None
+    try:
+        value = getattr(module, attr)
+    except AttributeError:
+        raise StrategyNotFound(f"strategy {name!r}: module {module_name!r} has no attribute {attr!r}") from None
+    if not isinstance(value, Strategy):
+        raise StrategyNotFound(
+            f"strategy {name!r}: {attr!r} is a {type(value).__name__}, not a tracker.strategies.Strategy"
+        )
+    return value
+
+
+def builtin_strategies() -> list[Strategy]:
+    return [load_strategy(name) for name in BUILTIN]
