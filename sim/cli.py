@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn, Optional, Sequence
 
 from sim import scenario as scenarios
+from sim import sweep
+from sim.backends import BackendSpec
 from sim.invariants import INVARIANTS
 from sim.runner import RESULT_COLUMNS, plan, run_one, summarize
 from sim.timeline import render
@@ -160,10 +162,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {args.out}: the file must end in .parquet or .csv")
     items = list(plan(loaded, strategies, args.runs, args.seed))
     progress = Progress(len(items), enabled=not args.json)
-    rows = []
-    for item in items:
-        rows.append(run_one(item.scenario, item.strategy, item.seed).row())
-        progress.step()
+    rows = list(sweep.execute(items, BackendSpec(), on_row=lambda _row: progress.step()))
     progress.close()
     if args.out:
         _write_results(rows, Path(args.out))
