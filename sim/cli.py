@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from sim import scenario as scenarios
 from sim import sweep
 from sim.backends import BackendSpec
 from sim.invariants import INVARIANTS
-from sim.runner import RESULT_COLUMNS, plan, run_one, summarize
+from sim.runner import run_one, summarize
 from sim.timeline import render
 from tracker.strategies import BUILTIN, StrategyNotFound, Strategy, load_strategy
 
@@ -141,39 +142,91 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if result.violations else 0
 
 
-def _write_results(rows: list[dict[str, Any]], out: Path) -> None:
-    import pandas as pd
+def _strategy_refs(spec: str | None) -> list[str]:
+    """Strategy references as given (loaded once here so a bad one is one line, exit 2); worker
+    processes load them again by reference."""
+    names = [n.strip() for n in (spec or ",".join(BUILTIN)).split(",") if n.strip()]
+    _strategies(",".join(names))
+    return names
 
-    frame = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial")
-    if out.suffix == ".parquet":
-        frame.to_parquet(tmp, index=False)
-    else:
-        frame.to_csv(tmp, index=False)
-    tmp.replace(out)  # never leave a half-written file under the real name
+
+def _execution(args: argparse.Namespace) -> sweep.Execution:
+    return sweep.Execution(workers=args.workers, executor=args.executor, scheduler=args.scheduler)
+
+
+def _resume_command(args: argparse.Namespace) -> str:
+    argv = [a for a in getattr(args, "argv", None) or sys.argv[1:] if a != "--resume"]
+    return "racetrack " + shlex.join([*argv, "--resume"])
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     names = args.scenarios or scenarios.bundled_names()
     loaded = [_scenario(n) for n in names]
-    strategies = _strategies(args.strategies)
-    if args.out is not None and Path(args.out).suffix not in (".parquet", ".csv"):
-        raise UsageError(f"--out {args.out}: the file must end in .parquet or .csv")
-    items = list(plan(loaded, strategies, args.runs, args.seed))
-    progress = Progress(len(items), enabled=not args.json)
-    rows = list(sweep.execute(items, BackendSpec(), on_row=lambda _row: progress.step()))
+    refs = _strategy_refs(args.strategies)
+    spec = BackendSpec()
+    out = Path(args.out) if args.out else None
+    job = sweep.Sweep(tuple(loaded), tuple(refs), args.runs, args.seed, spec)
+    progress = Progress(job.total, enabled=not args.json)
+    try:
+        run = sweep.SweepRun(job, _execution(args), out, args.resume, on_rows=progress.step)
+        with run:
+            summary = summarize(run.rows())  # folds rows as they stream: memory stays flat
+    except sweep.SweepError as exc:
+        raise UsageError(str(exc)) from None
+    except KeyboardInterrupt:
+        progress.close()
+        kept = ""
+        if out is not None:
+            kept = f"; {run.done} finished run(s) kept in {out.name}.partial; continue with: {_resume_command(args)}"
+        print(f"racetrack: interrupted{kept}", file=sys.stderr)
+        return 130
     progress.close()
-    if args.out:
-        _write_results(rows, Path(args.out))
-    summary = summarize(rows)
     if args.json:
         print(json.dumps({"results": summary}))
     else:
         print(format_summary(summary))
-        if args.out:
-            print(f"\nresults: {args.out} ({len(rows)} rows)")
+        if out is not None:
+            print(f"\nresults: {out} ({run.done} rows)")
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from sim import check
+
+    named = bool(args.scenarios)
+    targets = [(ref, _scenario(ref)) for ref in (args.scenarios or scenarios.bundled_names())]
+    if named:
+        missing = [sc.source for _, sc in targets if not sc.expect]
+        if missing:
+            raise UsageError(f"{missing[0]}: no [expect] table, nothing to check (see README: Expectations)")
+    targets = [(ref, sc) for ref, sc in targets if sc.expect]
+    if not targets:
+        raise UsageError("no bundled scenario has an [expect] table: nothing to check")
+    judged = sum(1 for _, sc in targets for e in sc.expect.values() if e != "any")
+    progress = Progress(judged * args.runs, enabled=True)
+    verdicts = []
+    try:
+        for ref, sc in targets:
+            verdicts += check.check_scenario(ref, sc, args.runs, args.seed, _execution(args), BackendSpec(), progress.step)
+    except sweep.SweepError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        progress.close()
+    for v in verdicts:
+        print("\n".join(check.verdict_lines(v)))
+    failed = sum(1 for v in verdicts if not v.passed)
+    skipped = sum(1 for v in verdicts if v.skipped)
+    print(
+        f"\ncheck: {len(verdicts) - failed - skipped} passed, {failed} failed, {skipped} not judged "
+        f"({args.runs} runs each, seeds {args.seed}..{args.seed + args.runs - 1})"
+    )
+    if args.junit:
+        junit = Path(args.junit)
+        junit.parent.mkdir(parents=True, exist_ok=True)
+        tmp = junit.with_name(junit.name + ".partial")
+        tmp.write_bytes(check.junit_xml(verdicts))
+        tmp.replace(junit)
+    return 1 if failed else 0
 
 
 def format_summary(summary: list[dict[str, Any]]) -> str:
@@ -214,6 +267,15 @@ def cmd_invariants(args: argparse.Namespace) -> int:
     return 0
 
 
+def _execution_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=_positive("--workers"), default=sweep.default_workers(),
+                   help="worker processes (default: all cores, here %(default)s); results do not depend on it")
+    p.add_argument("--executor", choices=sweep.EXECUTORS, default="local",
+                   help="local: a process pool on this machine; dask: a Dask cluster (default: local)")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="the Dask scheduler to use (implies --executor dask; without it, dask starts a LocalCluster of --workers)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="racetrack", description="Find, explain and compare races between a job queue's status handlers.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -232,7 +294,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_seed, default=0, help="first seed; run i uses seed+i (default: 0)")
     p.add_argument("--out", help="write every run's result row to FILE.parquet or FILE.csv")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _execution_arguments(p)
+    p.add_argument("--resume", action="store_true", help="continue the interrupted sweep whose partial results are FILE.partial (--out FILE)")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("check", help="judge the scenarios' [expect] tables: exit 0 only if every expectation holds")
+    p.add_argument("scenarios", nargs="*", help="scenario names or paths (default: every bundled scenario with [expect])")
+    p.add_argument("--runs", type=_positive("--runs"), default=200, help="runs per scenario and strategy (default: 200)")
+    p.add_argument("--seed", type=_seed, default=0, help="first seed; run i uses seed+i (default: 0)")
+    p.add_argument("--junit", metavar="FILE", help="also write JUnit XML: one testcase per scenario and strategy")
+    _execution_arguments(p)
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("strategies", help="list the built-in strategies")
     p.set_defaults(func=cmd_strategies)
@@ -247,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(argv) if argv is not None else sys.argv[1:]
         return int(args.func(args))
     except UsageError as exc:
         print(f"racetrack: {exc}" if not str(exc).startswith("racetrack") else str(exc), file=sys.stderr)
