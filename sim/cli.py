@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -40,6 +41,8 @@ def _strategies(spec: Optional[str]) -> list[Strategy]:
     names = [n.strip() for n in (spec or ",".join(BUILTIN)).split(",") if n.strip()]
     if not names:
         raise UsageError("--strategies needs at least one name")
+    if any(":" in n for n in names) and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # module:attr names a module of the user's, as `python -m` would find it
     try:
         return [load_strategy(n) for n in names]
     except StrategyNotFound as exc:

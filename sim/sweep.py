@@ -34,7 +34,7 @@ from tracker.backend import TrackerBackend
 from tracker.strategies import Strategy, load_strategy
 
 EXECUTORS = ("local", "dask")
-CONNECT_TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = 3.0
 
 
 class SweepError(ValueError):
@@ -167,7 +167,7 @@ class _InProcess:
     def submit(self, chunk: Chunk) -> Any:
         return self._Later(chunk, self.spec)
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         backends = getattr(_local, "backends", {})
         for backend in backends.values():
             close_backend(backend)
@@ -187,7 +187,10 @@ class _ProcessPool:
     def submit(self, chunk: Chunk) -> Any:
         return self.pool.submit(run_chunk, chunk, self.spec)
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
+        if abort:  # Ctrl-C: do not wait for chunks already queued to the workers
+            for process in list(getattr(self.pool, "_processes", {}).values()):
+                process.terminate()
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -219,7 +222,7 @@ class _Dask:
     def submit(self, chunk: Chunk) -> Any:
         return self.client.submit(run_chunk, chunk, self.spec, pure=False)
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()
@@ -239,7 +242,7 @@ def _executor(spec: BackendSpec, execution: Execution) -> Any:
 
 def chunk_size(total: int, workers: int) -> int:
     """Runs per chunk: enough chunks to keep every worker busy, few enough to amortize the trip."""
-    return max(1, min(250, total // max(workers * 16, 1)))
+    return max(1, min(64, total // max(workers * 16, 1)))
 
 
 # --- running a sweep ---------------------------------------------------------------------------
@@ -307,7 +310,7 @@ class SweepRun:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
             if self.executor is not None:
-                self.executor.close()
+                self.executor.close(abort=exc_type is not None)
         finally:
             if self.results is not None:
                 if self.completed and exc_type is None:
