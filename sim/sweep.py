@@ -212,10 +212,14 @@ class _Dask:
                 reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise SweepError(f"--scheduler {execution.scheduler}: cannot reach the Dask scheduler ({reason})") from None
         else:
-            self.cluster = LocalCluster(
-                n_workers=execution.workers, threads_per_worker=1, processes=True, dashboard_address=None
-            )
-            self.client = Client(self.cluster, set_as_default=False)
+            try:
+                self.cluster = LocalCluster(
+                    n_workers=execution.workers, threads_per_worker=1, processes=True, dashboard_address=None
+                )
+                self.client = Client(self.cluster, set_as_default=False)
+            except Exception as exc:  # an environment that cannot start processes or sockets
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise SweepError(f"--executor dask: cannot start a local Dask cluster ({reason})") from None
         workers = max(len(self.client.scheduler_info().get("workers", {})), 1)
         self.window = workers * 4
 
