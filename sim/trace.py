@@ -80,16 +80,17 @@ def decode_cond(data: dict[str, Any]) -> ops.Cond:
 
 
 def encode_op(op: ops.Op | None) -> dict[str, Any] | None:
+    """An operation as JSON; SET and VALUES are ``[column, value]`` pairs, keeping their order."""
     if op is None:
         return None
     out: dict[str, Any] = {"type": type(op).__name__}
     if isinstance(op, ops.Select):
         out.update(job_id=op.job_id, for_update=op.for_update)
     elif isinstance(op, ops.Insert):
-        out.update(job_id=op.job_id, values={k: encode_value(v) for k, v in op.values.items()},
+        out.update(job_id=op.job_id, values=[[k, encode_value(v)] for k, v in op.values.items()],
                    on_conflict_do_nothing=op.on_conflict_do_nothing)
     elif isinstance(op, ops.Update):
-        out.update(job_id=op.job_id, set={k: encode_value(v) for k, v in op.set.items()},
+        out.update(job_id=op.job_id, set=[[k, encode_value(v)] for k, v in op.set.items()],
                    where=[encode_cond(c) for c in op.where])
     elif isinstance(op, ops.Sleep):
         out.update(ms=op.ms)
@@ -105,10 +106,10 @@ def decode_op(data: dict[str, Any] | None) -> ops.Op | None:
     if kind == "Select":
         return ops.Select(data["job_id"], bool(data["for_update"]))
     if kind == "Insert":
-        return ops.Insert(data["job_id"], {k: decode_value(v) for k, v in data["values"].items()},
+        return ops.Insert(data["job_id"], {k: decode_value(v) for k, v in data["values"]},
                           bool(data["on_conflict_do_nothing"]))
     if kind == "Update":
-        return ops.Update(data["job_id"], {k: decode_value(v) for k, v in data["set"].items()},
+        return ops.Update(data["job_id"], {k: decode_value(v) for k, v in data["set"]},
                           tuple(decode_cond(c) for c in data["where"]))
     if kind == "Sleep":
         return ops.Sleep(float(data["ms"]))
