@@ -36,12 +36,22 @@ def _ts(us: Optional[int]) -> str:
     return "NULL" if us is None else format_timestamp(us)
 
 
+def _job_order(job: str) -> tuple[int, str]:
+    """job-2 before job-10, whatever order a dict (or a JSON file) kept them in."""
+    digits = "".join(ch for ch in job if ch.isdigit())
+    return (int(digits) if digits else -1, job)
+
+
+def _truths(record: RunRecord) -> list[tuple[str, JobTruth]]:
+    return sorted(record.truth.items(), key=lambda item: _job_order(item[0]))
+
+
 def _versions(record: RunRecord) -> dict[str, list[tuple[Step, Row]]]:
     out: dict[str, list[tuple[Step, Row]]] = {}
     for step in record.steps:
         for row in step.committed:
             out.setdefault(row["job_id"], []).append((step, row))
-    return out
+    return dict(sorted(out.items(), key=lambda item: _job_order(item[0])))
 
 
 # --- the invariants ----------------------------------------------------------------------------
@@ -89,7 +99,7 @@ EXPECTED_STATUS = {"completed": ("completed",), "failed": ("failed",), "removed"
 
 
 def terminal_status(record: RunRecord) -> Iterator[Violation]:
-    for job, truth in record.truth.items():
+    for job, truth in _truths(record):
         row = record.rows.get(job)
         if row is None:
             yield Violation("terminal-status", job, f"no row, but the job {truth.outcome}")
@@ -163,7 +173,7 @@ def first_start_kept(record: RunRecord) -> Iterator[Violation]:
 
 def faithful_timestamps(record: RunRecord) -> Iterator[Violation]:
     tol = record.tolerance_us
-    for job, truth in record.truth.items():
+    for job, truth in _truths(record):
         row = record.rows.get(job)
         if row is None:
             continue
@@ -194,7 +204,7 @@ def faithful_timestamps(record: RunRecord) -> Iterator[Violation]:
 
 
 def accurate_attempts(record: RunRecord) -> Iterator[Violation]:
-    for job, truth in record.truth.items():
+    for job, truth in _truths(record):
         row = record.rows.get(job)
         if row is None:
             continue
