@@ -28,8 +28,9 @@ Imports nothing but the standard library: drivers and backends interpret these r
 
 from __future__ import annotations
 
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generator, Mapping, Union
+from typing import Any, Union
 
 TABLE = "job_status"
 
