@@ -15,11 +15,11 @@ from sim.runner import SweepItem, run_one
 
 def execute(
     items: Iterable[SweepItem],
-    spec: BackendSpec = BackendSpec(),
+    spec: BackendSpec | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield each run's result row, in plan order."""
-    backend = open_backend(spec)
+    backend = open_backend(spec or BackendSpec())
     try:
         for item in items:
             row = run_one(item.scenario, item.strategy, item.seed, backend).row()
