@@ -173,7 +173,7 @@ class World:
                 job_id=j.id,
                 created_us=j.created_us,
                 max_attempts=j.max_attempts,
-                attempts=tuple(j.attempts),
+                attempts=tuple(sorted(j.attempts, key=lambda a: (a.start_us, a.run))),
                 transitions=tuple(j.transitions),
                 outcome=j.outcome,
                 outcome_us=j.outcome_us,
