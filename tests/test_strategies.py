@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from sim import scenario as scenarios
+from sim.distributions import parse_dist
 from sim.runner import run_one
-from tracker.ops import Update
-from tracker.strategies import BUILTIN, load_strategy
+from tracker.ops import Begin, Commit, Select, Sleep, Update
+from tracker.strategies import BUILTIN, Strategy, load_strategy
 
 SEED_SCENARIO = scenarios.load("seed-fast-jobs")
 
@@ -78,3 +79,28 @@ def test_a_run_is_deterministic():
     a = run_one(SEED_SCENARIO, load_strategy("naive"), seed=11)
     b = run_one(SEED_SCENARIO, load_strategy("naive"), seed=11)
     assert a.record.steps == b.record.steps and a.row() == b.row()
+
+
+
+def lock_both_rows(first: str, second: str):
+    def handler(job, ctx):
+        yield Begin()
+        yield Select(first, for_update=True)
+        yield Sleep(50)
+        yield Select(second, for_update=True)
+        yield Commit()
+
+    return handler
+
+
+def test_a_deadlock_between_user_handlers_is_reported_not_hidden():
+    two_rows = SEED_SCENARIO.with_values({
+        "job.count": 2, "job.fail_probability": 0.0,
+        "job.interarrival": parse_dist({"fixed_ms": 0}), "job.duration": parse_dist({"fixed_ms": 10}),
+    })
+    opposite_orders = Strategy(
+        name="deadlock", summary="locks two rows in opposite orders",
+        on_active=lock_both_rows("job-1", "job-2"), on_completed=lock_both_rows("job-2", "job-1"),
+    )
+    result = run_one(two_rows, opposite_orders, seed=1)
+    assert any(c.startswith("deadlock: ") for c in result.crashes), result.crashes
