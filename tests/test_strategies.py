@@ -104,3 +104,24 @@ def test_a_deadlock_between_user_handlers_is_reported_not_hidden():
     )
     result = run_one(two_rows, opposite_orders, seed=1)
     assert any(c.startswith("deadlock: ") for c in result.crashes), result.crashes
+
+
+def test_atomic_keeps_a_removal_that_lands_before_the_last_attempts_failed_handler():
+    # Found by Hypothesis: a job removed while waiting for its retry; the 'removed' statement
+    # reached the database before the 'failed' statement of the attempt that just ended.
+    race = scenarios.from_mapping({
+        "job": {"count": 3, "interarrival": {"fixed_ms": 0}, "duration": {"fixed_ms": 164.875},
+                "fail_probability": 1.0, "attempts": 2},
+        "backoff": {"type": "none"},
+        "workers": {"concurrency": 2},
+        "cancel": {"probability": 1.0, "after": {"fixed_ms": 165}},
+        "handlers": {"active_delay_ms": 0, "completed_delay_ms": 0},
+        "network": {"db_rtt": {"min_ms": 1, "max_ms": 2}},
+        "clocks": {"max_offset_ms": 0, "max_drift_ppm": 0},
+    }, "removal-race", "<test>")
+    result = run_one(race, load_strategy("atomic"), seed=0)
+    removed_first = [s for s in result.record.steps if s.event == "removed"]
+    failed_later = [s for s in result.record.steps if s.event == "failed" and s.job_id == "job-3"]
+    assert removed_first and failed_later and removed_first[-1].executed_us < failed_later[-1].executed_us
+    assert result.violations == ()
+    assert result.record.rows["job-3"]["cancelled"] is True
