@@ -13,8 +13,9 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Optional, Sequence
+from typing import Any, NoReturn
 
 from sim import scenario as scenarios
 from sim import sweep
@@ -22,7 +23,7 @@ from sim.backends import BackendSpec
 from sim.invariants import INVARIANTS
 from sim.runner import run_one, summarize
 from sim.timeline import render
-from tracker.strategies import BUILTIN, StrategyNotFound, Strategy, load_strategy
+from tracker.strategies import BUILTIN, Strategy, StrategyNotFound, load_strategy
 
 
 class UsageError(Exception):
@@ -37,7 +38,7 @@ class _Parser(argparse.ArgumentParser):
 # --- shared argument handling ------------------------------------------------------------------
 
 
-def _strategies(spec: Optional[str]) -> list[Strategy]:
+def _strategies(spec: str | None) -> list[Strategy]:
     names = [n.strip() for n in (spec or ",".join(BUILTIN)).split(",") if n.strip()]
     if not names:
         raise UsageError("--strategies needs at least one name")
@@ -319,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         args.argv = list(argv) if argv is not None else sys.argv[1:]
