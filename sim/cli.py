@@ -42,12 +42,16 @@ def _strategies(spec: str | None) -> list[Strategy]:
     names = [n.strip() for n in (spec or ",".join(BUILTIN)).split(",") if n.strip()]
     if not names:
         raise UsageError("--strategies needs at least one name")
-    if any(":" in n for n in names) and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # module:attr names a module of the user's, as `python -m` would find it
+    _user_modules_from_cwd(names)
     try:
         return [load_strategy(n) for n in names]
     except StrategyNotFound as exc:
         raise UsageError(str(exc)) from None
+
+
+def _user_modules_from_cwd(names: Sequence[str]) -> None:
+    if any(":" in n for n in names) and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # module:attr names a module of the user's, as `python -m` would find it
 
 
 def _scenario(name: str) -> scenarios.Scenario:
@@ -207,6 +211,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not targets:
         raise UsageError("no bundled scenario has an [expect] table: nothing to check")
     judged = sum(1 for _, sc in targets for e in sc.expect.values() if e != "any")
+    _user_modules_from_cwd([name for _, sc in targets for name in sc.expect])
     progress = Progress(judged * args.runs, enabled=True)
     verdicts = []
     try:

@@ -78,3 +78,14 @@ def test_unknown_strategy_in_expect_is_exit_2(tmp_path, capsys):
     assert main(["check", str(path), "--runs", "2"]) == 2
     err = capsys.readouterr().err
     assert "[expect] nosuch" in err and err.count("\n") == 1
+
+
+def test_expect_may_name_a_users_module_strategy_found_from_the_current_directory(tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gate_handlers.py").write_text("from tracker.strategies.atomic import STRATEGY as HANDLERS\n")
+    path = _scenario_with(tmp_path, '"gate_handlers:HANDLERS" = "clean"\n')
+    assert main(["check", str(path), "--runs", "4", "--workers", "2"]) == 0
+    assert 'PASS  gate  gate_handlers:HANDLERS = "clean"' in capsys.readouterr().out
