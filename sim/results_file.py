@@ -138,9 +138,13 @@ class PartialResults:
         return results
 
     def open(self) -> None:
+        """Make ready to write (a fresh sweep truncates an old partial; a resume opens its copy
+        in :meth:`resumed_rows`). Raises ``OSError`` when the place cannot be written."""
         self.out.parent.mkdir(parents=True, exist_ok=True)
         if not self.resume:
             self._file = open(self.partial, "wb")
+        elif not os.access(self.partial.parent, os.W_OK):
+            raise PermissionError(13, "directory not writable", str(self.partial.parent))
 
     def resumed_rows(self) -> Iterator[dict[str, Any]]:
         """On resume: the rows already done, copied into a fresh stream that then takes the new

@@ -285,6 +285,12 @@ class SweepRun:
             except ResultsError as exc:
                 raise SweepError(str(exc)) from None
         self.executor = _executor(self.sweep.backend, self.execution)
+        if self.results is not None:
+            try:
+                self.results.open()
+            except OSError as exc:
+                self.executor.close(abort=True)
+                raise SweepError(f"--out {self.out}: cannot write ({exc.strerror or exc})") from None
         return self
 
     @property
@@ -295,7 +301,6 @@ class SweepRun:
     def rows(self) -> Iterator[dict[str, Any]]:
         skip = 0
         if self.results is not None:
-            self.results.open()
             for row in self.results.resumed_rows():
                 skip += 1
                 yield row

@@ -187,3 +187,11 @@ def test_results_do_not_depend_on_the_hash_seed():
         outputs.add(done.stdout)
     assert len(outputs) == 1
     assert json.loads(outputs.pop())["results"][0]["runs"] == 5
+
+
+def test_unwritable_out_is_one_line_exit_2(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main([*SWEEP, "--out", str(blocker / "x.parquet"), "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write" in err
