@@ -64,6 +64,8 @@ def main() -> int:
     parser.add_argument("--memory-runs", default="100000,1000000",
                         help="comma-separated run counts for the memory figures (one-job scenario, strategy atomic)")
     parser.add_argument("--memory-workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="scaling: best of N measurements per worker count (other load on the machine only slows runs down)")
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args()
@@ -75,10 +77,17 @@ def main() -> int:
         print(f"\nscaling: {args.scenario} x {args.strategies}, {args.scaling_runs} runs each, no output file")
         base = None
         for workers in counts:
-            r = measure(args.scenario, args.strategies, args.scaling_runs, workers)
+            tries = []
+            for _ in range(max(args.repeat, 1)):
+                tries.append(measure(args.scenario, args.strategies, args.scaling_runs, workers))
+                tries[-1]["load"] = os.getloadavg()[0]
+            r = min(tries, key=lambda t: t["elapsed_s"])
             rate = r["runs"] / r["elapsed_s"]
             base = base or rate
-            print(f"  workers {workers:>2}: {r['runs']} runs in {r['elapsed_s']:7.2f} s = {rate:8.1f} runs/s  speed-up {rate / base:4.2f}x")
+            print(
+                f"  workers {workers:>2}: {r['runs']} runs in {r['elapsed_s']:7.2f} s = {rate:8.1f} runs/s  "
+                f"speed-up {rate / base:4.2f}x  (best of {len(tries)}; load average then {r['load']:.2f})"
+            )
 
     if not args.skip_memory:
         with tempfile.TemporaryDirectory() as tmp:
