@@ -52,7 +52,7 @@ class Dist:
             return {"min_ms": self.a, "max_ms": self.b}
         return {"median_ms": self.a, "p99_ms": self.b}
 
-    def with_field(self, field: str, value: float) -> "Dist":
+    def with_field(self, field: str, value: float) -> Dist:
         """A copy with one TOML field changed (``median_ms``...), for parameter grids."""
         table = self.to_toml()
         if field not in table:

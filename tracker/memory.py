@@ -22,8 +22,9 @@ Imports only ``tracker``.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from tracker.backend import Blocked, Done, Outcome
 from tracker.ops import (

@@ -1,0 +1,212 @@
+"""Trace files: one run, written as JSON, read back exactly.
+
+A trace holds what a run did and what it meant: the scenario (name and every parameter), the
+strategy, backend and seed, every step of the history (operations encoded with their
+expressions), the ground truth, the final rows and the violations. Format ``racetrack-trace/1``
+(documented in the README); readers refuse other versions with :class:`TraceError`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from sim.history import Attempt, JobTruth, RunRecord, Step
+from sim.invariants import Violation
+from tracker import ops
+
+TRACE_FORMAT = "racetrack-trace/1"
+
+
+class TraceError(ValueError):
+    """A trace that cannot be read; ``str()`` is one line naming the file and the problem."""
+
+
+# --- operations and expressions <-> JSON -------------------------------------------------------
+
+_EXPR_TYPES = {"Col": ops.Col, "DbNow": ops.DbNow, "Greatest": ops.Greatest, "Coalesce": ops.Coalesce}
+_OP_TYPES = {
+    "Select": ops.Select, "Insert": ops.Insert, "Update": ops.Update, "Begin": ops.Begin,
+    "Commit": ops.Commit, "Rollback": ops.Rollback, "Sleep": ops.Sleep, "ReadClock": ops.ReadClock,
+}
+
+
+def encode_value(value: Any) -> Any:
+    """A value or expression as JSON data; expressions become ``{"$": type, ...}``."""
+    if isinstance(value, ops.Col):
+        return {"$": "Col", "name": value.name}
+    if isinstance(value, ops.DbNow):
+        return {"$": "DbNow"}
+    if isinstance(value, (ops.Greatest, ops.Coalesce)):
+        return {"$": type(value).__name__, "args": [encode_value(a) for a in value.args]}
+    if isinstance(value, ops.Case):
+        return {"$": "Case", "when": [encode_cond(c) for c in value.when],
+                "then": encode_value(value.then), "otherwise": encode_value(value.otherwise)}
+    if isinstance(value, tuple):
+        return {"$": "tuple", "items": [encode_value(v) for v in value]}
+    if isinstance(value, dict):
+        return {"$": "json", "value": value}
+    return value
+
+
+def decode_value(data: Any) -> Any:
+    if isinstance(data, dict):
+        kind = data.get("$")
+        if kind == "Col":
+            return ops.Col(data["name"])
+        if kind == "DbNow":
+            return ops.DbNow()
+        if kind in ("Greatest", "Coalesce"):
+            return _EXPR_TYPES[kind](*(decode_value(a) for a in data["args"]))
+        if kind == "Case":
+            return ops.Case(tuple(decode_cond(c) for c in data["when"]), decode_value(data["then"]),
+                            decode_value(data["otherwise"]))
+        if kind == "tuple":
+            return tuple(decode_value(v) for v in data["items"])
+        if kind == "json":
+            return data["value"]
+        raise ValueError(f"unknown value tag {kind!r}")
+    return data
+
+
+def encode_cond(cond: ops.Cond) -> dict[str, Any]:
+    return {"column": cond.column, "op": cond.op, "value": encode_value(cond.value)}
+
+
+def decode_cond(data: dict[str, Any]) -> ops.Cond:
+    return ops.Cond(data["column"], data["op"], decode_value(data["value"]))
+
+
+def encode_op(op: ops.Op | None) -> dict[str, Any] | None:
+    """An operation as JSON; SET and VALUES are ``[column, value]`` pairs, keeping their order."""
+    if op is None:
+        return None
+    out: dict[str, Any] = {"type": type(op).__name__}
+    if isinstance(op, ops.Select):
+        out.update(job_id=op.job_id, for_update=op.for_update)
+    elif isinstance(op, ops.Insert):
+        out.update(job_id=op.job_id, values=[[k, encode_value(v)] for k, v in op.values.items()],
+                   on_conflict_do_nothing=op.on_conflict_do_nothing)
+    elif isinstance(op, ops.Update):
+        out.update(job_id=op.job_id, set=[[k, encode_value(v)] for k, v in op.set.items()],
+                   where=[encode_cond(c) for c in op.where])
+    elif isinstance(op, ops.Sleep):
+        out.update(ms=op.ms)
+    return out
+
+
+def decode_op(data: dict[str, Any] | None) -> ops.Op | None:
+    if data is None:
+        return None
+    kind = data["type"]
+    if kind not in _OP_TYPES:
+        raise ValueError(f"unknown operation type {kind!r}")
+    if kind == "Select":
+        return ops.Select(data["job_id"], bool(data["for_update"]))
+    if kind == "Insert":
+        return ops.Insert(data["job_id"], {k: decode_value(v) for k, v in data["values"]},
+                          bool(data["on_conflict_do_nothing"]))
+    if kind == "Update":
+        return ops.Update(data["job_id"], {k: decode_value(v) for k, v in data["set"]},
+                          tuple(decode_cond(c) for c in data["where"]))
+    if kind == "Sleep":
+        return ops.Sleep(float(data["ms"]))
+    return _OP_TYPES[kind]()  # type: ignore[no-any-return]
+
+
+# --- runs <-> JSON ------------------------------------------------------------------------------
+
+
+def _step_data(step: Step) -> dict[str, Any]:
+    data = asdict(step)
+    data["op"] = encode_op(step.op)
+    data["blocked_by"] = list(step.blocked_by)
+    data["error"] = list(step.error) if step.error else None
+    data["committed"] = list(step.committed)
+    return data
+
+
+def _step(data: dict[str, Any]) -> Step:
+    fields = dict(data)
+    fields["op"] = decode_op(data["op"])
+    fields["blocked_by"] = tuple(data["blocked_by"])
+    fields["error"] = tuple(data["error"]) if data["error"] else None
+    fields["committed"] = tuple(data["committed"])
+    return Step(**fields)
+
+
+def to_data(
+    record: RunRecord,
+    violations: list[Violation] | tuple[Violation, ...],
+    *,
+    scenario: str,
+    params: dict[str, Any],
+    strategy: str,
+    backend: str,
+    seed: int,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The JSON document for one run (``extra`` adds top-level fields, e.g. a schedule)."""
+    return {
+        "format": TRACE_FORMAT,
+        "scenario": scenario,
+        "params": params,
+        "strategy": strategy,
+        "backend": backend,
+        "seed": seed,
+        "tolerance_us": record.tolerance_us,
+        "end_us": record.end_us,
+        "steps": [_step_data(s) for s in record.steps],
+        "truth": {job: asdict(t) for job, t in record.truth.items()},
+        "rows": record.rows,
+        "violations": [asdict(v) for v in violations],
+        **(extra or {}),
+    }
+
+
+def record_from_data(data: dict[str, Any]) -> tuple[RunRecord, list[Violation]]:
+    """The run record and violations of a trace document (raises ``KeyError``/``TypeError`` on
+    a malformed one; :func:`read` turns those into :class:`TraceError`)."""
+    truth = {}
+    for job, t in data["truth"].items():
+        attempts = tuple(Attempt(**a) for a in t["attempts"])
+        transitions = tuple((int(x), str(s)) for x, s in t["transitions"])
+        truth[job] = JobTruth(**{**t, "attempts": attempts, "transitions": transitions})
+    record = RunRecord(
+        steps=tuple(_step(s) for s in data["steps"]),
+        rows=data["rows"],
+        truth=truth,
+        tolerance_us=int(data["tolerance_us"]),
+        end_us=int(data["end_us"]),
+    )
+    violations = [Violation(**v) for v in data["violations"]]
+    return record, violations
+
+
+def write(path: Path, data: dict[str, Any]) -> None:
+    """Write a trace document (sorted keys, so equal runs give equal bytes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(data, sort_keys=True, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def read(path: Path) -> dict[str, Any]:
+    """A trace document, checked for its format version and shape."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TraceError(f"{path}: no such trace file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TraceError(f"{path}: not a JSON trace ({exc})") from None
+    if not isinstance(data, dict) or "format" not in data:
+        raise TraceError(f"{path}: not a racetrack trace (no \"format\" field)")
+    if data["format"] != TRACE_FORMAT:
+        raise TraceError(f"{path}: trace format {data['format']!r} is not supported (this racetrack reads {TRACE_FORMAT!r})")
+    try:
+        record_from_data(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TraceError(f"{path}: malformed trace ({type(exc).__name__}: {exc})") from None
+    return data
