@@ -492,12 +492,11 @@ class PostgresTracker:
         """Book what a finished statement locked (for Blocked answers and for may-wait guesses)."""
         if not state.in_tx or not isinstance(outcome, Done):
             return outcome
+        if outcome.error is not None:
+            self._release(session)  # the error aborted the transaction: the server freed its locks
+            return outcome
         job_id = op.job_id  # type: ignore[union-attr]
-        locked = outcome.value is not None and (isinstance(op, (Insert, Update)) or getattr(op, "for_update", False))
-        # An UPDATE that failed its CHECK had locked the row first (the BEFORE trigger fires on the
-        # locked version), and the aborted transaction keeps that lock until it ends.
-        failed_update = isinstance(op, Update) and outcome.error is not None and outcome.error.is_constraint_violation
-        if locked or failed_update:
+        if outcome.value is not None and (isinstance(op, (Insert, Update)) or getattr(op, "for_update", False)):
             self._held.setdefault(session, set()).add(job_id)
             if self._lock_owner.get(job_id) in (None, session):
                 self._lock_owner[job_id] = session
