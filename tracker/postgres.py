@@ -295,7 +295,7 @@ class PostgresTracker:
         try:
             conn = psycopg.connect(
                 self.dsn, autocommit=True, context=ADAPTERS, row_factory=dict_row, prepare_threshold=0,
-                connect_timeout=10,
+                connect_timeout=10, application_name=self.schema,  # who's who in pg_stat_activity
             )
         except psycopg.Error as exc:
             raise ServerUnavailable(self._say("cannot connect to PostgreSQL", exc)) from None
@@ -307,6 +307,13 @@ class PostgresTracker:
             cur.execute("SET synchronous_commit TO off")
             cur.execute("SELECT set_config('lock_timeout', %s, false)", [f"{self.lock_timeout_ms}ms"])
         return conn
+
+    def _lost(self, exc: BaseException) -> ConnectionLost:
+        """The server went away: pooled connections are as dead as this one; reconnect next run."""
+        for conn in self._idle:
+            conn.close()
+        self._idle.clear()
+        return ConnectionLost(self._say("lost the connection to PostgreSQL", exc))
 
     def _say(self, what: str, exc: BaseException) -> str:
         return mask_password(f"{what} at {self.where}: {one_line(str(exc)) or type(exc).__name__}", self.dsn)
@@ -349,7 +356,7 @@ class PostgresTracker:
                 self.monitor = self._connect()
             self.admin.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(self.schema, TABLE)))
         except psycopg.OperationalError as exc:
-            raise ConnectionLost(self._say("lost the connection to PostgreSQL", exc)) from None
+            raise self._lost(exc) from None
 
     def execute(self, session: str, op: DbOp, db_now_us: int) -> Outcome:
         state = self._session(session)
@@ -400,7 +407,7 @@ class PostgresTracker:
             )
             return {r["job_id"]: dict(r) for r in cur.fetchall()}
         except psycopg.OperationalError as exc:
-            raise ConnectionLost(self._say("lost the connection to PostgreSQL", exc)) from None
+            raise self._lost(exc) from None
 
     def close(self) -> None:
         """End every session, drop the schema racetrack created, close every connection."""
@@ -443,7 +450,7 @@ class PostgresTracker:
                 return Done()
             state.conn.execute("COMMIT" if isinstance(op, Commit) else "ROLLBACK")
         except psycopg.OperationalError as exc:
-            raise ConnectionLost(self._say("lost the connection to PostgreSQL", exc)) from None
+            raise self._lost(exc) from None
         except psycopg.Error as exc:
             return Done(error=tracker_error(exc))
         state.in_tx = False
@@ -484,7 +491,7 @@ class PostgresTracker:
         except psycopg.OperationalError as exc:
             if isinstance(exc, errors.LockNotAvailable):
                 raise RuntimeError("a statement racetrack thought could not wait hit lock_timeout") from exc
-            raise ConnectionLost(self._say("lost the connection to PostgreSQL", exc)) from None
+            raise self._lost(exc) from None
         except psycopg.Error as exc:
             return Done(error=tracker_error(exc))
 
@@ -528,7 +535,7 @@ class PostgresTracker:
         try:
             row = self.monitor.execute("SELECT pg_catalog.pg_blocking_pids(%s) AS pids", [pid]).fetchone()
         except psycopg.OperationalError as exc:
-            raise ConnectionLost(self._say("lost the connection to PostgreSQL", exc)) from None
+            raise self._lost(exc) from None
         return list(row["pids"]) if row else []
 
     def _blocked_by(self, session: str, job_id: str, pids: list[int]) -> tuple[str, ...]:
