@@ -150,7 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(f"  {v.line()}")
         else:
             print(f"verdict: all {len(INVARIANTS)} invariants held")
-    return 1 if result.violations else 0
+    return 1 if result.violations or result.disagreements else 0
 
 
 def _write_results(rows: list[dict[str, Any]], out: Path) -> None:
@@ -187,7 +187,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(line)
         if args.out:
             print(f"\nresults: {args.out} ({len(rows)} rows)")
-    return 0
+    # Under --backend both the sweep judges one thing: that the model agrees with PostgreSQL.
+    return 1 if any(e.get("disagreements") for e in summary) else 0
 
 
 def _backend_spec(args: argparse.Namespace) -> BackendSpec:
