@@ -27,6 +27,7 @@ from tracker.ops import (
     Update,
     ge,
     is_in,
+    lt,
     not_in,
 )
 from tracker.pg_server import choose_server, describe_server, mask_password
@@ -135,10 +136,14 @@ def test_expressions_and_guards_match_memory(pg):
                      where=(ge("started_at", T),)), T + 3 * MS),
         ("b", Update("j", {"progress": {"percent": 50, "steps": [1, 2]}}), T + 4 * MS),
         ("b", Update("j", {"error_message": None}, where=(ge("completed_at", None),)), T + 5 * MS),
+        # a guard reading now(): the clock is set before the statement, not inside it
+        ("b", Update("j", {"error_message": "late"}, where=(lt("completed_at", DbNow()),)), T + 6 * MS),
+        ("b", Update("j", {"error_message": "early"}, where=(ge("updated_at", DbNow()),)), T + 7 * MS),
     ]
     memory, postgres = drive(both(pg), steps)
     assert memory == postgres
     assert postgres[1][0]["started_at"] == T + MS  # now() is the simulated database clock
+    assert postgres[6][0]["updated_at"] == T + 6 * MS and postgres[7] == (None, None)
 
 
 # --- the simulated clock -----------------------------------------------------------------------

@@ -12,10 +12,12 @@
   on the ``search_path`` (before ``pg_catalog``), so ``DEFAULT now()`` binds to it; the trigger
   function is pinned to the same ``search_path``; ``DbNow()`` is emitted as ``<schema>.now()``.
   ``BEGIN`` sets the setting transaction-locally to the driver's ``db_now_us`` (so ``now()`` is
-  the transaction's start, as in PostgreSQL); an autocommit statement that can read ``now()`` sets
-  it at the statement's instant, pipelined with the statement in the same round trip.
+  the transaction's start, as in PostgreSQL); an autocommit INSERT or UPDATE sets it at the
+  statement's instant in the statement itself (``... FROM (SELECT set_config(...))``: the row is
+  produced after that item, so defaults, SET and the trigger see it), or, when a guard reads
+  ``now()``, in a ``set_config`` pipelined just before it (one round trip either way).
 * **One connection per active session**, taken from a pool that lives across runs; ``reset()``
-  rolls back whatever is open and truncates the table.
+  rolls back whatever is open and empties the table.
 * **Lock waits.** A statement that may wait (another open transaction holds the row, by the
   backend's own bookkeeping) runs on a worker thread; the calling thread polls it and asks a
   monitor connection for ``pg_blocking_pids`` of its backend, as PostgreSQL's isolation tester
@@ -187,12 +189,25 @@ class Compiler:
     def conds(self, conds: tuple[Cond, ...], params: list[Any]) -> str:
         return " AND ".join(f"({self.cond(c, params)})" for c in conds) if conds else "TRUE"
 
-    def statement(self, op: DbOp) -> tuple[str, list[Any]]:
+    def statement(self, op: DbOp, clock: str | None = None) -> tuple[str, list[Any], str | None]:
+        """(query, parameters, clock still to set). With ``clock``, an INSERT or UPDATE sets the
+        ``racetrack.now`` setting itself, from a one-row FROM item: the row to write is only
+        produced after that item, so defaults, SET expressions and the trigger all see it. A
+        guard that reads ``now()`` could be evaluated before it: then the clock is left to the
+        caller to set first."""
+        query, params, embedded = self._statement(op, clock if clock is not None and self._may_embed(op) else None)
+        return query, params, None if embedded else clock
+
+    def _may_embed(self, op: DbOp) -> bool:
+        return isinstance(op, Insert) or (isinstance(op, Update) and not _reads_db_now(op.where))
+
+    def _statement(self, op: DbOp, clock: str | None) -> tuple[str, list[Any], bool]:
         params: list[Any] = []
+        clock_from = " FROM (SELECT pg_catalog.set_config(%s, %s, false)) AS racetrack_clock"
         if isinstance(op, Select):
             params.append(op.job_id)
             lock = " FOR UPDATE" if op.for_update else ""
-            return f"SELECT * FROM {self.table} WHERE {self.cols['job_id']} = %s{lock}", params
+            return f"SELECT * FROM {self.table} WHERE {self.cols['job_id']} = %s{lock}", params, False
         if isinstance(op, Insert):
             bad = set(op.values) - set(COLUMNS) | ({"job_id"} & set(op.values))
             if bad:
@@ -201,9 +216,15 @@ class Compiler:
             params.append(op.job_id)
             values = ["%s"] + [self.value(v, COLUMNS[c], params) for c, v in op.values.items()]
             conflict = " ON CONFLICT DO NOTHING" if op.on_conflict_do_nothing else ""
+            if clock is None:
+                source = f"VALUES ({', '.join(values)})"
+            else:
+                source = f"SELECT {', '.join(values)}{clock_from}"
+                params.extend([CLOCK_SETTING, clock])
             return (
-                f"INSERT INTO {self.table} ({', '.join(names)}) VALUES ({', '.join(values)}){conflict} RETURNING *",
+                f"INSERT INTO {self.table} ({', '.join(names)}) {source}{conflict} RETURNING *",
                 params,
+                clock is not None,
             )
         if isinstance(op, Update):
             bad = set(op.set) - set(COLUMNS) | ({"job_id"} & set(op.set))
@@ -212,15 +233,36 @@ class Compiler:
             sets = [f"{self.cols[c]} = {self.value(v, COLUMNS[c], params)}" for c, v in op.set.items()]
             if not sets:  # SET nothing is not SQL; the trigger still stamps updated_at
                 sets = [f"{self.cols['updated_at']} = {self.cols['updated_at']}"]
+            source = ""
+            if clock is not None:
+                source = clock_from
+                params.extend([CLOCK_SETTING, clock])
             where_params: list[Any] = [op.job_id]
             where = self.conds(op.where, where_params) if op.where else ""
             params.extend(where_params)
             guard = f" AND {where}" if where else ""
             return (
-                f"UPDATE {self.table} SET {', '.join(sets)} WHERE {self.cols['job_id']} = %s{guard} RETURNING *",
+                f"UPDATE {self.table} SET {', '.join(sets)}{source} WHERE {self.cols['job_id']} = %s{guard}"
+                f" RETURNING {self.table}.*",
                 params,
+                clock is not None,
             )
         raise TypeError(f"not a database operation: {op!r}")
+
+
+def _reads_db_now(value: Any) -> bool:
+    """Whether an expression or guard calls ``now()`` anywhere inside."""
+    if isinstance(value, DbNow):
+        return True
+    if isinstance(value, (tuple, list)):
+        return any(_reads_db_now(v) for v in value)
+    if isinstance(value, (Greatest, Coalesce)):
+        return _reads_db_now(value.args)
+    if isinstance(value, Case):
+        return _reads_db_now((value.when, value.then, value.otherwise))
+    if isinstance(value, Cond):
+        return _reads_db_now(value.value)
+    return False
 
 
 def bind(value: Any, sql_type: str) -> Any:
@@ -354,7 +396,8 @@ class PostgresTracker:
                 self.admin = self._connect()
             if self.monitor.closed or self.monitor.broken:
                 self.monitor = self._connect()
-            self.admin.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(self.schema, TABLE)))
+            # DELETE, not TRUNCATE: a run leaves a few dozen rows, and TRUNCATE's new files cost ms
+            self.admin.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(self.schema, TABLE)))
         except psycopg.OperationalError as exc:
             raise self._lost(exc) from None
 
@@ -364,8 +407,8 @@ class PostgresTracker:
             raise RuntimeError(f"session {session} already has a statement in flight")
         if isinstance(op, (Begin, Commit, Rollback)):
             return self._transaction(session, state, op, db_now_us)
-        query, params = self.compiler.statement(op)
         clock = micros_to_text(db_now_us) if reads_now(op) and not state.in_tx else None
+        query, params, clock = self.compiler.statement(op, clock)
         job_id = op.job_id
         if not self._may_wait(session, op):
             return self._finish(session, state, op, self._run(state, query, params, clock))
