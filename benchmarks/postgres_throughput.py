@@ -23,28 +23,59 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from sim import sweep
-from sim.backends import BackendSpec
-from sim.runner import plan
+from sim.backends import BackendSpec, close_backend, open_backend
+from sim.runner import plan, run_one
 from sim.scenario import bundled_names, load
 from tracker import pg_server
 from tracker.pg_server import choose_server, mask_password
 from tracker.strategies import builtin_strategies
 
 
-def harness(dsn: str, runs: int, kind: str) -> tuple[int, float]:
+class TimedBackend:
+    """A backend wrapper that adds up the wall time spent inside the backend's calls."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend, self.name, self.seconds = backend, backend.name, 0.0
+
+    def _timed(self, method: str, *args: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return getattr(self.backend, method)(*args)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def reset(self) -> None:
+        self._timed("reset")
+
+    def execute(self, *args: Any) -> Any:
+        return self._timed("execute", *args)
+
+    def resume(self, *args: Any) -> Any:
+        return self._timed("resume", *args)
+
+    def end_session(self, *args: Any) -> None:
+        self._timed("end_session", *args)
+
+    def rows(self) -> Any:
+        return self._timed("rows")
+
+
+def harness(dsn: str, runs: int, kind: str) -> tuple[int, float, float]:
+    """(operations, wall seconds, seconds inside the backend) of the benchmark sweep."""
     items = list(plan([load(n) for n in bundled_names()], builtin_strategies(), runs, seed=0))
-    started = time.perf_counter()
-    rows = list(sweep.execute(items, BackendSpec(kind, dsn=dsn)))
-    elapsed = time.perf_counter() - started
-    errors = [r["error"] for r in rows if r.get("error")]
-    if errors:
-        sys.exit(f"benchmark: {len(errors)} run(s) failed: {errors[0]}")
-    return sum(int(r["ops"]) for r in rows), elapsed
+    backend = TimedBackend(open_backend(BackendSpec(kind, dsn=dsn)))
+    try:
+        started = time.perf_counter()
+        ops = sum(run_one(i.scenario, i.strategy, i.seed, backend).ops for i in items)  # type: ignore[arg-type]
+        elapsed = time.perf_counter() - started
+    finally:
+        close_backend(backend.backend)
+    return ops, elapsed, backend.seconds
 
 
 def find_pgbench() -> str | None:
@@ -89,15 +120,16 @@ def main() -> None:
     server = choose_server(args.dsn)
     print(f"server: {mask_password(pg_server.describe_server(server.dsn), server.dsn)} (from {server.source})")
 
-    memory_ops, memory_s = harness(server.dsn, args.runs, "memory")
-    ops, elapsed = harness(server.dsn, args.runs, "postgres")
+    memory_ops, memory_s, _ = harness(server.dsn, args.runs, "memory")
+    ops, elapsed, inside = harness(server.dsn, args.runs, "postgres")
     assert ops == memory_ops, "the same sweep must send the same operations"
-    harness_rate = ops / elapsed
+    harness_rate, backend_rate = ops / elapsed, ops / inside
     print(f"harness, memory:    {memory_ops} operations in {memory_s:.2f} s = {memory_ops / memory_s:,.0f} op/s (simulation only)")
-    print(f"harness, postgres:  {ops} statements in {elapsed:.2f} s = {harness_rate:,.0f} statements/s")
+    print(f"harness, postgres:  {ops} statements in {elapsed:.2f} s = {harness_rate:,.0f} statements/s end to end")
+    print(f"  inside the PostgreSQL backend: {inside:.2f} s = {backend_rate:,.0f} statements/s (incl. per-run reset)")
     tps = pgbench_select_only(server.dsn, args.seconds)
     print(f"pgbench -S -c 1:    {tps:,.0f} statements/s")
-    print(f"ratio harness / pgbench: {harness_rate / tps:.2f}")
+    print(f"ratio harness / pgbench: {harness_rate / tps:.2f} end to end, {backend_rate / tps:.2f} backend only")
 
 
 if __name__ == "__main__":
