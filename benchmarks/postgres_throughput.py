@@ -81,9 +81,9 @@ def harness(dsn: str, runs: int, kind: str) -> tuple[int, float, float]:
 def find_pgbench() -> str | None:
     embedded = pg_server._embedded
     if embedded is not None:
-        candidate = Path(embedded.bin_path) / "pgbench"
-        if candidate.exists():
-            return str(candidate)
+        bundled = Path(embedded.bin_path) / "pgbench"
+        if bundled.exists():
+            return str(bundled)
     for candidate in (shutil.which("pgbench"), "/usr/lib/postgresql/15/bin/pgbench"):
         if candidate and Path(candidate).exists():
             return candidate
