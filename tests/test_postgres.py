@@ -3,6 +3,7 @@ set, else libpq's PG* variables, else the embedded server. CI runs this file bot
 
 from __future__ import annotations
 
+import json
 import os
 
 import psycopg
@@ -282,6 +283,29 @@ def test_two_backends_on_one_server_get_their_own_schemas(dsn):
     finally:
         first.close()
         second.close()
+
+
+def test_server_is_chosen_from_dsn_then_database_url_then_pg_variables():
+    env = {"DATABASE_URL": "postgresql://u@db1/x", "PGHOST": "db2"}
+    assert choose_server("postgresql://u@db0/x", env).source == "--dsn"
+    assert choose_server(None, env) == choose_server(None, {"DATABASE_URL": "postgresql://u@db1/x"})
+    assert choose_server(None, {"PGHOST": "db2"}).source == "PG* variables"
+
+
+def test_run_json_under_both_lists_no_disagreements(dsn, capsys):
+    code = main(["run", "seed-fast-jobs", "--strategy", "atomic", "--backend", "both", "--dsn", dsn, "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert (code, out["backend"], out["disagreements"]) == (0, "both", [])
+
+
+def test_sweep_out_file_has_the_backend_columns(dsn, tmp_path, capsys):
+    out = tmp_path / "rows.csv"
+    code = main(["sweep", "seed-fast-jobs", "--strategies", "db-clock", "--runs", "2", "--backend", "both",
+                 "--dsn", dsn, "--out", str(out), "--json"])
+    summary = json.loads(capsys.readouterr().out)["results"][0]
+    assert code == 0 and summary["disagreements"] == 0 and summary["errors"] == 0
+    header = out.read_text().splitlines()[0].split(",")
+    assert {"error", "disagreements", "first_disagreement"} <= set(header)
 
 
 def test_password_is_masked_in_descriptions_and_messages():

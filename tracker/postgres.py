@@ -90,7 +90,8 @@ _schema_numbers = itertools.count(1)
 
 
 class ConnectionLost(Exception):
-    """The server went away during a run: the run cannot be judged (one line, password masked)."""
+    """The server went away during a run (or a statement got stuck past every timeout): the run
+    cannot be judged, the sweep goes on. One line, password masked."""
 
 
 # --- timestamps as integer microseconds --------------------------------------------------------
@@ -513,7 +514,7 @@ class PostgresTracker:
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._threads is None:
-            self._threads = ThreadPoolExecutor(max_workers=64, thread_name_prefix="racetrack-pg")
+            self._threads = ThreadPoolExecutor(max_workers=512, thread_name_prefix="racetrack-pg")  # one per waiting session
         return self._threads
 
     # -- running one statement ------------------------------------------------------------------
@@ -532,8 +533,8 @@ class PostgresTracker:
                 row = cur.fetchone()
             return Done(value=None if row is None else dict(row))
         except psycopg.OperationalError as exc:
-            if isinstance(exc, errors.LockNotAvailable):
-                raise RuntimeError("a statement racetrack thought could not wait hit lock_timeout") from exc
+            if isinstance(exc, errors.LockNotAvailable):  # a wait the bookkeeping did not foresee
+                raise ConnectionLost(f"a statement waited on a row lock past lock_timeout at {self.where}") from None
             raise self._lost(exc) from None
         except psycopg.Error as exc:
             return Done(error=tracker_error(exc))
