@@ -120,11 +120,35 @@ def terminal_status(record: RunRecord) -> Iterator[Violation]:
 _STATE_OF = {"pending": "waiting", "waiting": "waiting", "delayed": "delayed", "active": "active", "completed": "completed", "failed": "failed"}
 
 
-def _explain(truth: JobTruth, status: str, at_us: int) -> int | None:
-    """The true time of the state change a row status reports: the latest entry into that state
-    up to ``at_us`` (or, for a row written ahead of the queue, the first one after)."""
+def _attempt_times(truth: JobTruth, state: str, attempt: object) -> list[int]:
+    """True times of ``state`` for attempt number ``attempt`` (the row's ``attempts`` column)."""
+    if not isinstance(attempt, int) or isinstance(attempt, bool):
+        return []
+    if state == "active":
+        return [a.start_us for a in truth.attempts if a.number == attempt]
+    if state in ("failed", "delayed"):
+        times = [a.end_us for a in truth.attempts if a.number == attempt and a.outcome == "failed" and a.end_us is not None]
+        last = max((a.number for a in truth.attempts), default=0)
+        if truth.outcome == "failed" and attempt == last and not times:  # failed by the stall checker
+            times = [truth.outcome_us]
+        return times
+    if state == "completed" and truth.outcome == "completed":
+        return [truth.outcome_us]
+    if state == "waiting" and attempt == 0:
+        return [t for t, s in truth.transitions[:1]]
+    return []
+
+
+def _explain(truth: JobTruth, status: str, attempt: object, at_us: int) -> int | None:
+    """The true time of the state change a row version reports.
+
+    The row's ``attempts`` says which attempt its status is about; when it names a real attempt
+    that was in that state, that attempt's time is the answer. Otherwise (a strategy that keeps
+    ``attempts`` wrong): the latest entry into that state up to ``at_us``, or for a row written
+    ahead of the queue, the first one after.
+    """
     state = _STATE_OF.get(status)
-    times = [t for t, s in truth.transitions if s == state]
+    times = _attempt_times(truth, state or "", attempt) or [t for t, s in truth.transitions if s == state]
     if not times:
         return None
     before = [t for t in times if t <= at_us]
@@ -138,7 +162,7 @@ def monotonic_status(record: RunRecord) -> Iterator[Violation]:
             continue
         previous: tuple[str, int] | None = None
         for step, row in versions:
-            when = _explain(truth, row["status"], step.executed_us)
+            when = _explain(truth, row["status"], row["attempts"], step.executed_us)
             if when is None:
                 continue
             if previous is not None and row["status"] != previous[0] and when < previous[1]:
