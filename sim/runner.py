@@ -199,10 +199,11 @@ def summarize(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         entry = table.setdefault(
             key,
             {"scenario": key[0], "strategy": key[1], "backend": key[2], "runs": 0, "violating_runs": 0,
-             "violations": {i: 0 for i in INVARIANT_IDS}, "errors": 0},
+             "violations": {i: 0 for i in INVARIANT_IDS}},
         )
         entry["runs"] += 1
-        entry["errors"] += int(bool(row.get("error")))
+        if key[2] != "memory":  # only a server can go away mid-run
+            entry["errors"] = entry.get("errors", 0) + int(bool(row.get("error")))
         if row.get("disagreements") is not None:
             entry["disagreements"] = entry.get("disagreements", 0) + int(row["disagreements"])
             if row.get("first_disagreement") and "first_disagreement" not in entry:
