@@ -104,6 +104,9 @@ class DifferentialTracker:
                 if mine.get(job_id) != theirs.get(job_id):
                     self._record("final rows", job_id, _row(mine.get(job_id)), _row(theirs.get(job_id)))
                     break
+            else:
+                if list(mine) != list(theirs):  # results must not depend on the backend, order included
+                    self._record("final rows", "order", ", ".join(mine), ", ".join(theirs))
         return mine
 
     def close(self) -> None:

@@ -304,6 +304,7 @@ class _Session:
         self.conn = conn
         self.pid = conn.info.backend_pid
         self.in_tx = False
+        self.inserted: list[str] = []  # rows this transaction inserted, in order
         self.future: Future[Outcome] | None = None
         self.op: DbOp | None = None
 
@@ -327,6 +328,8 @@ class PostgresTracker:
         self._threads: ThreadPoolExecutor | None = None
         self._created = False
         self._pid_session: dict[int, str] = {}
+        #: Job ids in the order their rows were first committed: ``rows()`` keeps the model's order.
+        self._commit_order: dict[str, None] = {}
         self.admin = self._connect()
         self._create_schema()
         self.monitor = self._connect()
@@ -392,6 +395,7 @@ class PostgresTracker:
             self.end_session(session)
         self._lock_owner.clear()
         self._held.clear()
+        self._commit_order.clear()
         try:
             if self.admin.closed or self.admin.broken:
                 self.admin = self._connect()
@@ -449,9 +453,11 @@ class PostgresTracker:
             cur = self.admin.execute(
                 sql.SQL("SELECT * FROM {} ORDER BY job_id").format(sql.Identifier(self.schema, TABLE)), binary=True
             )
-            return {r["job_id"]: dict(r) for r in cur.fetchall()}
+            found = {r["job_id"]: dict(r) for r in cur.fetchall()}
         except psycopg.OperationalError as exc:
             raise self._lost(exc) from None
+        order = [j for j in self._commit_order if j in found] + [j for j in found if j not in self._commit_order]
+        return {j: found[j] for j in order}
 
     def close(self) -> None:
         """End every session, drop the schema racetrack created, close every connection."""
@@ -492,12 +498,14 @@ class PostgresTracker:
                     )
                 state.in_tx = True
                 return Done()
-            state.conn.execute("COMMIT" if isinstance(op, Commit) else "ROLLBACK")
+            status = state.conn.execute("COMMIT" if isinstance(op, Commit) else "ROLLBACK").statusmessage
         except psycopg.OperationalError as exc:
             raise self._lost(exc) from None
         except psycopg.Error as exc:
             return Done(error=tracker_error(exc))
-        state.in_tx = False
+        if status == "COMMIT":  # an aborted transaction's COMMIT answers ROLLBACK
+            self._commit_order.update(dict.fromkeys(state.inserted))
+        state.in_tx, state.inserted = False, []
         self._release(session)
         return Done()
 
@@ -541,6 +549,11 @@ class PostgresTracker:
 
     def _finish(self, session: str, state: _Session, op: DbOp, outcome: Outcome) -> Outcome:
         """Book what a finished statement locked (for Blocked answers and for may-wait guesses)."""
+        if isinstance(op, Insert) and isinstance(outcome, Done) and outcome.value is not None:
+            if state.in_tx:
+                state.inserted.append(op.job_id)
+            else:
+                self._commit_order[op.job_id] = None
         if not state.in_tx or not isinstance(outcome, Done):
             return outcome
         if outcome.error is not None:
