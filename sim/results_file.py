@@ -36,7 +36,7 @@ _TYPES: dict[str, pa.DataType] = {
     "violating": pa.bool_(), "violations": pa.int64(), "first_violation": pa.string(),
     "lag_p50_ms": pa.float64(), "lag_p99_ms": pa.float64(), "lag_max_ms": pa.float64(),
     "visibility_lags_ms": pa.string(), "timestamp_errors_ms": pa.string(), "sim_ms": pa.float64(),
-    "params": pa.string(),
+    "params": pa.string(), "error": pa.string(), "disagreements": pa.int64(), "first_disagreement": pa.string(),
 }
 
 

@@ -11,6 +11,11 @@ Workers receive chunks that carry scenario objects and strategy *references* (``
 ``my_pkg.mod:HANDLERS``), never function objects: each worker loads the strategy itself and opens
 its own backend from the picklable :class:`~sim.backends.BackendSpec`.
 
+A run whose server goes away (PostgreSQL backends) becomes an error row (``error`` set, nothing
+judged) and the sweep goes on. A PostgreSQL server is chosen once, in the parent (so an embedded
+server is started once, not per worker), and its DSN handed to the workers; each worker opens
+its own connection and schema.
+
 May import: ``sim.runner``, ``sim.backends``, ``sim.results_file``, ``sim.scenario``,
 ``tracker.strategies``; ``distributed`` lazily, only for the Dask executor.
 """
@@ -26,9 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sim.backends import BackendSpec, close_backend, open_backend
+from sim.backends import BackendSpec, BackendUnavailable, close_backend, open_backend, run_errors
 from sim.results_file import PartialResults, ResultsError
-from sim.runner import RESULTS_FORMAT, SweepItem, run_one
+from sim.runner import RESULTS_FORMAT, SweepItem, error_row, run_one
 from sim.scenario import Scenario
 from tracker.backend import TrackerBackend
 from tracker.strategies import Strategy, load_strategy
@@ -136,7 +141,29 @@ def run_chunk(chunk: Chunk, spec: BackendSpec) -> list[dict[str, Any]]:
     """Run one chunk (in whatever process or thread) and return its rows in seed order."""
     strategy = _worker_strategy(chunk.strategy)
     backend = _worker_backend(spec)
-    return [run_one(chunk.scenario, strategy, seed, backend).row() for seed in range(chunk.seed, chunk.seed + chunk.count)]
+    spoilers = run_errors() if spec.kind != "memory" else ()
+    rows = []
+    for seed in range(chunk.seed, chunk.seed + chunk.count):
+        try:
+            rows.append(run_one(chunk.scenario, strategy, seed, backend).row())
+        except spoilers as exc:
+            rows.append(error_row(SweepItem(chunk.scenario, strategy, seed), backend.name, str(exc)))
+    return rows
+
+
+def _resolve_server(spec: BackendSpec) -> BackendSpec:
+    """Choose the PostgreSQL server here, once, and check it can be opened (one line on failure)."""
+    if spec.kind == "memory":
+        return spec
+    from tracker.pg_server import ServerUnavailable, choose_server
+
+    try:
+        choice = choose_server(spec.dsn)
+        resolved = BackendSpec(spec.kind, choice.dsn or spec.dsn, spec.schema)
+        close_backend(open_backend(resolved))
+    except (ServerUnavailable, BackendUnavailable) as exc:
+        raise SweepError(str(exc)) from None
+    return resolved
 
 
 def _ignore_sigint() -> None:
@@ -284,7 +311,7 @@ class SweepRun:
                 self.results = PartialResults.check(self.out, self.sweep.fingerprint(), self.resume)
             except ResultsError as exc:
                 raise SweepError(str(exc)) from None
-        self.executor = _executor(self.sweep.backend, self.execution)
+        self.executor = _executor(_resolve_server(self.sweep.backend), self.execution)
         if self.results is not None:
             try:
                 self.results.open()
@@ -356,10 +383,15 @@ def execute(
 ) -> Iterator[dict[str, Any]]:
     """Yield each item's result row, in order, in this process (items carry strategy objects,
     which need not be loadable by name; use :class:`SweepRun` to run on several workers)."""
-    backend = open_backend(spec or BackendSpec())
+    spec = spec or BackendSpec()
+    backend = open_backend(spec)
+    spoilers = run_errors() if spec.kind != "memory" else ()
     try:
         for item in items:
-            row = run_one(item.scenario, item.strategy, item.seed, backend).row()
+            try:
+                row = run_one(item.scenario, item.strategy, item.seed, backend).row()
+            except spoilers as exc:
+                row = error_row(item, backend.name, str(exc))
             if on_row is not None:
                 on_row(row)
             yield row
