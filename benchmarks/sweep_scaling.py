@@ -35,8 +35,9 @@ started = time.perf_counter()  # wall-clock ok: a benchmark
 with SweepRun(sweep, Execution(workers=workers), Path(out) if out != "-" else None) as run:
     summary = summarize(run.rows())
 elapsed = time.perf_counter() - started  # wall-clock ok: a benchmark
+usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
 print(json.dumps({
-    "runs": sweep.total, "elapsed_s": elapsed,
+    "runs": sweep.total, "elapsed_s": elapsed, "cpu_s": sum(u.ru_utime + u.ru_stime for u in usage),
     "parent_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     "worker_maxrss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
 }))
@@ -75,7 +76,7 @@ def main() -> int:
     if not args.skip_scaling:
         counts = sorted({1, 2, cores})
         print(f"\nscaling: {args.scenario} x {args.strategies}, {args.scaling_runs} runs each, no output file")
-        base = None
+        base = base_cpu = None
         for workers in counts:
             tries = []
             for _ in range(max(args.repeat, 1)):
@@ -84,9 +85,14 @@ def main() -> int:
             r = min(tries, key=lambda t: t["elapsed_s"])
             rate = r["runs"] / r["elapsed_s"]
             base = base or rate
+            base_cpu = base_cpu or r["cpu_s"]
             print(
                 f"  workers {workers:>2}: {r['runs']} runs in {r['elapsed_s']:7.2f} s = {rate:8.1f} runs/s  "
                 f"speed-up {rate / base:4.2f}x  (best of {len(tries)}; load average then {r['load']:.2f})"
+            )
+            print(
+                f"              CPU of the sweep and its workers {r['cpu_s']:6.2f} s ({(r['cpu_s'] / base_cpu - 1) * 100:+.0f}% vs 1 worker): "
+                f"on {workers} idle core(s) at most {min(workers, cores) * base_cpu / r['cpu_s']:4.2f}x"
             )
 
     if not args.skip_memory:

@@ -195,3 +195,16 @@ def test_unwritable_out_is_one_line_exit_2(tmp_path, capsys):
     assert main([*SWEEP, "--out", str(blocker / "x.parquet"), "--workers", "1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot write" in err
+
+
+def test_postgres_sweep_on_two_workers_writes_the_same_bytes_as_one(tmp_path):
+    from tracker.pg_server import choose_server
+
+    dsn = choose_server().dsn  # the machine's server, or the embedded one (started once here)
+    argv = ["sweep", "seed-fast-jobs", "--strategies", "naive,atomic", "--runs", "3", "--backend", "postgres", "--json"]
+    if dsn:
+        argv += ["--dsn", dsn]
+    assert main([*argv, "--workers", "1", "--out", str(tmp_path / "one.parquet")]) == 0
+    assert main([*argv, "--workers", "2", "--out", str(tmp_path / "two.parquet")]) == 0
+    assert (tmp_path / "one.parquet").read_bytes() == (tmp_path / "two.parquet").read_bytes()
+    assert pq.read_table(tmp_path / "two.parquet").column("backend").to_pylist() == ["postgres"] * 6
