@@ -261,7 +261,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     verdicts = []
     try:
         for ref, sc in targets:
-            verdicts += check.check_scenario(ref, sc, args.runs, args.seed, _execution(args), BackendSpec(), progress.step)
+            verdicts += check.check_scenario(ref, sc, args.runs, args.seed, _execution(args), _backend_spec(args), progress.step)
     except sweep.SweepError as exc:
         raise UsageError(str(exc)) from None
     finally:
@@ -359,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=_positive("--runs"), default=200, help="runs per scenario and strategy (default: 200)")
     p.add_argument("--seed", type=_seed, default=0, help="first seed; run i uses seed+i (default: 0)")
     p.add_argument("--junit", metavar="FILE", help="also write JUnit XML: one testcase per scenario and strategy")
+    _add_backend_flags(p)
     _execution_arguments(p)
     p.set_defaults(func=cmd_check)
 
