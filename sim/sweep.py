@@ -22,6 +22,7 @@ May import: ``sim.runner``, ``sim.backends``, ``sim.results_file``, ``sim.scenar
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -241,7 +242,8 @@ class _Dask:
         else:
             try:
                 self.cluster = LocalCluster(
-                    n_workers=execution.workers, threads_per_worker=1, processes=True, dashboard_address=None
+                    n_workers=execution.workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                    silence_logs=logging.ERROR,  # cancelled chunks on Ctrl-C are expected, not warnings
                 )
                 self.client = Client(self.cluster, set_as_default=False)
             except Exception as exc:  # an environment that cannot start processes or sockets
