@@ -235,12 +235,13 @@ def _positive_float(name: str) -> Callable[[str], float]:
 def _explored_line(method: str, explored: dict[str, Any], seconds: float) -> str:
     if method == "exhaustive":
         total = explored["interleavings"]
+        window = f", window {explored['window_ms']} ms" if explored.get("window_ms") is not None else ""
         inv = ", ".join(f"{k} {v}" for k, v in sorted(explored["by_invariant"].items())) or "none"
         done = "all" if explored["complete"] else "only the first"
         return (
             f"exhaustive: {done} {explored['ran']} interleavings ran ({'' if explored['estimate_exact'] else 'up to '}"
             f"{total} estimated from one run's operations; handlers' branches change it), "
-            f"{explored['distinct_outcomes']} distinct outcomes, {explored['violating']} violate; by invariant: {inv}; {seconds:.2f} s"
+            f"{explored['distinct_outcomes']} distinct outcomes, {explored['violating']} violate{window}; by invariant: {inv}; {seconds:.2f} s"
         )
     if method == "pct":
         d = explored["depth"]
@@ -272,6 +273,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
         result = ex.explore(
             scenario, strategy, args.method, seed=args.seed, runs=args.budget, seconds=args.time,
             depth=args.depth, window_ms=args.window, database=None if args.no_database else args.database,
+            invariants=tuple(i.strip() for i in (args.invariants or "").split(",") if i.strip()),
         )
     except ex.ExploreError as exc:
         raise UsageError(str(exc)) from None
@@ -396,9 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--time", type=_positive_float("--time"), help="wall-clock seconds instead of a run budget")
     p.add_argument("--seed", type=_seed, default=0, help="search seed (default: 0)")
     p.add_argument("--jobs", type=_positive("--jobs"), help="override job.count (exhaustive: default 1)")
+    p.add_argument("--invariants", help="comma-separated invariant IDs that count (default: every invariant)")
     p.add_argument("--depth", type=_positive("--depth"), default=2, help="PCT bug depth d (default: 2)")
-    p.add_argument("--window", type=_positive_float("--window"), default=100.0,
-                   help="PCT: most ms an operation may be held back behind the earliest ready one (default: 100)")
+    p.add_argument("--window", type=_positive_float("--window"),
+                   help="most ms an operation may be held back behind the earliest ready one (pct default: 100; exhaustive: no bound)")
     p.add_argument("--database", default=".hypothesis/examples",
                    help="Hypothesis example database directory (default: .hypothesis/examples)")
     p.add_argument("--no-database", action="store_true", help="do not read or save Hypothesis examples")

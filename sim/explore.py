@@ -83,6 +83,19 @@ class Exploration:
     seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class Focus:
+    """Which invariants count as a counterexample (empty: every one)."""
+
+    invariants: tuple[str, ...] = ()
+
+    def hits(self, record: RunRecord) -> list[Violation]:
+        return [v for v in judge(record) if not self.invariants or v.invariant in self.invariants]
+
+
+ALL = Focus()
+
+
 def _keys(violations: list[Violation] | tuple[Violation, ...]) -> set[tuple[str, str]]:
     return {(v.invariant, v.job) for v in violations}
 
@@ -91,10 +104,12 @@ def replay_case(case: Case, strategy: Strategy, schedule: list[str] | tuple[str,
     return run_ordered(case, strategy, backend, FollowSchedule(list(schedule)))
 
 
-def reduce_to_job(case: Case, run: OrderedRun, strategy: Strategy, backend: TrackerBackend) -> tuple[Case, OrderedRun]:
+def reduce_to_job(
+    case: Case, run: OrderedRun, strategy: Strategy, backend: TrackerBackend, focus: Focus = ALL
+) -> tuple[Case, OrderedRun]:
     """The first violated job alone, when it still violates the same way without the others
     (each job's handlers touch only its row; the others only pushed time around)."""
-    violations = judge(run.record)
+    violations = focus.hits(run.record)
     if len(case.truth) <= 1 or not violations:
         return case, run
     job = violations[0].job
@@ -102,7 +117,7 @@ def reduce_to_job(case: Case, run: OrderedRun, strategy: Strategy, backend: Trac
     names = {a.name for a in small.actors}
     small_run = replay_case(small, strategy, [n for n in run.schedule if n in names], backend)
     wanted = {k for k in _keys(violations) if k[1] == job}
-    if wanted and wanted <= _keys(judge(small_run.record)):
+    if wanted and wanted <= _keys(focus.hits(small_run.record)):
         return small, small_run
     return case, run
 
@@ -113,12 +128,13 @@ def _simulate(scenario: Scenario, strategy: Strategy, seed: int, draws: Draws | 
 
 
 def _as_counterexample(
-    world: World, record: RunRecord, scenario: Scenario, strategy: Strategy, seed: int, backend: TrackerBackend
+    world: World, record: RunRecord, scenario: Scenario, strategy: Strategy, seed: int, backend: TrackerBackend,
+    focus: Focus,
 ) -> Counterexample:
     """A violating SimPy run as a replayable forced-order run, reduced to its violating job."""
     case = case_from_world(world, record, scenario, seed)
     run = replay_case(case, strategy, schedule_of(record), backend)
-    case, run = reduce_to_job(case, run, strategy, backend)
+    case, run = reduce_to_job(case, run, strategy, backend, focus)
     return Counterexample(case, run, tuple(judge(run.record)))
 
 
@@ -141,20 +157,22 @@ class _Budget:
 # --- random ------------------------------------------------------------------------------------
 
 
-def explore_random(scenario: Scenario, strategy: Strategy, seed: int, budget: _Budget, backend: TrackerBackend) -> Exploration:
+def explore_random(
+    scenario: Scenario, strategy: Strategy, seed: int, budget: _Budget, backend: TrackerBackend, focus: Focus = ALL
+) -> Exploration:
     runs = 0
     while budget.left(runs):
         run_seed = seed + runs
         world, record = _simulate(scenario, strategy, run_seed)
         runs += 1
-        if not judge(record):
+        if not focus.hits(record):
             continue
         # Fewest jobs first: job streams are per job, so a prefix of the jobs is the same world.
         for count in range(1, scenario["job.count"] + 1):
             smaller = scenario.with_values({"job.count": count})
             w, r = _simulate(smaller, strategy, run_seed)
-            if judge(r):
-                ce = _as_counterexample(w, r, smaller, strategy, run_seed, backend)
+            if focus.hits(r):
+                ce = _as_counterexample(w, r, smaller, strategy, run_seed, backend, focus)
                 return Exploration("random", ce, {"runs": runs, "seed": run_seed}, budget.elapsed())
     return Exploration("random", None, {"runs": runs}, budget.elapsed())
 
@@ -235,8 +253,10 @@ class _Drawn:
 def explore_hypothesis(
     scenario: Scenario, strategy: Strategy, seed: int, budget: _Budget, backend: TrackerBackend,
     database: str | None = None,
+    focus: Focus = ALL,
 ) -> Exploration:
     from hypothesis import Phase, find, settings
+    from hypothesis import core as hypothesis_core
     from hypothesis import strategies as st
     from hypothesis.database import DirectoryBasedExampleDatabase
     from hypothesis.errors import NoSuchExample
@@ -258,7 +278,7 @@ def explore_hypothesis(
             if draws.stopped is not None:
                 raise draws.stopped from None
             raise
-        violations = tuple(judge(record))
+        violations = tuple(focus.hits(record))
         counts["runs"] += 1
         if violations and not counts["to_first"]:
             counts["to_first"] = counts["runs"]
@@ -275,9 +295,19 @@ def explore_hypothesis(
             database=db, max_examples=max(1, examples), deadline=None, derandomize=False,
             phases=(Phase.reuse, Phase.generate, Phase.shrink), print_blob=False,
         )
+        rng = random.Random(f"racetrack:{seed}:hypothesis:{chunk}")
         try:
-            found = find(runs(), lambda d: bool(d.violations), settings=conf,
-                         random=random.Random(f"racetrack:{seed}:hypothesis:{chunk}"), database_key=key)
+            if db is None:
+                found = find(runs(), lambda d: bool(d.violations), settings=conf, random=rng, database_key=key)
+            else:
+                # Hypothesis' seed() turns its database off; its pytest plugin's --hypothesis-seed
+                # (this global) fixes generation and keeps the database: saved examples run first.
+                previous = hypothesis_core.global_force_seed
+                hypothesis_core.global_force_seed = rng.getrandbits(64)
+                try:
+                    found = find(runs(), lambda d: bool(d.violations), settings=conf, database_key=key)
+                finally:
+                    hypothesis_core.global_force_seed = previous
         except NoSuchExample:
             chunk += 1
             if budget.seconds is None:
@@ -286,7 +316,7 @@ def explore_hypothesis(
     if found is None:
         return Exploration("hypothesis", None, explored, budget.elapsed())
     explored["shrink_runs"] = counts["runs"] - counts["to_first"]
-    ce = _as_counterexample(found.world, found.record, found.scenario, strategy, seed, backend)
+    ce = _as_counterexample(found.world, found.record, found.scenario, strategy, seed, backend, focus)
     return Exploration("hypothesis", ce, explored, budget.elapsed())
 
 
@@ -330,7 +360,10 @@ def interleaving_estimate(case: Case, strategy: Strategy, backend: TrackerBacken
     return count, exact, first.ops
 
 
-def explore_exhaustive(case: Case, strategy: Strategy, limit: int, backend: TrackerBackend) -> Exploration:
+def explore_exhaustive(
+    case: Case, strategy: Strategy, limit: int, backend: TrackerBackend, focus: Focus = ALL,
+    window_us: int | None = None,
+) -> Exploration:
     started = time.perf_counter()  # wall-clock ok: reported seconds
     estimate, exact, ops = interleaving_estimate(case, strategy, backend)
     jobs = len(case.truth)
@@ -348,9 +381,9 @@ def explore_exhaustive(case: Case, strategy: Strategy, limit: int, backend: Trac
     best: OrderedRun | None = None
     examples: list[str] = []
     while True:
-        run = run_ordered(case, strategy, backend, FollowPrefix(prefix))
+        run = run_ordered(case, strategy, backend, FollowPrefix(prefix), window_us)
         ran += 1
-        violations = run.violations()
+        violations = focus.hits(run.record)
         outcomes.add(repr(sorted(run.record.rows.items())) + repr(sorted(_keys(violations))))
         if violations:
             violating += 1
@@ -377,7 +410,7 @@ def explore_exhaustive(case: Case, strategy: Strategy, limit: int, backend: Trac
     explored = {
         "interleavings": estimate, "estimate_exact": exact, "ran": ran, "complete": complete,
         "violating": violating, "by_invariant": by_invariant, "distinct_outcomes": len(outcomes),
-        "examples": examples,
+        "examples": examples, "window_ms": None if window_us is None else window_us / 1000,
     }
     seconds = round(time.perf_counter() - started, 3)  # wall-clock ok: reported seconds
     if best is None:
@@ -418,7 +451,8 @@ def pct_bound(actors: int, steps: int, depth: int) -> float:
 
 
 def explore_pct(
-    case: Case, strategy: Strategy, seed: int, depth: int, window_us: int | None, budget: _Budget, backend: TrackerBackend
+    case: Case, strategy: Strategy, seed: int, depth: int, window_us: int | None, budget: _Budget,
+    backend: TrackerBackend, focus: Focus = ALL,
 ) -> Exploration:
     names = [a.name for a in case.actors if strategy.handler(a.event) is not None]
     steps = run_ordered(case, strategy, backend, FirstReady(), window_us).ops
@@ -429,8 +463,8 @@ def explore_pct(
         run = run_ordered(case, strategy, backend, PctScheduler(rng, names, steps, depth), window_us)
         runs += 1
         steps = max(steps, run.ops)
-        if run.violations():
-            small_case, small_run = reduce_to_job(case, run, strategy, backend)
+        if focus.hits(run.record):
+            small_case, small_run = reduce_to_job(case, run, strategy, backend, focus)
             found = Counterexample(small_case, small_run, tuple(small_run.violations()))
             break
     p = pct_bound(len(names), steps, depth)
@@ -459,27 +493,38 @@ def explore(
     runs: int | None = None,
     seconds: float | None = None,
     depth: int = 2,
-    window_ms: float | None = DEFAULT_WINDOW_MS,
+    window_ms: float | None = None,
     database: str | None = None,
+    invariants: tuple[str, ...] = (),
     backend_spec: BackendSpec | None = None,
 ) -> Exploration:
     """Search ``scenario`` x ``strategy`` with ``method``; ``runs`` (or ``seconds``) bounds it
-    (for ``exhaustive``, ``runs`` is the most interleavings it will enumerate)."""
+    (for ``exhaustive``, ``runs`` is the most interleavings it will enumerate). ``window_ms``
+    bounds how long an operation may be held back: PCT's default is :data:`DEFAULT_WINDOW_MS`,
+    exhaustive's is no bound (every order)."""
     if method not in METHODS:
         raise ExploreError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
+    from sim.invariants import INVARIANT_IDS
+
+    unknown = [i for i in invariants if i not in INVARIANT_IDS]
+    if unknown:
+        raise ExploreError(f"unknown invariant {unknown[0]!r}: use one of {', '.join(INVARIANT_IDS)}")
+    focus = Focus(tuple(invariants))
     if runs is None and seconds is None:
         runs = DEFAULT_BUDGET[method]
     budget = _Budget(runs, seconds)
     backend = open_backend(backend_spec or BackendSpec())
     try:
         if method == "random":
-            return explore_random(scenario, strategy, seed, budget, backend)
+            return explore_random(scenario, strategy, seed, budget, backend, focus)
         if method == "hypothesis":
-            return explore_hypothesis(scenario, strategy, seed, budget, backend, database)
+            return explore_hypothesis(scenario, strategy, seed, budget, backend, database, focus)
         case = case_for(scenario, strategy, seed)
         if method == "exhaustive":
-            return explore_exhaustive(case, strategy, runs if runs is not None else DEFAULT_BUDGET["exhaustive"], backend)
-        window_us = None if window_ms is None else round(window_ms * 1000)
-        return explore_pct(case, strategy, seed, depth, window_us, budget, backend)
+            window_us = None if window_ms is None else round(window_ms * 1000)
+            limit = runs if runs is not None else DEFAULT_BUDGET["exhaustive"]
+            return explore_exhaustive(case, strategy, limit, backend, focus, window_us)
+        window_us = round((DEFAULT_WINDOW_MS if window_ms is None else window_ms) * 1000)
+        return explore_pct(case, strategy, seed, depth, window_us, budget, backend, focus)
     finally:
         close_backend(backend)
