@@ -237,10 +237,13 @@ def _explored_line(method: str, explored: dict[str, Any], seconds: float) -> str
         total = explored["interleavings"]
         window = f", window {explored['window_ms']} ms" if explored.get("window_ms") is not None else ""
         inv = ", ".join(f"{k} {v}" for k, v in sorted(explored["by_invariant"].items())) or "none"
-        done = "all" if explored["complete"] else "only the first"
+        about = f"{'' if explored['estimate_exact'] else 'up to '}{explored['estimate']} estimated before running"
+        if explored["complete"]:
+            done = f"all {total} interleavings ran ({about}; handlers' branches change the count)"
+        else:
+            done = f"stopped after {explored['ran']} of {about} interleavings (--budget)"
         return (
-            f"exhaustive: {done} {explored['ran']} interleavings ran ({'' if explored['estimate_exact'] else 'up to '}"
-            f"{total} estimated from one run's operations; handlers' branches change it), "
+            f"exhaustive: {done}, "
             f"{explored['distinct_outcomes']} distinct outcomes, {explored['violating']} violate{window}; by invariant: {inv}; {seconds:.2f} s"
         )
     if method == "pct":

@@ -408,7 +408,9 @@ def explore_exhaustive(
             break
     complete = i < 0 if ran else False
     explored = {
-        "interleavings": estimate, "estimate_exact": exact, "ran": ran, "complete": complete,
+        # Once every branch ran, the count is exact; before, the estimate from one run's operations.
+        "interleavings": ran if complete else estimate, "estimate": estimate, "estimate_exact": exact,
+        "ran": ran, "complete": complete,
         "violating": violating, "by_invariant": by_invariant, "distinct_outcomes": len(outcomes),
         "examples": examples, "window_ms": None if window_us is None else window_us / 1000,
     }

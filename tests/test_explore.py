@@ -76,7 +76,7 @@ def test_exhaustive_finds_atomic_losing_the_first_start_when_active_is_held_back
     # attempt 2's start. Every order ran; within a 100 ms hold-back bound none violates.
     scenario = SEED_FAST.with_values({"job.count": 1})
     unbounded = explore(scenario, ATOMIC, "exhaustive", seed=3)
-    assert unbounded.explored["ran"] == unbounded.explored["interleavings"] == 720
+    assert unbounded.explored["ran"] == unbounded.explored["interleavings"] == unbounded.explored["estimate"] == 720
     assert unbounded.found is not None
     assert {v.invariant for v in unbounded.found.violations} == {"faithful-timestamps"}
     bounded = explore(scenario, ATOMIC, "exhaustive", seed=3, window_ms=100)
@@ -165,3 +165,28 @@ def test_hypothesis_example_database_replays_the_saved_counterexample(tmp_path) 
     assert again.found is not None
     assert again.explored["runs_to_first"] == 1  # the saved example comes first
     assert again.found.run.schedule == first.found.run.schedule
+
+
+def test_exhaustive_counts_what_really_ran_when_branches_differ_from_the_estimate() -> None:
+    # three-layer's handlers branch on what they read: more orders exist than one run predicts.
+    result = explore(SEED_FAST.with_values({"job.count": 1}), load_strategy("three-layer"), "exhaustive", seed=0)
+    assert result.explored["complete"]
+    assert result.explored["interleavings"] == result.explored["ran"] > result.explored["estimate"]
+
+
+def test_exhaustive_stops_at_the_budget_and_says_so(tmp_path, capsys) -> None:
+    code = main(["explore", "seed-fast-jobs", "--strategy", "atomic", "--method", "exhaustive", "--seed", "3",
+                 "--budget", "800", "--out", str(tmp_path / "t.json")])
+    assert code == 1  # unbounded hold-back: see the test above
+    capsys.readouterr()
+    code = main(["explore", "seed-fast-jobs", "--strategy", "row-lock", "--method", "exhaustive", "--budget", "100",
+                 "--json"])
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and report["explored"]["complete"] and report["explored"]["ran"] == 24
+
+
+def test_time_budget_runs_until_the_time_is_spent(capsys) -> None:
+    code = main(["explore", "seed-fast-jobs", "--strategy", "atomic", "--method", "random", "--time", "0.3", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and not report["found"]
+    assert report["explored"]["runs"] >= 1 and report["seconds"] >= 0.3
