@@ -23,6 +23,7 @@ Randomness comes from seeds (``random.Random``) and Hypothesis' seeded engine; `
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import time
@@ -180,6 +181,14 @@ def explore_random(
 # --- Hypothesis --------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4096)
+def _integers(lo: int, hi: int) -> Any:
+    """Hypothesis' ``integers(lo, hi)``, built once per range (building one is not free)."""
+    from hypothesis import strategies as st
+
+    return st.integers(lo, hi)
+
+
 class DrawnDraws(Draws):
     """Every choice of the world drawn by Hypothesis, so its shrinker minimizes timing too.
 
@@ -203,12 +212,10 @@ class DrawnDraws(Draws):
             raise
 
     def _ms(self, dist: Dist) -> float:
-        from hypothesis import strategies as st
-
         if dist.kind == "fixed":
             return dist.a
         lo, hi = (dist.a, dist.b) if dist.kind == "uniform" else (0.0, 2 * dist.b)
-        return lo + self.draw(st.integers(0, round((hi - lo) * 1000))) / 1000
+        return lo + self.draw(_integers(0, round((hi - lo) * 1000))) / 1000
 
     def interarrival_ms(self, dist: Dist) -> float:
         return self._ms(dist)
@@ -224,15 +231,11 @@ class DrawnDraws(Draws):
         return bool(self.draw(st.booleans()))
 
     def job_uniform(self, job: int, what: str, lo: float, hi: float) -> float:
-        from hypothesis import strategies as st
-
-        return lo + (hi - lo) * self.draw(st.integers(0, 1000)) / 1000
+        return lo + (hi - lo) * self.draw(_integers(0, 1000)) / 1000
 
     def clock(self, host: str, max_offset_ms: float, max_drift_ppm: float) -> tuple[float, float]:
-        from hypothesis import strategies as st
-
-        offset = self.draw(st.integers(-round(max_offset_ms * 1000), round(max_offset_ms * 1000))) / 1000
-        drift = float(self.draw(st.integers(-round(max_drift_ppm), round(max_drift_ppm))))
+        offset = self.draw(_integers(-round(max_offset_ms * 1000), round(max_offset_ms * 1000))) / 1000
+        drift = float(self.draw(_integers(-round(max_drift_ppm), round(max_drift_ppm))))
         return offset, drift
 
     def one_way_ms(self, rtt: Dist) -> float:
