@@ -316,7 +316,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from sim import trace
-    from sim.replay import replay_data
+    from sim.replay import BackendUnavailable, replay_data
     from sim.timeline import transcript
 
     try:
@@ -331,8 +331,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.trace}: {exc}") from None
     except StrategyNotFound as exc:
         raise UsageError(f"{args.trace}: {exc}") from None
-    except ValueError as exc:
-        raise UsageError(f"backend {args.backend!r} is not available here ({exc})") from None
+    except BackendUnavailable as exc:
+        raise UsageError(str(exc)) from None
     if args.json:
         print(json.dumps({
             "reproduced": result.reproduced, "exact": result.exact, "strategy": result.strategy,

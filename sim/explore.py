@@ -306,7 +306,7 @@ def explore_hypothesis(
                 # Hypothesis' seed() turns its database off; its pytest plugin's --hypothesis-seed
                 # (this global) fixes generation and keeps the database: saved examples run first.
                 previous = hypothesis_core.global_force_seed
-                hypothesis_core.global_force_seed = rng.getrandbits(64)
+                hypothesis_core.global_force_seed = rng.getrandbits(64)  # type: ignore[assignment]
                 try:
                     found = find(runs(), lambda d: bool(d.violations), settings=conf, database_key=key)
                 finally:

@@ -137,7 +137,7 @@ class FollowSchedule:
         self.next = 0
         self.skipped = 0
         self.extra = 0
-        self._rank = {}
+        self._rank: dict[str, int] = {}
         for i, name in enumerate(schedule):
             self._rank.setdefault(name, i)
 

@@ -24,6 +24,10 @@ from sim.trace import TRACE_FORMAT, TraceError, case_from_data, record_from_data
 from tracker.strategies import Strategy, load_strategy
 
 
+class BackendUnavailable(ValueError):
+    """The backend asked for cannot be opened here; ``str()`` is one line for the user."""
+
+
 @dataclass(frozen=True)
 class ReplayResult:
     case: Case
@@ -72,7 +76,11 @@ def replay_data(
         raise TraceError(f"malformed trace ({type(exc).__name__}: {exc})") from None
     own = strategy is None or strategy.name == data["strategy"]
     strategy = strategy or load_strategy(str(data["strategy"]))
-    backend = open_backend(backend_spec or BackendSpec())
+    spec = backend_spec or BackendSpec()
+    try:
+        backend = open_backend(spec)
+    except Exception as exc:  # unknown kind, no server, bad DSN: the user's environment, in one line
+        raise BackendUnavailable(f"backend {spec.kind!r} is not available here ({type(exc).__name__}: {exc})") from None
     try:
         follow = FollowSchedule(schedule)
         run = run_ordered(case, strategy, backend, follow)
