@@ -11,8 +11,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Optional, Sequence
+from typing import Any, NoReturn
 
 from sim import scenario as scenarios
 from sim import sweep
@@ -20,7 +21,7 @@ from sim.backends import BackendSpec
 from sim.invariants import INVARIANTS
 from sim.runner import RESULT_COLUMNS, plan, run_one, summarize
 from sim.timeline import render
-from tracker.strategies import BUILTIN, StrategyNotFound, Strategy, load_strategy
+from tracker.strategies import BUILTIN, Strategy, StrategyNotFound, load_strategy
 
 
 class UsageError(Exception):
@@ -35,7 +36,7 @@ class _Parser(argparse.ArgumentParser):
 # --- shared argument handling ------------------------------------------------------------------
 
 
-def _strategies(spec: Optional[str]) -> list[Strategy]:
+def _strategies(spec: str | None) -> list[Strategy]:
     names = [n.strip() for n in (spec or ",".join(BUILTIN)).split(",") if n.strip()]
     if not names:
         raise UsageError("--strategies needs at least one name")
@@ -437,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args))

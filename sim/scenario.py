@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from sim.distributions import FORMS, Dist, parse_dist
 
@@ -92,7 +93,7 @@ class Scenario:
         assert isinstance(value, Dist)
         return value
 
-    def with_values(self, changes: dict[str, Any]) -> "Scenario":
+    def with_values(self, changes: dict[str, Any]) -> Scenario:
         """A copy with some parameters changed (already validated values)."""
         return Scenario(self.name, self.source, {**self.values, **changes}, dict(self.expect))
 
