@@ -238,7 +238,7 @@ class DrawnDraws(Draws):
         drift = float(self.draw(_integers(-round(max_drift_ppm), round(max_drift_ppm))))
         return offset, drift
 
-    def one_way_ms(self, rtt: Dist) -> float:
+    def one_way_ms(self, actor: str, rtt: Dist) -> float:
         return self._ms(rtt) / 2
 
 
