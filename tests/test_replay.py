@@ -42,7 +42,12 @@ def test_forced_order_driver_following_a_simpy_runs_arrival_order_reproduces_it(
         assert judge(again.record) == judge(record)
 
 
-def test_row_lock_statement_waits_in_forced_order_until_the_holder_commits() -> None:
+@pytest.mark.parametrize(
+    "kind",
+    ["memory", pytest.param("postgres", marks=pytest.mark.skipif(
+        "postgres" not in backends.KINDS, reason="the postgres backend is not in this branch (issue 3)"))],
+)
+def test_row_lock_statement_waits_in_forced_order_until_the_holder_commits(kind: str) -> None:
     strategy = load_strategy("row-lock")
     world = World(SEED_FAST.with_values({"job.count": 1}), strategy, MemoryTracker(), 0)
     record = world.run()
@@ -50,7 +55,12 @@ def test_row_lock_statement_waits_in_forced_order_until_the_holder_commits() -> 
     active, completed = "job-1.active#1", "job-1.completed#1"
     # completed: BEGIN, SELECT FOR UPDATE (locks); then active: BEGIN, SELECT FOR UPDATE (waits).
     order = ["job-1.created#1", completed, completed, active, active, completed, completed, active, active]
-    run = run_ordered(case, strategy, MemoryTracker(), FollowSchedule(order))
+    backend = backends.open_backend(backends.BackendSpec(kind))
+    try:
+        run = run_ordered(case, strategy, backend, FollowSchedule(order))
+    finally:
+        backends.close_backend(backend)
+    assert run.record.rows["job-1"]["status"] == "completed"
     waited = [s for s in run.record.steps if s.blocked_by]
     assert [s.actor for s in waited] == [active]
     assert waited[0].blocked_by == (completed,)
