@@ -131,10 +131,13 @@ def _simulate(scenario: Scenario, strategy: Strategy, seed: int, draws: Draws | 
 def _as_counterexample(
     world: World, record: RunRecord, scenario: Scenario, strategy: Strategy, seed: int, backend: TrackerBackend,
     focus: Focus,
-) -> Counterexample:
-    """A violating SimPy run as a replayable forced-order run, reduced to its violating job."""
+) -> Counterexample | None:
+    """A violating SimPy run as a replayable forced-order run, reduced to its violating job
+    (``None`` in the unexpected case that following its arrival order does not reproduce it)."""
     case = case_from_world(world, record, scenario, seed)
     run = replay_case(case, strategy, schedule_of(record), backend)
+    if not focus.hits(run.record):
+        return None
     case, run = reduce_to_job(case, run, strategy, backend, focus)
     return Counterexample(case, run, tuple(judge(run.record)))
 
@@ -174,7 +177,8 @@ def explore_random(
             w, r = _simulate(smaller, strategy, run_seed)
             if focus.hits(r):
                 ce = _as_counterexample(w, r, smaller, strategy, run_seed, backend, focus)
-                return Exploration("random", ce, {"runs": runs, "seed": run_seed}, budget.elapsed())
+                if ce is not None:
+                    return Exploration("random", ce, {"runs": runs, "seed": run_seed}, budget.elapsed())
     return Exploration("random", None, {"runs": runs}, budget.elapsed())
 
 
@@ -320,6 +324,8 @@ def explore_hypothesis(
         return Exploration("hypothesis", None, explored, budget.elapsed())
     explored["shrink_runs"] = counts["runs"] - counts["to_first"]
     ce = _as_counterexample(found.world, found.record, found.scenario, strategy, seed, backend, focus)
+    if ce is None:
+        explored["not_replayable"] = True
     return Exploration("hypothesis", ce, explored, budget.elapsed())
 
 
