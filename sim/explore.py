@@ -27,6 +27,7 @@ import functools
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -257,13 +258,33 @@ class _Drawn:
         return f"<run: {self.scenario['job.count']} job(s), {len(self.violations)} violation(s)>"
 
 
+def _find(strategy: Any, conf: Any, rng: random.Random, key: bytes, with_database: bool) -> Any:
+    """Hypothesis' ``find``: the minimal drawn run that violates, seeded by ``rng``."""
+    from hypothesis import core as hypothesis_core
+    from hypothesis import find
+    from hypothesis.errors import HypothesisWarning
+
+    with warnings.catch_warnings():
+        # Reporting the final example makes Hypothesis repr every draw: a warning, not news.
+        warnings.simplefilter("ignore", HypothesisWarning)
+        if not with_database:
+            return find(strategy, lambda d: bool(d.violations), settings=conf, random=rng, database_key=key)
+        # Hypothesis' seed() turns its database off; its pytest plugin's --hypothesis-seed (this
+        # global) fixes generation and keeps the database: saved examples run first.
+        previous = hypothesis_core.global_force_seed
+        hypothesis_core.global_force_seed = rng.getrandbits(64)  # type: ignore[assignment]
+        try:
+            return find(strategy, lambda d: bool(d.violations), settings=conf, database_key=key)
+        finally:
+            hypothesis_core.global_force_seed = previous
+
+
 def explore_hypothesis(
     scenario: Scenario, strategy: Strategy, seed: int, budget: _Budget, backend: TrackerBackend,
     database: str | None = None,
     focus: Focus = ALL,
 ) -> Exploration:
-    from hypothesis import Phase, find, settings
-    from hypothesis import core as hypothesis_core
+    from hypothesis import Phase, settings
     from hypothesis import strategies as st
     from hypothesis.database import DirectoryBasedExampleDatabase
     from hypothesis.errors import NoSuchExample
@@ -304,17 +325,7 @@ def explore_hypothesis(
         )
         rng = random.Random(f"racetrack:{seed}:hypothesis:{chunk}")
         try:
-            if db is None:
-                found = find(runs(), lambda d: bool(d.violations), settings=conf, random=rng, database_key=key)
-            else:
-                # Hypothesis' seed() turns its database off; its pytest plugin's --hypothesis-seed
-                # (this global) fixes generation and keeps the database: saved examples run first.
-                previous = hypothesis_core.global_force_seed
-                hypothesis_core.global_force_seed = rng.getrandbits(64)  # type: ignore[assignment]
-                try:
-                    found = find(runs(), lambda d: bool(d.violations), settings=conf, database_key=key)
-                finally:
-                    hypothesis_core.global_force_seed = previous
+            found = _find(runs(), conf, rng, key, db is not None)
         except NoSuchExample:
             chunk += 1
             if budget.seconds is None:
