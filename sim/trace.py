@@ -26,7 +26,7 @@ class TraceError(ValueError):
 
 # --- operations and expressions <-> JSON -------------------------------------------------------
 
-_EXPR_TYPES = {"Col": ops.Col, "DbNow": ops.DbNow, "Greatest": ops.Greatest, "Coalesce": ops.Coalesce}
+_EXPR_TYPES = {"Col": ops.Col, "DbNow": ops.DbNow, "Greatest": ops.Greatest, "Least": ops.Least, "Coalesce": ops.Coalesce}
 _OP_TYPES = {
     "Select": ops.Select, "Insert": ops.Insert, "Update": ops.Update, "Begin": ops.Begin,
     "Commit": ops.Commit, "Rollback": ops.Rollback, "Sleep": ops.Sleep, "ReadClock": ops.ReadClock,
@@ -39,7 +39,7 @@ def encode_value(value: Any) -> Any:
         return {"$": "Col", "name": value.name}
     if isinstance(value, ops.DbNow):
         return {"$": "DbNow"}
-    if isinstance(value, (ops.Greatest, ops.Coalesce)):
+    if isinstance(value, (ops.Greatest, ops.Least, ops.Coalesce)):
         return {"$": type(value).__name__, "args": [encode_value(a) for a in value.args]}
     if isinstance(value, ops.Case):
         return {"$": "Case", "when": [encode_cond(c) for c in value.when],
@@ -58,7 +58,7 @@ def decode_value(data: Any) -> Any:
             return ops.Col(data["name"])
         if kind == "DbNow":
             return ops.DbNow()
-        if kind in ("Greatest", "Coalesce"):
+        if kind in ("Greatest", "Least", "Coalesce"):
             return _EXPR_TYPES[kind](*(decode_value(a) for a in data["args"]))
         if kind == "Case":
             return ops.Case(tuple(decode_cond(c) for c in data["when"]), decode_value(data["then"]),
