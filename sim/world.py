@@ -110,6 +110,7 @@ class _Job:
     runs: int = 0
     current_run: int = 0
     stalled_count: int = 0
+    processed_on_us: int | None = None  # BullMQ's processedOn: the last activation, kept on the job
     events: dict[str, int] = field(default_factory=dict)
     attempts: list[Attempt] = field(default_factory=list)
     transitions: list[tuple[int, str]] = field(default_factory=list)
@@ -253,7 +254,7 @@ class World:
         run = job.current_run = job.runs
         number = job.attempts_made + 1
         start = self.now
-        processed_on = clock.read(start)
+        processed_on = job.processed_on_us = clock.read(start)
         self._enter(job, "active")
         self._emit("active", job, worker, self._view(job, number, processed_on_us=processed_on))
         duration = us(draws.job_ms(job.index, "duration", s.dist("job.duration")))
@@ -339,6 +340,7 @@ class World:
         job.outcome, job.outcome_us = outcome, self.now
 
     def _view(self, job: _Job, attempt: int, **extra: Any) -> JobView:
+        extra.setdefault("processed_on_us", job.processed_on_us)
         return JobView(
             id=job.id,
             attempt=attempt,

@@ -29,7 +29,7 @@ def first_start(job: JobView) -> Any:
     record holds the current attempt's ``processedOn``), so later attempts leave it to them, even
     when their statements arrive first. Clamped between ``created_at`` and any end already
     recorded, so another host's clock cannot break the CHECK."""
-    if job.attempt > 1:
+    if job.attempt > 1 or job.processed_on_us is None:
         return Col("started_at")
     mine = Greatest(Col("created_at"), job.processed_on_us)
     return Coalesce(Col("started_at"), Least(mine, Col("completed_at"), Col("failed_at")))
