@@ -1,0 +1,153 @@
+"""The verdict: plain sentences written from the numbers, one paragraph per scenario.
+
+Which strategies held, which broke and how often (with the interval), where on a parameter grid
+they broke, the shortest counterexample for each, and the cheapest strategy that held. Nothing
+here is canned: every clause comes from a table row. Pure functions over the frames of
+:mod:`reports.stats`; no plotting, no files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from reports.inputs import INVARIANT_IDS
+
+
+@dataclass(frozen=True)
+class Counterexample:
+    """The violating run with the fewest database operations for one scenario and strategy."""
+
+    scenario: str
+    strategy: str
+    backend: str
+    variant: str
+    seed: int
+    ops: int
+    first_violation: str
+    trace: str | None = None  # the trace file's name in the report, when one was given
+    violations: int = 0
+
+
+def pct(x: float) -> str:
+    """A rate as a short percentage: 0%, 0.4%, 12%, 100%."""
+    if x == 0 or x == 1:
+        return f"{x:.0%}"
+    return f"{x:.1%}" if x < 0.1 or x > 0.9 else f"{x:.0%}"
+
+
+def interval(lo: float, hi: float) -> str:
+    return f"{pct(lo)}–{pct(hi)}"
+
+
+def _names(items: list[str]) -> str:
+    quoted = [f"`{i}`" for i in items]
+    if len(quoted) <= 1:
+        return "".join(quoted)
+    return ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+
+def _strategy(row: pd.Series, backends: int) -> str:
+    return f"`{row['strategy']}`" + (f" ({row['backend']})" if backends > 1 else "")
+
+
+def scenario_verdict(
+    scenario: str,
+    rates: pd.DataFrame,
+    costs: pd.DataFrame,
+    grid: pd.DataFrame | None,
+    axes: list[str],
+    shortest: dict[tuple[str, str], Counterexample],
+) -> list[str]:
+    """Sentences for one (base) scenario; ``rates``/``costs`` hold only its rows."""
+    backends = rates["backend"].nunique()
+    held = rates[rates["any:runs"] == 0]
+    broke = rates[rates["any:runs"] > 0]
+    total = int(rates["runs"].sum())
+    where = f" over a grid of {grid_points(grid, axes)} points ({', '.join(f'`{a}`' for a in axes)})" if axes and grid is not None else ""
+    out = [f"**{scenario}**: {total} runs{where}, {len(rates)} strategies."]
+    if broke.empty:
+        out.append(
+            "No strategy violated any invariant in any run. "
+            + "With these run counts a violation rate above "
+            + f"{pct(float(rates['any:hi'].max()))} would very probably have shown (95% Wilson upper bound); "
+            + "the tables below compare their cost."
+        )
+    else:
+        if held.empty:
+            out.append("Every strategy broke.")
+        for _, row in held.iterrows():
+            out.append(
+                f"{_strategy(row, backends)} held: no invariant was violated in any of its {int(row['runs'])} runs "
+                f"(95% upper bound on the violation rate {pct(float(row['any:hi']))})."
+            )
+        for _, row in broke.sort_values("any:rate", ascending=False, kind="stable").iterrows():
+            counts = sorted(((int(row[f"{i}:runs"]), i) for i in INVARIANT_IDS if row[f"{i}:runs"] > 0), key=lambda t: -t[0])
+            which = ", ".join(f"`{i}` in {k}" for k, i in counts)
+            sentence = (
+                f"{_strategy(row, backends)} broke in {int(row['any:runs'])} of {int(row['runs'])} runs "
+                f"({pct(float(row['any:rate']))}, 95% CI {interval(float(row['any:lo']), float(row['any:hi']))}): {which}."
+            )
+            if grid is not None and axes:
+                sentence += " " + grid_sentence(grid, axes, str(row["strategy"]), str(row["backend"]))
+            example = shortest.get((str(row["strategy"]), str(row["backend"])))
+            if example is not None:
+                sentence += " " + counterexample_sentence(example)
+            out.append(sentence)
+    if not held.empty:
+        cheap = costs.merge(held[["strategy", "backend"]], on=["strategy", "backend"]).sort_values(
+            ["round_trips_per_job", "strategy"], kind="stable")
+        best = cheap.iloc[0]
+        lag = best["lag_p99_ms"]
+        lag_text = f", its rows show the truth within {lag:.1f} ms at p99" if pd.notna(lag) else ""
+        out.append(
+            f"Of the strategies that held, {_strategy(best, backends)} costs the fewest database round trips per job "
+            f"({best['round_trips_per_job']:.2f}){lag_text}."
+        )
+    return out
+
+
+def grid_points(grid: pd.DataFrame, axes: list[str]) -> int:
+    return len(grid[axes].drop_duplicates())
+
+
+def grid_sentence(grid: pd.DataFrame, axes: list[str], strategy: str, backend: str) -> str:
+    """Where on the grid one strategy broke: how many points, the worst, and the values of each
+    axis it broke at when that is not all of them."""
+    part = grid[(grid["strategy"] == strategy) & (grid["backend"] == backend)]
+    bad = part[part["violating_runs"] > 0]
+    if len(bad) == len(part):
+        text = f"It broke at every one of the {len(part)} grid points"
+    else:
+        text = f"It broke at {len(bad)} of {len(part)} grid points"
+    worst = bad.sort_values("rate", ascending=False, kind="stable").iloc[0]
+    point = ", ".join(f"`{a}={_value(worst[a])}`" for a in axes)
+    text += f", most often at {point} ({pct(float(worst['rate']))} of {int(worst['runs'])} runs)"
+    limits = []
+    for axis in axes:
+        every = sorted(pd.unique(part[axis]))
+        seen = sorted(pd.unique(bad[axis]))
+        if len(seen) < len(every):
+            limits.append(f"`{axis}` in {{{', '.join(_value(v) for v in seen)}}} (of {', '.join(_value(v) for v in every)})")
+    if limits:
+        text += "; only with " + " and ".join(limits)
+    return text + "."
+
+
+def counterexample_sentence(example: Counterexample) -> str:
+    where = f" at `{example.variant.split('[', 1)[1].rstrip(']')}`" if "[" in example.variant else ""
+    text = (
+        f"Shortest counterexample: seed {example.seed}{where}, {example.ops} database operations, "
+        f"first violation `{example.first_violation}`"
+    )
+    if "[" not in example.variant:
+        text += f"; replay with `racetrack run {example.variant} --strategy {example.strategy} --seed {example.seed}`"
+    return text + "."
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
