@@ -69,7 +69,7 @@ def heatmaps(grid: pd.DataFrame, axes: list[str], scenario: str, path: Path) -> 
     ys = sorted(pd.unique(grid[y_axis])) if y_axis else [None]
     cols = min(3, len(keys))
     rows = (len(keys) + cols - 1) // cols
-    fig, panels = plt.subplots(rows, cols, figsize=(3.4 * cols + 0.8, 2.9 * rows), squeeze=False)
+    fig, panels = plt.subplots(rows, cols, figsize=(3.4 * cols + 0.8, 3.1 * rows), squeeze=False, layout="constrained")
     image = None
     for n, (strategy, backend) in enumerate(keys):
         ax = panels[n // cols][n % cols]
@@ -97,7 +97,7 @@ def heatmaps(grid: pd.DataFrame, axes: list[str], scenario: str, path: Path) -> 
         panels[n // cols][n % cols].axis("off")
     if image is not None:
         fig.colorbar(image, ax=panels, shrink=0.8, label="share of runs violating")
-    fig.suptitle(f"{scenario}: violation probability over the grid", x=0.45)
+    fig.suptitle(f"{scenario}: violation probability over the grid")
     return save(fig, path)
 
 
@@ -164,37 +164,72 @@ def swimlane(trace: dict[str, Any], path: Path) -> Path:
     transitions = trace["truth"].get(job, {}).get("transitions", [])
     times = [t for t, _ in transitions] + [s["sent_us"] for s in steps] + [s["replied_us"] for s in steps]
     start, end = min(times) / 1000, max(times) / 1000
-    fig, ax = plt.subplots(figsize=(10.0, 0.55 * len(lanes) + 1.6))
-    for t, state in transitions:
+    fig, ax = plt.subplots(figsize=(10.0, 0.75 * len(lanes) + 1.6))
+    span = max(end - start, 1.0)
+    last_label: dict[int, tuple[float, int]] = {}
+
+    def level(lane: int, x: float) -> int:
+        """Labels closer than a few percent of the span stack up instead of overprinting."""
+        previous = last_label.get(lane)
+        n = previous[1] + 1 if previous and x - previous[0] < span * 0.07 and previous[1] < 3 else 0
+        last_label[lane] = (x, n)
+        return n
+
+    moments: dict[int, list[str]] = {}
+    for t, state in transitions:  # failed and delayed happen at one instant: one label
+        moments.setdefault(t, []).append(state)
+    for t, states in sorted(moments.items()):
         ax.plot([t / 1000], [0], marker="|", markersize=14, color="#333333")
-        ax.annotate(state, (t / 1000, 0), xytext=(0, 7), textcoords="offset points", ha="center", fontsize=7)
+        ax.annotate("→".join(states), (t / 1000, 0), xytext=(0, 7 + 8 * level(0, t / 1000)), textcoords="offset points",
+                    ha="center", fontsize=7)
     for step in steps:
+        if step["kind"] == "error":
+            continue  # the handler ending on an exception: its rejected statement is already marked
         lane = lanes.index(step["actor"])
         sent, executed, replied = step["sent_us"] / 1000, step["executed_us"] / 1000, step["replied_us"] / 1000
         bad = step["index"] in marks
-        colour = HIGHLIGHT if bad else ("#ff7f0e" if step["error"] else PALETTE[0])
+        label = op_label(step)
+        control = label in ("BEGIN", "COMMIT", "ROLLBACK", "clock")
         if step["kind"] == "db":
             ax.plot([sent, replied], [lane, lane], color="#bbbbbb", linewidth=1, zorder=1)
             if step["waited_us"]:
                 ax.barh(lane, step["waited_us"] / 1000, left=executed - step["waited_us"] / 1000, height=0.35,
-                        color="#f2b134", alpha=0.8, zorder=2, label="lock wait")
-        marker = "X" if step["error"] else ("|" if step["kind"] == "clock" else "o")
-        ax.plot([executed], [lane], marker=marker, markersize=11 if bad else 6, color=colour, zorder=3,
-                markeredgecolor="black" if bad else colour)
-        text = op_label(step) + (f"\n<- {', '.join(marks[step['index']])}" if bad else "")
-        ax.annotate(text, (executed, lane), xytext=(0, 8), textcoords="offset points", ha="center", fontsize=6.5,
-                    color=HIGHLIGHT if bad else "#222222", fontweight="bold" if bad else "normal")
+                        color="#f2b134", alpha=0.8, zorder=2)
+        marker = "X" if step["error"] else ("|" if label == "clock" else ("s" if control else "o"))
+        colour = HIGHLIGHT if bad else ("#ff7f0e" if step["error"] else ("#999999" if control else PALETTE[0]))
+        ax.plot([executed], [lane], marker=marker, markersize=11 if bad else (4 if control else 6), color=colour,
+                zorder=3, markeredgecolor="black" if bad else colour)
+        if control and not bad:
+            continue  # BEGIN/COMMIT/clock reads are drawn, not labelled: the statements matter
+        ax.annotate(label, (executed, lane), xytext=(0, 8 + 8 * level(lane, executed)), textcoords="offset points",
+                    ha="center", fontsize=6.5, color=HIGHLIGHT if bad else "#222222", fontweight="bold" if bad else "normal")
+        if bad:
+            ax.annotate("violates " + ", ".join(marks[step["index"]]), (executed, lane), xytext=(0, -16),
+                        textcoords="offset points", ha="center", fontsize=7, color=HIGHLIGHT, fontweight="bold")
     ax.set_yticks(range(len(lanes)), lanes)
     ax.set_ylim(len(lanes) - 0.4, -0.8)
     pad = max((end - start) * 0.04, 1.0)
     ax.set_xlim(start - pad, end + pad)
     ax.set_xlabel("true simulated time, ms")
     ax.set_title(f"{trace['strategy']}: counterexample on {job} ({trace['scenario']}, seed {trace['seed']})")
-    handles, labels = ax.get_legend_handles_labels()
-    if handles:
-        ax.legend(handles[:1], labels[:1], loc="lower right", fontsize=7, frameon=False)
+    ax.legend(handles=_legend(), loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=6, fontsize=7, frameon=False)
     ax.grid(axis="x", color="#eeeeee", linewidth=0.6)
     return save(fig, path)
+
+
+def _legend() -> list[Any]:
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    return [
+        Line2D([], [], color="#bbbbbb", label="round trip (sent → reply)"),
+        Line2D([], [], marker="o", linestyle="", color=PALETTE[0], label="statement executes"),
+        Line2D([], [], marker="s", linestyle="", markersize=4, color="#999999", label="BEGIN / COMMIT"),
+        Line2D([], [], marker="|", linestyle="", color="#999999", label="clock read"),
+        Patch(color="#f2b134", alpha=0.8, label="lock wait"),
+        Line2D([], [], marker="X", linestyle="", color="#ff7f0e", label="rejected"),
+        Line2D([], [], marker="o", linestyle="", color=HIGHLIGHT, markeredgecolor="black", label="violating step"),
+    ]
 
 
 def _label(row: pd.Series) -> str:

@@ -104,8 +104,8 @@ def flat_params(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def grid_axes(frame: pd.DataFrame) -> list[str]:
-    """The parameters that vary between the runs of one base scenario, in the order the grid
-    named them (``base[a=..,b=..]``), then any others alphabetically."""
+    """The swept parameters of one base scenario: the ones its variants' names give
+    (``base[a=..,b=..]``, in that order), or without such names every parameter that varies."""
     flat = pd.DataFrame([flat_params(p) for p in frame["params"]])
     varying = [c for c in flat.columns if flat[c].astype(str).nunique() > 1]
     named: list[str] = []
@@ -115,7 +115,8 @@ def grid_axes(frame: pd.DataFrame) -> list[str]:
                 key = part.split("=", 1)[0]
                 if key in varying and key not in named:
                     named.append(key)
-    return named + sorted(c for c in varying if c not in named)
+    # a grid names its axes; anything else that varies with them (a scaled p99) is not an axis
+    return named or sorted(varying)
 
 
 def grid_table(frame: pd.DataFrame, axes: list[str]) -> pd.DataFrame:

@@ -123,8 +123,14 @@ def grid_sentence(grid: pd.DataFrame, axes: list[str], strategy: str, backend: s
     else:
         text = f"It broke at {len(bad)} of {len(part)} grid points"
     worst = bad.sort_values("rate", ascending=False, kind="stable").iloc[0]
+    ties = bad[bad["rate"] == worst["rate"]]
     point = ", ".join(f"`{a}={_value(worst[a])}`" for a in axes)
-    text += f", most often at {point} ({pct(float(worst['rate']))} of {int(worst['runs'])} runs)"
+    if len(ties) == len(part):
+        text += f", at the same rate everywhere ({pct(float(worst['rate']))} of the runs at each point)"
+    elif len(ties) > 1:
+        text += f", most often ({pct(float(worst['rate']))} of the runs) at {len(ties)} points, the first {point}"
+    else:
+        text += f", most often at {point} ({pct(float(worst['rate']))} of {int(worst['runs'])} runs)"
     limits = []
     for axis in axes:
         every = sorted(pd.unique(part[axis]))

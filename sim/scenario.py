@@ -363,8 +363,10 @@ def _check_dist_field(field_name: str, value: Any) -> tuple[Any, str | None]:
 def grid_variants(scenario: Scenario, axes: list[GridAxis]) -> list[Scenario]:
     """The cross product of the axes over ``scenario``, in axis order (the last varies fastest).
 
-    Each variant is named ``base[path=value,...]`` and carries its values in its parameters;
-    a combination the scenario cannot take (a field outside its distribution's form, p99_ms
+    Each variant is named ``base[path=value,...]`` and carries its values in its parameters.
+    Setting ``median_ms`` of a log-normal scales its ``p99_ms`` by the same factor (the spread
+    stays; "jobs twice as slow" moves the tail too) unless ``p99_ms`` is on the grid as well. A
+    combination the scenario cannot take (a field outside its distribution's form, p99_ms
     below median_ms) raises :class:`ScenarioError` naming the value and what is allowed.
     """
     if not axes:
@@ -386,6 +388,9 @@ def grid_variants(scenario: Scenario, axes: list[GridAxis]) -> list[Scenario]:
                     f"--grid {axis.path}: in {scenario.source} {axis.param.path} is "
                     f"{{ {', '.join(table)} }}; fields allowed: {', '.join(f'{axis.param.path}.{k}' for k in table)}"
                 )
+            if axis.field == "median_ms" and "p99_ms" in table and f"{axis.param.path}.p99_ms" not in paths:
+                # a log-normal keeps its shape: moving the median moves the tail with it
+                table["p99_ms"] = table["p99_ms"] * axis.values[i] / table["median_ms"] if table["median_ms"] else table["p99_ms"]
             table[axis.field] = axis.values[i]
         for path, table in tables.items():
             try:
