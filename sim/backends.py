@@ -5,7 +5,6 @@ their own). ``memory`` is the in-memory model; PostgreSQL and differential modes
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 from tracker.backend import TrackerBackend
 from tracker.memory import MemoryTracker
@@ -16,8 +15,8 @@ KINDS = ("memory",)
 @dataclass(frozen=True)
 class BackendSpec:
     kind: str = "memory"
-    dsn: Optional[str] = None
-    schema: Optional[str] = None
+    dsn: str | None = None
+    schema: str | None = None
 
 
 def open_backend(spec: BackendSpec) -> TrackerBackend:

@@ -11,8 +11,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Optional, Sequence
+from typing import Any, NoReturn
 
 from sim import scenario as scenarios
 from sim import sweep
@@ -20,7 +21,7 @@ from sim.backends import BackendSpec
 from sim.invariants import INVARIANTS
 from sim.runner import RESULT_COLUMNS, plan, run_one, summarize
 from sim.timeline import render
-from tracker.strategies import BUILTIN, StrategyNotFound, Strategy, load_strategy
+from tracker.strategies import BUILTIN, Strategy, StrategyNotFound, load_strategy
 
 
 class UsageError(Exception):
@@ -35,7 +36,7 @@ class _Parser(argparse.ArgumentParser):
 # --- shared argument handling ------------------------------------------------------------------
 
 
-def _strategies(spec: Optional[str]) -> list[Strategy]:
+def _strategies(spec: str | None) -> list[Strategy]:
     names = [n.strip() for n in (spec or ",".join(BUILTIN)).split(",") if n.strip()]
     if not names:
         raise UsageError("--strategies needs at least one name")
@@ -255,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
 # --- reports and parameter grids (issue 5) -----------------------------------------------------
 
 
-def _grid_variants(loaded: list[scenarios.Scenario], grid: Optional[list[str]]) -> list[scenarios.Scenario]:
+def _grid_variants(loaded: list[scenarios.Scenario], grid: list[str] | None) -> list[scenarios.Scenario]:
     """Every scenario times the cross product of the ``--grid`` axes (unchanged without one)."""
     if not grid:
         return loaded
@@ -266,7 +267,7 @@ def _grid_variants(loaded: list[scenarios.Scenario], grid: Optional[list[str]]) 
         raise UsageError(str(exc)) from None
 
 
-def _sweep_report(items: list[Any], rows: list[dict[str, Any]], directory: Path, results: Optional[Path]) -> None:
+def _sweep_report(items: list[Any], rows: list[dict[str, Any]], directory: Path, results: Path | None) -> None:
     """``sweep --report DIR``: keep the results (DIR/results.parquet unless --out named a file),
     record the shortest counterexample of each broken pair in DIR/traces/, write the report."""
     from reports.compose import write_report
@@ -317,7 +318,7 @@ def _add_report_command(sub: Any) -> None:
     p.set_defaults(func=cmd_report)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args))

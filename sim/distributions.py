@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 Z99 = 2.3263478740408408  # the standard normal's 99th percentile
 
@@ -26,14 +26,18 @@ class Dist:
     kind: str
     a: float
     b: float = 0.0
+    sigma: float = field(default=0.0, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.kind == "lognormal" and self.b > self.a:
+            object.__setattr__(self, "sigma", math.log(self.b / self.a) / Z99)
 
     def sample(self, rng: random.Random) -> float:
         if self.kind == "fixed":
             return self.a
         if self.kind == "uniform":
             return rng.uniform(self.a, self.b)
-        sigma = math.log(self.b / self.a) / Z99 if self.b > self.a else 0.0
-        return self.a * math.exp(sigma * rng.gauss(0.0, 1.0))
+        return self.a * math.exp(self.sigma * rng.gauss(0.0, 1.0))
 
     @property
     def low(self) -> float:
@@ -52,7 +56,7 @@ class Dist:
             return {"min_ms": self.a, "max_ms": self.b}
         return {"median_ms": self.a, "p99_ms": self.b}
 
-    def with_field(self, field: str, value: float) -> "Dist":
+    def with_field(self, field: str, value: float) -> Dist:
         """A copy with one TOML field changed (``median_ms``...), for parameter grids."""
         table = self.to_toml()
         if field not in table:

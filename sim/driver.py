@@ -12,15 +12,29 @@ about SQL (that is the backend).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, Callable, Generator, Optional
+from typing import Any
 
 import simpy
 
 from sim.clocks import Clock
 from sim.history import Step
 from tracker.backend import Blocked, Done, TrackerBackend
-from tracker.ops import DB_OPS, Begin, Commit, Handler, Insert, Op, ReadClock, Rollback, Row, Sleep, TrackerError, Update
+from tracker.ops import (
+    DB_OPS,
+    Begin,
+    Commit,
+    Handler,
+    Insert,
+    Op,
+    ReadClock,
+    Rollback,
+    Row,
+    Sleep,
+    TrackerError,
+    Update,
+)
 
 
 @dataclass(frozen=True)
@@ -39,14 +53,14 @@ class HandlerCrashed(Exception):
 
 
 class Driver:
-    """Interprets handlers for one run. ``one_way_us()`` draws one direction's latency."""
+    """Interprets handlers for one run. ``one_way_us(actor)`` draws one direction's latency."""
 
     def __init__(
         self,
         env: simpy.Environment,
         backend: TrackerBackend,
         db_clock: Clock,
-        one_way_us: Callable[[], int],
+        one_way_us: Callable[[str], int],
     ) -> None:
         self.env = env
         self.backend = backend
@@ -72,7 +86,7 @@ class Driver:
     def _run(self, actor: Actor, handler: Handler) -> Generator[simpy.Event, Any, None]:
         self.running += 1
         send: Any = None
-        throw: Optional[BaseException] = None
+        throw: BaseException | None = None
         try:
             while True:
                 try:
@@ -112,7 +126,7 @@ class Driver:
 
     def _db(self, actor: Actor, op: Op) -> Generator[simpy.Event, Any, Done]:
         sent = self.env.now
-        yield self.env.timeout(self.one_way_us())
+        yield self.env.timeout(self.one_way_us(actor.name))
         arrived = self.env.now
         db_now = self.db_clock.read(arrived)
         before = self._visible(actor.name, getattr(op, "job_id", actor.job_id))
@@ -125,7 +139,7 @@ class Driver:
                 self._waiters.setdefault(blocker, []).append((actor.name, event))
             outcome = yield event
         executed = self.env.now
-        replied = executed + self.one_way_us()
+        replied = executed + self.one_way_us(actor.name)
         committed = self._track(actor.name, op, outcome)
         if isinstance(op, (Commit, Rollback)):
             self._wake(actor.name)
@@ -169,7 +183,7 @@ class Driver:
 
     # -- what each session sees (for timelines and committed versions) -------------------------
 
-    def _visible(self, session: str, job_id: str) -> Optional[Row]:
+    def _visible(self, session: str, job_id: str) -> Row | None:
         pending = self._pending.get(session)
         row = pending.get(job_id) if pending else None
         return row if row is not None else self._committed.get(job_id)

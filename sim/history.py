@@ -4,7 +4,7 @@ and the world's ground truth. Frozen records; the invariants are pure functions 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from tracker.ops import Op, Row
 
@@ -24,18 +24,18 @@ class Step:
     event: str
     host: str
     kind: str
-    op: Optional[Op]
+    op: Op | None
     sent_us: int
     executed_us: int
     replied_us: int
-    db_now_us: Optional[int] = None
-    clock_us: Optional[int] = None
+    db_now_us: int | None = None
+    clock_us: int | None = None
     waited_us: int = 0
     blocked_by: tuple[str, ...] = ()
     result: Any = None
-    error: Optional[tuple[str, Optional[str], str]] = None  # (sqlstate, constraint, message)
-    row_before: Optional[Row] = None
-    row_after: Optional[Row] = None
+    error: tuple[str, str | None, str] | None = None  # (sqlstate, constraint, message)
+    row_before: Row | None = None
+    row_after: Row | None = None
     #: Row versions that became visible to other sessions at this step (autocommit write, COMMIT).
     committed: tuple[Row, ...] = ()
 
@@ -53,7 +53,7 @@ class Attempt:
     run: int
     worker: str
     start_us: int
-    end_us: Optional[int]
+    end_us: int | None
     outcome: str  # 'completed', 'failed', 'stalled'
 
 
@@ -72,7 +72,7 @@ class JobTruth:
     outcome_us: int
 
     @property
-    def first_start_us(self) -> Optional[int]:
+    def first_start_us(self) -> int | None:
         return min((a.start_us for a in self.attempts), default=None)
 
     @property

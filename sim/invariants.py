@@ -8,8 +8,8 @@ one violation per job (its first), so counts read as "jobs affected".
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional
 
 from sim.clocks import EPOCH_US
 from sim.history import JobTruth, RunRecord, Step
@@ -21,8 +21,8 @@ class Violation:
     invariant: str
     job: str
     detail: str
-    at_us: Optional[int] = None  # true time when it happened (None: judged at the end)
-    step: Optional[int] = None  # the step that caused it, when one did
+    at_us: int | None = None  # true time when it happened (None: judged at the end)
+    step: int | None = None  # the step that caused it, when one did
 
     def line(self) -> str:
         return f"{self.invariant}: {self.job}: {self.detail}"
@@ -32,7 +32,7 @@ def _ms(us: int) -> str:
     return f"{us / 1000:.3f} ms"
 
 
-def _ts(us: Optional[int]) -> str:
+def _ts(us: int | None) -> str:
     return "NULL" if us is None else format_timestamp(us)
 
 
@@ -120,11 +120,35 @@ def terminal_status(record: RunRecord) -> Iterator[Violation]:
 _STATE_OF = {"pending": "waiting", "waiting": "waiting", "delayed": "delayed", "active": "active", "completed": "completed", "failed": "failed"}
 
 
-def _explain(truth: JobTruth, status: str, at_us: int) -> Optional[int]:
-    """The true time of the state change a row status reports: the latest entry into that state
-    up to ``at_us`` (or, for a row written ahead of the queue, the first one after)."""
+def _attempt_times(truth: JobTruth, state: str, attempt: object) -> list[int]:
+    """True times of ``state`` for attempt number ``attempt`` (the row's ``attempts`` column)."""
+    if not isinstance(attempt, int) or isinstance(attempt, bool):
+        return []
+    if state == "active":
+        return [a.start_us for a in truth.attempts if a.number == attempt]
+    if state in ("failed", "delayed"):
+        times = [a.end_us for a in truth.attempts if a.number == attempt and a.outcome == "failed" and a.end_us is not None]
+        last = max((a.number for a in truth.attempts), default=0)
+        if truth.outcome == "failed" and attempt == last and not times:  # failed by the stall checker
+            times = [truth.outcome_us]
+        return times
+    if state == "completed" and truth.outcome == "completed":
+        return [truth.outcome_us]
+    if state == "waiting" and attempt == 0:
+        return [t for t, s in truth.transitions[:1]]
+    return []
+
+
+def _explain(truth: JobTruth, status: str, attempt: object, at_us: int) -> int | None:
+    """The true time of the state change a row version reports.
+
+    The row's ``attempts`` says which attempt its status is about; when it names a real attempt
+    that was in that state, that attempt's time is the answer. Otherwise (a strategy that keeps
+    ``attempts`` wrong): the latest entry into that state up to ``at_us``, or for a row written
+    ahead of the queue, the first one after.
+    """
     state = _STATE_OF.get(status)
-    times = [t for t, s in truth.transitions if s == state]
+    times = _attempt_times(truth, state or "", attempt) or [t for t, s in truth.transitions if s == state]
     if not times:
         return None
     before = [t for t in times if t <= at_us]
@@ -136,9 +160,9 @@ def monotonic_status(record: RunRecord) -> Iterator[Violation]:
         truth = record.truth.get(job)
         if truth is None:
             continue
-        previous: Optional[tuple[str, int]] = None
+        previous: tuple[str, int] | None = None
         for step, row in versions:
-            when = _explain(truth, row["status"], step.executed_us)
+            when = _explain(truth, row["status"], row["attempts"], step.executed_us)
             if when is None:
                 continue
             if previous is not None and row["status"] != previous[0] and when < previous[1]:
@@ -156,7 +180,7 @@ def monotonic_status(record: RunRecord) -> Iterator[Violation]:
 
 def first_start_kept(record: RunRecord) -> Iterator[Violation]:
     for job, versions in _versions(record).items():
-        first: Optional[int] = None
+        first: int | None = None
         for step, row in versions:
             if first is None:
                 first = row["started_at"]
@@ -177,7 +201,7 @@ def faithful_timestamps(record: RunRecord) -> Iterator[Violation]:
         row = record.rows.get(job)
         if row is None:
             continue
-        expected: list[tuple[str, Optional[list[int]]]] = []
+        expected: list[tuple[str, list[int] | None]] = []
         if truth.first_start_us is not None:
             expected.append(("started_at", [truth.first_start_us]))
         if truth.outcome == "completed":

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any
 
 from sim.clocks import EPOCH_US
 from sim.history import RunRecord
@@ -82,7 +83,7 @@ class RunResult:
         }
 
 
-def _pct(values: list[float], p: int) -> Optional[float]:
+def _pct(values: list[float], p: int) -> float | None:
     if not values:
         return None
     if len(values) == 1:
@@ -129,8 +130,8 @@ def run_one(
     scenario: Scenario,
     strategy: Strategy,
     seed: int,
-    backend: Optional[TrackerBackend] = None,
-    draws: Optional[Draws] = None,
+    backend: TrackerBackend | None = None,
+    draws: Draws | None = None,
 ) -> RunResult:
     """Simulate one run and judge it."""
     backend = backend or MemoryTracker()

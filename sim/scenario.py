@@ -93,7 +93,7 @@ class Scenario:
         assert isinstance(value, Dist)
         return value
 
-    def with_values(self, changes: dict[str, Any]) -> "Scenario":
+    def with_values(self, changes: dict[str, Any]) -> Scenario:
         """A copy with some parameters changed (already validated values)."""
         return Scenario(self.name, self.source, {**self.values, **changes}, dict(self.expect))
 

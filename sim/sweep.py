@@ -6,7 +6,8 @@ executed (one process today) is this module's business, not the CLI's.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator, Optional
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from sim.backends import BackendSpec, close_backend, open_backend
 from sim.runner import SweepItem, run_one
@@ -14,11 +15,11 @@ from sim.runner import SweepItem, run_one
 
 def execute(
     items: Iterable[SweepItem],
-    spec: BackendSpec = BackendSpec(),
-    on_row: Optional[Callable[[dict[str, Any]], None]] = None,
+    spec: BackendSpec | None = None,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield each run's result row, in plan order."""
-    backend = open_backend(spec)
+    backend = open_backend(spec or BackendSpec())
     try:
         for item in items:
             row = run_one(item.scenario, item.strategy, item.seed, backend).row()

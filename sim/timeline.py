@@ -4,7 +4,7 @@ operations that caused them. Plain text that diffs cleanly."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from sim.history import RunRecord, Step
 from sim.invariants import Violation
@@ -21,13 +21,13 @@ def _value(column: str, value: Any) -> str:
     return str(value)
 
 
-def row_summary(row: Optional[dict[str, Any]]) -> str:
+def row_summary(row: dict[str, Any] | None) -> str:
     if row is None:
         return "(no row)"
     return " ".join(f"{c}={_value(c, row[c])}" for c in SHOWN)
 
 
-def _changes(before: Optional[dict[str, Any]], after: Optional[dict[str, Any]]) -> str:
+def _changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
     if after is None:
         return "(no row)"
     if before is None:

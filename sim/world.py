@@ -25,8 +25,9 @@ the same world, and a search (Hypothesis) can substitute its own choices.
 from __future__ import annotations
 
 import random
+from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any, Generator, Optional
+from typing import Any
 
 import simpy
 
@@ -46,15 +47,17 @@ def us(ms: float) -> int:
 class Draws:
     """Every random choice of a run, named. Subclass to choose otherwise (e.g. Hypothesis).
 
-    ``job`` streams are per job (arrivals and attempts of job 3 do not depend on job 2's); the
-    network stream draws one latency per direction per operation.
+    ``job`` streams are per job (arrivals and attempts of job 3 do not depend on job 2's); each
+    actor (one handler invocation) has its own network stream, one latency per direction per
+    operation, so one strategy's extra statements do not shift another actor's latencies, and
+    every strategy run with one seed sees the same world.
     """
 
     def __init__(self, seed: int | str) -> None:
         self.seed = seed
         self._jobs: dict[int, random.Random] = {}
+        self._actors: dict[str, random.Random] = {}
         self.clocks = random.Random(f"racetrack:{seed}:clocks")
-        self.net = random.Random(f"racetrack:{seed}:net")
         self.arrivals = random.Random(f"racetrack:{seed}:arrivals")
 
     def _job(self, job: int) -> random.Random:
@@ -86,8 +89,11 @@ class Draws:
             self.clocks.uniform(-max_drift_ppm, max_drift_ppm),
         )
 
-    def one_way_ms(self, rtt: Dist) -> float:
-        return rtt.sample(self.net) / 2
+    def one_way_ms(self, actor: str, rtt: Dist) -> float:
+        rng = self._actors.get(actor)
+        if rng is None:
+            rng = self._actors[actor] = random.Random(f"racetrack:{self.seed}:net:{actor}")
+        return rtt.sample(rng) / 2
 
 
 @dataclass
@@ -120,7 +126,7 @@ class World:
         strategy: Strategy,
         backend: TrackerBackend,
         seed: int | str,
-        draws: Optional[Draws] = None,
+        draws: Draws | None = None,
     ) -> None:
         self.scenario = scenario
         self.strategy = strategy
@@ -134,7 +140,7 @@ class World:
             offset_ms, drift = self.draws.clock(host, s["clocks.max_offset_ms"], s["clocks.max_drift_ppm"])
             self.clocks[host] = Clock(host, us(offset_ms), drift, 1 if host == "db" else 1000)
         rtt = s.dist("network.db_rtt")
-        self.driver = Driver(self.env, backend, self.clocks["db"], lambda: us(self.draws.one_way_ms(rtt)))
+        self.driver = Driver(self.env, backend, self.clocks["db"], lambda actor: us(self.draws.one_way_ms(actor, rtt)))
         self.queue: simpy.Store = simpy.Store(self.env)
         self.jobs: list[_Job] = []
         self._contexts = {
@@ -167,7 +173,7 @@ class World:
                 job_id=j.id,
                 created_us=j.created_us,
                 max_attempts=j.max_attempts,
-                attempts=tuple(j.attempts),
+                attempts=tuple(sorted(j.attempts, key=lambda a: (a.start_us, a.run))),
                 transitions=tuple(j.transitions),
                 outcome=j.outcome,
                 outcome_us=j.outcome_us,

@@ -22,8 +22,9 @@ Imports only ``tracker``.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from tracker.backend import Blocked, Done, Outcome
 from tracker.ops import (
@@ -111,27 +112,28 @@ def _cmp(a: Any, op: str, b: Any) -> bool | None:
     raise ValueError(f"unknown comparison {op!r}")
 
 
-def _is_null(value: Any) -> bool:
-    return value is None
+def _ordered(later: Any, earlier: Any) -> bool:
+    """``later IS NULL OR earlier IS NULL OR later >= earlier``: false only when both are set."""
+    return later is None or earlier is None or later >= earlier
 
 
-#: Each CHECK constraint of ``schema.sql`` as a predicate in three-valued logic, by name.
+#: Each CHECK constraint of ``schema.sql`` as a predicate, by name. A CHECK passes unless its
+#: expression is false (NULL passes): each predicate returns False only when SQL's would be false.
 CHECKS: dict[str, Callable[[Row], bool | None]] = {
     f"{TABLE}_attempts_check": lambda r: _and(
         _cmp(r["attempts"], ">=", 0), _cmp(r["attempts"], "<=", r["max_attempts"])
     ),
-    f"{TABLE}_cancelled_check": lambda r: _or(_not(r["cancelled"]), not _is_null(r["cancelled_at"])),
-    f"{TABLE}_completed_check": lambda r: _or(
-        _cmp(r["status"], "<>", "completed"), not _is_null(r["completed_at"])
-    ),
-    f"{TABLE}_failed_check": lambda r: _or(_cmp(r["status"], "<>", "failed"), not _is_null(r["failed_at"])),
-    f"{TABLE}_status_check": lambda r: None if r["status"] is None else r["status"] in STATUSES,
-    f"{TABLE}_timestamps_check": lambda r: _and(
-        _or(_is_null(r["started_at"]), _cmp(r["started_at"], ">=", r["created_at"])),
-        _or(_is_null(r["completed_at"]), _is_null(r["started_at"]), _cmp(r["completed_at"], ">=", r["started_at"])),
-        _or(_is_null(r["failed_at"]), _is_null(r["started_at"]), _cmp(r["failed_at"], ">=", r["started_at"])),
+    f"{TABLE}_cancelled_check": lambda r: r["cancelled"] is not True or r["cancelled_at"] is not None,
+    f"{TABLE}_completed_check": lambda r: r["status"] != "completed" or r["completed_at"] is not None,
+    f"{TABLE}_failed_check": lambda r: r["status"] != "failed" or r["failed_at"] is not None,
+    f"{TABLE}_status_check": lambda r: r["status"] is None or r["status"] in STATUSES,
+    f"{TABLE}_timestamps_check": lambda r: (
+        _ordered(r["started_at"], r["created_at"])
+        and (r["started_at"] is None or _ordered(r["completed_at"], r["started_at"]))
+        and (r["started_at"] is None or _ordered(r["failed_at"], r["started_at"]))
     ),
 }
+_CHECK_ORDER = sorted(CHECKS)
 
 
 def check_row(row: Row) -> TrackerError | None:
@@ -143,7 +145,7 @@ def check_row(row: Row) -> TrackerError | None:
                 f"{TABLE}_{column}_not_null",
                 f'null value in column "{column}" of relation "{TABLE}" violates not-null constraint',
             )
-    for name in sorted(CHECKS):
+    for name in _CHECK_ORDER:
         if CHECKS[name](row) is False:
             return TrackerError(
                 "23514", name, f'new row for relation "{TABLE}" violates check constraint "{name}"'
@@ -193,7 +195,18 @@ def cond_value(cond: Cond, row: Row | None, now_us: int) -> bool | None:
 
 def matches(where: tuple[Cond, ...], row: Row | None, now_us: int) -> bool:
     """A WHERE clause matches only when it is true (not false, not unknown)."""
-    return row is not None and _and(*(cond_value(c, row, now_us) for c in where)) is True
+    if row is None:
+        return False
+    for cond in where:
+        if cond_value(cond, row, now_us) is not True:
+            return False
+    return True
+
+
+def _check_columns(verb: str, values: Any) -> None:
+    for column in values:
+        if column not in COLUMNS or column == "job_id":
+            raise ValueError(f"{verb} may not set column {column!r}")
 
 
 @dataclass
@@ -225,7 +238,9 @@ class MemoryTracker:
     # -- the contract ---------------------------------------------------------------------------
 
     def execute(self, session: str, op: DbOp, db_now_us: int) -> Outcome:
-        state = self._sessions.setdefault(session, _Session())
+        state = self._sessions.get(session)
+        if state is None:
+            state = self._sessions[session] = _Session()
         if isinstance(op, Begin):
             if not state.in_tx:
                 state.in_tx, state.aborted, state.tx_now_us = True, False, db_now_us
@@ -303,9 +318,7 @@ class MemoryTracker:
         return Done(value=None if row is None else dict(row))
 
     def _insert(self, session: str, state: _Session, op: Insert, now_us: int) -> Outcome:
-        unknown = set(op.values) - set(COLUMNS) | ({"job_id"} & set(op.values))
-        if unknown:
-            raise ValueError(f"INSERT names columns it may not set: {sorted(unknown)}")
+        _check_columns("INSERT", op.values)
         row = _defaults(now_us)
         row.update({k: evaluate(v, None, now_us) for k, v in op.values.items()})
         row["job_id"] = op.job_id
@@ -331,9 +344,7 @@ class MemoryTracker:
         return Done(value=None if row is None else dict(row))
 
     def _update(self, session: str, state: _Session, op: Update, now_us: int, resumed: bool) -> Outcome:
-        bad = set(op.set) - set(COLUMNS) | ({"job_id"} & set(op.set))
-        if bad:
-            raise ValueError(f"UPDATE sets columns it may not set: {sorted(bad)}")
+        _check_columns("UPDATE", op.set)
         row = self._visible(state, op.job_id)
         if not matches(op.where, row, now_us):
             return Done(value=None)

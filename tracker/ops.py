@@ -28,8 +28,9 @@ Imports nothing but the standard library: drivers and backends interpret these r
 
 from __future__ import annotations
 
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generator, Mapping, Union
+from typing import Any
 
 TABLE = "job_status"
 
@@ -113,7 +114,7 @@ class Case:
     otherwise: Any
 
 
-Expr = Union[Col, DbNow, Greatest, Coalesce, Case, Any]
+Expr = Col | DbNow | Greatest | Coalesce | Case | Any
 
 COND_OPS = ("=", "<>", "<", "<=", ">", ">=", "in", "not in", "is null", "is not null")
 
@@ -221,8 +222,8 @@ class ReadClock:
     worker, as JavaScript gives them."""
 
 
-DbOp = Union[Select, Insert, Update, Begin, Commit, Rollback]
-Op = Union[DbOp, Sleep, ReadClock]
+DbOp = Select | Insert | Update | Begin | Commit | Rollback
+Op = DbOp | Sleep | ReadClock
 DB_OPS = (Select, Insert, Update, Begin, Commit, Rollback)
 
 #: What a handler is: a generator that yields operations and receives their answers.

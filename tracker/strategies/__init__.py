@@ -22,8 +22,9 @@ own is named ``module:attr`` where ``attr`` is a :class:`Strategy`.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 
 from tracker.ops import Handler, Insert
 
@@ -45,13 +46,13 @@ class JobView:
     attempts_started: int
     max_attempts: int
     timestamp_us: int
-    processed_on_us: Optional[int] = None
-    finished_on_us: Optional[int] = None
-    failed_reason: Optional[str] = None
+    processed_on_us: int | None = None
+    finished_on_us: int | None = None
+    failed_reason: str | None = None
     will_retry: bool = False
     progress: Any = None
     delayed: bool = False
-    removed_on_us: Optional[int] = None
+    removed_on_us: int | None = None
 
 
 @dataclass(frozen=True)
@@ -83,16 +84,16 @@ class Strategy:
 
     name: str
     summary: str
-    on_active: Optional[HandlerFn] = None
-    on_progress: Optional[HandlerFn] = None
-    on_completed: Optional[HandlerFn] = None
-    on_failed: Optional[HandlerFn] = None
-    on_removed: Optional[HandlerFn] = None
-    on_stalled: Optional[HandlerFn] = None
-    on_created: Optional[HandlerFn] = create_row
+    on_active: HandlerFn | None = None
+    on_progress: HandlerFn | None = None
+    on_completed: HandlerFn | None = None
+    on_failed: HandlerFn | None = None
+    on_removed: HandlerFn | None = None
+    on_stalled: HandlerFn | None = None
+    on_created: HandlerFn | None = create_row
 
-    def handler(self, event: str) -> Optional[HandlerFn]:
-        fn: Optional[HandlerFn] = getattr(self, f"on_{event}")
+    def handler(self, event: str) -> HandlerFn | None:
+        fn: HandlerFn | None = getattr(self, f"on_{event}")
         return fn
 
 

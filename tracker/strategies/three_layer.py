@@ -18,8 +18,7 @@ invariants as every other strategy: the report's test change ("accept either 'ac
 from __future__ import annotations
 
 from tracker.ops import Handler, ReadClock, Select, Sleep, Update
-from tracker.strategies import HandlerContext, JobView, Strategy
-from tracker.strategies import naive
+from tracker.strategies import HandlerContext, JobView, Strategy, naive
 
 MS = 1000
 

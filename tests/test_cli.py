@@ -1,0 +1,128 @@
+"""The command line as a user meets it: exit codes, JSON shapes, bad input, determinism."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sim.cli import main
+from sim.invariants import INVARIANT_IDS
+from sim.runner import RESULT_COLUMNS
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_run_prints_a_timeline_and_exits_1_on_a_violation(capsys):
+    code, out, _ = run_cli(capsys, "run", "seed-fast-jobs", "--strategy", "naive", "--seed", "7")
+    assert code == 1
+    assert "<-- no-rejected-writes" in out and "ERROR job_status_timestamps_check" in out
+    assert "verdict:" in out and "violation(s)" in out
+
+
+def test_run_exits_0_when_every_invariant_holds(capsys):
+    code, out, _ = run_cli(capsys, "run", "seed-fast-jobs", "--strategy", "atomic", "--seed", "7")
+    assert code == 0 and "verdict: all 7 invariants held" in out
+
+
+def test_run_json_has_the_documented_shape(capsys):
+    code, out, _ = run_cli(capsys, "run", "seed-fast-jobs", "--strategy", "naive", "--seed", "7", "--json")
+    data = json.loads(out)
+    assert code == 1
+    assert list(data) == ["scenario", "strategy", "backend", "seed", "violations", "ops"]
+    assert data["seed"] == 7 and data["backend"] == "memory" and data["ops"] > 0
+    assert {"invariant", "job", "detail"} == set(data["violations"][0])
+
+
+def test_sweep_json_has_the_documented_shape_and_exits_0(capsys):
+    code, out, _ = run_cli(capsys, "sweep", "seed-fast-jobs", "--strategies", "naive,atomic", "--runs", "5", "--json")
+    data = json.loads(out)
+    assert code == 0
+    assert [(r["strategy"], r["runs"]) for r in data["results"]] == [("naive", 5), ("atomic", 5)]
+    for r in data["results"]:
+        assert set(r) == {"scenario", "strategy", "backend", "runs", "violating_runs", "violations"}
+        assert set(r["violations"]) == set(INVARIANT_IDS)
+    assert data["results"][0]["violating_runs"] == 5 and data["results"][1]["violating_runs"] == 0
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_sweep_results_files_are_byte_identical_for_the_same_seed(capsys, tmp_path, suffix):
+    outputs = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}{suffix}"
+        code, stdout, _ = run_cli(capsys, "sweep", "timestamps", "clock-skew", "--runs", "3", "--seed", "5",
+                                  "--json", "--out", str(out))
+        assert code == 0
+        outputs.append((stdout, out.read_bytes()))
+    assert outputs[0] == outputs[1]
+    frame = pd.read_parquet(tmp_path / f"a{suffix}") if suffix == ".parquet" else pd.read_csv(tmp_path / f"a{suffix}")
+    assert list(frame.columns) == list(RESULT_COLUMNS) and len(frame) == 2 * 5 * 3
+    assert set(frame["seed"]) == {5, 6, 7}
+
+
+def test_listings_name_every_builtin(capsys):
+    assert "three-layer" in run_cli(capsys, "strategies")[1]
+    assert "seed-fast-jobs" in run_cli(capsys, "scenarios")[1]
+    listed = run_cli(capsys, "invariants")[1]
+    assert all(i in listed for i in INVARIANT_IDS)
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    return str(path)
+
+
+BAD_SCENARIOS = {
+    "syntax": ("[job]\ncount = \n", "invalid TOML"),
+    "unknown key": ("[job]\ncount = 2\nspeed = 3\n", "line 3: unknown key job.speed"),
+    "unknown section": ("[jobs]\ncount = 2\n", "unknown key 'jobs'"),
+    "wrong type": ('[job]\ncount = "ten"\n', "line 2: job.count must be a whole number"),
+    "negative delay": ("[handlers]\nactive_delay_ms = -5\n", "line 2: handlers.active_delay_ms must be >= 0 (got -5)"),
+    "probability above 1": ("[job]\nfail_probability = 1.5\n", "job.fail_probability must be a probability between 0 and 1"),
+    "bad distribution": ("[network]\ndb_rtt = { median_ms = -3, p99_ms = 10 }\n", "line 2: network.db_rtt median_ms must be > 0 (got -3)"),
+    "distribution form": ("[job]\nduration = { mean_ms = 3 }\n", "allowed forms"),
+    "bad expectation": ('[expect]\natomic = "violates:no-such"\n', "unknown invariant 'no-such'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SCENARIOS))
+def test_a_bad_scenario_file_is_one_line_naming_file_line_and_key_exit_2(capsys, tmp_path, case):
+    text, expected = BAD_SCENARIOS[case]
+    path = write(tmp_path, text)
+    code, out, err = run_cli(capsys, "run", path)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith(f"racetrack: {path}: ") and expected in err
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["run", "no-such-scenario"], "unknown scenario 'no-such-scenario'"),
+    (["run", "seed-fast-jobs", "--strategy", "nope"], "unknown strategy 'nope'"),
+    (["run", "seed-fast-jobs", "--strategy", "no_such_module:X"], "cannot import module 'no_such_module'"),
+    (["run", "seed-fast-jobs", "--strategy", "tracker.ops:Select"], "not a tracker.strategies.Strategy"),
+    (["run", "seed-fast-jobs", "--strategy", "tracker.ops:Nothing"], "has no attribute 'Nothing'"),
+    (["sweep", "--runs", "0"], "--runs must be >= 1 (got 0)"),
+    (["sweep", "--runs", "many"], "--runs must be a whole number"),
+    (["run", "seed-fast-jobs", "--seed", "-1"], "--seed must be >= 0"),
+    (["sweep", "seed-fast-jobs", "--out", "results.txt"], "must end in .parquet or .csv"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_arguments_are_one_line_exit_2(capsys, argv, expected):
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and expected in err
+
+
+def test_the_installed_command_prints_no_traceback_for_bad_input(tmp_path):
+    path = write(tmp_path, "[job]\ncount = -1\n")
+    proc = subprocess.run([sys.executable, "-m", "sim", "run", path], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == f"racetrack: {path}: line 2: job.count must be >= 1 (got -1)"

@@ -1,0 +1,143 @@
+"""Each invariant is a pure function of (history, rows, truth): it fires on a hand-written
+violating history and stays quiet on the clean one. No SimPy, no backend."""
+
+from __future__ import annotations
+
+import pytest
+
+from sim.clocks import EPOCH_US
+from sim.history import Attempt, JobTruth, RunRecord, Step
+from sim.invariants import INVARIANT_IDS, INVARIANTS, judge
+from tracker.ops import Insert, Update
+
+MS = 1000
+
+
+def ts(ms: float) -> int:
+    return EPOCH_US + round(ms * MS)
+
+
+def row(**changes):
+    base = {
+        "job_id": "job-1", "status": "waiting", "attempts": 0, "max_attempts": 1,
+        "created_at": ts(0), "updated_at": ts(0), "started_at": None, "completed_at": None,
+        "failed_at": None, "error_message": None, "progress": None, "cancelled": False, "cancelled_at": None,
+    }
+    base.update(changes)
+    return base
+
+
+def write(index, at_ms, after, before=None, actor="job-1.active#1", error=None, op=None):
+    """A committed autocommit write (or a rejected one, with ``error``)."""
+    return Step(
+        index=index, actor=actor, job_id="job-1", event=actor.split(".")[1].split("#")[0], host="worker-1",
+        kind="db", op=op or Update("job-1", {}), sent_us=round(at_ms * MS) - 1, executed_us=round(at_ms * MS),
+        replied_us=round(at_ms * MS) + 1,
+        error=("23514", "job_status_timestamps_check", "rejected") if error else None,
+        row_before=before, row_after=before if error else after,
+        result=None if error else after, committed=() if error else (after,),
+    )
+
+
+TRUTH = JobTruth(
+    job_id="job-1", created_us=0, max_attempts=1,
+    attempts=(Attempt("job-1", 1, 1, "worker-1", 10 * MS, 60 * MS, "completed"),),
+    transitions=((0, "waiting"), (10 * MS, "active"), (60 * MS, "completed")),
+    outcome="completed", outcome_us=60 * MS,
+)
+
+CREATED = row()
+ACTIVE = row(status="active", attempts=1, started_at=ts(10))
+COMPLETED = row(status="completed", attempts=1, started_at=ts(10), completed_at=ts(60))
+
+
+def record(steps, final, truth=TRUTH, tolerance_ms=20):
+    return RunRecord(steps=tuple(steps), rows={"job-1": final}, truth={"job-1": truth},
+                     tolerance_us=tolerance_ms * MS, end_us=1000 * MS)
+
+
+CLEAN = record(
+    [write(0, 1, CREATED, actor="job-1.created#1", op=Insert("job-1", {})),
+     write(1, 12, ACTIVE, CREATED),
+     write(2, 62, COMPLETED, ACTIVE, actor="job-1.completed#1")],
+    COMPLETED,
+)
+
+
+def ids(rec):
+    return {v.invariant for v in judge(rec)}
+
+
+def test_the_clean_history_violates_nothing():
+    assert judge(CLEAN) == []
+
+
+def test_no_rejected_writes_fires_on_a_rejected_statement():
+    rec = record(list(CLEAN.steps) + [write(3, 500, None, COMPLETED, error=True)], COMPLETED)
+    (violation,) = judge(rec)
+    assert violation.invariant == "no-rejected-writes" and violation.step == 3
+    assert "job_status_timestamps_check" in violation.detail
+
+
+def test_ordered_timestamps_fires_when_completed_precedes_created_without_a_start():
+    bad = row(status="completed", completed_at=ts(-5))
+    rec = record([write(0, 1, CREATED), write(1, 62, bad, CREATED, actor="job-1.completed#1")], bad)
+    assert "ordered-timestamps" in ids(rec)
+    assert "ordered-timestamps" not in ids(CLEAN)
+
+
+def test_terminal_status_fires_when_a_completed_job_is_left_active():
+    stuck = row(status="active", attempts=1, started_at=ts(10), completed_at=ts(60))
+    rec = record(list(CLEAN.steps) + [write(3, 510, stuck, COMPLETED)], stuck)
+    assert "terminal-status" in ids(rec)
+
+
+def test_monotonic_status_fires_on_completed_then_active_but_not_on_a_retry():
+    regressed = row(status="active", attempts=1, started_at=ts(10), completed_at=ts(60))
+    rec = record(list(CLEAN.steps) + [write(3, 510, regressed, COMPLETED)], COMPLETED)
+    assert [v.step for v in judge(rec) if v.invariant == "monotonic-status"] == [3]
+    retry_truth = JobTruth(
+        job_id="job-1", created_us=0, max_attempts=2,
+        attempts=(Attempt("job-1", 1, 1, "worker-1", 10 * MS, 20 * MS, "failed"),
+                  Attempt("job-1", 2, 2, "worker-1", 1020 * MS, 1060 * MS, "completed")),
+        transitions=((0, "waiting"), (10 * MS, "active"), (20 * MS, "failed"), (20 * MS, "delayed"),
+                     (1020 * MS, "waiting"), (1020 * MS, "active"), (1060 * MS, "completed")),
+        outcome="completed", outcome_us=1060 * MS,
+    )
+    failed = row(status="failed", attempts=1, max_attempts=2, started_at=ts(10), failed_at=ts(20))
+    again = dict(failed, status="active", attempts=2)
+    rec = record([write(0, 21, failed), write(1, 1021, again, failed)], again, truth=retry_truth)
+    assert "monotonic-status" not in ids(rec)
+
+
+def test_first_start_kept_fires_when_started_at_is_overwritten():
+    moved = dict(ACTIVE, started_at=ts(15))
+    rec = record([write(0, 12, ACTIVE), write(1, 20, moved, ACTIVE)], moved)
+    assert [v.invariant for v in judge(rec) if v.invariant == "first-start-kept"] == ["first-start-kept"]
+
+
+def test_faithful_timestamps_fires_outside_tolerance_and_on_a_missing_start():
+    late = dict(COMPLETED, completed_at=ts(60 + 25))
+    assert "faithful-timestamps" in ids(record(CLEAN.steps, late, tolerance_ms=20))
+    assert "faithful-timestamps" not in ids(record(CLEAN.steps, late, tolerance_ms=30))
+    missing = dict(COMPLETED, started_at=None)
+    (v,) = [v for v in judge(record(CLEAN.steps, missing)) if v.invariant == "faithful-timestamps"]
+    assert "started_at is NULL" in v.detail
+
+
+def test_accurate_attempts_fires_when_attempts_is_not_the_number_started():
+    assert "accurate-attempts" in ids(record(CLEAN.steps, dict(COMPLETED, attempts=0)))
+
+
+def test_every_invariant_has_a_test_that_makes_it_fire():
+    tested = {name.split("test_")[1].split("_fires")[0].replace("_", "-") for name in globals() if "_fires" in name}
+    assert tested == set(INVARIANT_IDS)
+    assert [i.id for i in INVARIANTS] == list(INVARIANT_IDS)
+
+
+@pytest.mark.parametrize("invariant", INVARIANTS, ids=lambda i: i.id)
+def test_each_violation_is_one_line_naming_the_job(invariant):
+    bad_rows = [dict(COMPLETED, attempts=0, status="active", completed_at=ts(-5), started_at=None)]
+    rec = record(list(CLEAN.steps) + [write(3, 500, None, COMPLETED, error=True)], bad_rows[0])
+    for v in invariant.check(rec):
+        assert "\n" not in v.line() and v.line().startswith(f"{invariant.id}: job-1: ")

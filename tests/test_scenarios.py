@@ -1,0 +1,130 @@
+"""Scenario files and the world they drive: every bundled file is valid and documented, and
+properties hold over the whole parameter space (Hypothesis)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sim import scenario as scenarios
+from sim.distributions import parse_dist
+from sim.runner import run_one
+from sim.world import World
+from tracker.memory import MemoryTracker
+from tracker.strategies import BUILTIN, load_strategy
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+SEED_TESTS = ["process-success", "progress-tracking", "timestamps", "failed-error-details", "retry-backoff",
+              "attempt-count", "cancel-waiting", "remove-delayed", "no-delay", "concurrent-jobs"]
+
+
+def test_the_bundled_scenarios_cover_the_seed_tests_stalls_and_skew():
+    assert set(scenarios.bundled_names()) == {"seed-fast-jobs", *SEED_TESTS, "stalled-redelivery", "clock-skew"}
+
+
+@pytest.mark.parametrize("name", scenarios.bundled_names())
+def test_every_bundled_scenario_loads_and_says_what_it_is_for(name):
+    loaded = scenarios.load(name)
+    assert loaded.name == name and loaded["description"]
+    assert set(loaded.expect) <= set(BUILTIN)
+
+
+def test_the_readme_documents_every_parameter_with_its_default():
+    assert scenarios.format_params_markdown() in README
+
+
+def test_a_path_loads_like_a_name(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('description = "x"\n[job]\ncount = 2\n')
+    loaded = scenarios.load(str(path))
+    assert loaded.name == "mine" and loaded["job.count"] == 2 and loaded["job.attempts"] == 1
+
+
+def test_distributions_draw_within_their_form():
+    import random
+
+    rng = random.Random(1)
+    assert parse_dist({"fixed_ms": 4}).sample(rng) == 4
+    assert all(2 <= parse_dist({"min_ms": 2, "max_ms": 3}).sample(rng) <= 3 for _ in range(100))
+    draws = sorted(parse_dist({"median_ms": 10, "p99_ms": 100}).sample(rng) for _ in range(4000))
+    assert 9 < draws[2000] < 11 and 70 < draws[3960] < 140
+
+
+def dist(lo: float, hi: float):
+    return st.one_of(
+        st.builds(lambda v: {"fixed_ms": v}, st.floats(lo, hi)),
+        st.builds(lambda a, b: {"min_ms": min(a, b), "max_ms": max(a, b)}, st.floats(lo, hi), st.floats(lo, hi)),
+        st.builds(lambda m, f: {"median_ms": m, "p99_ms": m * f}, st.floats(max(lo, 0.5), hi), st.floats(1, 10)),
+    )
+
+
+scenario_tables = st.fixed_dictionaries({
+    "job": st.fixed_dictionaries({
+        "count": st.integers(1, 4),
+        "interarrival": dist(0, 200),
+        "duration": dist(1, 400),
+        "fail_probability": st.floats(0, 1),
+        "attempts": st.integers(1, 3),
+        "delay_ms": st.sampled_from([0, 0, 150]),
+        "progress_updates": st.integers(0, 2),
+    }),
+    "backoff": st.fixed_dictionaries({
+        "type": st.sampled_from(["none", "fixed", "exponential"]),
+        "delay_ms": st.floats(0, 500),
+        "jitter": st.floats(0, 1),
+    }),
+    "workers": st.fixed_dictionaries({
+        "count": st.integers(1, 3),
+        "concurrency": st.integers(1, 3),
+        "lock_duration_ms": st.floats(50, 400),
+        "stalled_interval_ms": st.floats(10, 200),
+        "max_stalled_count": st.integers(0, 2),
+    }),
+    "stalls": st.fixed_dictionaries({"probability": st.floats(0, 0.5)}),
+    "cancel": st.fixed_dictionaries({"probability": st.floats(0, 1), "after": dist(0, 300)}),
+    "handlers": st.fixed_dictionaries({
+        "active_delay_ms": st.floats(0, 600), "completed_delay_ms": st.floats(0, 600), "failed_delay_ms": st.floats(0, 300),
+    }),
+    "network": st.fixed_dictionaries({"db_rtt": dist(0.1, 200)}),
+    "clocks": st.fixed_dictionaries({"max_offset_ms": st.floats(0, 200), "max_drift_ppm": st.floats(0, 500)}),
+})
+
+PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPERTY
+@given(scenario_tables, st.integers(0, 2**32), st.sampled_from(list(BUILTIN)))
+def test_every_run_settles_with_a_consistent_ground_truth(tables, seed, strategy):
+    scenario = scenarios.from_mapping(tables, "generated", "<hypothesis>")
+    world = World(scenario, load_strategy(strategy), MemoryTracker(), seed)
+    record = world.run()
+    assert world.driver.running == 0 and world.driver.crashes == []
+    assert len(record.truth) == tables["job"]["count"]
+    for truth in record.truth.values():
+        assert truth.outcome in ("completed", "failed", "removed")
+        assert truth.transitions[0][1] in ("waiting", "delayed")
+        assert truth.outcome_us == max(t for t, _ in truth.transitions)
+        assert truth.attempts_started <= truth.max_attempts
+        assert [a.start_us for a in truth.attempts] == sorted(a.start_us for a in truth.attempts)
+        if truth.outcome == "completed":
+            assert truth.attempts[-1].outcome == "completed"
+
+
+@PROPERTY
+@given(scenario_tables, st.integers(0, 2**32))
+def test_atomic_holds_every_invariant_whatever_the_parameters(tables, seed):
+    scenario = scenarios.from_mapping(tables, "generated", "<hypothesis>")
+    result = run_one(scenario, load_strategy("atomic"), seed)
+    assert result.violations == (), [v.line() for v in result.violations]
+
+
+@settings(max_examples=25, deadline=None)
+@given(scenario_tables, st.integers(0, 2**32), st.sampled_from(list(BUILTIN)))
+def test_the_same_seed_gives_the_same_history(tables, seed, strategy):
+    scenario = scenarios.from_mapping(tables, "generated", "<hypothesis>")
+    a = run_one(scenario, load_strategy(strategy), seed)
+    b = run_one(scenario, load_strategy(strategy), seed)
+    assert a.record.steps == b.record.steps and a.row() == b.row()
