@@ -7,6 +7,7 @@ bytes. May import matplotlib, numpy and pandas; never anything that runs a simul
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +108,9 @@ def timestamp_errors(errors: dict[str, list[float]], scenario: str, path: Path) 
     names = list(errors)
     fig, ax = plt.subplots(figsize=(7.0, 0.55 * len(names) + 1.4))
     data = [errors[n] if errors[n] else [np.nan] for n in names]
-    ax.boxplot(data, vert=False, showfliers=True, widths=0.6,
+    # matplotlib 3.10 renamed vert=False to orientation="horizontal" (and deprecates the old name)
+    direction = {"orientation": "horizontal"} if _version() >= (3, 10) else {"vert": False}
+    ax.boxplot(data, **direction, showfliers=True, widths=0.6,
                flierprops={"marker": ".", "markersize": 3, "alpha": 0.4})
     ax.set_yticks(range(1, len(names) + 1), [f"{n} (n={len(errors[n])})" for n in names])
     ax.invert_yaxis()
@@ -230,6 +233,11 @@ def _legend() -> list[Any]:
         Line2D([], [], marker="X", linestyle="", color="#ff7f0e", label="rejected"),
         Line2D([], [], marker="o", linestyle="", color=HIGHLIGHT, markeredgecolor="black", label="violating step"),
     ]
+
+
+def _version() -> tuple[int, int]:
+    major, minor = matplotlib.__version__.split(".")[:2]
+    return int(major), int(re.match(r"\d+", minor).group(0)) if re.match(r"\d+", minor) else 0
 
 
 def _label(row: pd.Series) -> str:
