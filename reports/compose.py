@@ -21,7 +21,7 @@ import pandas as pd
 from reports import plots
 from reports.inputs import INVARIANT_IDS, Inputs, TraceDoc, read_inputs
 from reports.stats import cost_table, grid_axes, grid_table, pooled_errors, violation_table, with_base
-from reports.verdict import Counterexample, interval, pct, scenario_verdict
+from reports.verdict import Counterexample, interval, overview, pct, scenario_verdict
 from sim.invariants import INVARIANTS
 from sim.scenario import base_name
 from sim.timeline import step_line
@@ -146,6 +146,9 @@ def build(inputs: Inputs, out: Path) -> Report:
         blocks.append(Para("**No run violated any invariant.** Every strategy held in every run below; the tables bound how rare a violation could still be and compare the strategies' cost."))
     images: list[str] = []
     verdict: list[Block] = [Heading(2, "Verdict")]
+    verdict += [Para(s) for s in overview(rates_all)]
+    if frame["scenario"].nunique() > 1:
+        verdict.append(_overview_table(rates_all, backends))
     body: list[Block] = []
     for scenario in pd.unique(frame["scenario"]):
         part = frame[frame["scenario"] == scenario]
@@ -220,6 +223,27 @@ def _rates_table(rates: pd.DataFrame, backends: int) -> Table:
                  for x in ("any", *INVARIANT_IDS)]
         rows.append((_label(r, backends), str(n), *cells))
         shades.append(("", "", *(_shade(int(r[f"{x}:runs"])) for x in ("any", *INVARIANT_IDS))))
+    return Table(header, tuple(rows), tuple(shades))
+
+
+def _overview_table(rates: pd.DataFrame, backends: int) -> Table:
+    """Scenario x strategy: the share of runs violating any invariant."""
+    keys = list(dict.fromkeys(zip(rates["strategy"], rates["backend"], strict=True)))
+    header = ("scenario", *(f"`{s}`" + (f" ({b})" if backends > 1 else "") for s, b in keys))
+    rows, shades = [], []
+    for scenario, group in rates.groupby("scenario", sort=False):
+        cells, marks = [], []
+        for strategy, backend in keys:
+            match = group[(group["strategy"] == strategy) & (group["backend"] == backend)]
+            if match.empty:
+                cells.append("–")
+                marks.append("")
+                continue
+            r = match.iloc[0]
+            cells.append(_rate_cell(int(r["any:runs"]), int(r["runs"]), float(r["any:rate"]), float(r["any:lo"]), float(r["any:hi"])))
+            marks.append(_shade(int(r["any:runs"])))
+        rows.append((str(scenario), *cells))
+        shades.append(("", *marks))
     return Table(header, tuple(rows), tuple(shades))
 
 

@@ -78,11 +78,7 @@ def scenario_verdict(
     else:
         if held.empty:
             out.append("Every strategy broke.")
-        for _, row in held.iterrows():
-            out.append(
-                f"{_strategy(row, backends)} held: no invariant was violated in any of its {int(row['runs'])} runs "
-                f"(95% upper bound on the violation rate {pct(float(row['any:hi']))})."
-            )
+        out += held_sentences(held, backends)
         for _, row in broke.sort_values("any:rate", ascending=False, kind="stable").iterrows():
             counts = sorted(((int(row[f"{i}:runs"]), i) for i in INVARIANT_IDS if row[f"{i}:runs"] > 0), key=lambda t: -t[0])
             which = ", ".join(f"`{i}` in {k}" for k, i in counts)
@@ -107,6 +103,45 @@ def scenario_verdict(
             f"({best['round_trips_per_job']:.2f}){lag_text}."
         )
     return out
+
+
+def held_sentences(held: pd.DataFrame, backends: int) -> list[str]:
+    """One sentence for the strategies that held with the same number of runs (same bound)."""
+    out = []
+    for runs, group in held.groupby("runs", sort=False):
+        names = [_strategy(r, backends) for _, r in group.iterrows()]
+        subject = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        whose = "its" if len(names) == 1 else "their"
+        each = "" if len(names) == 1 else " each"
+        out.append(
+            f"{subject} held: no invariant was violated in any of {whose} {int(runs)} runs{each} "
+            f"(95% upper bound on the violation rate {pct(float(group['any:hi'].iloc[0]))})."
+        )
+    return out
+
+
+def overview(rates: pd.DataFrame) -> list[str]:
+    """Across scenarios (only said when there are several): who held everywhere, who broke where."""
+    scenarios = list(pd.unique(rates["scenario"]))
+    if len(scenarios) < 2:
+        return []
+    backends = rates["backend"].nunique()
+    held, broke = [], []
+    for (strategy, backend), group in rates.groupby(["strategy", "backend"], sort=False):
+        name = f"`{strategy}`" + (f" ({backend})" if backends > 1 else "")
+        bad = group[group["any:runs"] > 0]
+        if bad.empty:
+            held.append(name)
+            continue
+        worst = bad.sort_values("any:rate", ascending=False, kind="stable").iloc[0]
+        broke.append(f"{name} broke in {len(bad)} of {len(group)} (worst: {worst['scenario']}, "
+                     f"{pct(float(worst['any:rate']))} of runs)")
+    clauses = ([_join(held) + " held in every one"] if held else []) + broke
+    return [f"Across {len(scenarios)} scenarios: " + "; ".join(clauses) + "."]
+
+
+def _join(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def grid_points(grid: pd.DataFrame, axes: list[str]) -> int:
@@ -144,9 +179,11 @@ def grid_sentence(grid: pd.DataFrame, axes: list[str], strategy: str, backend: s
 
 def counterexample_sentence(example: Counterexample) -> str:
     where = f" at `{example.variant.split('[', 1)[1].rstrip(']')}`" if "[" in example.variant else ""
+    invariant, _, rest = example.first_violation.partition(": ")
+    job = rest.partition(": ")[0]
     text = (
         f"Shortest counterexample: seed {example.seed}{where}, {example.ops} database operations, "
-        f"first violation `{example.first_violation}`"
+        f"first violation `{invariant}` on {job}"
     )
     if "[" not in example.variant:
         text += f"; replay with `racetrack run {example.variant} --strategy {example.strategy} --seed {example.seed}`"
