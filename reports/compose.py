@@ -319,9 +319,15 @@ def to_html(report: Report, out: Path) -> str:
     parts = ['<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              "<title>racetrack report</title>", f"<style>\n{STYLE}\n</style>", "</head>\n<body>\n<main>"]
+    ids: set[str] = set()
     for block in report.blocks:
         if isinstance(block, Heading):
-            parts.append(f"<h{block.level} id=\"{slug(block.text)}\">{_inline(block.text)}</h{block.level}>")
+            anchor, n = slug(block.text), 1
+            while anchor in ids:  # every scenario has a "Cost per job": ids must stay unique
+                n += 1
+                anchor = f"{slug(block.text)}-{n}"
+            ids.add(anchor)
+            parts.append(f"<h{block.level} id=\"{anchor}\">{_inline(block.text)}</h{block.level}>")
         elif isinstance(block, Para):
             parts.append(f"<p>{_inline(block.text)}</p>")
         elif isinstance(block, Table):

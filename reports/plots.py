@@ -237,7 +237,8 @@ def _legend() -> list[Any]:
 
 def _version() -> tuple[int, int]:
     major, minor = matplotlib.__version__.split(".")[:2]
-    return int(major), int(re.match(r"\d+", minor).group(0)) if re.match(r"\d+", minor) else 0
+    digits = re.match(r"\d+", minor)  # "11rc1" -> 11
+    return int(major), int(digits.group(0)) if digits else 0
 
 
 def _label(row: pd.Series) -> str:

@@ -169,7 +169,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.out:
         _write_results(rows, Path(args.out))
     if args.report:
-        _sweep_report(items, rows, Path(args.report), Path(args.out) if args.out else None)
+        _sweep_report(items, rows, Path(args.report), Path(args.out) if args.out else None, _report_backend(args))
     summary = summarize(rows)
     if args.json:
         print(json.dumps({"results": summary}))
@@ -267,7 +267,16 @@ def _grid_variants(loaded: list[scenarios.Scenario], grid: list[str] | None) -> 
         raise UsageError(str(exc)) from None
 
 
-def _sweep_report(items: list[Any], rows: list[dict[str, Any]], directory: Path, results: Path | None) -> None:
+def _report_backend(args: argparse.Namespace) -> BackendSpec:
+    """The backend the sweep ran on (its flags may not exist yet: memory then), so the shortest
+    counterexamples are re-run where they were found."""
+    kind = getattr(args, "backend", None) or "memory"
+    return BackendSpec(kind=kind, dsn=getattr(args, "dsn", None), schema=getattr(args, "schema", None))
+
+
+def _sweep_report(
+    items: list[Any], rows: list[dict[str, Any]], directory: Path, results: Path | None, spec: BackendSpec
+) -> None:
     """``sweep --report DIR``: keep the results (DIR/results.parquet unless --out named a file),
     record the shortest counterexample of each broken pair in DIR/traces/, write the report."""
     from reports.compose import write_report
@@ -280,7 +289,7 @@ def _sweep_report(items: list[Any], rows: list[dict[str, Any]], directory: Path,
     trace_dir = directory / "traces"
     for stale in sorted(trace_dir.glob("*.json")) if trace_dir.is_dir() else []:
         stale.unlink()  # traces of an earlier sweep into the same directory would be mixed in
-    written = save_shortest(items, rows, trace_dir)
+    written = save_shortest(items, rows, trace_dir, spec)
     try:
         write_report([results, *written], directory)
     except ReportInputError as exc:
