@@ -168,7 +168,7 @@ def build(inputs: Inputs, out: Path) -> Report:
         body.append(_cost_table(costs, backends))
         if grid is not None:
             body.append(Heading(3, "Violation probability over the grid"))
-            pooled = f" ({', '.join(axes[2:])} pooled)" if len(axes) > 2 else ""
+            pooled = f" ({', '.join(f'`{a}`' for a in axes[2:])} pooled)" if len(axes) > 2 else ""
             body.append(Para(f"Share of runs violating any invariant at each grid point of `{axes[0]}`"
                              + (f" x `{axes[1]}`" if len(axes) > 1 else "") + pooled + ", one panel per strategy."))
             images.append(plots.heatmaps(grid, axes, scenario, out / f"grid-{s}.png").name)

@@ -140,7 +140,11 @@ def read_inputs(paths: list[Path]) -> Inputs:
     """Every results file concatenated (in the order given) and every trace; at least one
     results file is needed."""
     frames, traces = [], []
+    seen: set[Path] = set()
     for path in paths:
+        if path.resolve() in seen:  # counted twice, every rate and cost would be skewed
+            raise ReportInputError(f"{path}: given twice")
+        seen.add(path.resolve())
         if path.suffix in (".parquet", ".csv"):
             frames.append(read_results(path))
         elif path.suffix == ".json":

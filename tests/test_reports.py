@@ -20,7 +20,8 @@ import pytest
 from PIL import Image
 
 from reports import inputs as report_inputs
-from reports.stats import wilson
+from reports.plots import focus
+from reports.stats import grid_axes, wilson, with_base
 from sim.cli import main
 from sim.invariants import INVARIANT_IDS
 from sim.runner import RESULT_COLUMNS, RESULTS_FORMAT
@@ -322,3 +323,28 @@ def test_reports_never_import_the_simulation() -> None:
             "print(sorted(m for m in sys.modules if m == 'simpy' or m in ('sim.world', 'sim.runner', 'sim.driver')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_same_results_file_twice_is_refused(plain_results: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(plain_results), str(plain_results), "-o", str(tmp_path / "rep")]) == 2
+    assert "given twice" in capsys.readouterr().err
+
+
+def test_grid_axes_are_the_swept_paths_in_grid_order(sweep_report: Path) -> None:
+    frame = with_base(report_inputs.read_results(sweep_report / "results.parquet"))
+    # the p99s vary too (scaled with their medians) but are not axes
+    assert grid_axes(frame) == ["job.duration.median_ms", "network.db_rtt.median_ms"]
+
+
+def test_swimlane_highlights_the_step_the_first_violation_names(sweep_report: Path) -> None:
+    for path in (sweep_report / "traces").glob("*.json"):
+        trace = json.loads(path.read_text())
+        job, marks = focus(trace)
+        first = trace["violations"][0]
+        assert job == first["job"]
+        if first["step"] is not None:
+            assert first["invariant"] in marks[first["step"]]
+            assert trace["steps"][first["step"]]["job_id"] == job
+        else:
+            assert any(first["invariant"] in m for ms in marks.values() for m in ms)
