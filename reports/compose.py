@@ -300,9 +300,21 @@ def _inline(text: str) -> str:
     return "".join(out)
 
 
+RATE_CELL = re.compile(r"^(\S+) \[(.+)\] (\d+/\d+)$")
+
+
+def _html_cell(text: str) -> str:
+    """A rate cell on two lines (rate and count, then the interval) keeps wide tables readable."""
+    match = RATE_CELL.match(text)
+    if not match:
+        return _inline(text)
+    rate, ci, count = (html.escape(g) for g in match.groups())
+    return f'<b>{rate}</b> <span class="n">{count}</span><br><span class="ci">[{ci}]</span>'
+
+
 STYLE = """
 body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d1d1f;background:#fafafa;margin:0}
-main{max-width:1180px;margin:0 auto;padding:24px 32px 64px;background:#fff;box-shadow:0 0 0 1px #eee}
+main{max-width:1280px;margin:0 auto;padding:24px 32px 64px;background:#fff;box-shadow:0 0 0 1px #eee}
 h1{font-size:26px;margin:8px 0 4px}h2{font-size:21px;margin:36px 0 8px;border-bottom:1px solid #e5e5e5;padding-bottom:4px}
 h3{font-size:17px;margin:24px 0 6px}h4{font-size:15px;margin:18px 0 4px}
 code{font:13px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background:#f3f3f3;padding:1px 4px;border-radius:3px}
@@ -310,6 +322,7 @@ pre{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;backgroun
 .table{overflow-x:auto}table{border-collapse:collapse;font-size:13px;margin:6px 0 12px}
 th,td{border:1px solid #e1e1e1;padding:4px 8px;text-align:left;white-space:nowrap;vertical-align:top}
 th{background:#f4f4f6}td.ok{background:#eef8f0}td.bad{background:#fdecea}
+td .n{color:#555}td .ci{color:#777;font-size:12px}th{white-space:normal;min-width:4em}th code{overflow-wrap:anywhere}
 figure{margin:8px 0 16px}img{max-width:100%;height:auto;border:1px solid #f0f0f0}
 section.verdict p{margin:6px 0}
 """.strip()
@@ -335,7 +348,7 @@ def to_html(report: Report, out: Path) -> str:
             for i, row in enumerate(block.rows):
                 shades = block.shades[i] if block.shades else ("",) * len(row)
                 rows.append("<tr>" + "".join(
-                    f"<td{f' class={chr(34)}{c}{chr(34)}' if c else ''}>{_inline(t)}</td>" for t, c in zip(row, shades, strict=False)) + "</tr>")
+                    f"<td{f' class={chr(34)}{c}{chr(34)}' if c else ''}>{_html_cell(t)}</td>" for t, c in zip(row, shades, strict=False)) + "</tr>")
             parts.append('<div class="table"><table>\n' + "\n".join(rows) + "\n</table></div>")
         elif isinstance(block, Image):
             data = base64.b64encode((out / block.file).read_bytes()).decode("ascii")
