@@ -105,7 +105,7 @@ def shortest_counterexamples(frame: pd.DataFrame, traces: tuple[TraceDoc, ...]) 
             first = trace.violations[0]
             best[key] = Counterexample(key[0], key[1], key[2], trace.scenario, trace.seed, trace.ops,
                                        f"{first['invariant']}: {first['job']}: {first['detail']}",
-                                       trace=trace.path.name, violations=len(trace.violations))
+                                       trace=str(trace.path), violations=len(trace.violations))
     return best
 
 
@@ -126,79 +126,46 @@ def transcript(trace: dict, job: str) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Section:
+    """One scenario's part of the report: its verdict paragraphs, its body, its figure files."""
+
+    verdict: tuple[Block, ...]
+    body: tuple[Block, ...]
+    images: tuple[str, ...]
+
+
 def build(inputs: Inputs, out: Path) -> Report:
     """Compute everything and draw the figures into ``out``; return the document."""
     frame = with_base(inputs.results)
     rates_all = violation_table(frame)
     costs_all = cost_table(frame)
     shortest = shortest_counterexamples(frame, inputs.traces)
-    traces = {t.path.name: t for t in inputs.traces}
     backends = frame["backend"].nunique()
+    results = [Path(s).name for s in inputs.sources if not s.endswith(".json")]
+    traces = f" and {len(inputs.traces)} trace file(s)" if inputs.traces else ""
     blocks: list[Block] = [Heading(1, "racetrack report")]
     blocks.append(Para(
-        f"{len(frame)} runs from {', '.join(f'`{Path(s).name}`' for s in inputs.sources)}: "
+        f"{len(frame)} runs from {', '.join(f'`{r}`' for r in results)}{traces}: "
         f"{frame['scenario'].nunique()} scenario(s), strategies {', '.join(f'`{s}`' for s in pd.unique(frame['strategy']))}, "
         f"backend(s) {', '.join(f'`{b}`' for b in pd.unique(frame['backend']))}. "
         "A rate is the share of runs in which the invariant was violated at least once; brackets hold its 95% Wilson interval."
     ))
     violating = int(frame["violating"].sum())
     if violating == 0:
-        blocks.append(Para("**No run violated any invariant.** Every strategy held in every run below; the tables bound how rare a violation could still be and compare the strategies' cost."))
-    images: list[str] = []
+        blocks.append(Para("**No run violated any invariant.** Every strategy held in every run below; the tables bound "
+                           "how rare a violation could still be and compare the strategies' cost."))
     verdict: list[Block] = [Heading(2, "Verdict")]
     verdict += [Para(s) for s in overview(rates_all)]
     if frame["scenario"].nunique() > 1:
         verdict.append(_overview_table(rates_all, backends))
     body: list[Block] = []
+    images: list[str] = []
     for scenario in pd.unique(frame["scenario"]):
-        part = frame[frame["scenario"] == scenario]
-        rates = rates_all[rates_all["scenario"] == scenario].reset_index(drop=True)
-        costs = costs_all[costs_all["scenario"] == scenario].reset_index(drop=True)
-        axes = grid_axes(part)
-        grid = grid_table(part, axes) if axes else None
-        mine = {(k[1], k[2]): v for k, v in shortest.items() if k[0] == scenario}
-        verdict += [Para(s) for s in _paragraphs(scenario_verdict(scenario, rates, costs, grid, axes, mine))]
-        s = slug(scenario)
-        body.append(Heading(2, f"Scenario {scenario}"))
-        body.append(Heading(3, "Violation rate by strategy and invariant"))
-        body.append(_rates_table(rates, backends))
-        images.append(plots.violation_rates(rates, scenario, out / f"rates-{s}.png").name)
-        body.append(Image(images[-1], f"{scenario}: violation rate by strategy and invariant"))
-        body.append(Heading(3, "Cost per job"))
-        body.append(_cost_table(costs, backends))
-        if grid is not None:
-            body.append(Heading(3, "Violation probability over the grid"))
-            pooled = f" ({', '.join(f'`{a}`' for a in axes[2:])} pooled)" if len(axes) > 2 else ""
-            body.append(Para(f"Share of runs violating any invariant at each grid point of `{axes[0]}`"
-                             + (f" x `{axes[1]}`" if len(axes) > 1 else "") + pooled + ", one panel per strategy."))
-            images.append(plots.heatmaps(grid, axes, scenario, out / f"grid-{s}.png").name)
-            body.append(Image(images[-1], f"{scenario}: violation probability over the grid"))
-        body.append(Heading(3, "Timestamp error"))
-        errors = pooled_errors(part)
-        if any(errors.values()):
-            body.append(Para("Recorded minus true time of `started_at`, `completed_at` and `failed_at`, every job of every run; "
-                             "negative means the row claims it happened earlier than it did."))
-            images.append(plots.timestamp_errors(errors, scenario, out / f"errors-{s}.png").name)
-            body.append(Image(images[-1], f"{scenario}: timestamp error per strategy"))
-        else:
-            body.append(Para("No run recorded a timestamp to compare with the truth."))
-        broken = [(k, v) for k, v in mine.items()]
-        if broken:
-            body.append(Heading(3, "Shortest counterexamples"))
-        for (strategy, backend), example in broken:
-            body.append(Heading(4, f"{strategy}" + (f" ({backend})" if backends > 1 else "")))
-            body.append(Para(
-                f"Seed {example.seed} of `{example.variant}`: {example.ops} database operations, {example.violations} violation(s); "
-                f"first: `{example.first_violation}`."
-                + (f" Trace: `traces/{example.trace}`." if example.trace else " No trace was given for it (run `racetrack sweep --report` to record one).")
-            ))
-            if example.trace:
-                trace = traces[example.trace].data
-                name = f"timeline-{s}-{slug(strategy)}-{slug(backend)}.png"
-                images.append(plots.swimlane(trace, out / name).name)
-                job, _ = plots.focus(trace)
-                body.append(Image(name, f"{strategy}: swimlane timeline of the counterexample on {job}"))
-                body.append(Pre(transcript(trace, job)))
+        section = scenario_section(str(scenario), frame, rates_all, costs_all, shortest, inputs.traces, out)
+        verdict += section.verdict
+        body += section.body
+        images += section.images
     blocks += verdict + body
     blocks.append(Heading(2, "Invariants"))
     blocks.append(Table(("id", "holds when"), tuple((f"`{i.id}`", i.summary) for i in INVARIANTS)))
@@ -206,7 +173,71 @@ def build(inputs: Inputs, out: Path) -> Report:
     return Report(tuple(blocks), summary, tuple(images), violating)
 
 
+def scenario_section(
+    scenario: str,
+    frame: pd.DataFrame,
+    rates_all: pd.DataFrame,
+    costs_all: pd.DataFrame,
+    shortest: dict[tuple[str, str, str], Counterexample],
+    traces: tuple[TraceDoc, ...],
+    out: Path,
+) -> Section:
+    """Tables, figures and verdict of one (base) scenario; figures are written into ``out``."""
+    backends = frame["backend"].nunique()
+    part = frame[frame["scenario"] == scenario]
+    rates = rates_all[rates_all["scenario"] == scenario].reset_index(drop=True)
+    costs = costs_all[costs_all["scenario"] == scenario].reset_index(drop=True)
+    axes = grid_axes(part)
+    grid = grid_table(part, axes) if axes else None
+    order = list(zip(rates["strategy"], rates["backend"], strict=True))
+    mine = {k: shortest[(scenario, *k)] for k in order if (scenario, *k) in shortest}
+    verdict = [Para(s) for s in _paragraphs(scenario_verdict(scenario, rates, costs, grid, axes, mine))]
+    s = slug(scenario)
+    images: list[str] = []
+    body: list[Block] = [Heading(2, f"Scenario {scenario}"), Heading(3, "Violation rate by strategy and invariant")]
+    body.append(_rates_table(rates, backends))
+    images.append(plots.violation_rates(rates, scenario, out / f"rates-{s}.png").name)
+    body.append(Image(images[-1], f"{scenario}: violation rate by strategy and invariant"))
+    body += [Heading(3, "Cost per job"), _cost_table(costs, backends)]
+    if grid is not None:
+        body.append(Heading(3, "Violation probability over the grid"))
+        pooled = f" ({', '.join(f'`{a}`' for a in axes[2:])} pooled)" if len(axes) > 2 else ""
+        body.append(Para(f"Share of runs violating any invariant at each grid point of `{axes[0]}`"
+                         + (f" x `{axes[1]}`" if len(axes) > 1 else "") + pooled + ", one panel per strategy."))
+        images.append(plots.heatmaps(grid, axes, scenario, out / f"grid-{s}.png").name)
+        body.append(Image(images[-1], f"{scenario}: violation probability over the grid"))
+    body.append(Heading(3, "Timestamp error"))
+    errors = pooled_errors(part)
+    if any(errors.values()):
+        body.append(Para("Recorded minus true time of `started_at`, `completed_at` and `failed_at`, every job of every run; "
+                         "negative means the row claims it happened earlier than it did."))
+        images.append(plots.timestamp_errors(errors, scenario, out / f"errors-{s}.png").name)
+        body.append(Image(images[-1], f"{scenario}: timestamp error per strategy"))
+    else:
+        body.append(Para("No run recorded a timestamp to compare with the truth."))
+    if mine:
+        body.append(Heading(3, "Shortest counterexamples"))
+    by_path = {str(t.path): t for t in traces}
+    for (strategy, backend), example in mine.items():
+        body.append(Heading(4, f"{strategy}" + (f" ({backend})" if backends > 1 else "")))
+        body.append(Para(
+            f"Seed {example.seed} of `{example.variant}`: {example.ops} database operations, {example.violations} violation(s); "
+            f"first: `{example.first_violation}`."
+            + (f" Trace file: `{Path(example.trace).name}`." if example.trace
+               else " No trace of it was given (`racetrack sweep --report` records one).")
+        ))
+        if example.trace:
+            trace = by_path[example.trace].data
+            name = f"timeline-{s}-{slug(strategy)}-{slug(backend)}.png"
+            images.append(plots.swimlane(trace, out / name).name)
+            job, _ = plots.focus(trace)
+            body.append(Image(name, f"{strategy}: swimlane timeline of the counterexample on {job}"))
+            body.append(Pre(transcript(trace, job)))
+    return Section(tuple(verdict), tuple(body), tuple(images))
+
+
 def _paragraphs(sentences: list[str]) -> list[str]:
+    """The scenario's headline and its first finding share a paragraph; each finding after has its own."""
     return [" ".join(sentences[:1] + sentences[1:2])] + sentences[2:] if len(sentences) > 1 else sentences
 
 

@@ -27,7 +27,7 @@ class Counterexample:
     seed: int
     ops: int
     first_violation: str
-    trace: str | None = None  # the trace file's name in the report, when one was given
+    trace: str | None = None  # the trace file's path, when one was given
     violations: int = 0
 
 
