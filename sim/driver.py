@@ -87,6 +87,7 @@ class Driver:
         self.running += 1
         send: Any = None
         throw: BaseException | None = None
+        discarded = False
         try:
             while True:
                 try:
@@ -116,13 +117,17 @@ class Driver:
                         send = outcome.value
                 else:
                     throw = TypeError(f"handler yielded {op!r}, which is not a tracker operation")
+        except GeneratorExit:
+            discarded = True  # the run is over and SimPy drops a process stuck in a lock wait
+            raise
         finally:
             self.running -= 1
-            self.backend.end_session(actor.name)  # a pool would roll back what was left open
-            self._pending.pop(actor.name, None)
-            self._in_tx.discard(actor.name)
-            self._failed_tx.discard(actor.name)
-            self._wake(actor.name)
+            if not discarded:
+                self.backend.end_session(actor.name)  # a pool would roll back what was left open
+                self._pending.pop(actor.name, None)
+                self._in_tx.discard(actor.name)
+                self._failed_tx.discard(actor.name)
+                self._wake(actor.name)
 
     def _db(self, actor: Actor, op: Op) -> Generator[simpy.Event, Any, Done]:
         sent = self.env.now
@@ -169,6 +174,11 @@ class Driver:
         )
         yield self.env.timeout(replied - executed)
         return outcome
+
+    def stuck(self) -> list[str]:
+        """Sessions still waiting for a lock once nothing else can happen: a deadlock (PostgreSQL
+        would abort one of them after ``deadlock_timeout``; the model reports it instead)."""
+        return sorted(f"{waiter} waits for {blocker}" for blocker, waiters in self._waiters.items() for waiter, _ in waiters)
 
     # -- lock waits ----------------------------------------------------------------------------
 

@@ -16,6 +16,8 @@ SHOWN = ("status", "attempts", "started_at", "completed_at", "failed_at", "cance
 def _value(column: str, value: Any) -> str:
     if value is None:
         return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if COLUMNS.get(column) == "timestamptz":
         return format_timestamp(value)
     return str(value)

@@ -165,6 +165,8 @@ class World:
             for _ in range(self.scenario["workers.concurrency"]):
                 self.env.process(self._slot(f"worker-{w + 1}"))
         self.env.run()
+        for wait in self.driver.stuck():
+            self.driver.crashes.append(f"deadlock: {wait} and nothing can release it")
         end = int(self.env.now)
         slack = us(self.scenario["invariants.timestamp_slack_ms"])
         tolerance = slack + max(c.error_bound_us(end) for c in self.clocks.values())

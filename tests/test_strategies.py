@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from sim import scenario as scenarios
+from sim.distributions import parse_dist
 from sim.runner import run_one
-from tracker.ops import Update
-from tracker.strategies import BUILTIN, load_strategy
+from tracker.ops import Begin, Commit, Select, Sleep, Update
+from tracker.strategies import BUILTIN, Strategy, load_strategy
 
 SEED_SCENARIO = scenarios.load("seed-fast-jobs")
 
@@ -78,3 +79,49 @@ def test_a_run_is_deterministic():
     a = run_one(SEED_SCENARIO, load_strategy("naive"), seed=11)
     b = run_one(SEED_SCENARIO, load_strategy("naive"), seed=11)
     assert a.record.steps == b.record.steps and a.row() == b.row()
+
+
+
+def lock_both_rows(first: str, second: str):
+    def handler(job, ctx):
+        yield Begin()
+        yield Select(first, for_update=True)
+        yield Sleep(50)
+        yield Select(second, for_update=True)
+        yield Commit()
+
+    return handler
+
+
+def test_a_deadlock_between_user_handlers_is_reported_not_hidden():
+    two_rows = SEED_SCENARIO.with_values({
+        "job.count": 2, "job.fail_probability": 0.0,
+        "job.interarrival": parse_dist({"fixed_ms": 0}), "job.duration": parse_dist({"fixed_ms": 10}),
+    })
+    opposite_orders = Strategy(
+        name="deadlock", summary="locks two rows in opposite orders",
+        on_active=lock_both_rows("job-1", "job-2"), on_completed=lock_both_rows("job-2", "job-1"),
+    )
+    result = run_one(two_rows, opposite_orders, seed=1)
+    assert any(c.startswith("deadlock: ") for c in result.crashes), result.crashes
+
+
+def test_atomic_keeps_a_removal_that_lands_before_the_last_attempts_failed_handler():
+    # Found by Hypothesis: a job removed while waiting for its retry; the 'removed' statement
+    # reached the database before the 'failed' statement of the attempt that just ended.
+    race = scenarios.from_mapping({
+        "job": {"count": 3, "interarrival": {"fixed_ms": 0}, "duration": {"fixed_ms": 164.875},
+                "fail_probability": 1.0, "attempts": 2},
+        "backoff": {"type": "none"},
+        "workers": {"concurrency": 2},
+        "cancel": {"probability": 1.0, "after": {"fixed_ms": 165}},
+        "handlers": {"active_delay_ms": 0, "completed_delay_ms": 0},
+        "network": {"db_rtt": {"min_ms": 1, "max_ms": 2}},
+        "clocks": {"max_offset_ms": 0, "max_drift_ppm": 0},
+    }, "removal-race", "<test>")
+    result = run_one(race, load_strategy("atomic"), seed=0)
+    removed_first = [s for s in result.record.steps if s.event == "removed"]
+    failed_later = [s for s in result.record.steps if s.event == "failed" and s.job_id == "job-3"]
+    assert removed_first and failed_later and removed_first[-1].executed_us < failed_later[-1].executed_us
+    assert result.violations == ()
+    assert result.record.rows["job-3"]["cancelled"] is True

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tracker.ops import Case, Coalesce, Col, Greatest, Handler, Update, ge, is_in, lt, not_in
+from tracker.ops import Case, Coalesce, Col, Greatest, Handler, Update, eq, ge, lt, not_in
 from tracker.strategies import HandlerContext, JobView, Strategy
 
 OUTCOMES = ("completed", "failed")
@@ -34,7 +34,7 @@ def mark_job_active(job: JobView, ctx: HandlerContext) -> Handler:
         job.id,
         {
             # A newer attempt, or the same one not yet finished (a stall re-run): 'active'.
-            "status": Case((lt("attempts", job.attempt),), "active", Col("status")),
+            "status": Case((lt("attempts", job.attempt), eq("cancelled", False)), "active", Col("status")),
             "attempts": Greatest(Col("attempts"), job.attempt),
             "started_at": first_start(job),
         },
@@ -85,7 +85,9 @@ def mark_job_removed(job: JobView, ctx: HandlerContext) -> Handler:
             "cancelled": True,
             "cancelled_at": Coalesce(Col("cancelled_at"), Greatest(Col("created_at"), job.removed_on_us)),
         },
-        where=(is_in("status", ("pending", "waiting", "delayed")),),
+        # The removal is authoritative (a removed job never runs again): no guard on the status a
+        # late handler of the previous attempt may still be changing, only on outcomes.
+        where=(not_in("status", OUTCOMES),),
     )
 
 

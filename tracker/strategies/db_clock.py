@@ -9,7 +9,7 @@ ones by the handler's network latency.
 
 from __future__ import annotations
 
-from tracker.ops import Case, Coalesce, Col, DbNow, Greatest, Handler, Update, ge, is_in, lt, not_in
+from tracker.ops import Case, Coalesce, Col, DbNow, Greatest, Handler, Update, eq, ge, lt, not_in
 from tracker.strategies import HandlerContext, JobView, Strategy
 
 OUTCOMES = ("completed", "failed")
@@ -20,7 +20,7 @@ def mark_job_active(job: JobView, ctx: HandlerContext) -> Handler:
     yield Update(
         job.id,
         {
-            "status": Case((lt("attempts", job.attempt),), "active", Col("status")),
+            "status": Case((lt("attempts", job.attempt), eq("cancelled", False)), "active", Col("status")),
             "attempts": Greatest(Col("attempts"), job.attempt),
             "started_at": FIRST_START,
         },
@@ -66,7 +66,9 @@ def mark_job_removed(job: JobView, ctx: HandlerContext) -> Handler:
     yield Update(
         job.id,
         {"cancelled": True, "cancelled_at": Coalesce(Col("cancelled_at"), DbNow())},
-        where=(is_in("status", ("pending", "waiting", "delayed")),),
+        # The removal is authoritative (a removed job never runs again): no guard on the status a
+        # late handler of the previous attempt may still be changing, only on outcomes.
+        where=(not_in("status", OUTCOMES),),
     )
 
 
