@@ -95,13 +95,21 @@ def scenario_verdict(
     if not held.empty:
         cheap = costs.merge(held[["strategy", "backend"]], on=["strategy", "backend"]).sort_values(
             ["round_trips_per_job", "strategy"], kind="stable")
-        best = cheap.iloc[0]
-        lag = best["lag_p99_ms"]
-        lag_text = f", its rows show the truth within {lag:.1f} ms at p99" if pd.notna(lag) else ""
-        out.append(
-            f"Of the strategies that held, {_strategy(best, backends)} costs the fewest database round trips per job "
-            f"({best['round_trips_per_job']:.2f}){lag_text}."
-        )
+        least = float(cheap["round_trips_per_job"].iloc[0])
+        tied = cheap[cheap["round_trips_per_job"] <= least * 1.005]  # within half a percent: a tie
+        names = [_strategy(r, backends) for _, r in tied.iterrows()]
+        known = [(n, float(r["lag_p99_ms"])) for n, (_, r) in zip(names, tied.iterrows(), strict=True) if pd.notna(r["lag_p99_ms"])]
+        if not known:
+            lags = ""
+        elif len({f"{v:.1f}" for _, v in known}) == 1:
+            lags = f"{'its' if len(names) == 1 else 'their'} rows show the truth within {known[0][1]:.1f} ms at p99"
+        else:
+            lags = ", ".join(f"{n} shows the truth within {v:.1f} ms at p99" for n, v in known)
+        if len(names) == 1:
+            text = f"Of the strategies that held, {names[0]} costs the fewest database round trips per job ({least:.2f})"
+        else:
+            text = f"Of the strategies that held, {_join(names)} tie for the fewest database round trips per job ({least:.2f})"
+        out.append(text + (f"; {lags}." if lags else "."))
     return out
 
 
