@@ -206,6 +206,7 @@ def scenario_section(
                          + (f" x `{axes[1]}`" if len(axes) > 1 else "") + pooled + ", one panel per strategy."))
         images.append(plots.heatmaps(grid, axes, scenario, out / f"grid-{s}.png").name)
         body.append(Image(images[-1], f"{scenario}: violation probability over the grid"))
+        body.append(_grid_table(grid, axes, backends))
     body.append(Heading(3, "Timestamp error"))
     errors = pooled_errors(part)
     if any(errors.values()):
@@ -275,6 +276,24 @@ def _overview_table(rates: pd.DataFrame, backends: int) -> Table:
             marks.append(_shade(int(r["any:runs"])))
         rows.append((str(scenario), *cells))
         shades.append(("", *marks))
+    return Table(header, tuple(rows), tuple(shades))
+
+
+def _grid_table(grid: pd.DataFrame, axes: list[str], backends: int) -> Table:
+    """The numbers behind the heatmaps: one row per grid point, one column per strategy."""
+    keys = list(dict.fromkeys(zip(grid["strategy"], grid["backend"], strict=True)))
+    header = (*(f"`{a}`" for a in axes), *(f"`{s}`" + (f" ({b})" if backends > 1 else "") for s, b in keys))
+    rows, shades = [], []
+    for point, group in grid.groupby(axes, sort=True):
+        values = point if isinstance(point, tuple) else (point,)
+        cells, marks = [], []
+        for strategy, backend in keys:
+            match = group[(group["strategy"] == strategy) & (group["backend"] == backend)]
+            k, n = int(match["violating_runs"].sum()), int(match["runs"].sum())
+            cells.append(f"{pct(k / n)} {k}/{n}" if n else "–")
+            marks.append(_shade(k) if n else "")
+        rows.append((*(plots.number(v) for v in values), *cells))
+        shades.append(("",) * len(values) + tuple(marks))
     return Table(header, tuple(rows), tuple(shades))
 
 

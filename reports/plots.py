@@ -88,8 +88,8 @@ def heatmaps(grid: pd.DataFrame, axes: list[str], scenario: str, path: Path) -> 
                     v = cells[yi, xi]
                     ax.text(xi, yi, f"{v:.0%}", ha="center", va="center", fontsize=7,
                             color="white" if v > 0.6 else "black")
-        ax.set_xticks(range(len(xs)), [_num(v) for v in xs])
-        ax.set_yticks(range(len(ys)), [_num(v) for v in ys] if y_axis else [""])
+        ax.set_xticks(range(len(xs)), [number(v) for v in xs])
+        ax.set_yticks(range(len(ys)), [number(v) for v in ys] if y_axis else [""])
         ax.set_xlabel(x_axis)
         if y_axis and n % cols == 0:
             ax.set_ylabel(y_axis)
@@ -245,7 +245,8 @@ def _label(row: pd.Series) -> str:
     return str(row["strategy"])
 
 
-def _num(value: Any) -> str:
+def number(value: Any) -> str:
+    """A parameter value as a label: 10.0 -> 10, 0.25 -> 0.25."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return f"{value:g}" if isinstance(value, (int, float)) else str(value)

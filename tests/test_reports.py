@@ -348,3 +348,20 @@ def test_swimlane_highlights_the_step_the_first_violation_names(sweep_report: Pa
             assert trace["steps"][first["step"]]["job_id"] == job
         else:
             assert any(first["invariant"] in m for ms in marks.values() for m in ms)
+
+
+def test_grid_table_counts_match_a_pandas_computation(sweep_report: Path) -> None:
+    raw = pd.read_parquet(sweep_report / "results.parquet")
+    params = raw["params"].map(json.loads)
+    raw["duration"] = params.map(lambda p: p["job.duration"]["median_ms"])
+    raw["rtt"] = params.map(lambda p: p["network.db_rtt"]["median_ms"])
+    md = (sweep_report / "report.md").read_text().splitlines()
+    start = next(i for i, ln in enumerate(md) if ln.startswith("| `job.duration.median_ms` | `network.db_rtt.median_ms` |"))
+    header = [c.strip().strip("`") for c in _md_cells(md[start])]
+    rows = [_md_cells(ln) for ln in md[start + 2:] if ln.startswith("|")]
+    assert len(rows) == 4
+    for cells in rows:
+        duration, rtt = float(cells[0]), float(cells[1])
+        for strategy, cell in zip(header[2:], cells[2:], strict=True):
+            group = raw[(raw["strategy"] == strategy) & (raw["duration"] == duration) & (raw["rtt"] == rtt)]
+            assert cell.strip().endswith(f"{int(group['violating'].sum())}/{len(group)}")
