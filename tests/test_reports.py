@@ -358,7 +358,8 @@ def test_grid_table_counts_match_a_pandas_computation(sweep_report: Path) -> Non
     md = (sweep_report / "report.md").read_text().splitlines()
     start = next(i for i, ln in enumerate(md) if ln.startswith("| `job.duration.median_ms` | `network.db_rtt.median_ms` |"))
     header = [c.strip().strip("`") for c in _md_cells(md[start])]
-    rows = [_md_cells(ln) for ln in md[start + 2:] if ln.startswith("|")]
+    end = next(i for i in range(start, len(md)) if not md[i].startswith("|"))
+    rows = [_md_cells(ln) for ln in md[start + 2:end]]
     assert len(rows) == 4
     for cells in rows:
         duration, rtt = float(cells[0]), float(cells[1])
