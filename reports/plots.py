@@ -41,7 +41,8 @@ def save(fig: Figure, path: Path) -> Path:
 def violation_rates(table: pd.DataFrame, scenario: str, path: Path) -> Path:
     """Grouped bars: per strategy, the share of runs that violated each invariant, with 95%
     Wilson intervals as error bars."""
-    labels = [_label(r) for _, r in table.iterrows()]
+    several = table["backend"].nunique() > 1
+    labels = [f"{r['strategy']}\n({r['backend']})" if several else str(r["strategy"]) for _, r in table.iterrows()]
     names = ["any", *INVARIANT_IDS]
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(labels) + 2), 3.6))
     width = 0.8 / len(names)
@@ -239,10 +240,6 @@ def _version() -> tuple[int, int]:
     major, minor = matplotlib.__version__.split(".")[:2]
     digits = re.match(r"\d+", minor)  # "11rc1" -> 11
     return int(major), int(digits.group(0)) if digits else 0
-
-
-def _label(row: pd.Series) -> str:
-    return str(row["strategy"])
 
 
 def number(value: Any) -> str:

@@ -67,7 +67,8 @@ def scenario_verdict(
     broke = rates[rates["any:runs"] > 0]
     total = int(rates["runs"].sum())
     where = f" over a grid of {grid_points(grid, axes)} points ({', '.join(f'`{a}`' for a in axes)})" if axes and grid is not None else ""
-    out = [f"**{scenario}**: {total} runs{where}, {len(rates)} strategies."]
+    pairs = f"{len(rates)} strategies" if backends == 1 else f"{rates['strategy'].nunique()} strategies on {backends} backends"
+    out = [f"**{scenario}**: {total} runs{where}, {pairs}."]
     if broke.empty:
         out.append(
             "No strategy violated any invariant in any run. "
