@@ -125,3 +125,20 @@ def test_atomic_keeps_a_removal_that_lands_before_the_last_attempts_failed_handl
     assert removed_first and failed_later and removed_first[-1].executed_us < failed_later[-1].executed_us
     assert result.violations == ()
     assert result.record.rows["job-3"]["cancelled"] is True
+
+
+def test_atomic_marks_a_job_removed_after_a_stall_as_waiting_not_active():
+    # Found by Hypothesis: the stalled run's 'active' was the row's last word, no event said the
+    # job went back to wait, and the removal kept the stale status.
+    stalled_then_removed = scenarios.from_mapping({
+        "job": {"count": 1, "duration": {"fixed_ms": 100}},
+        "workers": {"lock_duration_ms": 50, "stalled_interval_ms": 10, "max_stalled_count": 1},
+        "stalls": {"probability": 1.0},
+        "cancel": {"probability": 1.0, "after": {"fixed_ms": 70}},
+        "handlers": {"active_delay_ms": 0},
+    }, "stall-removal", "<test>")
+    result = run_one(stalled_then_removed, load_strategy("atomic"), seed=0)
+    assert result.record.truth["job-1"].outcome == "removed"
+    assert [a.outcome for a in result.record.truth["job-1"].attempts] == ["stalled"]
+    assert result.violations == ()
+    assert result.record.rows["job-1"]["status"] == "waiting" and result.record.rows["job-1"]["cancelled"] is True

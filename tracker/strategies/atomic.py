@@ -82,6 +82,8 @@ def mark_job_removed(job: JobView, ctx: HandlerContext) -> Handler:
     yield Update(
         job.id,
         {
+            # BullMQ removes only a job that is not running: an 'active' here is stale (a stall).
+            "status": Case((eq("status", "active"),), "waiting", Col("status")),
             "cancelled": True,
             "cancelled_at": Coalesce(Col("cancelled_at"), Greatest(Col("created_at"), job.removed_on_us)),
         },
