@@ -194,7 +194,7 @@ def counterexample_sentence(example: Counterexample) -> str:
         f"Shortest counterexample: seed {example.seed}{where}, {example.ops} database operations, "
         f"first violation `{invariant}` on {job}"
     )
-    if "[" not in example.variant:
+    if "[" not in example.variant and example.backend == "memory":  # `racetrack run` simulates in memory
         text += f"; replay with `racetrack run {example.variant} --strategy {example.strategy} --seed {example.seed}`"
     return text + "."
 

@@ -366,3 +366,20 @@ def test_grid_table_counts_match_a_pandas_computation(sweep_report: Path) -> Non
         for strategy, cell in zip(header[2:], cells[2:], strict=True):
             group = raw[(raw["strategy"] == strategy) & (raw["duration"] == duration) & (raw["rtt"] == rtt)]
             assert cell.strip().endswith(f"{int(group['violating'].sum())}/{len(group)}")
+
+
+def test_the_verdicts_replay_command_reproduces_the_first_violation(
+    plain_results: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", str(plain_results), "-o", str(tmp_path / "rep")]) == 0
+    raw = pd.read_csv(plain_results)
+    commands = re.findall(r"replay with `racetrack (run \S+ --strategy \S+ --seed \d+)`", (tmp_path / "rep" / "report.md").read_text())
+    assert len(commands) == raw.groupby("strategy")["violating"].any().sum()
+    for command in commands:
+        capsys.readouterr()
+        args = command.split()
+        assert main([*args, "--json"]) == 1
+        ran = json.loads(capsys.readouterr().out)
+        first = ran["violations"][0]
+        row = raw[(raw["strategy"] == ran["strategy"]) & (raw["seed"] == ran["seed"])].iloc[0]
+        assert row["first_violation"] == f"{first['invariant']}: {first['job']}: {first['detail']}"
