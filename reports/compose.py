@@ -151,6 +151,15 @@ def build(inputs: Inputs, out: Path) -> Report:
         f"backend(s) {', '.join(f'`{b}`' for b in pd.unique(frame['backend']))}. "
         "A rate is the share of runs in which the invariant was violated at least once; brackets hold its 95% Wilson interval."
     ))
+    if inputs.unfinished:
+        blocks.append(Para(f"{inputs.unfinished} more run(s) could not finish (their `error` column is set: the backend "
+                           "failed under them); they judged nothing and are left out of every table."))
+    if "disagreements" in frame.columns and frame["disagreements"].notna().any():
+        compared = frame[frame["disagreements"].notna()]
+        differing = compared[pd.to_numeric(compared["disagreements"]) > 0]
+        first = f"; first: `{differing['first_disagreement'].iloc[0]}`" if len(differing) else ""
+        blocks.append(Para(f"Differential runs (`--backend both`): the in-memory model and PostgreSQL disagreed in "
+                           f"{len(differing)} of {len(compared)} runs{first}."))
     violating = int(frame["violating"].sum())
     if violating == 0:
         blocks.append(Para("**No run violated any invariant.** Every strategy held in every run below; the tables bound "

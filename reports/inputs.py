@@ -53,6 +53,7 @@ class Inputs:
     results: pd.DataFrame
     traces: tuple[TraceDoc, ...]
     sources: tuple[str, ...]
+    unfinished: int = 0  # rows of runs that could not finish (an ``error``), left out of every table
 
 
 def read_results(path: Path) -> pd.DataFrame:
@@ -81,17 +82,27 @@ def read_results(path: Path) -> pd.DataFrame:
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise ReportInputError(f"{path}: {RESULTS_FORMAT} file without column(s) {', '.join(missing)}")
+    unfinished = 0
+    if "error" in frame.columns:  # runs that could not finish (the server went away) judged nothing
+        failed = frame["error"].notna() & (frame["error"].astype(str) != "")  # CSV reads an empty column as NaN
+        if failed.all():
+            first = str(frame.loc[failed, "error"].iloc[0])
+            raise ReportInputError(f"{path}: no run in it finished (first error: {first})")
+        unfinished = int(failed.sum())
+        frame = frame[~failed]
     try:
-        return _typed(frame)
+        typed = _typed(frame)
     except (ValueError, TypeError) as exc:
         raise ReportInputError(f"{path}: a column holds a value of the wrong kind ({exc})") from None
+    typed.attrs["unfinished"] = unfinished
+    return typed
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     for column in ("scenario", "strategy", "backend"):
         out[column] = out[column].astype(str)
-    out["first_violation"] = out["first_violation"].fillna("").astype(str)
+    out["first_violation"] = out["first_violation"].map(lambda v: "" if pd.isna(v) else str(v))
     for column in ("seed", "jobs", "ops", "round_trips", "statements", "lock_waits", "violations", *INVARIANT_IDS):
         out[column] = pd.to_numeric(out[column], errors="raise").astype("int64")
     out["lock_wait_ms"] = pd.to_numeric(out["lock_wait_ms"], errors="raise").astype(float)
@@ -157,5 +168,6 @@ def read_inputs(paths: list[Path]) -> Inputs:
             )
     if not frames:
         raise ReportInputError("no results file given: a report needs at least one .parquet or .csv from 'racetrack sweep --out'")
+    unfinished = sum(int(f.attrs.get("unfinished", 0)) for f in frames)
     results = pd.concat(frames, ignore_index=True)
-    return Inputs(results, tuple(traces), tuple(str(p) for p in paths))
+    return Inputs(results, tuple(traces), tuple(str(p) for p in paths), unfinished)

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 from sim import scenario as scenarios
 from sim import sweep
-from sim.backends import BackendSpec
+from sim.backends import KINDS, BackendSpec, BackendUnavailable, close_backend, open_backend, run_errors
 from sim.invariants import INVARIANTS
 from sim.runner import RESULT_COLUMNS, plan, run_one, summarize
 from sim.timeline import render
@@ -113,16 +113,25 @@ class Progress:
 def cmd_run(args: argparse.Namespace) -> int:
     scenario = _scenario(args.scenario)
     (strategy,) = _strategies(args.strategy)
-    result = run_one(scenario, strategy, args.seed)
+    backend = open_backend(_backend_spec(args))
+    try:
+        result = run_one(scenario, strategy, args.seed, backend)
+    except run_errors() as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        close_backend(backend)
     if args.json:
-        print(json.dumps({
+        out = {
             "scenario": result.scenario,
             "strategy": result.strategy,
             "backend": result.backend,
             "seed": result.seed,
             "violations": [{"invariant": v.invariant, "job": v.job, "detail": v.detail} for v in result.violations],
             "ops": result.ops,
-        }, sort_keys=False))
+        }
+        if result.disagreements is not None:
+            out["disagreements"] = list(result.disagreements)
+        print(json.dumps(out, sort_keys=False))
     else:
         header = (
             f"racetrack run {scenario.name} --strategy {strategy.name} --seed {args.seed}  (backend {result.backend})\n"
@@ -133,13 +142,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         print()
         for crash in result.crashes:
             print(f"handler crash: {crash}")
+        if result.disagreements is not None:
+            print(_differential_line(len(result.disagreements), result.disagreements[:1]))
         if result.violations:
             print(f"verdict: {len(result.violations)} violation(s)")
             for v in result.violations:
                 print(f"  {v.line()}")
         else:
             print(f"verdict: all {len(INVARIANTS)} invariants held")
-    return 1 if result.violations else 0
+    return 1 if result.violations or result.disagreements else 0
 
 
 def _write_results(rows: list[dict[str, Any]], out: Path) -> None:
@@ -164,22 +175,56 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {args.out}: the file must end in .parquet or .csv")
     items = list(plan(loaded, strategies, args.runs, args.seed))
     progress = Progress(len(items), enabled=not args.json)
-    rows = list(sweep.execute(items, BackendSpec(), on_row=lambda _row: progress.step()))
+    rows = list(sweep.execute(items, _backend_spec(args), on_row=lambda _row: progress.step()))
     progress.close()
     if args.out:
         _write_results(rows, Path(args.out))
     if args.report:
-        _sweep_report(items, rows, Path(args.report), Path(args.out) if args.out else None, _report_backend(args))
+        _sweep_report(items, rows, Path(args.report), Path(args.out) if args.out else None, _backend_spec(args))
     summary = summarize(rows)
     if args.json:
         print(json.dumps({"results": summary}))
     else:
         print(format_summary(summary))
+        for line in _backend_lines(summary):
+            print(line)
         if args.out:
             print(f"\nresults: {args.out} ({len(rows)} rows)")
         if args.report:
             print(f"report: {Path(args.report) / 'index.html'}")
-    return 0
+    # Under --backend both the sweep judges one thing: that the model agrees with PostgreSQL.
+    return 1 if any(e.get("disagreements") for e in summary) else 0
+
+
+def _backend_spec(args: argparse.Namespace) -> BackendSpec:
+    return BackendSpec(kind=args.backend, dsn=args.dsn, schema=args.schema)
+
+
+def _differential_line(count: int, first: Sequence[str]) -> str:
+    if not count:
+        return "differential: memory and PostgreSQL agreed on every operation and the final rows"
+    return f"differential: {count} disagreement(s); first: {first[0]}"
+
+
+def _backend_lines(summary: list[dict[str, Any]]) -> list[str]:
+    """Runs that could not finish, and the differential verdict, under the table."""
+    lines = []
+    errors = sum(e.get("errors", 0) for e in summary)
+    if errors:
+        lines.append(f"\nerrors: {errors} run(s) could not finish (see the 'error' column of --out)")
+    compared = [e for e in summary if "disagreements" in e]
+    if compared:
+        count = sum(e["disagreements"] for e in compared)
+        first = [f"{e['scenario']} {e['strategy']} {e['first_disagreement']}" for e in compared if e.get("first_disagreement")]
+        lines.append(_differential_line(count, first[:1]))
+    return lines
+
+
+def _add_backend_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=KINDS, default="memory",
+                   help="memory (default), postgres (a real server), both (differential: compare every operation)")
+    p.add_argument("--dsn", help="PostgreSQL connection string (default: DATABASE_URL, else PG* variables, else an embedded server)")
+    p.add_argument("--schema", help="prefix of racetrack's own schema on the server (default: racetrack; _<pid>_<n> is added)")
 
 
 def format_summary(summary: list[dict[str, Any]]) -> str:
@@ -229,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", default="naive", help="built-in name or module:attr (default: naive)")
     p.add_argument("--seed", type=_seed, default=0, help="run seed (default: 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the timeline")
+    _add_backend_flags(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("sweep", help="many seeded runs of scenarios x strategies; a table per pair")
@@ -238,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_seed, default=0, help="first seed; run i uses seed+i (default: 0)")
     p.add_argument("--out", help="write every run's result row to FILE.parquet or FILE.csv")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_backend_flags(p)
     _add_report_flags(p)
     p.set_defaults(func=cmd_sweep)
 
@@ -265,13 +312,6 @@ def _grid_variants(loaded: list[scenarios.Scenario], grid: list[str] | None) -> 
         return [v for s in loaded for v in scenarios.grid_variants(s, axes)]
     except scenarios.ScenarioError as exc:
         raise UsageError(str(exc)) from None
-
-
-def _report_backend(args: argparse.Namespace) -> BackendSpec:
-    """The backend the sweep ran on (its flags may not exist yet: memory then), so the shortest
-    counterexamples are re-run where they were found."""
-    kind = getattr(args, "backend", None) or "memory"
-    return BackendSpec(kind=kind, dsn=getattr(args, "dsn", None), schema=getattr(args, "schema", None))
 
 
 def _sweep_report(
@@ -333,6 +373,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except UsageError as exc:
         print(f"racetrack: {exc}" if not str(exc).startswith("racetrack") else str(exc), file=sys.stderr)
+        return 2
+    except BackendUnavailable as exc:
+        print(f"racetrack: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("racetrack: interrupted", file=sys.stderr)

@@ -146,8 +146,8 @@ class Driver:
         executed = self.env.now
         replied = executed + self.one_way_us(actor.name)
         committed = self._track(actor.name, op, outcome)
-        if isinstance(op, (Commit, Rollback)):
-            self._wake(actor.name)
+        if isinstance(op, (Commit, Rollback)) or outcome.error is not None:
+            self._wake(actor.name)  # an error aborts a transaction and releases its locks at once
         self.steps.append(
             Step(
                 index=len(self.steps),

@@ -383,3 +383,22 @@ def test_the_verdicts_replay_command_reproduces_the_first_violation(
         first = ran["violations"][0]
         row = raw[(raw["strategy"] == ran["strategy"]) & (raw["seed"] == ran["seed"])].iloc[0]
         assert row["first_violation"] == f"{first['invariant']}: {first['job']}: {first['detail']}"
+
+
+def test_runs_that_could_not_finish_are_left_out_and_counted(plain_results: Path, tmp_path: Path) -> None:
+    from sim.runner import SweepItem, error_row
+    from sim.scenario import load
+    from tracker.strategies import load_strategy
+
+    rows = pd.read_csv(plain_results)
+    failed = error_row(SweepItem(load("seed-fast-jobs"), load_strategy("naive"), 99), "postgres", "server closed the connection")
+    mixed = tmp_path / "mixed.csv"
+    pd.concat([rows, pd.DataFrame([failed], columns=list(RESULT_COLUMNS))], ignore_index=True).to_csv(mixed, index=False)
+    assert main(["report", str(mixed), "-o", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "1 more run(s) could not finish" in md
+    summary = pd.read_csv(tmp_path / "rep" / "summary.csv")
+    assert summary["runs"].sum() == len(rows)
+    only_failed = tmp_path / "failed.csv"
+    pd.DataFrame([failed], columns=list(RESULT_COLUMNS)).to_csv(only_failed, index=False)
+    assert main(["report", str(only_failed), "-o", str(tmp_path / "rep2")]) == 2
