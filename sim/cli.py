@@ -169,6 +169,7 @@ def _write_results(rows: list[dict[str, Any]], out: Path) -> None:
 def cmd_sweep(args: argparse.Namespace) -> int:
     names = args.scenarios or scenarios.bundled_names()
     loaded = [_scenario(n) for n in names]
+    loaded = _grid_variants(loaded, args.grid)
     strategies = _strategies(args.strategies)
     if args.out is not None and Path(args.out).suffix not in (".parquet", ".csv"):
         raise UsageError(f"--out {args.out}: the file must end in .parquet or .csv")
@@ -178,6 +179,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     progress.close()
     if args.out:
         _write_results(rows, Path(args.out))
+    if args.report:
+        _sweep_report(items, rows, Path(args.report), Path(args.out) if args.out else None, _backend_spec(args))
     summary = summarize(rows)
     if args.json:
         print(json.dumps({"results": summary}))
@@ -187,6 +190,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(line)
         if args.out:
             print(f"\nresults: {args.out} ({len(rows)} rows)")
+        if args.report:
+            print(f"report: {Path(args.report) / 'index.html'}")
     # Under --backend both the sweep judges one thing: that the model agrees with PostgreSQL.
     return 1 if any(e.get("disagreements") for e in summary) else 0
 
@@ -280,7 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write every run's result row to FILE.parquet or FILE.csv")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     _add_backend_flags(p)
+    _add_report_flags(p)
     p.set_defaults(func=cmd_sweep)
+
+    _add_report_command(sub)
 
     p = sub.add_parser("strategies", help="list the built-in strategies")
     p.set_defaults(func=cmd_strategies)
@@ -290,6 +298,73 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("invariants", help="list the invariants and their IDs")
     p.set_defaults(func=cmd_invariants)
     return parser
+
+
+# --- reports and parameter grids (issue 5) -----------------------------------------------------
+
+
+def _grid_variants(loaded: list[scenarios.Scenario], grid: list[str] | None) -> list[scenarios.Scenario]:
+    """Every scenario times the cross product of the ``--grid`` axes (unchanged without one)."""
+    if not grid:
+        return loaded
+    try:
+        axes = [scenarios.parse_grid(g) for g in grid]
+        return [v for s in loaded for v in scenarios.grid_variants(s, axes)]
+    except scenarios.ScenarioError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _sweep_report(
+    items: list[Any], rows: list[dict[str, Any]], directory: Path, results: Path | None, spec: BackendSpec
+) -> None:
+    """``sweep --report DIR``: keep the results (DIR/results.parquet unless --out named a file),
+    record the shortest counterexample of each broken pair in DIR/traces/, write the report."""
+    from reports.compose import write_report
+    from reports.inputs import ReportInputError
+    from sim.counterexamples import save_shortest
+
+    if results is None:
+        results = directory / "results.parquet"
+        _write_results(rows, results)
+    trace_dir = directory / "traces"
+    for stale in sorted(trace_dir.glob("*.json")) if trace_dir.is_dir() else []:
+        stale.unlink()  # traces of an earlier sweep into the same directory would be mixed in
+    written = save_shortest(items, rows, trace_dir, spec)
+    try:
+        write_report([results, *written], directory)
+    except ReportInputError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from reports.compose import write_report
+    from reports.inputs import ReportInputError
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"-o {out}: exists and is not a directory")
+    try:
+        report = write_report([Path(p) for p in args.inputs], out)
+    except ReportInputError as exc:
+        raise UsageError(str(exc)) from None
+    runs = len(report.summary) and int(report.summary["runs"].sum())
+    print(f"report: {out / 'index.html'} ({runs} runs, {report.violations} violating; {len(report.images)} figures; "
+          f"also report.md, summary.csv)")
+    return 0
+
+
+def _add_report_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--grid", action="append", metavar="PATH=V1,V2,...",
+                   help="sweep a parameter or distribution field over values (repeat for a cross product), "
+                        "e.g. job.duration.median_ms=10,50,100")
+    p.add_argument("--report", metavar="DIR", help="also write a report (and the shortest counterexample traces) into DIR")
+
+
+def _add_report_command(sub: Any) -> None:
+    p = sub.add_parser("report", help="turn results files and traces into an HTML/Markdown report with tables and plots")
+    p.add_argument("inputs", nargs="+", metavar="RESULTS", help="results files (.parquet, .csv) and trace files (.json)")
+    p.add_argument("-o", "--out", required=True, metavar="DIR", help="directory for index.html, report.md, PNGs, summary.csv")
+    p.set_defaults(func=cmd_report)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
