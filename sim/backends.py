@@ -1,5 +1,9 @@
 """Which tracker backend a run uses, as a small picklable spec (so worker processes can open
-their own). ``memory`` is the in-memory model; PostgreSQL and differential modes add kinds here.
+their own): ``memory`` (the in-memory model), ``postgres`` (a real server, ``tracker.postgres``)
+or ``both`` (differential: every operation on both, compared, ``tracker.differential``).
+
+The server for ``postgres``/``both`` is chosen by ``tracker.pg_server.choose_server``: ``--dsn``,
+else ``DATABASE_URL``, else libpq's ``PG*`` variables, else an embedded server.
 """
 
 from __future__ import annotations
@@ -9,7 +13,12 @@ from dataclasses import dataclass
 from tracker.backend import TrackerBackend
 from tracker.memory import MemoryTracker
 
-KINDS = ("memory",)
+KINDS = ("memory", "postgres", "both")
+
+
+class BackendUnavailable(Exception):
+    """The backend cannot be opened (no server, bad credentials, no permission, bad schema
+    name): one line for the user, password masked; the command exits 2."""
 
 
 @dataclass(frozen=True)
@@ -23,7 +32,34 @@ def open_backend(spec: BackendSpec) -> TrackerBackend:
     """A ready backend for ``spec``. The caller closes it (``close_backend``) when done."""
     if spec.kind == "memory":
         return MemoryTracker()
-    raise ValueError(f"unknown backend {spec.kind!r}: use one of {', '.join(KINDS)}")
+    if spec.kind not in KINDS:
+        raise ValueError(f"unknown backend {spec.kind!r}: use one of {', '.join(KINDS)}")
+    from tracker.differential import DifferentialTracker
+    from tracker.pg_server import ServerUnavailable, choose_server
+    from tracker.postgres import PostgresTracker
+
+    try:
+        server = choose_server(spec.dsn)
+        postgres = PostgresTracker(server.dsn, spec.schema)
+    except (ServerUnavailable, ValueError) as exc:
+        raise BackendUnavailable(str(exc)) from None
+    if spec.kind == "postgres":
+        return postgres
+    return DifferentialTracker(MemoryTracker(), postgres)
+
+
+def run_errors() -> tuple[type[Exception], ...]:
+    """Exceptions that spoil one run but not a sweep (the server went away mid-run)."""
+    from tracker.pg_server import ServerUnavailable
+    from tracker.postgres import ConnectionLost
+
+    return (ConnectionLost, ServerUnavailable)
+
+
+def disagreements(backend: TrackerBackend) -> list[str] | None:
+    """The differential backend's disagreements of the last run, one line each (None otherwise)."""
+    found = getattr(backend, "disagreements", None)
+    return None if found is None else [d.line() for d in found]
 
 
 def close_backend(backend: TrackerBackend) -> None:

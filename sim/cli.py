@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 from sim import scenario as scenarios
 from sim import sweep
-from sim.backends import BackendSpec
+from sim.backends import KINDS, BackendSpec, BackendUnavailable, close_backend, open_backend, run_errors
 from sim.invariants import INVARIANTS
 from sim.runner import RESULT_COLUMNS, plan, run_one, summarize
 from sim.timeline import render
@@ -113,16 +113,25 @@ class Progress:
 def cmd_run(args: argparse.Namespace) -> int:
     scenario = _scenario(args.scenario)
     (strategy,) = _strategies(args.strategy)
-    result = run_one(scenario, strategy, args.seed)
+    backend = open_backend(_backend_spec(args))
+    try:
+        result = run_one(scenario, strategy, args.seed, backend)
+    except run_errors() as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        close_backend(backend)
     if args.json:
-        print(json.dumps({
+        out = {
             "scenario": result.scenario,
             "strategy": result.strategy,
             "backend": result.backend,
             "seed": result.seed,
             "violations": [{"invariant": v.invariant, "job": v.job, "detail": v.detail} for v in result.violations],
             "ops": result.ops,
-        }, sort_keys=False))
+        }
+        if result.disagreements is not None:
+            out["disagreements"] = list(result.disagreements)
+        print(json.dumps(out, sort_keys=False))
     else:
         header = (
             f"racetrack run {scenario.name} --strategy {strategy.name} --seed {args.seed}  (backend {result.backend})\n"
@@ -133,13 +142,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         print()
         for crash in result.crashes:
             print(f"handler crash: {crash}")
+        if result.disagreements is not None:
+            print(_differential_line(len(result.disagreements), result.disagreements[:1]))
         if result.violations:
             print(f"verdict: {len(result.violations)} violation(s)")
             for v in result.violations:
                 print(f"  {v.line()}")
         else:
             print(f"verdict: all {len(INVARIANTS)} invariants held")
-    return 1 if result.violations else 0
+    return 1 if result.violations or result.disagreements else 0
 
 
 def _write_results(rows: list[dict[str, Any]], out: Path) -> None:
@@ -158,23 +169,62 @@ def _write_results(rows: list[dict[str, Any]], out: Path) -> None:
 def cmd_sweep(args: argparse.Namespace) -> int:
     names = args.scenarios or scenarios.bundled_names()
     loaded = [_scenario(n) for n in names]
+    loaded = _grid_variants(loaded, args.grid)
     strategies = _strategies(args.strategies)
     if args.out is not None and Path(args.out).suffix not in (".parquet", ".csv"):
         raise UsageError(f"--out {args.out}: the file must end in .parquet or .csv")
     items = list(plan(loaded, strategies, args.runs, args.seed))
     progress = Progress(len(items), enabled=not args.json)
-    rows = list(sweep.execute(items, BackendSpec(), on_row=lambda _row: progress.step()))
+    rows = list(sweep.execute(items, _backend_spec(args), on_row=lambda _row: progress.step()))
     progress.close()
     if args.out:
         _write_results(rows, Path(args.out))
+    if args.report:
+        _sweep_report(items, rows, Path(args.report), Path(args.out) if args.out else None, _backend_spec(args))
     summary = summarize(rows)
     if args.json:
         print(json.dumps({"results": summary}))
     else:
         print(format_summary(summary))
+        for line in _backend_lines(summary):
+            print(line)
         if args.out:
             print(f"\nresults: {args.out} ({len(rows)} rows)")
-    return 0
+        if args.report:
+            print(f"report: {Path(args.report) / 'index.html'}")
+    # Under --backend both the sweep judges one thing: that the model agrees with PostgreSQL.
+    return 1 if any(e.get("disagreements") for e in summary) else 0
+
+
+def _backend_spec(args: argparse.Namespace) -> BackendSpec:
+    return BackendSpec(kind=args.backend, dsn=args.dsn, schema=args.schema)
+
+
+def _differential_line(count: int, first: Sequence[str]) -> str:
+    if not count:
+        return "differential: memory and PostgreSQL agreed on every operation and the final rows"
+    return f"differential: {count} disagreement(s); first: {first[0]}"
+
+
+def _backend_lines(summary: list[dict[str, Any]]) -> list[str]:
+    """Runs that could not finish, and the differential verdict, under the table."""
+    lines = []
+    errors = sum(e.get("errors", 0) for e in summary)
+    if errors:
+        lines.append(f"\nerrors: {errors} run(s) could not finish (see the 'error' column of --out)")
+    compared = [e for e in summary if "disagreements" in e]
+    if compared:
+        count = sum(e["disagreements"] for e in compared)
+        first = [f"{e['scenario']} {e['strategy']} {e['first_disagreement']}" for e in compared if e.get("first_disagreement")]
+        lines.append(_differential_line(count, first[:1]))
+    return lines
+
+
+def _add_backend_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=KINDS, default="memory",
+                   help="memory (default), postgres (a real server), both (differential: compare every operation)")
+    p.add_argument("--dsn", help="PostgreSQL connection string (default: DATABASE_URL, else PG* variables, else an embedded server)")
+    p.add_argument("--schema", help="prefix of racetrack's own schema on the server (default: racetrack; _<pid>_<n> is added)")
 
 
 def format_summary(summary: list[dict[str, Any]]) -> str:
@@ -317,7 +367,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from sim import trace
-    from sim.replay import BackendUnavailable, replay_data
+    from sim.replay import replay_data
     from sim.timeline import transcript
 
     try:
@@ -325,15 +375,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except trace.TraceError as exc:
         raise UsageError(str(exc)) from None
     strategy = _strategies(args.strategy)[0] if args.strategy else None
-    spec = BackendSpec(kind=args.backend)
+    spec = _backend_spec(args)
     try:
         result = replay_data(data, strategy, spec, strict=args.strict)
     except trace.TraceError as exc:
         raise UsageError(f"{args.trace}: {exc}") from None
     except StrategyNotFound as exc:
         raise UsageError(f"{args.trace}: {exc}") from None
-    except BackendUnavailable as exc:
-        raise UsageError(str(exc)) from None
     if args.json:
         print(json.dumps({
             "reproduced": result.reproduced, "exact": result.exact, "strategy": result.strategy,
@@ -380,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", default="naive", help="built-in name or module:attr (default: naive)")
     p.add_argument("--seed", type=_seed, default=0, help="run seed (default: 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the timeline")
+    _add_backend_flags(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("sweep", help="many seeded runs of scenarios x strategies; a table per pair")
@@ -389,6 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_seed, default=0, help="first seed; run i uses seed+i (default: 0)")
     p.add_argument("--out", help="write every run's result row to FILE.parquet or FILE.csv")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_backend_flags(p)
+    _add_report_flags(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("explore", help="search for a counterexample, shrink it, write it as a trace (exit 1 when found)")
@@ -415,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("replay", help="re-run a trace's schedule (exit 1 when its violation reproduces)")
     p.add_argument("trace", help="a trace file written by explore")
-    p.add_argument("--backend", default="memory", help="memory or postgres (default: memory)")
+    _add_backend_flags(p)
     p.add_argument("--strategy", help="replay another strategy's handlers in the trace's order (default: the trace's)")
     p.add_argument("--strict", action="store_true", help="any violation counts, not only the trace's own")
     p.add_argument("--json", action="store_true", help='print {"reproduced", "exact", "strategy", "backend", "ops", "violations"}')
@@ -428,6 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", help="the strategy the pytest test replays (default: the trace's)")
     p.set_defaults(func=cmd_export)
 
+    _add_report_command(sub)
+
     p = sub.add_parser("strategies", help="list the built-in strategies")
     p.set_defaults(func=cmd_strategies)
     p = sub.add_parser("scenarios", help="list the bundled scenarios")
@@ -438,12 +491,82 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# --- reports and parameter grids (issue 5) -----------------------------------------------------
+
+
+def _grid_variants(loaded: list[scenarios.Scenario], grid: list[str] | None) -> list[scenarios.Scenario]:
+    """Every scenario times the cross product of the ``--grid`` axes (unchanged without one)."""
+    if not grid:
+        return loaded
+    try:
+        axes = [scenarios.parse_grid(g) for g in grid]
+        return [v for s in loaded for v in scenarios.grid_variants(s, axes)]
+    except scenarios.ScenarioError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _sweep_report(
+    items: list[Any], rows: list[dict[str, Any]], directory: Path, results: Path | None, spec: BackendSpec
+) -> None:
+    """``sweep --report DIR``: keep the results (DIR/results.parquet unless --out named a file),
+    record the shortest counterexample of each broken pair in DIR/traces/, write the report."""
+    from reports.compose import write_report
+    from reports.inputs import ReportInputError
+    from sim.counterexamples import save_shortest
+
+    if results is None:
+        results = directory / "results.parquet"
+        _write_results(rows, results)
+    trace_dir = directory / "traces"
+    for stale in sorted(trace_dir.glob("*.json")) if trace_dir.is_dir() else []:
+        stale.unlink()  # traces of an earlier sweep into the same directory would be mixed in
+    written = save_shortest(items, rows, trace_dir, spec)
+    try:
+        write_report([results, *written], directory)
+    except ReportInputError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from reports.compose import write_report
+    from reports.inputs import ReportInputError
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"-o {out}: exists and is not a directory")
+    try:
+        report = write_report([Path(p) for p in args.inputs], out)
+    except ReportInputError as exc:
+        raise UsageError(str(exc)) from None
+    runs = len(report.summary) and int(report.summary["runs"].sum())
+    print(f"report: {out / 'index.html'} ({runs} runs, {report.violations} violating; {len(report.images)} figures; "
+          f"also report.md, summary.csv)")
+    return 0
+
+
+def _add_report_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--grid", action="append", metavar="PATH=V1,V2,...",
+                   help="sweep a parameter or distribution field over values (repeat for a cross product), "
+                        "e.g. job.duration.median_ms=10,50,100")
+    p.add_argument("--report", metavar="DIR", help="also write a report (and the shortest counterexample traces) into DIR")
+
+
+def _add_report_command(sub: Any) -> None:
+    p = sub.add_parser("report", help="turn results files and traces into an HTML/Markdown report with tables and plots")
+    p.add_argument("inputs", nargs="+", metavar="RESULTS", help="results files (.parquet, .csv) and trace files (.json)")
+    p.add_argument("-o", "--out", required=True, metavar="DIR", help="directory for index.html, report.md, PNGs, summary.csv")
+    p.set_defaults(func=cmd_report)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args))
     except UsageError as exc:
         print(f"racetrack: {exc}" if not str(exc).startswith("racetrack") else str(exc), file=sys.stderr)
+        return 2
+    except BackendUnavailable as exc:
+        print(f"racetrack: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("racetrack: interrupted", file=sys.stderr)

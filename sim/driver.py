@@ -55,6 +55,11 @@ class HandlerCrashed(Exception):
 class Driver:
     """Interprets handlers for one run. ``one_way_us(actor)`` draws one direction's latency."""
 
+    @property
+    def now(self) -> int:
+        """True simulated time in microseconds (every delay we schedule is whole microseconds)."""
+        return int(self.env.now)
+
     def __init__(
         self,
         env: simpy.Environment,
@@ -107,7 +112,7 @@ class Driver:
                     if op.ms > 0:
                         yield self.env.timeout(round(op.ms * 1000))
                 elif isinstance(op, ReadClock):
-                    send = actor.clock.read(self.env.now)
+                    send = actor.clock.read(self.now)
                     self._record_clock(actor, send)
                 elif isinstance(op, DB_OPS):
                     outcome = yield from self._db(actor, op)
@@ -130,9 +135,9 @@ class Driver:
                 self._wake(actor.name)
 
     def _db(self, actor: Actor, op: Op) -> Generator[simpy.Event, Any, Done]:
-        sent = self.env.now
+        sent = self.now
         yield self.env.timeout(self.one_way_us(actor.name))
-        arrived = self.env.now
+        arrived = self.now
         db_now = self.db_clock.read(arrived)
         before = self._visible(actor.name, getattr(op, "job_id", actor.job_id))
         outcome = self.backend.execute(actor.name, op, db_now)  # type: ignore[arg-type]
@@ -143,11 +148,11 @@ class Driver:
             for blocker in outcome.blockers[:1]:
                 self._waiters.setdefault(blocker, []).append((actor.name, event))
             outcome = yield event
-        executed = self.env.now
+        executed = self.now
         replied = executed + self.one_way_us(actor.name)
         committed = self._track(actor.name, op, outcome)
-        if isinstance(op, (Commit, Rollback)):
-            self._wake(actor.name)
+        if isinstance(op, (Commit, Rollback)) or outcome.error is not None:
+            self._wake(actor.name)  # an error aborts a transaction and releases its locks at once
         self.steps.append(
             Step(
                 index=len(self.steps),
@@ -230,13 +235,13 @@ class Driver:
     # -- recording -----------------------------------------------------------------------------
 
     def _record_clock(self, actor: Actor, reading: int) -> None:
-        now = self.env.now
+        now = self.now
         self.steps.append(
             Step(len(self.steps), actor.name, actor.job_id, actor.event, actor.host, "clock", ReadClock(), now, now, now, clock_us=reading)
         )
 
     def _record_error(self, actor: Actor, message: str) -> None:
-        now = self.env.now
+        now = self.now
         self.steps.append(
             Step(len(self.steps), actor.name, actor.job_id, actor.event, actor.host, "error", None, now, now, now, error=("", None, message))
         )

@@ -59,8 +59,8 @@ def expression(value: Any, db_now_us: int | None, column_type: str | None = None
         return value.name
     if isinstance(value, ops.DbNow):
         return "now()" if db_now_us is None else f"{timestamp_literal(db_now_us)} /* now() */"
-    if isinstance(value, (ops.Greatest, ops.Coalesce)):
-        name = "GREATEST" if isinstance(value, ops.Greatest) else "COALESCE"
+    if isinstance(value, (ops.Greatest, ops.Least, ops.Coalesce)):
+        name = type(value).__name__.upper()
         return f"{name}(" + ", ".join(expression(a, db_now_us, column_type) for a in value.args) + ")"
     if isinstance(value, ops.Case):
         when = " AND ".join(condition(c, db_now_us) for c in value.when)

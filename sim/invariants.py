@@ -126,7 +126,7 @@ def _attempt_times(truth: JobTruth, state: str, attempt: object) -> list[int]:
         return []
     if state == "active":
         return [a.start_us for a in truth.attempts if a.number == attempt]
-    if state in ("failed", "delayed"):
+    if state == "failed" or (state == "delayed" and attempt > 0):
         times = [a.end_us for a in truth.attempts if a.number == attempt and a.outcome == "failed" and a.end_us is not None]
         last = max((a.number for a in truth.attempts), default=0)
         if truth.outcome == "failed" and attempt == last and not times:  # failed by the stall checker
@@ -134,8 +134,14 @@ def _attempt_times(truth: JobTruth, state: str, attempt: object) -> list[int]:
         return times
     if state == "completed" and truth.outcome == "completed":
         return [truth.outcome_us]
-    if state == "waiting" and attempt == 0:
-        return [t for t, s in truth.transitions[:1]]
+    if state in ("waiting", "delayed"):
+        # Before attempt n+1 started (and after attempt n did): the waits between the two.
+        after = min((a.start_us for a in truth.attempts if a.number == attempt), default=None) if attempt else None
+        before = min((a.start_us for a in truth.attempts if a.number == attempt + 1), default=None)
+        if attempt and after is None:
+            return []
+        return [t for t, s in truth.transitions if s == state
+                and (after is None or t >= after) and (before is None or t <= before)]
     return []
 
 

@@ -14,7 +14,8 @@ the one whose next operation reaches the server next. That operation arrives at
 modelled as the network holding it back, so simulated time stays monotonic in schedule order and
 every value a handler reads or writes is consistent with the order. The answer returns after the
 reply latency. A statement that must wait for a row lock waits (it is not ready) until the holder
-ends its transaction, then completes at that instant, as in the SimPy driver.
+ends its transaction (or an error aborts it), then completes at that instant, as in the SimPy
+driver.
 
 Searches (not replays) may bound how far an operation can be held back: with ``window_us`` only
 the ready actors whose operation could arrive within that long after the earliest one are
@@ -396,7 +397,8 @@ class _Run:
         a.done_ops += 1
         a.local_us = executed + reply
         a.pending, a.blocked, a.state = None, None, "ready"
-        if isinstance(op, (Commit, Rollback)) and self.waiters.get(s.name):
+        # An error aborts a transaction and releases its locks at once (as the SimPy driver does).
+        if (isinstance(op, (Commit, Rollback)) or outcome.error is not None) and self.waiters.get(s.name):
             self._wake(s.name, executed)
         if outcome.error is not None:
             self._advance(a, None, outcome.error)

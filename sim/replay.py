@@ -16,16 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sim.backends import BackendSpec, close_backend, open_backend
+from sim.backends import BackendSpec, BackendUnavailable, close_backend, open_backend
 from sim.history import RunRecord, Step
 from sim.invariants import Violation, judge
 from sim.ordered import Case, FollowSchedule, OrderedRun, run_ordered
 from sim.trace import TRACE_FORMAT, TraceError, case_from_data, record_from_data
 from tracker.strategies import Strategy, load_strategy
-
-
-class BackendUnavailable(ValueError):
-    """The backend asked for cannot be opened here; ``str()`` is one line for the user."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +75,9 @@ def replay_data(
     spec = backend_spec or BackendSpec()
     try:
         backend = open_backend(spec)
-    except Exception as exc:  # unknown kind, no server, bad DSN: the user's environment, in one line
+    except BackendUnavailable:
+        raise
+    except Exception as exc:  # an unknown kind: the user's environment, in one line
         raise BackendUnavailable(f"backend {spec.kind!r} is not available here ({type(exc).__name__}: {exc})") from None
     try:
         follow = FollowSchedule(schedule)

@@ -29,7 +29,7 @@ RESULT_COLUMNS = (
     "format", "scenario", "strategy", "backend", "seed", "jobs", "ops", "round_trips", "statements",
     "lock_waits", "lock_wait_ms", "crashes", "violating", "violations", *INVARIANT_IDS,
     "first_violation", "lag_p50_ms", "lag_p99_ms", "lag_max_ms", "visibility_lags_ms",
-    "timestamp_errors_ms", "sim_ms", "params",
+    "timestamp_errors_ms", "sim_ms", "params", "error", "disagreements", "first_disagreement",
 )
 
 
@@ -43,6 +43,8 @@ class RunResult:
     record: RunRecord = field(repr=False, compare=False)
     crashes: tuple[str, ...] = ()
     params: dict[str, Any] = field(default_factory=dict, compare=False)
+    #: ``--backend both``: where memory and PostgreSQL answered differently (None: not compared).
+    disagreements: tuple[str, ...] | None = None
 
     @property
     def ops(self) -> int:
@@ -80,7 +82,22 @@ class RunResult:
             "timestamp_errors_ms": json.dumps(errors),
             "sim_ms": round(self.record.end_us / 1000, 3),
             "params": json.dumps(self.params, sort_keys=True),
+            "error": "",
+            "disagreements": None if self.disagreements is None else len(self.disagreements),
+            "first_disagreement": self.disagreements[0] if self.disagreements else "",
         }
+
+
+def error_row(item: SweepItem, backend: str, message: str) -> dict[str, Any]:
+    """The result row of a run that could not finish (the server went away): judged nothing."""
+    row: dict[str, Any] = {c: None for c in RESULT_COLUMNS}
+    row.update(
+        format=RESULTS_FORMAT, scenario=item.scenario.name, strategy=item.strategy.name, backend=backend,
+        seed=item.seed, violating=False, violations=0, error=message, first_violation="", first_disagreement="",
+        params=json.dumps(item.scenario.to_toml_table(), sort_keys=True),
+        **{i: 0 for i in INVARIANT_IDS},
+    )
+    return row
 
 
 def _pct(values: list[float], p: int) -> float | None:
@@ -146,7 +163,13 @@ def run_one(
         record=record,
         crashes=tuple(world.driver.crashes),
         params=scenario.to_toml_table(),
+        disagreements=_disagreements(backend),
     )
+
+
+def _disagreements(backend: TrackerBackend) -> tuple[str, ...] | None:
+    found = getattr(backend, "disagreements", None)  # the differential backend's, of this run
+    return None if found is None else tuple(d.line() for d in found)
 
 
 @dataclass(frozen=True)
@@ -179,6 +202,12 @@ def summarize(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
              "violations": {i: 0 for i in INVARIANT_IDS}},
         )
         entry["runs"] += 1
+        if key[2] != "memory":  # only a server can go away mid-run
+            entry["errors"] = entry.get("errors", 0) + int(bool(row.get("error")))
+        if row.get("disagreements") is not None:
+            entry["disagreements"] = entry.get("disagreements", 0) + int(row["disagreements"])
+            if row.get("first_disagreement") and "first_disagreement" not in entry:
+                entry["first_disagreement"] = f"seed {row['seed']}: {row['first_disagreement']}"
         entry["violating_runs"] += int(bool(row["violating"]))
         for i in INVARIANT_IDS:
             entry["violations"][i] += int(row[i])

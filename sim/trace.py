@@ -5,8 +5,9 @@ strategy, backend and seed, every step of the history (operations encoded with t
 expressions), the ground truth, the final rows and the violations. Format ``racetrack-trace/2``
 adds what a replay needs: the schedule (the order in which the database operations reached the
 server, one actor name per operation), the actors (job view, settings, host, start time,
-latencies) and the hosts' clocks. ``racetrack-trace/1`` files are still read (they cannot be
-replayed). Documented in the README; readers refuse other versions with :class:`TraceError`.
+latencies) and the hosts' clocks. A plain run record (:func:`to_data` alone) is still written
+and read as ``racetrack-trace/1``; it cannot be replayed. Documented in the README; readers refuse
+other versions with :class:`TraceError`.
 """
 
 from __future__ import annotations
@@ -23,9 +24,13 @@ from sim.ordered import ActorSpec, Case
 from tracker import ops
 from tracker.strategies import HandlerContext, JobView
 
+#: A replayable trace (a counterexample): a run plus its schedule, actors and clocks.
 TRACE_FORMAT = "racetrack-trace/2"
-#: Every version this racetrack reads; only the current one can be replayed.
-READABLE_FORMATS = ("racetrack-trace/1", TRACE_FORMAT)
+#: One run's record without what a replay needs (what ``to_data`` alone writes, e.g. the
+#: counterexamples ``sweep --report`` records): read by reports, not replayable.
+RUN_FORMAT = "racetrack-trace/1"
+#: Every version this racetrack reads; only ``TRACE_FORMAT`` can be replayed.
+READABLE_FORMATS = (RUN_FORMAT, TRACE_FORMAT)
 
 
 class TraceError(ValueError):
@@ -34,7 +39,7 @@ class TraceError(ValueError):
 
 # --- operations and expressions <-> JSON -------------------------------------------------------
 
-_EXPR_TYPES = {"Col": ops.Col, "DbNow": ops.DbNow, "Greatest": ops.Greatest, "Coalesce": ops.Coalesce}
+_EXPR_TYPES = {"Col": ops.Col, "DbNow": ops.DbNow, "Greatest": ops.Greatest, "Least": ops.Least, "Coalesce": ops.Coalesce}
 _OP_TYPES = {
     "Select": ops.Select, "Insert": ops.Insert, "Update": ops.Update, "Begin": ops.Begin,
     "Commit": ops.Commit, "Rollback": ops.Rollback, "Sleep": ops.Sleep, "ReadClock": ops.ReadClock,
@@ -47,7 +52,7 @@ def encode_value(value: Any) -> Any:
         return {"$": "Col", "name": value.name}
     if isinstance(value, ops.DbNow):
         return {"$": "DbNow"}
-    if isinstance(value, (ops.Greatest, ops.Coalesce)):
+    if isinstance(value, (ops.Greatest, ops.Least, ops.Coalesce)):
         return {"$": type(value).__name__, "args": [encode_value(a) for a in value.args]}
     if isinstance(value, ops.Case):
         return {"$": "Case", "when": [encode_cond(c) for c in value.when],
@@ -66,7 +71,7 @@ def decode_value(data: Any) -> Any:
             return ops.Col(data["name"])
         if kind == "DbNow":
             return ops.DbNow()
-        if kind in ("Greatest", "Coalesce"):
+        if kind in ("Greatest", "Least", "Coalesce"):
             return _EXPR_TYPES[kind](*(decode_value(a) for a in data["args"]))
         if kind == "Case":
             return ops.Case(tuple(decode_cond(c) for c in data["when"]), decode_value(data["then"]),
@@ -156,9 +161,10 @@ def to_data(
     seed: int,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON document for one run (``extra`` adds top-level fields, e.g. a schedule)."""
+    """The JSON document for one run (``extra`` adds top-level fields, e.g. a schedule; a
+    replayable trace also sets ``format``, see :func:`counterexample_data`)."""
     return {
-        "format": TRACE_FORMAT,
+        "format": RUN_FORMAT,
         "scenario": scenario,
         "params": params,
         "strategy": strategy,
@@ -287,6 +293,7 @@ def counterexample_data(
 ) -> dict[str, Any]:
     """A replayable trace (``racetrack-trace/2``) of a forced-order run of ``case``."""
     extra = {
+        "format": TRACE_FORMAT,
         "schedule": list(schedule),
         "ops": len(schedule),
         "found_by": found_by,

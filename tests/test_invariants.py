@@ -141,3 +141,16 @@ def test_each_violation_is_one_line_naming_the_job(invariant):
     rec = record(list(CLEAN.steps) + [write(3, 500, None, COMPLETED, error=True)], bad_rows[0])
     for v in invariant.check(rec):
         assert "\n" not in v.line() and v.line().startswith(f"{invariant.id}: job-1: ")
+
+
+def test_monotonic_status_reads_an_initial_delay_as_older_than_the_first_start():
+    truth = JobTruth(
+        job_id="job-1", created_us=0, max_attempts=1,
+        attempts=(Attempt("job-1", 1, 1, "worker-1", 150 * MS, 160 * MS, "completed"),),
+        transitions=((0, "delayed"), (150 * MS, "waiting"), (150 * MS, "active"), (160 * MS, "completed")),
+        outcome="completed", outcome_us=160 * MS,
+    )
+    delayed = row(status="delayed")
+    active = row(status="active", attempts=1, started_at=ts(150))
+    rec = record([write(0, 1, delayed), write(1, 155, active, delayed)], active, truth=truth)
+    assert "monotonic-status" not in ids(rec)

@@ -9,8 +9,9 @@ statement), not a stand-in for it. What it models:
   current transaction (at the statement for autocommit statements);
 * NOT NULL, then CHECK constraints in alphabetical order of name (as PostgreSQL evaluates them),
   then the primary key; a failure raises the same SQLSTATE and constraint name as PostgreSQL;
-* an error inside a transaction aborts it: later statements fail with 25P02 until it ends, and its
-  locks are held until then;
+* an error inside a transaction aborts it: later statements fail with 25P02 until it ends; its
+  locks are released at the error (PostgreSQL aborts the transaction there, the ROLLBACK only
+  ends the block);
 * UPDATE and SELECT FOR UPDATE lock the row until the transaction ends; a plain SELECT never
   waits and sees the last committed version (or the session's own); an UPDATE whose guard does
   not match the committed version skips the row without waiting, and one that waited re-checks
@@ -41,6 +42,7 @@ from tracker.ops import (
     DbOp,
     Greatest,
     Insert,
+    Least,
     Rollback,
     Row,
     Select,
@@ -161,9 +163,11 @@ def evaluate(expr: Any, row: Row | None, now_us: int) -> Any:
         return row[expr.name]
     if isinstance(expr, DbNow):
         return now_us
-    if isinstance(expr, Greatest):
+    if isinstance(expr, (Greatest, Least)):
         values = [v for v in (evaluate(a, row, now_us) for a in expr.args) if v is not None]
-        return max(values) if values else None
+        if not values:
+            return None
+        return max(values) if isinstance(expr, Greatest) else min(values)
     if isinstance(expr, Coalesce):
         for arg in expr.args:
             value = evaluate(arg, row, now_us)
@@ -261,7 +265,7 @@ class MemoryTracker:
         if isinstance(outcome, Blocked):
             state.waiting = (op, db_now_us)
         elif outcome.error is not None and state.in_tx:
-            state.aborted = True
+            self._abort(session, state)
         return outcome
 
     def resume(self, session: str) -> Outcome:
@@ -274,7 +278,7 @@ class MemoryTracker:
         if isinstance(outcome, Done):
             state.waiting = None
             if outcome.error is not None and state.in_tx:
-                state.aborted = True
+                self._abort(session, state)
         return outcome
 
     def end_session(self, session: str) -> None:
@@ -380,11 +384,21 @@ class MemoryTracker:
         else:
             self._committed[job_id] = row
 
-    def _end_transaction(self, session: str, state: _Session, commit: bool) -> None:
-        if commit:
-            self._committed.update(state.writes)
+    def _abort(self, session: str, state: _Session) -> None:
+        """An error aborts the transaction at once: PostgreSQL releases its locks then, not at
+        the ROLLBACK the client still owes."""
+        state.aborted = True
+        self._unlock(session, state)
+
+    def _unlock(self, session: str, state: _Session) -> None:
         for job_id in state.locks:
             if self._lock_owner.get(job_id) == session:
                 del self._lock_owner[job_id]
+        state.locks = set()
+
+    def _end_transaction(self, session: str, state: _Session, commit: bool) -> None:
+        if commit:
+            self._committed.update(state.writes)
+        self._unlock(session, state)
         state.in_tx, state.aborted = False, False
-        state.writes, state.locks = {}, set()
+        state.writes = {}

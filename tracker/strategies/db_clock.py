@@ -65,7 +65,12 @@ def update_job_progress(job: JobView, ctx: HandlerContext) -> Handler:
 def mark_job_removed(job: JobView, ctx: HandlerContext) -> Handler:
     yield Update(
         job.id,
-        {"cancelled": True, "cancelled_at": Coalesce(Col("cancelled_at"), DbNow())},
+        {
+            # BullMQ removes only a job that is not running: an 'active' here is stale (a stall).
+            "status": Case((eq("status", "active"),), "waiting", Col("status")),
+            "cancelled": True,
+            "cancelled_at": Coalesce(Col("cancelled_at"), DbNow()),
+        },
         # The removal is authoritative (a removed job never runs again): no guard on the status a
         # late handler of the previous attempt may still be changing, only on outcomes.
         where=(not_in("status", OUTCOMES),),

@@ -1,0 +1,618 @@
+"""The tracker on a real PostgreSQL: the seed's table, real transactions, real row locks.
+
+:class:`PostgresTracker` implements the backend contract (``tracker.backend``) with psycopg 3.
+
+* **Its own schema.** It creates ``<prefix>_<pid>_<n>`` (prefix ``racetrack``, ``--schema`` sets
+  it), builds the table there from ``tracker/schema.sql``, and drops that schema, and only that
+  one, at :meth:`close`. It never reads or writes anything outside it; two sweeps against one
+  server each have their own schema.
+* **SQL.** Every value is a bound parameter; every identifier is quoted by ``psycopg.sql``.
+* **The simulated database clock.** The schema holds a function ``now()`` that returns
+  ``current_setting('racetrack.now')::timestamptz``. The table is created with that schema first
+  on the ``search_path`` (before ``pg_catalog``), so ``DEFAULT now()`` binds to it; the trigger
+  function is pinned to the same ``search_path``; ``DbNow()`` is emitted as ``<schema>.now()``.
+  ``BEGIN`` sets the setting transaction-locally to the driver's ``db_now_us`` (so ``now()`` is
+  the transaction's start, as in PostgreSQL); an autocommit INSERT or UPDATE sets it at the
+  statement's instant in the statement itself (``... FROM (SELECT set_config(...))``: the row is
+  produced after that item, so defaults, SET and the trigger see it), or, when a guard reads
+  ``now()``, in a ``set_config`` pipelined just before it (one round trip either way).
+* **One connection per active session**, taken from a pool that lives across runs; ``reset()``
+  rolls back whatever is open and empties the table.
+* **Lock waits.** A statement that may wait (another open transaction holds the row, by the
+  backend's own bookkeeping) runs on a worker thread; the calling thread polls it and asks a
+  monitor connection for ``pg_blocking_pids`` of its backend, as PostgreSQL's isolation tester
+  does. Waiting on a lock answers :class:`~tracker.backend.Blocked`; :meth:`resume` polls again.
+  Statements that cannot wait run inline; ``lock_timeout`` backs that up, so a wrong guess
+  raises instead of hanging.
+* **Errors.** Constraint errors become :class:`~tracker.ops.TrackerError` with PostgreSQL's
+  SQLSTATE and constraint name (PostgreSQL before 18 names no NOT NULL constraint; the name is
+  made from the column as PostgreSQL 18 does). A lost connection raises
+  :class:`ConnectionLost`; an unusable server :class:`~tracker.pg_server.ServerUnavailable`.
+
+Timestamps cross the wire as ``timestamptz`` and come back as integer microseconds since the
+Unix epoch, jsonb as Python values, exactly as ``tracker.memory`` gives them.
+
+Imports only ``tracker``, psycopg and the standard library.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import struct
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import Any
+
+import psycopg
+from psycopg import errors, sql
+from psycopg.adapt import AdaptersMap, Dumper, Loader
+from psycopg.pq import Format, TransactionStatus
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from tracker.backend import Blocked, Done, Outcome
+from tracker.ops import (
+    COLUMNS,
+    COND_OPS,
+    TABLE,
+    Begin,
+    Case,
+    Coalesce,
+    Col,
+    Commit,
+    Cond,
+    DbNow,
+    DbOp,
+    Greatest,
+    Insert,
+    Least,
+    Rollback,
+    Row,
+    Select,
+    TrackerError,
+    Update,
+)
+from tracker.pg_server import ServerUnavailable, describe_server, mask_password, one_line
+
+DEFAULT_PREFIX = "racetrack"
+CLOCK_SETTING = "racetrack.now"
+#: How long a statement may neither finish nor wait on a lock before racetrack gives up on it.
+STUCK_AFTER_S = 30.0
+
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in Unix microseconds: timestamptz's binary zero
+_INT8 = struct.Struct("!q")
+_schema_numbers = itertools.count(1)
+
+
+class ConnectionLost(Exception):
+    """The server went away during a run (or a statement got stuck past every timeout): the run
+    cannot be judged, the sweep goes on. One line, password masked."""
+
+
+# --- timestamps as integer microseconds --------------------------------------------------------
+
+
+class Micros(int):
+    """An integer microsecond timestamp bound as ``timestamptz``."""
+
+
+class _MicrosDumper(Dumper):
+    format = Format.BINARY
+    oid = psycopg.adapters.types["timestamptz"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return _INT8.pack(int(obj) - _PG_EPOCH_US)
+
+
+class _MicrosBinaryLoader(Loader):
+    format = Format.BINARY
+
+    def load(self, data: Any) -> int:
+        return int(_INT8.unpack(bytes(data))[0]) + _PG_EPOCH_US
+
+
+class _MicrosTextLoader(Loader):
+    format = Format.TEXT
+
+    def load(self, data: Any) -> int:
+        # Sessions run with TimeZone=UTC: '2025-10-12 16:36:52.123456+00'
+        parsed = datetime.fromisoformat(bytes(data).decode())
+        return (parsed - _UNIX_EPOCH) // timedelta(microseconds=1)
+
+
+def micros_to_text(us: int) -> str:
+    """An exact ``timestamptz`` literal for a microsecond timestamp (bound as a parameter)."""
+    return (_UNIX_EPOCH + timedelta(microseconds=us)).isoformat()
+
+
+ADAPTERS = AdaptersMap(psycopg.adapters)
+ADAPTERS.register_dumper(Micros, _MicrosDumper)
+ADAPTERS.register_loader("timestamptz", _MicrosBinaryLoader)
+ADAPTERS.register_loader("timestamptz", _MicrosTextLoader)
+
+
+# --- operations -> SQL -------------------------------------------------------------------------
+
+
+class Compiler:
+    """Turns ``tracker.ops`` records into (query text, parameters) for one schema.
+
+    Identifiers are quoted once by ``psycopg.sql``; values become ``%s`` parameters cast to their
+    column's type, so the text depends only on the operation's shape and prepares well.
+    """
+
+    def __init__(self, schema: str, quote: Callable[[sql.Composable], str]) -> None:
+        self.table = quote(sql.Identifier(schema, TABLE))
+        self.now = quote(sql.SQL("{}.now()").format(sql.Identifier(schema)))
+        self.cols = {name: quote(sql.Identifier(name)) for name in COLUMNS}
+
+    def column(self, name: str) -> str:
+        if name not in self.cols:
+            raise ValueError(f"column {name!r} is not a column of {TABLE}")
+        return self.cols[name]
+
+    def value(self, expr: Any, sql_type: str, params: list[Any]) -> str:
+        if isinstance(expr, Col):
+            return self.column(expr.name)
+        if isinstance(expr, DbNow):
+            return self.now
+        if isinstance(expr, (Greatest, Least, Coalesce)):
+            name = {Greatest: "GREATEST", Least: "LEAST", Coalesce: "COALESCE"}[type(expr)]
+            return f"{name}(" + ", ".join(self.value(a, sql_type, params) for a in expr.args) + ")"
+        if isinstance(expr, Case):
+            return (
+                f"CASE WHEN {self.conds(expr.when, params)} THEN {self.value(expr.then, sql_type, params)}"
+                f" ELSE {self.value(expr.otherwise, sql_type, params)} END"
+            )
+        params.append(bind(expr, sql_type))
+        return f"CAST(%s AS {sql_type})"
+
+    def cond(self, cond: Cond, params: list[Any]) -> str:
+        column = self.column(cond.column)
+        sql_type = COLUMNS[cond.column]
+        if cond.op not in COND_OPS:
+            raise ValueError(f"unknown comparison {cond.op!r}")
+        if cond.op in ("is null", "is not null"):
+            return f"{column} {cond.op.upper()}"
+        if cond.op in ("in", "not in"):
+            if not cond.value:  # x IN () is not SQL; its meaning: unknown for NULL, else false
+                empty = "FALSE" if cond.op == "in" else "TRUE"
+                return f"(CASE WHEN {column} IS NULL THEN NULL ELSE {empty} END)"
+            items = ", ".join(self.value(v, sql_type, params) for v in cond.value)
+            return f"{column} {cond.op.upper()} ({items})"
+        return f"{column} {cond.op} {self.value(cond.value, sql_type, params)}"
+
+    def conds(self, conds: tuple[Cond, ...], params: list[Any]) -> str:
+        return " AND ".join(f"({self.cond(c, params)})" for c in conds) if conds else "TRUE"
+
+    def statement(self, op: DbOp, clock: str | None = None) -> tuple[str, list[Any], str | None]:
+        """(query, parameters, clock still to set). With ``clock``, an INSERT or UPDATE sets the
+        ``racetrack.now`` setting itself, from a one-row FROM item: the row to write is only
+        produced after that item, so defaults, SET expressions and the trigger all see it. A
+        guard that reads ``now()`` could be evaluated before it: then the clock is left to the
+        caller to set first."""
+        query, params, embedded = self._statement(op, clock if clock is not None and self._may_embed(op) else None)
+        return query, params, None if embedded else clock
+
+    def _may_embed(self, op: DbOp) -> bool:
+        return isinstance(op, Insert) or (isinstance(op, Update) and not _reads_db_now(op.where))
+
+    def _statement(self, op: DbOp, clock: str | None) -> tuple[str, list[Any], bool]:
+        params: list[Any] = []
+        clock_from = " FROM (SELECT pg_catalog.set_config(%s, %s, false)) AS racetrack_clock"
+        if isinstance(op, Select):
+            params.append(op.job_id)
+            lock = " FOR UPDATE" if op.for_update else ""
+            return f"SELECT * FROM {self.table} WHERE {self.cols['job_id']} = %s{lock}", params, False
+        if isinstance(op, Insert):
+            bad = set(op.values) - set(COLUMNS) | ({"job_id"} & set(op.values))
+            if bad:
+                raise ValueError(f"INSERT names columns it may not set: {sorted(bad)}")
+            names = [self.cols["job_id"]] + [self.cols[c] for c in op.values]
+            params.append(op.job_id)
+            values = ["%s"] + [self.value(v, COLUMNS[c], params) for c, v in op.values.items()]
+            conflict = " ON CONFLICT DO NOTHING" if op.on_conflict_do_nothing else ""
+            if clock is None:
+                source = f"VALUES ({', '.join(values)})"
+            else:
+                source = f"SELECT {', '.join(values)}{clock_from}"
+                params.extend([CLOCK_SETTING, clock])
+            return (
+                f"INSERT INTO {self.table} ({', '.join(names)}) {source}{conflict} RETURNING *",
+                params,
+                clock is not None,
+            )
+        if isinstance(op, Update):
+            bad = set(op.set) - set(COLUMNS) | ({"job_id"} & set(op.set))
+            if bad:
+                raise ValueError(f"UPDATE sets columns it may not set: {sorted(bad)}")
+            sets = [f"{self.cols[c]} = {self.value(v, COLUMNS[c], params)}" for c, v in op.set.items()]
+            if not sets:  # SET nothing is not SQL; the trigger still stamps updated_at
+                sets = [f"{self.cols['updated_at']} = {self.cols['updated_at']}"]
+            source = ""
+            if clock is not None:
+                source = clock_from
+                params.extend([CLOCK_SETTING, clock])
+            where_params: list[Any] = [op.job_id]
+            where = self.conds(op.where, where_params) if op.where else ""
+            params.extend(where_params)
+            guard = f" AND {where}" if where else ""
+            return (
+                f"UPDATE {self.table} SET {', '.join(sets)}{source} WHERE {self.cols['job_id']} = %s{guard}"
+                f" RETURNING {self.table}.*",
+                params,
+                clock is not None,
+            )
+        raise TypeError(f"not a database operation: {op!r}")
+
+
+def _reads_db_now(value: Any) -> bool:
+    """Whether an expression or guard calls ``now()`` anywhere inside."""
+    if isinstance(value, DbNow):
+        return True
+    if isinstance(value, (tuple, list)):
+        return any(_reads_db_now(v) for v in value)
+    if isinstance(value, (Greatest, Least, Coalesce)):
+        return _reads_db_now(value.args)
+    if isinstance(value, Case):
+        return _reads_db_now((value.when, value.then, value.otherwise))
+    if isinstance(value, Cond):
+        return _reads_db_now(value.value)
+    return False
+
+
+def bind(value: Any, sql_type: str) -> Any:
+    """A plain Python value as the parameter for a column of ``sql_type``."""
+    if value is None:
+        return None
+    if sql_type == "timestamptz" and isinstance(value, int) and not isinstance(value, bool):
+        return Micros(value)
+    if sql_type == "jsonb":
+        return Jsonb(value)
+    return value
+
+
+def reads_now(op: DbOp) -> bool:
+    """Whether a statement can call ``now()`` (a default, the trigger, or ``DbNow``)."""
+    return isinstance(op, (Insert, Update))
+
+
+def tracker_error(exc: psycopg.Error) -> TrackerError:
+    """PostgreSQL's error as the handler sees it: SQLSTATE and constraint name."""
+    diag = exc.diag
+    sqlstate = diag.sqlstate or ""
+    constraint = diag.constraint_name
+    if sqlstate == "23502" and constraint is None and diag.column_name:
+        constraint = f"{diag.table_name or TABLE}_{diag.column_name}_not_null"  # PostgreSQL < 18
+    if sqlstate == "25P02":
+        constraint = None
+    return TrackerError(sqlstate, constraint, diag.message_primary or one_line(str(exc)))
+
+
+# --- sessions ----------------------------------------------------------------------------------
+
+
+class _Session:
+    """One actor's connection and what the backend knows about its transaction."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        self.pid = conn.info.backend_pid
+        self.in_tx = False
+        self.inserted: list[str] = []  # rows this transaction inserted, in order
+        self.future: Future[Outcome] | None = None
+        self.op: DbOp | None = None
+
+
+class PostgresTracker:
+    """The job_status table in a schema of its own on a real server. State: connections."""
+
+    name = "postgres"
+
+    def __init__(self, dsn: str, prefix: str | None = None, lock_timeout_ms: int = 20_000) -> None:
+        prefix = prefix or DEFAULT_PREFIX
+        check_prefix(prefix)
+        self.dsn = dsn
+        self.where = describe_server(dsn)
+        self.lock_timeout_ms = lock_timeout_ms
+        self.schema = f"{prefix}_{os.getpid()}_{next(_schema_numbers)}"
+        self._idle: list[psycopg.Connection[Any]] = []
+        self._sessions: dict[str, _Session] = {}
+        self._lock_owner: dict[str, str] = {}  # row -> session whose open transaction locked it
+        self._held: dict[str, set[str]] = {}  # session -> rows it locked (or may have locked)
+        self._threads: ThreadPoolExecutor | None = None
+        self._created = False
+        self._pid_session: dict[int, str] = {}
+        #: Job ids in the order their rows were first committed: ``rows()`` keeps the model's order.
+        self._commit_order: dict[str, None] = {}
+        self.admin = self._connect()
+        self._create_schema()
+        self.monitor = self._connect()
+        self.compiler = Compiler(self.schema, lambda c: c.as_string(self.admin))
+
+    # -- setup ----------------------------------------------------------------------------------
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            conn = psycopg.connect(
+                self.dsn, autocommit=True, context=ADAPTERS, row_factory=dict_row, prepare_threshold=0,
+                connect_timeout=10, application_name=self.schema,  # who's who in pg_stat_activity
+            )
+        except psycopg.Error as exc:
+            raise ServerUnavailable(self._say("cannot connect to PostgreSQL", exc)) from None
+        with conn.cursor() as cur:
+            search_path = sql.SQL("SET search_path TO {}, pg_catalog").format(sql.Identifier(self.schema))
+            cur.execute(search_path)
+            cur.execute("SET TimeZone TO 'UTC'")
+            # racetrack's own sessions only: losing the last commits on a crash loses nothing of value
+            cur.execute("SET synchronous_commit TO off")
+            cur.execute("SELECT set_config('lock_timeout', %s, false)", [f"{self.lock_timeout_ms}ms"])
+        return conn
+
+    def _lost(self, exc: BaseException) -> ConnectionLost:
+        """The server went away: pooled connections are as dead as this one; reconnect next run."""
+        for conn in self._idle:
+            conn.close()
+        self._idle.clear()
+        return ConnectionLost(self._say("lost the connection to PostgreSQL", exc))
+
+    def _say(self, what: str, exc: BaseException) -> str:
+        return mask_password(f"{what} at {self.where}: {one_line(str(exc)) or type(exc).__name__}", self.dsn)
+
+    def _create_schema(self) -> None:
+        schema = sql.Identifier(self.schema)
+        ddl = resources.files("tracker").joinpath("schema.sql").read_text()
+        try:
+            with self.admin.transaction():
+                self.admin.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
+                self._created = True
+                self.admin.execute(sql.SQL("SET LOCAL search_path TO {}, pg_catalog").format(schema))
+                self.admin.execute(
+                    sql.SQL(
+                        "CREATE FUNCTION {}.now() RETURNS timestamptz LANGUAGE sql STABLE AS "
+                        "$$ SELECT pg_catalog.current_setting({})::timestamptz $$"
+                    ).format(schema, sql.Literal(CLOCK_SETTING))
+                )
+                self.admin.execute(ddl.encode(), prepare=False)  # no parameters: one multi-statement script
+                self.admin.execute(
+                    sql.SQL("ALTER FUNCTION {}.job_status_set_updated_at() SET search_path TO {}, pg_catalog").format(
+                        schema, schema
+                    )
+                )
+        except psycopg.Error as exc:
+            self._created = False
+            raise ServerUnavailable(self._say(f"cannot create schema {self.schema}", exc)) from None
+
+    # -- the contract ---------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        for session in list(self._sessions):
+            self.end_session(session)
+        self._lock_owner.clear()
+        self._held.clear()
+        self._commit_order.clear()
+        try:
+            if self.admin.closed or self.admin.broken:
+                self.admin = self._connect()
+            if self.monitor.closed or self.monitor.broken:
+                self.monitor = self._connect()
+            # DELETE, not TRUNCATE: a run leaves a few dozen rows, and TRUNCATE's new files cost ms
+            self.admin.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(self.schema, TABLE)))
+        except psycopg.OperationalError as exc:
+            raise self._lost(exc) from None
+
+    def execute(self, session: str, op: DbOp, db_now_us: int) -> Outcome:
+        state = self._session(session)
+        if state.future is not None:
+            raise RuntimeError(f"session {session} already has a statement in flight")
+        if isinstance(op, (Begin, Commit, Rollback)):
+            return self._transaction(session, state, op, db_now_us)
+        clock = micros_to_text(db_now_us) if reads_now(op) and not state.in_tx else None
+        query, params, clock = self.compiler.statement(op, clock)
+        job_id = op.job_id
+        if not self._may_wait(session, op):
+            return self._finish(session, state, op, self._run(state, query, params, clock))
+        state.op = op
+        state.future = self._pool().submit(self._run, state, query, params, clock)
+        outcome = self._await(session, state, job_id)
+        return outcome
+
+    def resume(self, session: str) -> Outcome:
+        state = self._sessions.get(session)
+        if state is None or state.future is None or state.op is None:
+            raise RuntimeError(f"session {session} has no statement waiting")
+        return self._await(session, state, state.op.job_id)  # type: ignore[union-attr]
+
+    def end_session(self, session: str) -> None:
+        state = self._sessions.pop(session, None)
+        if state is None:
+            return
+        self._release(session)
+        self._pid_session.pop(state.pid, None)
+        conn = state.conn
+        try:
+            if state.future is not None:  # still waiting: cancel it server-side, then collect it
+                conn.cancel()
+                try:
+                    state.future.result(timeout=STUCK_AFTER_S)
+                except Exception:  # the cancelled statement's error is nobody's answer any more
+                    pass
+            if conn.info.transaction_status != TransactionStatus.IDLE:
+                conn.execute("ROLLBACK")
+            self._idle.append(conn)
+        except psycopg.Error:
+            conn.close()  # a broken connection is not returned to the pool
+
+    def rows(self) -> dict[str, Row]:
+        try:
+            cur = self.admin.execute(
+                sql.SQL("SELECT * FROM {} ORDER BY job_id").format(sql.Identifier(self.schema, TABLE)), binary=True
+            )
+            found = {r["job_id"]: dict(r) for r in cur.fetchall()}
+        except psycopg.OperationalError as exc:
+            raise self._lost(exc) from None
+        order = [j for j in self._commit_order if j in found] + [j for j in found if j not in self._commit_order]
+        return {j: found[j] for j in order}
+
+    def close(self) -> None:
+        """End every session, drop the schema racetrack created, close every connection."""
+        for session in list(self._sessions):
+            self.end_session(session)
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+        try:
+            if self._created and not self.admin.broken:
+                self.admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.schema)))
+                self._created = False
+        except psycopg.Error:
+            pass  # the server is gone: nothing to drop it from
+        for conn in [*self._idle, self.admin, self.monitor]:
+            conn.close()
+        self._idle.clear()
+
+    # -- sessions and transactions --------------------------------------------------------------
+
+    def _session(self, session: str) -> _Session:
+        state = self._sessions.get(session)
+        if state is None:
+            conn = self._idle.pop() if self._idle else self._connect()
+            state = self._sessions[session] = _Session(conn)
+            self._pid_session[state.pid] = session
+        return state
+
+    def _transaction(self, session: str, state: _Session, op: DbOp, db_now_us: int) -> Outcome:
+        try:
+            if isinstance(op, Begin):
+                if state.in_tx:
+                    state.conn.execute("BEGIN")  # PostgreSQL warns and goes on; so does the model
+                    return Done()
+                with state.conn.pipeline():
+                    state.conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+                    state.conn.execute(
+                        "SELECT pg_catalog.set_config(%s, %s, true)", [CLOCK_SETTING, micros_to_text(db_now_us)]
+                    )
+                state.in_tx = True
+                return Done()
+            status = state.conn.execute("COMMIT" if isinstance(op, Commit) else "ROLLBACK").statusmessage
+        except psycopg.OperationalError as exc:
+            raise self._lost(exc) from None
+        except psycopg.Error as exc:
+            return Done(error=tracker_error(exc))
+        if status == "COMMIT":  # an aborted transaction's COMMIT answers ROLLBACK
+            self._commit_order.update(dict.fromkeys(state.inserted))
+        state.in_tx, state.inserted = False, []
+        self._release(session)
+        return Done()
+
+    def _release(self, session: str) -> None:
+        for job_id in self._held.pop(session, set()):
+            if self._lock_owner.get(job_id) == session:
+                del self._lock_owner[job_id]
+
+    def _may_wait(self, session: str, op: DbOp) -> bool:
+        if isinstance(op, Select) and not op.for_update:
+            return False  # a plain SELECT never waits for a row lock
+        job_id = op.job_id  # type: ignore[union-attr]
+        return any(job_id in rows for other, rows in self._held.items() if other != session)
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(max_workers=512, thread_name_prefix="racetrack-pg")  # one per waiting session
+        return self._threads
+
+    # -- running one statement ------------------------------------------------------------------
+
+    def _run(self, state: _Session, query: str, params: list[Any], clock: str | None) -> Outcome:
+        """Execute on the session's connection (inline or on a worker thread)."""
+        conn = state.conn
+        try:
+            with conn.cursor(binary=True) as cur:
+                if clock is None:
+                    cur.execute(query, params)
+                else:
+                    with conn.pipeline():
+                        cur.execute("SELECT pg_catalog.set_config(%s, %s, false)", [CLOCK_SETTING, clock])
+                        cur.execute(query, params)
+                row = cur.fetchone()
+            return Done(value=None if row is None else dict(row))
+        except psycopg.OperationalError as exc:
+            if isinstance(exc, errors.LockNotAvailable):  # a wait the bookkeeping did not foresee
+                raise ConnectionLost(f"a statement waited on a row lock past lock_timeout at {self.where}") from None
+            raise self._lost(exc) from None
+        except psycopg.Error as exc:
+            return Done(error=tracker_error(exc))
+
+    def _finish(self, session: str, state: _Session, op: DbOp, outcome: Outcome) -> Outcome:
+        """Book what a finished statement locked (for Blocked answers and for may-wait guesses)."""
+        if isinstance(op, Insert) and isinstance(outcome, Done) and outcome.value is not None:
+            if state.in_tx:
+                state.inserted.append(op.job_id)
+            else:
+                self._commit_order[op.job_id] = None
+        if not state.in_tx or not isinstance(outcome, Done):
+            return outcome
+        if outcome.error is not None:
+            self._release(session)  # the error aborted the transaction: the server freed its locks
+            return outcome
+        job_id = op.job_id  # type: ignore[union-attr]
+        if outcome.value is not None and (isinstance(op, (Insert, Update)) or getattr(op, "for_update", False)):
+            self._held.setdefault(session, set()).add(job_id)
+            if self._lock_owner.get(job_id) in (None, session):
+                self._lock_owner[job_id] = session
+        return outcome
+
+    def _await(self, session: str, state: _Session, job_id: str) -> Outcome:
+        """Poll a statement on its thread until it finishes or waits on a lock (never hang)."""
+        assert state.future is not None and state.op is not None
+        started = time.monotonic()  # wall-clock ok: only bounds how long we poll, never a result
+        delay = 0.0002
+        while True:
+            try:
+                outcome = state.future.result(timeout=delay)
+            except FutureTimeout:
+                pass
+            else:
+                op, state.future, state.op = state.op, None, None
+                return self._finish(session, state, op, outcome)
+            blockers = self._blocking(state.pid)
+            if blockers and not state.future.done():
+                return Blocked(self._blocked_by(session, job_id, blockers))
+            if time.monotonic() - started > STUCK_AFTER_S:  # wall-clock ok: a safety net
+                raise ConnectionLost(
+                    f"a statement of {session} neither finished nor waited on a lock for {STUCK_AFTER_S:.0f} s at {self.where}"
+                )
+            delay = min(delay * 2, 0.005)
+
+    def _blocking(self, pid: int) -> list[int]:
+        try:
+            row = self.monitor.execute("SELECT pg_catalog.pg_blocking_pids(%s) AS pids", [pid]).fetchone()
+        except psycopg.OperationalError as exc:
+            raise self._lost(exc) from None
+        return list(row["pids"]) if row else []
+
+    def _blocked_by(self, session: str, job_id: str, pids: list[int]) -> tuple[str, ...]:
+        """The session holding the row lock (as the model says it), else whom the server names."""
+        owner = self._lock_owner.get(job_id)
+        if owner is not None and owner != session:
+            return (owner,)
+        named = tuple(self._pid_session[p] for p in pids if p in self._pid_session)
+        if not named:
+            raise RuntimeError(f"session {session} waits on backends {pids} that are not racetrack's sessions")
+        return named
+
+
+def check_prefix(prefix: str) -> None:
+    """A schema prefix must be a plain lower-case identifier short enough for a suffix."""
+    ok = prefix[:1].isalpha() or prefix[:1] == "_"
+    if not ok or not all(c.isalnum() or c == "_" for c in prefix) or prefix != prefix.lower() or len(prefix) > 40:
+        raise ValueError(
+            f"--schema {prefix!r}: use a lower-case name of letters, digits and '_' (at most 40), "
+            "racetrack adds _<pid>_<n> and creates that schema"
+        )
+
