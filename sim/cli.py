@@ -265,6 +265,160 @@ def cmd_invariants(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- explore, replay, export (issue 4) ---------------------------------------------------------
+
+DEFAULT_TRACE = "racetrack-counterexample.json"
+
+
+def _positive_float(name: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number (got {text!r})") from None
+        if not value > 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"{name} must be > 0 (got {text})")
+        return value
+
+    return parse
+
+
+def _explored_line(method: str, explored: dict[str, Any], seconds: float) -> str:
+    if method == "exhaustive":
+        total = explored["interleavings"]
+        window = f", window {explored['window_ms']} ms" if explored.get("window_ms") is not None else ""
+        inv = ", ".join(f"{k} {v}" for k, v in sorted(explored["by_invariant"].items())) or "none"
+        about = f"{'' if explored['estimate_exact'] else 'up to '}{explored['estimate']} estimated before running"
+        if explored["complete"]:
+            done = f"all {total} interleavings ran ({about}; handlers' branches change the count)"
+        else:
+            done = f"stopped after {explored['ran']} of {about} interleavings (--budget)"
+        return (
+            f"exhaustive: {done}, "
+            f"{explored['distinct_outcomes']} distinct outcomes, {explored['violating']} violate{window}; by invariant: {inv}; {seconds:.2f} s"
+        )
+    if method == "pct":
+        d = explored["depth"]
+        return (
+            f"pct: {explored['runs']} runs, depth {d}, {explored['actors']} actors, {explored['steps']} operations, "
+            f"window {explored['window_ms']} ms: each run finds a depth-{d} bug with probability >= "
+            f"1/({explored['actors']}*{explored['steps']}^{d - 1}) = {explored['bound_per_run']:.3g}; "
+            f"over {explored['runs']} runs >= {explored['bound_cumulative']:.3g}; {seconds:.2f} s"
+        )
+    if method == "hypothesis":
+        extra = f" ({explored['runs_to_first']} to the first, {explored.get('shrink_runs', 0)} shrinking)" if explored.get("runs_to_first") else ""
+        return f"hypothesis: {explored['runs']} examples{extra}; {seconds:.2f} s"
+    return f"random: {explored['runs']} seeded runs; {seconds:.2f} s"
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    from sim import explore as ex
+    from sim import trace
+    from sim.timeline import transcript
+
+    scenario = _scenario(args.scenario)
+    (strategy,) = _strategies(args.strategy)
+    jobs = args.jobs if args.jobs is not None else (1 if args.method == "exhaustive" else None)
+    if jobs is not None:
+        scenario = scenario.with_values({"job.count": jobs})
+    if args.method == "exhaustive" and args.time is not None:
+        raise UsageError("--time does not apply to --method exhaustive (it enumerates; --budget caps the interleavings)")
+    try:
+        result = ex.explore(
+            scenario, strategy, args.method, seed=args.seed, runs=args.budget, seconds=args.time,
+            depth=args.depth, window_ms=args.window, database=None if args.no_database else args.database,
+            invariants=tuple(i.strip() for i in (args.invariants or "").split(",") if i.strip()),
+        )
+    except ex.ExploreError as exc:
+        raise UsageError(str(exc)) from None
+    out = Path(args.out or DEFAULT_TRACE)
+    found = result.found
+    if found is not None:
+        data = trace.counterexample_data(
+            found.case, found.run.record, found.run.schedule, found.violations, strategy=strategy.name,
+            backend="memory", found_by={"method": args.method, "seed": args.seed},
+        )
+        trace.write(out, data)
+    if args.json:
+        print(json.dumps({
+            "found": found is not None, "method": args.method, "explored": result.explored, "seconds": result.seconds,
+            "ops": found.ops if found else None, "trace": str(out) if found else None,
+        }))
+        return 1 if found else 0
+    print(f"racetrack explore {scenario.name} --strategy {strategy.name} --method {args.method} --seed {args.seed}")
+    print(_explored_line(args.method, result.explored, result.seconds))
+    if args.method == "exhaustive" and result.explored["examples"]:
+        print("violating interleavings (first ones, each actor's operations in order):")
+        for line in result.explored["examples"]:
+            print(f"  {line}")
+    if found is None:
+        print(f"no counterexample found within the budget: {strategy.name} held every invariant in what was explored")
+        return 0
+    print()
+    print(f"counterexample: {found.jobs} job(s), {found.ops} database operations")
+    print(transcript(found.run.record, found.violations, found.case.clocks))
+    print()
+    print("violations:")
+    for v in found.violations:
+        print(f"  {v.line()}")
+    print(f"\ntrace: {out}\nreplay: racetrack replay {out}")
+    return 1
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from sim import trace
+    from sim.replay import replay_data
+    from sim.timeline import transcript
+
+    try:
+        data = trace.read(Path(args.trace))
+    except trace.TraceError as exc:
+        raise UsageError(str(exc)) from None
+    strategy = _strategies(args.strategy)[0] if args.strategy else None
+    spec = _backend_spec(args)
+    try:
+        result = replay_data(data, strategy, spec, strict=args.strict)
+    except trace.TraceError as exc:
+        raise UsageError(f"{args.trace}: {exc}") from None
+    except StrategyNotFound as exc:
+        raise UsageError(f"{args.trace}: {exc}") from None
+    if args.json:
+        print(json.dumps({
+            "reproduced": result.reproduced, "exact": result.exact, "strategy": result.strategy,
+            "backend": result.backend, "ops": result.run.ops,
+            "violations": [{"invariant": v.invariant, "job": v.job, "detail": v.detail} for v in result.violations],
+        }))
+    else:
+        header = f"racetrack replay {args.trace} --strategy {result.strategy} --backend {result.backend}"
+        print(transcript(result.run.record, result.violations, result.case.clocks, header))
+        print()
+        print(result.summary())
+    return 1 if result.reproduced else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from sim import export, trace
+
+    if not args.pytest and not args.isolation:
+        raise UsageError("export needs --pytest FILE and/or --isolation FILE")
+    try:
+        data = trace.read(Path(args.trace))
+        strategy = args.strategy or str(data["strategy"])
+        _strategies(strategy)
+        outputs = []
+        if args.pytest:
+            outputs.append((Path(args.pytest), export.pytest_file(data, strategy, args.trace)))
+        if args.isolation:
+            outputs.append((Path(args.isolation), export.isolation_spec(data, args.trace)))
+    except trace.TraceError as exc:
+        raise UsageError(str(exc)) from None
+    for path, text in outputs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="racetrack", description="Find, explain and compare races between a job queue's status handlers.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -287,6 +441,43 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend_flags(p)
     _add_report_flags(p)
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("explore", help="search for a counterexample, shrink it, write it as a trace (exit 1 when found)")
+    p.add_argument("scenario", help="a bundled scenario name or a path to a .toml file")
+    p.add_argument("--strategy", default="naive", help="built-in name or module:attr (default: naive)")
+    p.add_argument("--method", choices=("random", "hypothesis", "exhaustive", "pct"), default="hypothesis",
+                   help="how to search (default: hypothesis)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--budget", type=_positive("--budget"),
+                        help="runs (random, pct), examples (hypothesis) or most interleavings (exhaustive)")
+    budget.add_argument("--time", type=_positive_float("--time"), help="wall-clock seconds instead of a run budget")
+    p.add_argument("--seed", type=_seed, default=0, help="search seed (default: 0)")
+    p.add_argument("--jobs", type=_positive("--jobs"), help="override job.count (exhaustive: default 1)")
+    p.add_argument("--invariants", help="comma-separated invariant IDs that count (default: every invariant)")
+    p.add_argument("--depth", type=_positive("--depth"), default=2, help="PCT bug depth d (default: 2)")
+    p.add_argument("--window", type=_positive_float("--window"),
+                   help="most ms an operation may be held back behind the earliest ready one (pct default: 100; exhaustive: no bound)")
+    p.add_argument("--database", default=".hypothesis/examples",
+                   help="Hypothesis example database directory (default: .hypothesis/examples)")
+    p.add_argument("--no-database", action="store_true", help="do not read or save Hypothesis examples")
+    p.add_argument("--out", help=f"trace file to write (default: ./{DEFAULT_TRACE})")
+    p.add_argument("--json", action="store_true", help='print {"found", "method", "explored", "seconds", "ops", "trace"}')
+    p.set_defaults(func=cmd_explore)
+
+    p = sub.add_parser("replay", help="re-run a trace's schedule (exit 1 when its violation reproduces)")
+    p.add_argument("trace", help="a trace file written by explore")
+    _add_backend_flags(p)
+    p.add_argument("--strategy", help="replay another strategy's handlers in the trace's order (default: the trace's)")
+    p.add_argument("--strict", action="store_true", help="any violation counts, not only the trace's own")
+    p.add_argument("--json", action="store_true", help='print {"reproduced", "exact", "strategy", "backend", "ops", "violations"}')
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("export", help="write a trace as a pytest regression test and/or an isolation tester spec")
+    p.add_argument("trace", help="a trace file written by explore")
+    p.add_argument("--pytest", metavar="FILE", help="write a pytest module that fails while the violation reproduces")
+    p.add_argument("--isolation", metavar="FILE", help="write a PostgreSQL isolation tester spec (.spec)")
+    p.add_argument("--strategy", help="the strategy the pytest test replays (default: the trace's)")
+    p.set_defaults(func=cmd_export)
 
     _add_report_command(sub)
 

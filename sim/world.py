@@ -96,6 +96,16 @@ class Draws:
         return rtt.sample(rng) / 2
 
 
+@dataclass(frozen=True)
+class Spawned:
+    """A handler the world started: who, with what view and settings, when (for replays)."""
+
+    actor: Actor
+    view: JobView
+    ctx: HandlerContext
+    at_us: int
+
+
 @dataclass
 class _Job:
     index: int
@@ -149,6 +159,7 @@ class World:
         self.driver = Driver(self.env, backend, self.clocks["db"], lambda actor: us(self.draws.one_way_ms(actor, rtt)))
         self.queue: simpy.Store = simpy.Store(self.env)
         self.jobs: list[_Job] = []
+        self.spawned: list[Spawned] = []
         self._contexts = {
             host: HandlerContext(
                 host=host,
@@ -361,4 +372,5 @@ class World:
             return done
         job.events[event] = job.events.get(event, 0) + 1
         actor = Actor(f"{job.id}.{event}#{job.events[event]}", job.id, event, host, self.clocks[host])
+        self.spawned.append(Spawned(actor, view, self._contexts[host], int(self.env.now)))
         return self.driver.spawn(actor, handler(view, self._contexts[host]))
