@@ -37,23 +37,20 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from sim.clocks import Clock
-from sim.history import JobTruth, RunRecord, Step
+from sim.history import JobTruth, RowVisibility, RunRecord, Step
 from sim.invariants import Violation, judge
 from tracker.backend import Blocked, Done, TrackerBackend
 from tracker.ops import (
     DB_OPS,
-    Begin,
     Commit,
     DbOp,
     Handler,
-    Insert,
     Op,
     ReadClock,
     Rollback,
     Row,
     Sleep,
     TrackerError,
-    Update,
 )
 from tracker.strategies import HandlerContext, JobView, Strategy
 
@@ -184,51 +181,6 @@ class _Live:
     blocked: tuple[DbOp, int, int, int, Row | None, tuple[str, ...], int] | None = None
 
 
-class _Visibility:
-    """What each session sees and which row versions become visible (as the SimPy driver
-    tracks them, for ``row_before``/``row_after``/``committed`` of steps)."""
-
-    def __init__(self) -> None:
-        self.committed: dict[str, Row] = {}
-        self.pending: dict[str, dict[str, Row]] = {}
-        self.in_tx: set[str] = set()
-        self.failed_tx: set[str] = set()
-
-    def visible(self, session: str, job_id: str) -> Row | None:
-        row = self.pending.get(session, {}).get(job_id)
-        return row if row is not None else self.committed.get(job_id)
-
-    def track(self, session: str, op: DbOp, outcome: Done) -> tuple[Row, ...]:
-        pending = self.pending.setdefault(session, {})
-        if isinstance(op, Begin):
-            pending.clear()
-            self.in_tx.add(session)
-            return ()
-        if isinstance(op, (Commit, Rollback)):
-            self.in_tx.discard(session)
-            rows = tuple(pending.values()) if isinstance(op, Commit) and session not in self.failed_tx else ()
-            pending.clear()
-            self.failed_tx.discard(session)
-            for row in rows:
-                self.committed[row["job_id"]] = row
-            return rows
-        if outcome.error is not None and session in self.in_tx:
-            self.failed_tx.add(session)
-        if isinstance(op, (Insert, Update)) and outcome.error is None and outcome.value is not None:
-            row = dict(outcome.value)
-            if session in self.in_tx:
-                pending[row["job_id"]] = row
-                return ()
-            self.committed[row["job_id"]] = row
-            return (row,)
-        return ()
-
-    def end(self, session: str) -> None:
-        self.pending.pop(session, None)
-        self.in_tx.discard(session)
-        self.failed_tx.discard(session)
-
-
 class _Run:
     """The state of one forced-order run."""
 
@@ -249,7 +201,7 @@ class _Run:
         self.choices: list[tuple[str, ...]] = []
         self.crashes: list[str] = []
         self.waiters: dict[str, list[str]] = {}
-        self.vis = _Visibility()
+        self.vis = RowVisibility()
 
     def run(self) -> OrderedRun:
         self.backend.reset()
