@@ -53,27 +53,26 @@ def _scenario(name: str) -> scenarios.Scenario:
         raise UsageError(str(exc)) from None
 
 
-def _positive(name: str) -> Callable[[str], int]:
+def _whole(name: str, minimum: int) -> Callable[[str], int]:
+    """An argument type: a whole number >= ``minimum``, or one line naming the flag."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{name} must be a whole number (got {text!r})") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{name} must be >= 1 (got {value})")
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{name} must be >= {minimum} (got {value})")
         return value
 
     return parse
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--seed must be a whole number (got {text!r})") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"--seed must be >= 0 (got {value})")
-    return value
+def _positive(name: str) -> Callable[[str], int]:
+    return _whole(name, 1)
+
+
+_seed = _whole("--seed", 0)
 
 
 class Progress:
