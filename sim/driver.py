@@ -19,21 +19,17 @@ from typing import Any
 import simpy
 
 from sim.clocks import Clock
-from sim.history import Step
+from sim.history import RowVisibility, Step
 from tracker.backend import Blocked, Done, TrackerBackend
 from tracker.ops import (
     DB_OPS,
-    Begin,
     Commit,
+    DbOp,
     Handler,
-    Insert,
-    Op,
     ReadClock,
     Rollback,
-    Row,
     Sleep,
     TrackerError,
-    Update,
 )
 
 
@@ -55,6 +51,11 @@ class HandlerCrashed(Exception):
 class Driver:
     """Interprets handlers for one run. ``one_way_us(actor)`` draws one direction's latency."""
 
+    @property
+    def now(self) -> int:
+        """True simulated time in microseconds (every delay we schedule is whole microseconds)."""
+        return int(self.env.now)
+
     def __init__(
         self,
         env: simpy.Environment,
@@ -69,11 +70,8 @@ class Driver:
         self.steps: list[Step] = []
         self.crashes: list[str] = []
         self.running = 0
-        self._committed: dict[str, Row] = {}
-        self._pending: dict[str, dict[str, Row]] = {}  # session -> its uncommitted writes
+        self._rows = RowVisibility()
         self._waiters: dict[str, list[tuple[str, simpy.Event]]] = {}
-        self._in_tx: set[str] = set()
-        self._failed_tx: set[str] = set()
 
     # -- public --------------------------------------------------------------------------------
 
@@ -107,7 +105,7 @@ class Driver:
                     if op.ms > 0:
                         yield self.env.timeout(round(op.ms * 1000))
                 elif isinstance(op, ReadClock):
-                    send = actor.clock.read(self.env.now)
+                    send = actor.clock.read(self.now)
                     self._record_clock(actor, send)
                 elif isinstance(op, DB_OPS):
                     outcome = yield from self._db(actor, op)
@@ -124,17 +122,15 @@ class Driver:
             self.running -= 1
             if not discarded:
                 self.backend.end_session(actor.name)  # a pool would roll back what was left open
-                self._pending.pop(actor.name, None)
-                self._in_tx.discard(actor.name)
-                self._failed_tx.discard(actor.name)
+                self._rows.end(actor.name)
                 self._wake(actor.name)
 
-    def _db(self, actor: Actor, op: Op) -> Generator[simpy.Event, Any, Done]:
-        sent = self.env.now
+    def _db(self, actor: Actor, op: DbOp) -> Generator[simpy.Event, Any, Done]:
+        sent = self.now
         yield self.env.timeout(self.one_way_us(actor.name))
-        arrived = self.env.now
+        arrived = self.now
         db_now = self.db_clock.read(arrived)
-        before = self._visible(actor.name, getattr(op, "job_id", actor.job_id))
+        before = self._rows.visible(actor.name, getattr(op, "job_id", actor.job_id))
         outcome = self.backend.execute(actor.name, op, db_now)  # type: ignore[arg-type]
         blocked_by: tuple[str, ...] = ()
         while isinstance(outcome, Blocked):
@@ -143,9 +139,9 @@ class Driver:
             for blocker in outcome.blockers[:1]:
                 self._waiters.setdefault(blocker, []).append((actor.name, event))
             outcome = yield event
-        executed = self.env.now
+        executed = self.now
         replied = executed + self.one_way_us(actor.name)
-        committed = self._track(actor.name, op, outcome)
+        committed = self._rows.track(actor.name, op, outcome)
         if isinstance(op, (Commit, Rollback)) or outcome.error is not None:
             self._wake(actor.name)  # an error aborts a transaction and releases its locks at once
         self.steps.append(
@@ -168,7 +164,7 @@ class Driver:
                 if outcome.error
                 else None,
                 row_before=before,
-                row_after=self._visible(actor.name, getattr(op, "job_id", actor.job_id)),
+                row_after=self._rows.visible(actor.name, getattr(op, "job_id", actor.job_id)),
                 committed=committed,
             )
         )
@@ -191,52 +187,16 @@ class Driver:
             else:
                 event.succeed(outcome)
 
-    # -- what each session sees (for timelines and committed versions) -------------------------
-
-    def _visible(self, session: str, job_id: str) -> Row | None:
-        pending = self._pending.get(session)
-        row = pending.get(job_id) if pending else None
-        return row if row is not None else self._committed.get(job_id)
-
-    def _track(self, session: str, op: Op, outcome: Done) -> tuple[Row, ...]:
-        pending = self._pending.setdefault(session, {})
-        if isinstance(op, Begin):
-            pending.clear()
-            self._pending[session] = pending
-            self._in_tx.add(session)
-            return ()
-        if isinstance(op, (Commit, Rollback)):
-            self._in_tx.discard(session)
-            rows = tuple(pending.values()) if isinstance(op, Commit) and not self._aborted(session) else ()
-            pending.clear()
-            self._failed_tx.discard(session)
-            for row in rows:
-                self._committed[row["job_id"]] = row
-            return rows
-        if outcome.error is not None and session in self._in_tx:
-            self._failed_tx.add(session)
-        if isinstance(op, (Insert, Update)) and outcome.error is None and outcome.value is not None:
-            row = dict(outcome.value)
-            if session in self._in_tx:
-                pending[row["job_id"]] = row
-                return ()
-            self._committed[row["job_id"]] = row
-            return (row,)
-        return ()
-
-    def _aborted(self, session: str) -> bool:
-        return session in self._failed_tx
-
     # -- recording -----------------------------------------------------------------------------
 
     def _record_clock(self, actor: Actor, reading: int) -> None:
-        now = self.env.now
+        now = self.now
         self.steps.append(
             Step(len(self.steps), actor.name, actor.job_id, actor.event, actor.host, "clock", ReadClock(), now, now, now, clock_us=reading)
         )
 
     def _record_error(self, actor: Actor, message: str) -> None:
-        now = self.env.now
+        now = self.now
         self.steps.append(
             Step(len(self.steps), actor.name, actor.job_id, actor.event, actor.host, "error", None, now, now, now, error=("", None, message))
         )

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracker.ops import Op, Row
+from tracker.backend import Done
+from tracker.ops import Begin, Commit, DbOp, Insert, Op, Rollback, Row, Update
 
 
 @dataclass(frozen=True)
@@ -94,3 +95,50 @@ class RunRecord:
     def versions(self, job_id: str) -> list[tuple[Step, Row]]:
         """Committed versions of one job's row, in commit order, with the step that made each."""
         return [(s, r) for s in self.steps for r in s.committed if r["job_id"] == job_id]
+
+
+class RowVisibility:
+    """What each session sees and which row versions become visible to others, as a driver
+    learns it from the answers (for a step's ``row_before``, ``row_after`` and ``committed``):
+    an autocommit write is visible at once; a transaction's writes at its COMMIT, unless it
+    saw an error (PostgreSQL then rolls back)."""
+
+    def __init__(self) -> None:
+        self.committed: dict[str, Row] = {}
+        self.pending: dict[str, dict[str, Row]] = {}
+        self.in_tx: set[str] = set()
+        self.failed_tx: set[str] = set()
+
+    def visible(self, session: str, job_id: str) -> Row | None:
+        row = self.pending.get(session, {}).get(job_id)
+        return row if row is not None else self.committed.get(job_id)
+
+    def track(self, session: str, op: DbOp, outcome: Done) -> tuple[Row, ...]:
+        pending = self.pending.setdefault(session, {})
+        if isinstance(op, Begin):
+            pending.clear()
+            self.in_tx.add(session)
+            return ()
+        if isinstance(op, (Commit, Rollback)):
+            self.in_tx.discard(session)
+            rows = tuple(pending.values()) if isinstance(op, Commit) and session not in self.failed_tx else ()
+            pending.clear()
+            self.failed_tx.discard(session)
+            for row in rows:
+                self.committed[row["job_id"]] = row
+            return rows
+        if outcome.error is not None and session in self.in_tx:
+            self.failed_tx.add(session)
+        if isinstance(op, (Insert, Update)) and outcome.error is None and outcome.value is not None:
+            row = dict(outcome.value)
+            if session in self.in_tx:
+                pending[row["job_id"]] = row
+                return ()
+            self.committed[row["job_id"]] = row
+            return (row,)
+        return ()
+
+    def end(self, session: str) -> None:
+        self.pending.pop(session, None)
+        self.in_tx.discard(session)
+        self.failed_tx.discard(session)

@@ -8,10 +8,10 @@ test keeps the bundled files and the README in step with it. A bad file gives a
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -282,14 +282,131 @@ def load_file(path: Path, name: str, source: str | None = None) -> Scenario:
     return from_mapping(data, name, source, text)
 
 
-def parse_override(assignment: str) -> tuple[str, Callable[[Scenario], Any], list[str]]:
-    """``path=v1,v2,...`` (for ``--grid``): the parameter path and its validated values.
+@dataclass(frozen=True)
+class GridAxis:
+    """One ``--grid path=v1,v2,...``: a parameter (``job.fail_probability``) or one field of a
+    distribution parameter (``job.duration.median_ms``), and the values to sweep it over."""
 
-    ``path`` is a parameter (``job.fail_probability``) or a distribution field
-    (``job.duration.median_ms``). Returns the path, a function applying one value, and the raw
-    values as given.
+    path: str
+    param: Param
+    field: str | None  # the distribution field, or None for a plain parameter
+    values: tuple[Any, ...]
+    texts: tuple[str, ...]  # the values as the user wrote them (for variant names)
+
+
+def _grid_value(text: str, kind: str) -> Any:
+    if kind in ("choice", "text"):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text  # validation names it as not a number
+
+
+def parse_grid(assignment: str) -> GridAxis:
+    """``path=v1,v2,...`` as a :class:`GridAxis`; :class:`ScenarioError` (one line) when the
+    path is unknown or a value is not allowed. Distribution fields are checked against each
+    scenario's form when the variants are built (:func:`grid_variants`)."""
+    path, sep, rest = assignment.partition("=")
+    path = path.strip()
+    texts = tuple(t.strip() for t in rest.split(",")) if sep else ()
+    if not sep or not texts or any(not t for t in texts):
+        raise ScenarioError(f"--grid {assignment!r}: expected path=value[,value...], e.g. job.duration.median_ms=10,50,100")
+    if len(set(texts)) != len(texts):
+        raise ScenarioError(f"--grid {path}: a value is repeated ({rest})")
+    param = PARAM_BY_PATH.get(path)
+    field_name: str | None = None
+    if param is None:
+        head, _, tail = path.rpartition(".")
+        param = PARAM_BY_PATH.get(head)
+        if param is None or param.kind != "dist":
+            dists = ", ".join(p.path + ".<field>" for p in PARAMS if p.kind == "dist")
+            raise ScenarioError(
+                f"--grid {path}: unknown parameter; allowed: a key from 'racetrack scenarios --params' "
+                f"(not description) or a distribution field ({dists})"
+            )
+        field_name = tail
+    if param.kind == "text":
+        raise ScenarioError(f"--grid {path}: a text parameter cannot be swept")
+    if param.kind == "dist" and field_name is None:
+        raise ScenarioError(f"--grid {path}: a distribution; sweep one of its fields, e.g. {path}.median_ms or {path}.fixed_ms")
+    values = []
+    for text in texts:
+        value = _grid_value(text, param.kind)
+        if field_name is None:
+            converted, reason = validate_value(param, value)
+        else:
+            converted, reason = _check_dist_field(field_name, value)
+        if reason:
+            raise ScenarioError(f"--grid {path}={text}: {path} {reason}")
+        values.append(converted)
+    return GridAxis(path, param, field_name, tuple(values), texts)
+
+
+DIST_FIELDS = ("fixed_ms", "min_ms", "max_ms", "median_ms", "p99_ms")
+
+
+def _check_dist_field(field_name: str, value: Any) -> tuple[Any, str | None]:
+    if field_name not in DIST_FIELDS:
+        return None, f"is not a distribution field; allowed: {', '.join(DIST_FIELDS)}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None, f"must be a number (got {value!r})"
+    if value < 0:
+        return None, f"must be >= 0 (got {value!r})"
+    return float(value), None
+
+
+def grid_variants(scenario: Scenario, axes: list[GridAxis]) -> list[Scenario]:
+    """The cross product of the axes over ``scenario``, in axis order (the last varies fastest).
+
+    Each variant is named ``base[path=value,...]`` and carries its values in its parameters.
+    Setting ``median_ms`` of a log-normal scales its ``p99_ms`` by the same factor (the spread
+    stays; "jobs twice as slow" moves the tail too) unless ``p99_ms`` is on the grid as well. A
+    combination the scenario cannot take (a field outside its distribution's form, p99_ms
+    below median_ms) raises :class:`ScenarioError` naming the value and what is allowed.
     """
-    raise NotImplementedError
+    if not axes:
+        return [scenario]
+    paths = [a.path for a in axes]
+    if len(set(paths)) != len(paths):
+        raise ScenarioError(f"--grid {next(p for p in paths if paths.count(p) > 1)} is given twice")
+    variants = []
+    for combo in itertools.product(*(range(len(a.values)) for a in axes)):
+        changes: dict[str, Any] = {}
+        tables: dict[str, dict[str, float]] = {}
+        for axis, i in zip(axes, combo, strict=True):
+            if axis.field is None:
+                changes[axis.path] = axis.values[i]
+                continue
+            table = tables.setdefault(axis.param.path, scenario.dist(axis.param.path).to_toml())
+            if axis.field not in table:
+                raise ScenarioError(
+                    f"--grid {axis.path}: in {scenario.source} {axis.param.path} is "
+                    f"{{ {', '.join(table)} }}; fields allowed: {', '.join(f'{axis.param.path}.{k}' for k in table)}"
+                )
+            if axis.field == "median_ms" and "p99_ms" in table and f"{axis.param.path}.p99_ms" not in paths:
+                # a log-normal keeps its shape: moving the median moves the tail with it
+                table["p99_ms"] = table["p99_ms"] * axis.values[i] / table["median_ms"] if table["median_ms"] else table["p99_ms"]
+            table[axis.field] = axis.values[i]
+        for path, table in tables.items():
+            try:
+                changes[path] = parse_dist(table)
+            except ValueError as exc:
+                given = ", ".join(f"{a.path}={a.texts[i]}" for a, i in zip(axes, combo, strict=True) if a.param.path == path)
+                raise ScenarioError(f"--grid {given}: in {scenario.source} {path} {exc}") from None
+        label = ",".join(f"{a.path}={a.texts[i]}" for a, i in zip(axes, combo, strict=True))
+        variant = scenario.with_values(changes)
+        variants.append(Scenario(f"{scenario.name}[{label}]", variant.source, variant.values, variant.expect))
+    return variants
+
+
+def base_name(scenario_name: str) -> str:
+    """The scenario a grid variant was made from (``seed[a=1,b=2]`` -> ``seed``)."""
+    return scenario_name.split("[", 1)[0]
 
 
 def format_params_markdown() -> str:

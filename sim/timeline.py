@@ -76,3 +76,49 @@ def render(record: RunRecord, violations: list[Violation] | tuple[Violation, ...
     for t, _, text in sorted(events, key=lambda e: (e[0], e[1])):
         lines.append(f"{t / 1000:>10.3f}  {text}")
     return "\n".join(lines)
+
+
+def transcript(
+    record: RunRecord,
+    violations: list[Violation] | tuple[Violation, ...],
+    clocks: dict[str, Any] | None = None,
+    header: str = "",
+) -> str:
+    """A counterexample as the isolation tester prints a permutation: one line per operation, in
+    the order they ran: simulated time, the host's clock reading (``clocks``: host -> Clock; the
+    database's ``now()`` for statements when not given), actor, the operation, and the row before
+    and after. A violation is marked on the line that caused it; violations judged at the end
+    follow the last line."""
+    marks: dict[int, list[str]] = {}
+    for v in violations:
+        if v.step is not None:
+            marks.setdefault(v.step, []).append(v.invariant)
+    width = max([len(s.actor) for s in record.steps] + [5])
+    lines = [header] if header else []
+    lines.append(f"{'sim ms':>10}  {'host clock':<15}  {'actor':<{width}}  operation -> row before => row after")
+    for step in record.steps:
+        if clocks is not None and step.host in clocks:
+            reading = clocks[step.host].read(step.executed_us)
+        else:
+            reading = step.clock_us if step.kind == "clock" else step.db_now_us
+        clock = format_timestamp(reading) if reading is not None else ""
+        if step.kind == "db":
+            assert step.op is not None
+            text = describe(step.op)
+            if step.blocked_by:
+                text += f" <waiting for {', '.join(step.blocked_by)} {step.waited_us / 1000:.3f} ms>"
+            if step.error is not None:
+                text += f" -> ERROR: {step.error[2]}"
+            elif isinstance(step.op, Select):
+                text += f" -> {row_summary(step.result)}"
+            elif step.op.__class__.__name__ in ("Insert", "Update") and step.result is None:
+                text += " -> 0 rows"
+            if step.op.__class__.__name__ in ("Insert", "Update"):
+                text += f" | {row_summary(step.row_before)} => {_changes(step.row_before, step.row_after)}"
+        else:
+            text = step_line(step)
+        mark = f"   <-- VIOLATION {', '.join(marks[step.index])}" if step.index in marks else ""
+        lines.append(f"{step.executed_us / 1000:>10.3f}  {clock:<15}  {step.actor:<{width}}  {text}{mark}")
+    for v in violations:
+        lines.append(f"{'':>10}  {'':<15}  {'(judged)':<{width}}  VIOLATION {v.line()}" if v.step is None else "")
+    return "\n".join(line for line in lines if line != "")

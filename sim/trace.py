@@ -1,9 +1,13 @@
-"""Trace files: one run, written as JSON, read back exactly.
+"""Trace files: one run, written as JSON, read back exactly, and replayable.
 
 A trace holds what a run did and what it meant: the scenario (name and every parameter), the
 strategy, backend and seed, every step of the history (operations encoded with their
-expressions), the ground truth, the final rows and the violations. Format ``racetrack-trace/1``
-(documented in the README); readers refuse other versions with :class:`TraceError`.
+expressions), the ground truth, the final rows and the violations. Format ``racetrack-trace/2``
+adds what a replay needs: the schedule (the order in which the database operations reached the
+server, one actor name per operation), the actors (job view, settings, host, start time,
+latencies) and the hosts' clocks. A plain run record (:func:`to_data` alone) is still written
+and read as ``racetrack-trace/1``; it cannot be replayed. Documented in the README; readers refuse
+other versions with :class:`TraceError`.
 """
 
 from __future__ import annotations
@@ -13,11 +17,20 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from sim.clocks import Clock
 from sim.history import Attempt, JobTruth, RunRecord, Step
 from sim.invariants import Violation
+from sim.ordered import ActorSpec, Case
 from tracker import ops
+from tracker.strategies import HandlerContext, JobView
 
-TRACE_FORMAT = "racetrack-trace/1"
+#: A replayable trace (a counterexample): a run plus its schedule, actors and clocks.
+TRACE_FORMAT = "racetrack-trace/2"
+#: One run's record without what a replay needs (what ``to_data`` alone writes, e.g. the
+#: counterexamples ``sweep --report`` records): read by reports, not replayable.
+RUN_FORMAT = "racetrack-trace/1"
+#: Every version this racetrack reads; only ``TRACE_FORMAT`` can be replayed.
+READABLE_FORMATS = (RUN_FORMAT, TRACE_FORMAT)
 
 
 class TraceError(ValueError):
@@ -26,7 +39,7 @@ class TraceError(ValueError):
 
 # --- operations and expressions <-> JSON -------------------------------------------------------
 
-_EXPR_TYPES = {"Col": ops.Col, "DbNow": ops.DbNow, "Greatest": ops.Greatest, "Coalesce": ops.Coalesce}
+_EXPR_TYPES = {"Col": ops.Col, "DbNow": ops.DbNow, "Greatest": ops.Greatest, "Least": ops.Least, "Coalesce": ops.Coalesce}
 _OP_TYPES = {
     "Select": ops.Select, "Insert": ops.Insert, "Update": ops.Update, "Begin": ops.Begin,
     "Commit": ops.Commit, "Rollback": ops.Rollback, "Sleep": ops.Sleep, "ReadClock": ops.ReadClock,
@@ -39,7 +52,7 @@ def encode_value(value: Any) -> Any:
         return {"$": "Col", "name": value.name}
     if isinstance(value, ops.DbNow):
         return {"$": "DbNow"}
-    if isinstance(value, (ops.Greatest, ops.Coalesce)):
+    if isinstance(value, (ops.Greatest, ops.Least, ops.Coalesce)):
         return {"$": type(value).__name__, "args": [encode_value(a) for a in value.args]}
     if isinstance(value, ops.Case):
         return {"$": "Case", "when": [encode_cond(c) for c in value.when],
@@ -58,7 +71,7 @@ def decode_value(data: Any) -> Any:
             return ops.Col(data["name"])
         if kind == "DbNow":
             return ops.DbNow()
-        if kind in ("Greatest", "Coalesce"):
+        if kind in ("Greatest", "Least", "Coalesce"):
             return _EXPR_TYPES[kind](*(decode_value(a) for a in data["args"]))
         if kind == "Case":
             return ops.Case(tuple(decode_cond(c) for c in data["when"]), decode_value(data["then"]),
@@ -148,9 +161,10 @@ def to_data(
     seed: int,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON document for one run (``extra`` adds top-level fields, e.g. a schedule)."""
+    """The JSON document for one run (``extra`` adds top-level fields, e.g. a schedule; a
+    replayable trace also sets ``format``, see :func:`counterexample_data`)."""
     return {
-        "format": TRACE_FORMAT,
+        "format": RUN_FORMAT,
         "scenario": scenario,
         "params": params,
         "strategy": strategy,
@@ -203,10 +217,87 @@ def read(path: Path) -> dict[str, Any]:
         raise TraceError(f"{path}: not a JSON trace ({exc})") from None
     if not isinstance(data, dict) or "format" not in data:
         raise TraceError(f"{path}: not a racetrack trace (no \"format\" field)")
-    if data["format"] != TRACE_FORMAT:
-        raise TraceError(f"{path}: trace format {data['format']!r} is not supported (this racetrack reads {TRACE_FORMAT!r})")
+    if data["format"] not in READABLE_FORMATS:
+        raise TraceError(
+            f"{path}: trace format {data['format']!r} is not supported (this racetrack reads {', '.join(READABLE_FORMATS)})"
+        )
     try:
         record_from_data(data)
-    except (KeyError, TypeError, ValueError) as exc:
+        if data["format"] == TRACE_FORMAT:
+            case_from_data(data)
+            if not isinstance(data["schedule"], list) or not all(isinstance(n, str) for n in data["schedule"]):
+                raise TypeError("schedule must be a list of actor names")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise TraceError(f"{path}: malformed trace ({type(exc).__name__}: {exc})") from None
     return data
+
+
+# --- what a replay needs (racetrack-trace/2) ---------------------------------------------------
+
+
+def case_data(case: Case) -> dict[str, Any]:
+    """The replay fields of a trace: actors, clocks, tolerance slack, default latency."""
+    return {
+        "actors": [
+            {
+                "name": a.name, "job_id": a.job_id, "event": a.event, "host": a.host, "spawn_us": a.spawn_us,
+                "after": list(a.after), "latencies": [list(x) for x in a.latencies],
+                "view": asdict(a.view), "ctx": asdict(a.ctx),
+            }
+            for a in case.actors
+        ],
+        "clocks": {h: {"offset_us": c.offset_us, "drift_ppm": c.drift_ppm, "resolution_us": c.resolution_us}
+                   for h, c in case.clocks.items()},
+        "slack_us": case.slack_us,
+        "default_latency": list(case.default_latency),
+        "end_floor_us": case.end_floor_us,
+    }
+
+
+def case_from_data(data: dict[str, Any]) -> Case:
+    """The :class:`~sim.ordered.Case` of a ``racetrack-trace/2`` document."""
+    record, _ = record_from_data(data)
+    actors = tuple(
+        ActorSpec(
+            name=str(a["name"]), job_id=str(a["job_id"]), event=str(a["event"]), host=str(a["host"]),
+            spawn_us=int(a["spawn_us"]), view=JobView(**a["view"]), ctx=HandlerContext(**a["ctx"]),
+            after=tuple(str(x) for x in a["after"]),
+            latencies=tuple((int(r), int(p)) for r, p in a["latencies"]),
+        )
+        for a in data["actors"]
+    )
+    clocks = {str(h): Clock(str(h), int(c["offset_us"]), float(c["drift_ppm"]), int(c["resolution_us"]))
+              for h, c in data["clocks"].items()}
+    if "db" not in clocks:
+        raise KeyError("clocks has no 'db' host")
+    missing = {a.host for a in actors} - set(clocks)
+    if missing:
+        raise KeyError(f"clocks has no host {sorted(missing)[0]!r}")
+    request, reply = data["default_latency"]
+    return Case(
+        scenario=str(data["scenario"]), params=dict(data["params"]), seed=int(data["seed"]), actors=actors,
+        clocks=clocks, truth=record.truth, slack_us=int(data["slack_us"]),
+        default_latency=(int(request), int(reply)), end_floor_us=int(data["end_floor_us"]),
+    )
+
+
+def counterexample_data(
+    case: Case,
+    record: RunRecord,
+    schedule: list[str] | tuple[str, ...],
+    violations: list[Violation] | tuple[Violation, ...],
+    *,
+    strategy: str,
+    backend: str,
+    found_by: dict[str, Any],
+) -> dict[str, Any]:
+    """A replayable trace (``racetrack-trace/2``) of a forced-order run of ``case``."""
+    extra = {
+        "format": TRACE_FORMAT,
+        "schedule": list(schedule),
+        "ops": len(schedule),
+        "found_by": found_by,
+        **case_data(case),
+    }
+    return to_data(record, violations, scenario=case.scenario, params=case.params, strategy=strategy,
+                   backend=backend, seed=case.seed, extra=extra)

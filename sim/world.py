@@ -96,6 +96,16 @@ class Draws:
         return rtt.sample(rng) / 2
 
 
+@dataclass(frozen=True)
+class Spawned:
+    """A handler the world started: who, with what view and settings, when (for replays)."""
+
+    actor: Actor
+    view: JobView
+    ctx: HandlerContext
+    at_us: int
+
+
 @dataclass
 class _Job:
     index: int
@@ -110,6 +120,7 @@ class _Job:
     runs: int = 0
     current_run: int = 0
     stalled_count: int = 0
+    processed_on_us: int | None = None  # BullMQ's processedOn: the last activation, kept on the job
     events: dict[str, int] = field(default_factory=dict)
     attempts: list[Attempt] = field(default_factory=list)
     transitions: list[tuple[int, str]] = field(default_factory=list)
@@ -119,6 +130,11 @@ class _Job:
 
 class World:
     """One run: a scenario, a strategy, a backend and a seed."""
+
+    @property
+    def now(self) -> int:
+        """True simulated time in microseconds (every delay we schedule is whole microseconds)."""
+        return int(self.env.now)
 
     def __init__(
         self,
@@ -143,6 +159,7 @@ class World:
         self.driver = Driver(self.env, backend, self.clocks["db"], lambda actor: us(self.draws.one_way_ms(actor, rtt)))
         self.queue: simpy.Store = simpy.Store(self.env)
         self.jobs: list[_Job] = []
+        self.spawned: list[Spawned] = []
         self._contexts = {
             host: HandlerContext(
                 host=host,
@@ -167,7 +184,7 @@ class World:
         self.env.run()
         for wait in self.driver.stuck():
             self.driver.crashes.append(f"deadlock: {wait} and nothing can release it")
-        end = int(self.env.now)
+        end = int(self.now)
         slack = us(self.scenario["invariants.timestamp_slack_ms"])
         tolerance = slack + max(c.error_bound_us(end) for c in self.clocks.values())
         truth = {
@@ -204,9 +221,9 @@ class World:
         delay_ms = s["job.delay_ms"]
         job = _Job(index, f"job-{index + 1}", s["job.attempts"], delayed=delay_ms > 0)
         self.jobs.append(job)
-        job.timestamp_us = self.clocks["api"].read(self.env.now)
+        job.timestamp_us = self.clocks["api"].read(self.now)
         yield self._emit("created", job, "api", self._view(job, 0))  # the insert is awaited
-        job.created_us = self.env.now
+        job.created_us = self.now
         if job.delayed:
             self._enter(job, "delayed")
             self.env.process(self._promote(job, us(delay_ms)))
@@ -230,7 +247,7 @@ class World:
             return  # BullMQ refuses to remove a locked (active) or finished job
         self._enter(job, "removed")
         self._settle(job, "removed")
-        view = self._view(job, job.attempts_made, removed_on_us=self.clocks["api"].read(self.env.now))
+        view = self._view(job, job.attempts_made, removed_on_us=self.clocks["api"].read(self.now))
         self._emit("removed", job, "api", view)
 
     # -- workers -------------------------------------------------------------------------------
@@ -247,8 +264,8 @@ class World:
         job.runs += 1
         run = job.current_run = job.runs
         number = job.attempts_made + 1
-        start = self.env.now
-        processed_on = clock.read(start)
+        start = self.now
+        processed_on = job.processed_on_us = clock.read(start)
         self._enter(job, "active")
         self._emit("active", job, worker, self._view(job, number, processed_on_us=processed_on))
         duration = us(draws.job_ms(job.index, "duration", s.dist("job.duration")))
@@ -260,7 +277,7 @@ class World:
             self.env.process(self._stall_checker(job, run, number, worker, detect))
             # The frozen run holds its slot until after it was re-queued; its finish emits nothing.
             yield self.env.timeout(detect - start + duration)
-            job.attempts.append(Attempt(job.id, number, run, worker, start, self.env.now, "stalled"))
+            job.attempts.append(Attempt(job.id, number, run, worker, start, self.now, "stalled"))
             return
         updates = s["job.progress_updates"]
         for k in range(1, updates + 1):
@@ -268,7 +285,7 @@ class World:
             progress = {"percent": round(100 * k / (updates + 1))}
             self._emit("progress", job, worker, self._view(job, number, processed_on_us=processed_on, progress=progress))
         yield self.env.timeout(duration - updates * (duration // (updates + 1)))
-        end = self.env.now
+        end = self.now
         finished_on = clock.read(end)
         job.attempts_made += 1
         if fails:
@@ -305,7 +322,7 @@ class World:
         self.env.process(self._promote(job, us(wait)))
 
     def _stall_checker(self, job: _Job, run: int, number: int, worker: str, detect: int) -> Generator[simpy.Event, Any, None]:
-        yield self.env.timeout(detect - self.env.now)
+        yield self.env.timeout(detect - self.now)
         if job.state != "active" or job.current_run != run:
             return
         job.stalled_count += 1
@@ -315,7 +332,7 @@ class World:
             self._enter(job, "failed")
             self._settle(job, "failed")
             view = self._view(
-                job, number, finished_on_us=self.clocks[checker].read(self.env.now),
+                job, number, finished_on_us=self.clocks[checker].read(self.now),
                 failed_reason="job stalled more than allowable limit", will_retry=False,
             )
             self._emit("failed", job, checker, view)
@@ -328,12 +345,13 @@ class World:
 
     def _enter(self, job: _Job, state: str) -> None:
         job.state = state
-        job.transitions.append((self.env.now, state))
+        job.transitions.append((self.now, state))
 
     def _settle(self, job: _Job, outcome: str) -> None:
-        job.outcome, job.outcome_us = outcome, self.env.now
+        job.outcome, job.outcome_us = outcome, self.now
 
     def _view(self, job: _Job, attempt: int, **extra: Any) -> JobView:
+        extra.setdefault("processed_on_us", job.processed_on_us)
         return JobView(
             id=job.id,
             attempt=attempt,
@@ -354,4 +372,5 @@ class World:
             return done
         job.events[event] = job.events.get(event, 0) + 1
         actor = Actor(f"{job.id}.{event}#{job.events[event]}", job.id, event, host, self.clocks[host])
+        self.spawned.append(Spawned(actor, view, self._contexts[host], int(self.env.now)))
         return self.driver.spawn(actor, handler(view, self._contexts[host]))

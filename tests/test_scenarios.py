@@ -92,7 +92,8 @@ scenario_tables = st.fixed_dictionaries({
     "clocks": st.fixed_dictionaries({"max_offset_ms": st.floats(0, 200), "max_drift_ppm": st.floats(0, 500)}),
 })
 
-PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Derandomized: the same examples every run, so CI is deterministic; deeper searches run by hand.
+PROPERTY = settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 
 @PROPERTY
@@ -121,7 +122,7 @@ def test_atomic_holds_every_invariant_whatever_the_parameters(tables, seed):
     assert result.violations == (), [v.line() for v in result.violations]
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, derandomize=True)
 @given(scenario_tables, st.integers(0, 2**32), st.sampled_from(list(BUILTIN)))
 def test_the_same_seed_gives_the_same_history(tables, seed, strategy):
     scenario = scenarios.from_mapping(tables, "generated", "<hypothesis>")

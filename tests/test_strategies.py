@@ -142,3 +142,43 @@ def test_atomic_marks_a_job_removed_after_a_stall_as_waiting_not_active():
     assert [a.outcome for a in result.record.truth["job-1"].attempts] == ["stalled"]
     assert result.violations == ()
     assert result.record.rows["job-1"]["status"] == "waiting" and result.record.rows["job-1"]["cancelled"] is True
+
+
+def test_atomic_keeps_the_first_start_when_a_later_attempts_statement_arrives_first():
+    # Found by Hypothesis: a one-way latency longer than a whole attempt (cross-region, fast
+    # jobs) lets attempt 2's 'active' reach the database before attempt 1's statements.
+    reordering = scenarios.from_mapping({
+        "job": {"count": 3, "interarrival": {"fixed_ms": 0}, "duration": {"fixed_ms": 5},
+                "fail_probability": 1.0, "attempts": 3},
+        "backoff": {"type": "none"},
+        "workers": {"concurrency": 3},
+        "handlers": {"active_delay_ms": 0, "completed_delay_ms": 0},
+        "network": {"db_rtt": {"min_ms": 1, "max_ms": 200}},
+    }, "reordering", "<test>")
+    atomic, reordered = load_strategy("atomic"), 0
+    for seed in range(60):
+        result = run_one(reordering, atomic, seed)
+        assert result.violations == (), [v.line() for v in result.violations]
+        for job in result.record.truth:
+            writes = [s for s in result.record.steps if s.job_id == job and s.event != "created" and s.kind == "db"]
+            first = min(writes, key=lambda s: s.executed_us)
+            reordered += first.actor != f"{job}.active#1"
+    assert reordered > 0  # the mechanism really happened
+
+
+def test_a_job_failed_by_the_stall_checker_keeps_its_real_start():
+    # Found by Hypothesis: the stall checker's 'failed' event carried no processedOn, and atomic
+    # recorded the row's creation as the start. BullMQ keeps processedOn on the job.
+    stall_fails = scenarios.from_mapping({
+        "job": {"count": 2, "interarrival": {"fixed_ms": 0}, "duration": {"fixed_ms": 1}},
+        "workers": {"lock_duration_ms": 50, "stalled_interval_ms": 10, "max_stalled_count": 0},
+        "stalls": {"probability": 0.5},
+        "handlers": {"active_delay_ms": 0, "completed_delay_ms": 0},
+        "network": {"db_rtt": {"median_ms": 164, "p99_ms": 1640}},
+        "clocks": {"max_offset_ms": 0, "max_drift_ppm": 0},
+    }, "stall-failure", "<test>")
+    result = run_one(stall_fails, load_strategy("atomic"), seed=0)
+    failed_by_checker = [s for s in result.record.steps if s.event == "failed" and s.kind == "db"]
+    assert failed_by_checker
+    assert result.record.truth["job-2"].outcome == "failed"
+    assert result.violations == ()

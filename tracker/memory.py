@@ -42,6 +42,7 @@ from tracker.ops import (
     DbOp,
     Greatest,
     Insert,
+    Least,
     Rollback,
     Row,
     Select,
@@ -162,9 +163,11 @@ def evaluate(expr: Any, row: Row | None, now_us: int) -> Any:
         return row[expr.name]
     if isinstance(expr, DbNow):
         return now_us
-    if isinstance(expr, Greatest):
+    if isinstance(expr, (Greatest, Least)):
         values = [v for v in (evaluate(a, row, now_us) for a in expr.args) if v is not None]
-        return max(values) if values else None
+        if not values:
+            return None
+        return max(values) if isinstance(expr, Greatest) else min(values)
     if isinstance(expr, Coalesce):
         for arg in expr.args:
             value = evaluate(arg, row, now_us)

@@ -19,7 +19,8 @@ constraint's name exactly as PostgreSQL reports it; a handler that does not catc
 
 Timestamps everywhere are integer microseconds since the Unix epoch (UTC), the resolution of
 PostgreSQL's ``timestamptz``. Values in ``Update.set`` may be plain values or expressions
-(:class:`Col`, :class:`DbNow`, :class:`Greatest`, :class:`Coalesce`, :class:`Case`); guards in
+(:class:`Col`, :class:`DbNow`, :class:`Greatest`, :class:`Least`, :class:`Coalesce`,
+:class:`Case`); guards in
 ``Update.where`` are :class:`Cond` records, ANDed, with SQL's three-valued logic (a comparison
 with NULL is unknown, and an unknown guard does not match).
 
@@ -83,6 +84,16 @@ class Greatest:
 
 
 @dataclass(frozen=True)
+class Least:
+    """``LEAST(a, b, ...)``: the smallest non-NULL argument (NULL if all are NULL)."""
+
+    args: tuple[Any, ...]
+
+    def __init__(self, *args: Any) -> None:
+        object.__setattr__(self, "args", tuple(args))
+
+
+@dataclass(frozen=True)
 class Coalesce:
     """``COALESCE(a, b, ...)``: the first non-NULL argument."""
 
@@ -114,7 +125,7 @@ class Case:
     otherwise: Any
 
 
-Expr = Col | DbNow | Greatest | Coalesce | Case | Any
+Expr = Col | DbNow | Greatest | Least | Coalesce | Case | Any
 
 COND_OPS = ("=", "<>", "<", "<=", ">", ">=", "in", "not in", "is null", "is not null")
 
@@ -281,6 +292,8 @@ def show(value: Any) -> str:
         return "now()"
     if isinstance(value, Greatest):
         return "GREATEST(" + ", ".join(show(a) for a in value.args) + ")"
+    if isinstance(value, Least):
+        return "LEAST(" + ", ".join(show(a) for a in value.args) + ")"
     if isinstance(value, Coalesce):
         return "COALESCE(" + ", ".join(show(a) for a in value.args) + ")"
     if isinstance(value, Case):

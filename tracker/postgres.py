@@ -70,6 +70,7 @@ from tracker.ops import (
     DbOp,
     Greatest,
     Insert,
+    Least,
     Rollback,
     Row,
     Select,
@@ -161,8 +162,8 @@ class Compiler:
             return self.column(expr.name)
         if isinstance(expr, DbNow):
             return self.now
-        if isinstance(expr, (Greatest, Coalesce)):
-            name = "GREATEST" if isinstance(expr, Greatest) else "COALESCE"
+        if isinstance(expr, (Greatest, Least, Coalesce)):
+            name = {Greatest: "GREATEST", Least: "LEAST", Coalesce: "COALESCE"}[type(expr)]
             return f"{name}(" + ", ".join(self.value(a, sql_type, params) for a in expr.args) + ")"
         if isinstance(expr, Case):
             return (
@@ -257,7 +258,7 @@ def _reads_db_now(value: Any) -> bool:
         return True
     if isinstance(value, (tuple, list)):
         return any(_reads_db_now(v) for v in value)
-    if isinstance(value, (Greatest, Coalesce)):
+    if isinstance(value, (Greatest, Least, Coalesce)):
         return _reads_db_now(value.args)
     if isinstance(value, Case):
         return _reads_db_now((value.when, value.then, value.otherwise))

@@ -6,7 +6,7 @@ correct in whatever order the statements arrive:
 
 * the status only moves forward: a write for attempt ``n`` changes the status only if the row has
   not seen a later attempt, and 'active' never overwrites an outcome of the same attempt;
-* ``started_at`` is set once (``COALESCE``) from ``job.processedOn`` of the first run;
+* ``started_at`` is set once (``COALESCE``), only by attempt 1's events, from ``processedOn``;
 * ``completed_at`` / ``failed_at`` come from the worker's record of the attempt's end
   (``finishedOn``);
 * every time taken on another host is clamped with ``GREATEST`` to what the row already orders
@@ -18,27 +18,39 @@ from __future__ import annotations
 
 from typing import Any
 
-from tracker.ops import Case, Coalesce, Col, Greatest, Handler, Update, eq, ge, lt, not_in
+from tracker.ops import Case, Coalesce, Col, Greatest, Handler, Least, Update, eq, ge, lt, not_in
 from tracker.strategies import HandlerContext, JobView, Strategy
 
 OUTCOMES = ("completed", "failed")
 
 
 def first_start(job: JobView) -> Any:
-    """started_at: kept if set, else this run's start, never before the row's creation."""
-    return Coalesce(Col("started_at"), Greatest(Col("created_at"), job.processed_on_us))
+    """started_at: kept if set. Only attempt 1's events know when the job first started (the job
+    record holds the current attempt's ``processedOn``), so later attempts leave it to them, even
+    when their statements arrive first. Clamped between ``created_at`` and any end already
+    recorded, so another host's clock cannot break the CHECK."""
+    if job.attempt > 1 or job.processed_on_us is None:
+        return Col("started_at")
+    mine = Greatest(Col("created_at"), job.processed_on_us)
+    return Coalesce(Col("started_at"), Least(mine, Col("completed_at"), Col("failed_at")))
+
+
+def end_anchor(job: JobView) -> Any:
+    """What an end time must not precede: the start, or the row's creation."""
+    return Coalesce(first_start(job), Col("created_at"))
 
 
 def mark_job_active(job: JobView, ctx: HandlerContext) -> Handler:
+    newer = (lt("attempts", job.attempt), not_in("status", OUTCOMES), eq("cancelled", False))
     yield Update(
         job.id,
         {
-            # A newer attempt, or the same one not yet finished (a stall re-run): 'active'.
-            "status": Case((lt("attempts", job.attempt), eq("cancelled", False)), "active", Col("status")),
+            # A newer attempt (a stall re-run keeps its number: nothing to change) that has not
+            # finished or been removed: 'active'. No row guard: the start is a fact to record.
+            "status": Case(newer, "active", Col("status")),
             "attempts": Greatest(Col("attempts"), job.attempt),
             "started_at": first_start(job),
         },
-        where=(not_in("status", OUTCOMES),),
     )
 
 
@@ -49,24 +61,24 @@ def mark_job_completed(job: JobView, ctx: HandlerContext) -> Handler:
             "status": "completed",
             "attempts": Greatest(Col("attempts"), job.attempt),
             "started_at": first_start(job),
-            "completed_at": Greatest(job.finished_on_us, first_start(job)),
+            "completed_at": Greatest(job.finished_on_us, end_anchor(job)),
         },
     )
 
 
 def mark_job_failed(job: JobView, ctx: HandlerContext) -> Handler:
-    next_status = "delayed" if job.will_retry else "failed"
+    # Only an attempt at least as new as the row's, on a row without an outcome, may set the
+    # status and the failure; an older attempt's late statement still records its start.
+    current = (lt("attempts", job.attempt + 1), not_in("status", OUTCOMES))
     yield Update(
         job.id,
         {
-            # Only an attempt at least as new as the row's may set the status.
-            "status": Case((lt("attempts", job.attempt + 1),), next_status, Col("status")),
+            "status": Case(current, "delayed" if job.will_retry else "failed", Col("status")),
             "attempts": Greatest(Col("attempts"), job.attempt),
             "started_at": first_start(job),
-            "failed_at": Greatest(job.finished_on_us, first_start(job)),
-            "error_message": job.failed_reason,
+            "failed_at": Case(current, Greatest(job.finished_on_us, end_anchor(job)), Col("failed_at")),
+            "error_message": Case(current, job.failed_reason, Col("error_message")),
         },
-        where=(not_in("status", OUTCOMES),),
     )
 
 

@@ -9,8 +9,8 @@ ones by the handler's network latency.
 
 from __future__ import annotations
 
-from tracker.ops import Case, Coalesce, Col, DbNow, Greatest, Handler, Update, eq, ge, lt, not_in
-from tracker.strategies import HandlerContext, JobView, Strategy
+from tracker.ops import Case, Coalesce, Col, DbNow, Greatest, Handler, Update, eq, lt, not_in
+from tracker.strategies import HandlerContext, JobView, Strategy, atomic
 
 OUTCOMES = ("completed", "failed")
 FIRST_START = Coalesce(Col("started_at"), DbNow())
@@ -54,14 +54,6 @@ def mark_job_failed(job: JobView, ctx: HandlerContext) -> Handler:
     )
 
 
-def update_job_progress(job: JobView, ctx: HandlerContext) -> Handler:
-    yield Update(
-        job.id,
-        {"progress": job.progress},
-        where=(not_in("status", OUTCOMES), ge("attempts", job.attempt - 1)),
-    )
-
-
 def mark_job_removed(job: JobView, ctx: HandlerContext) -> Handler:
     yield Update(
         job.id,
@@ -81,7 +73,7 @@ STRATEGY = Strategy(
     name="db-clock",
     summary="single guarded UPDATEs stamped with the database's now(): one clock, but arrival time",
     on_active=mark_job_active,
-    on_progress=update_job_progress,
+    on_progress=atomic.update_job_progress,  # no time in it: the same statement
     on_completed=mark_job_completed,
     on_failed=mark_job_failed,
     on_removed=mark_job_removed,

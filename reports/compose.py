@@ -1,0 +1,429 @@
+"""A whole report: read the inputs, compute the tables, draw the figures, write
+``index.html`` (self-contained), ``report.md``, the PNGs and ``summary.csv`` into one directory.
+
+The document is built once as a list of blocks (headings, paragraphs, tables, images,
+transcripts) and rendered twice, so the HTML and the Markdown always show the same tables. The
+output holds no timestamp and no absolute path: the same inputs give the same bytes.
+May import pandas, matplotlib (through :mod:`reports.plots`) and the trace readers of ``sim``;
+never SimPy, ``sim.world`` or ``sim.runner``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from reports import plots
+from reports.inputs import INVARIANT_IDS, Inputs, TraceDoc, read_inputs
+from reports.stats import cost_table, grid_axes, grid_table, pooled_errors, violation_table, with_base
+from reports.verdict import Counterexample, interval, overview, pct, scenario_verdict
+from sim.invariants import INVARIANTS
+from sim.scenario import base_name
+from sim.timeline import step_line
+from sim.trace import record_from_data
+
+# --- blocks ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Heading:
+    level: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Para:
+    text: str  # `code` spans and **bold** allowed
+
+
+@dataclass(frozen=True)
+class Table:
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    #: per row, per cell: a CSS class ('' for none) to shade rates in the HTML
+    shades: tuple[tuple[str, ...], ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Image:
+    file: str
+    alt: str
+
+
+@dataclass(frozen=True)
+class Pre:
+    text: str
+
+
+Block = Heading | Para | Table | Image | Pre
+
+
+@dataclass(frozen=True)
+class Report:
+    blocks: tuple[Block, ...]
+    summary: pd.DataFrame
+    images: tuple[str, ...]
+    violations: int  # violating runs over all inputs
+
+
+# --- building --------------------------------------------------------------------------------
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "x"
+
+
+def _rate_cell(k: int, n: int, rate: float, lo: float, hi: float) -> str:
+    return f"{pct(rate)} [{interval(lo, hi)}] {k}/{n}"
+
+
+def _shade(k: int) -> str:
+    return "bad" if k > 0 else "ok"
+
+
+def shortest_counterexamples(frame: pd.DataFrame, traces: tuple[TraceDoc, ...]) -> dict[tuple[str, str, str], Counterexample]:
+    """Per (base scenario, strategy, backend) the violating run with the fewest operations,
+    from the results rows and any traces given (a trace wins a tie: it can be drawn)."""
+    best: dict[tuple[str, str, str], Counterexample] = {}
+    bad = frame[frame["violating"]].sort_values(["ops", "seed", "variant"], kind="stable")
+    for _, row in bad.iterrows():
+        key = (str(row["scenario"]), str(row["strategy"]), str(row["backend"]))
+        if key not in best:
+            best[key] = Counterexample(key[0], key[1], key[2], str(row["variant"]), int(row["seed"]), int(row["ops"]),
+                                       str(row["first_violation"]), violations=int(row["violations"]))
+    for trace in sorted(traces, key=lambda t: (t.ops, t.seed, t.path.name)):
+        if not trace.violations:
+            continue
+        key = (base_name(trace.scenario), trace.strategy, trace.backend)
+        current = best.get(key)
+        if current is None or trace.ops < current.ops or (trace.ops == current.ops and current.trace is None):
+            first = trace.violations[0]
+            best[key] = Counterexample(key[0], key[1], key[2], trace.scenario, trace.seed, trace.ops,
+                                       f"{first['invariant']}: {first['job']}: {first['detail']}",
+                                       trace=str(trace.path), violations=len(trace.violations))
+    return best
+
+
+def transcript(trace: dict, job: str) -> str:
+    """The focused job's steps as isolation-tester-style lines: time, actor, what it did."""
+    record, violations = record_from_data(trace)
+    marks: dict[int, list[str]] = {}
+    for v in violations:
+        if v.step is not None:
+            marks.setdefault(v.step, []).append(v.invariant)
+    events = [(t, 0, f"{'[queue]':<24} {job} {state}") for t, state in record.truth[job].transitions] if job in record.truth else []
+    for step in record.steps:
+        if step.job_id == job:
+            mark = f"   <-- {', '.join(marks[step.index])}" if step.index in marks else ""
+            events.append((step.executed_us, 1, f"{step.actor:<24} {step_line(step)}{mark}"))
+    lines = [f"{'time ms':>10}  {'actor':<24} operation -> result"]
+    lines += [f"{t / 1000:>10.3f}  {text}" for t, _, text in sorted(events, key=lambda e: (e[0], e[1]))]
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Section:
+    """One scenario's part of the report: its verdict paragraphs, its body, its figure files."""
+
+    verdict: tuple[Block, ...]
+    body: tuple[Block, ...]
+    images: tuple[str, ...]
+
+
+def build(inputs: Inputs, out: Path) -> Report:
+    """Compute everything and draw the figures into ``out``; return the document."""
+    frame = with_base(inputs.results)
+    rates_all = violation_table(frame)
+    costs_all = cost_table(frame)
+    shortest = shortest_counterexamples(frame, inputs.traces)
+    backends = frame["backend"].nunique()
+    results = [Path(s).name for s in inputs.sources if not s.endswith(".json")]
+    traces = f" and {len(inputs.traces)} trace file(s)" if inputs.traces else ""
+    blocks: list[Block] = [Heading(1, "racetrack report")]
+    blocks.append(Para(
+        f"{len(frame)} runs from {', '.join(f'`{r}`' for r in results)}{traces}: "
+        f"{frame['scenario'].nunique()} scenario(s), strategies {', '.join(f'`{s}`' for s in pd.unique(frame['strategy']))}, "
+        f"backend(s) {', '.join(f'`{b}`' for b in pd.unique(frame['backend']))}. "
+        "A rate is the share of runs in which the invariant was violated at least once; brackets hold its 95% Wilson interval."
+    ))
+    if inputs.unfinished:
+        blocks.append(Para(f"{inputs.unfinished} more run(s) could not finish (their `error` column is set: the backend "
+                           "failed under them); they judged nothing and are left out of every table."))
+    if "disagreements" in frame.columns and frame["disagreements"].notna().any():
+        compared = frame[frame["disagreements"].notna()]
+        differing = compared[pd.to_numeric(compared["disagreements"]) > 0]
+        first = f"; first: `{differing['first_disagreement'].iloc[0]}`" if len(differing) else ""
+        blocks.append(Para(f"Differential runs (`--backend both`): the in-memory model and PostgreSQL disagreed in "
+                           f"{len(differing)} of {len(compared)} runs{first}."))
+    violating = int(frame["violating"].sum())
+    if violating == 0:
+        blocks.append(Para("**No run violated any invariant.** Every strategy held in every run below; the tables bound "
+                           "how rare a violation could still be and compare the strategies' cost."))
+    verdict: list[Block] = [Heading(2, "Verdict")]
+    verdict += [Para(s) for s in overview(rates_all)]
+    if frame["scenario"].nunique() > 1:
+        verdict.append(_overview_table(rates_all, backends))
+    body: list[Block] = []
+    images: list[str] = []
+    for scenario in pd.unique(frame["scenario"]):
+        section = scenario_section(str(scenario), frame, rates_all, costs_all, shortest, inputs.traces, out)
+        verdict += section.verdict
+        body += section.body
+        images += section.images
+    blocks += verdict + body
+    blocks.append(Heading(2, "Invariants"))
+    blocks.append(Table(("id", "holds when"), tuple((f"`{i.id}`", i.summary) for i in INVARIANTS)))
+    summary = rates_all.merge(costs_all.drop(columns=["runs"]), on=["scenario", "strategy", "backend"])
+    return Report(tuple(blocks), summary, tuple(images), violating)
+
+
+def scenario_section(
+    scenario: str,
+    frame: pd.DataFrame,
+    rates_all: pd.DataFrame,
+    costs_all: pd.DataFrame,
+    shortest: dict[tuple[str, str, str], Counterexample],
+    traces: tuple[TraceDoc, ...],
+    out: Path,
+) -> Section:
+    """Tables, figures and verdict of one (base) scenario; figures are written into ``out``."""
+    backends = frame["backend"].nunique()
+    part = frame[frame["scenario"] == scenario]
+    rates = rates_all[rates_all["scenario"] == scenario].reset_index(drop=True)
+    costs = costs_all[costs_all["scenario"] == scenario].reset_index(drop=True)
+    axes = grid_axes(part)
+    grid = grid_table(part, axes) if axes else None
+    order = list(zip(rates["strategy"], rates["backend"], strict=True))
+    mine = {k: shortest[(scenario, *k)] for k in order if (scenario, *k) in shortest}
+    verdict = [Para(s) for s in _paragraphs(scenario_verdict(scenario, rates, costs, grid, axes, mine))]
+    s = slug(scenario)
+    images: list[str] = []
+    body: list[Block] = [Heading(2, f"Scenario {scenario}"), Heading(3, "Violation rate by strategy and invariant")]
+    body.append(_rates_table(rates, backends))
+    images.append(plots.violation_rates(rates, scenario, out / f"rates-{s}.png").name)
+    body.append(Image(images[-1], f"{scenario}: violation rate by strategy and invariant"))
+    body += [Heading(3, "Cost per job"), _cost_table(costs, backends)]
+    if grid is not None:
+        body.append(Heading(3, "Violation probability over the grid"))
+        pooled = f" ({', '.join(f'`{a}`' for a in axes[2:])} pooled)" if len(axes) > 2 else ""
+        body.append(Para(f"Share of runs violating any invariant at each grid point of `{axes[0]}`"
+                         + (f" x `{axes[1]}`" if len(axes) > 1 else "") + pooled + ", one panel per strategy."))
+        images.append(plots.heatmaps(grid, axes, scenario, out / f"grid-{s}.png").name)
+        body.append(Image(images[-1], f"{scenario}: violation probability over the grid"))
+        body.append(_grid_table(grid, axes, backends))
+    body.append(Heading(3, "Timestamp error"))
+    errors = pooled_errors(part)
+    if any(errors.values()):
+        body.append(Para("Recorded minus true time of `started_at`, `completed_at` and `failed_at`, every job of every run; "
+                         "negative means the row claims it happened earlier than it did."))
+        images.append(plots.timestamp_errors(errors, scenario, out / f"errors-{s}.png").name)
+        body.append(Image(images[-1], f"{scenario}: timestamp error per strategy"))
+    else:
+        body.append(Para("No run recorded a timestamp to compare with the truth."))
+    if mine:
+        body.append(Heading(3, "Shortest counterexamples"))
+    by_path = {str(t.path): t for t in traces}
+    for (strategy, backend), example in mine.items():
+        body.append(Heading(4, f"{strategy}" + (f" ({backend})" if backends > 1 else "")))
+        body.append(Para(
+            f"Seed {example.seed} of `{example.variant}`: {example.ops} database operations, {example.violations} violation(s); "
+            f"first: `{example.first_violation}`."
+            + (f" Trace file: `{Path(example.trace).name}`." if example.trace
+               else " No trace of it was given (`racetrack sweep --report` records one).")
+        ))
+        if example.trace:
+            trace = by_path[example.trace].data
+            name = f"timeline-{s}-{slug(strategy)}-{slug(backend)}.png"
+            images.append(plots.swimlane(trace, out / name).name)
+            job, _ = plots.focus(trace)
+            body.append(Image(name, f"{strategy}: swimlane timeline of the counterexample on {job}"))
+            body.append(Pre(transcript(trace, job)))
+    return Section(tuple(verdict), tuple(body), tuple(images))
+
+
+def _paragraphs(sentences: list[str]) -> list[str]:
+    """The scenario's headline and its first finding share a paragraph; each finding after has its own."""
+    return [" ".join(sentences[:1] + sentences[1:2])] + sentences[2:] if len(sentences) > 1 else sentences
+
+
+def _label(row: pd.Series, backends: int) -> str:
+    return f"`{row['strategy']}`" + (f" ({row['backend']})" if backends > 1 else "")
+
+
+def _rates_table(rates: pd.DataFrame, backends: int) -> Table:
+    header = ("strategy", "runs", "any invariant", *(f"`{i}`" for i in INVARIANT_IDS))
+    rows, shades = [], []
+    for _, r in rates.iterrows():
+        n = int(r["runs"])
+        cells = [_rate_cell(int(r[f"{x}:runs"]), n, float(r[f"{x}:rate"]), float(r[f"{x}:lo"]), float(r[f"{x}:hi"]))
+                 for x in ("any", *INVARIANT_IDS)]
+        rows.append((_label(r, backends), str(n), *cells))
+        shades.append(("", "", *(_shade(int(r[f"{x}:runs"])) for x in ("any", *INVARIANT_IDS))))
+    return Table(header, tuple(rows), tuple(shades))
+
+
+def _overview_table(rates: pd.DataFrame, backends: int) -> Table:
+    """Scenario x strategy: the share of runs violating any invariant."""
+    keys = list(dict.fromkeys(zip(rates["strategy"], rates["backend"], strict=True)))
+    header = ("scenario", *(f"`{s}`" + (f" ({b})" if backends > 1 else "") for s, b in keys))
+    rows, shades = [], []
+    for scenario, group in rates.groupby("scenario", sort=False):
+        cells, marks = [], []
+        for strategy, backend in keys:
+            match = group[(group["strategy"] == strategy) & (group["backend"] == backend)]
+            if match.empty:
+                cells.append("–")
+                marks.append("")
+                continue
+            r = match.iloc[0]
+            cells.append(_rate_cell(int(r["any:runs"]), int(r["runs"]), float(r["any:rate"]), float(r["any:lo"]), float(r["any:hi"])))
+            marks.append(_shade(int(r["any:runs"])))
+        rows.append((str(scenario), *cells))
+        shades.append(("", *marks))
+    return Table(header, tuple(rows), tuple(shades))
+
+
+def _grid_table(grid: pd.DataFrame, axes: list[str], backends: int) -> Table:
+    """The numbers behind the heatmaps: one row per grid point, one column per strategy."""
+    keys = list(dict.fromkeys(zip(grid["strategy"], grid["backend"], strict=True)))
+    header = (*(f"`{a}`" for a in axes), *(f"`{s}`" + (f" ({b})" if backends > 1 else "") for s, b in keys))
+    rows, shades = [], []
+    for point, group in grid.groupby(axes, sort=True):
+        values = point if isinstance(point, tuple) else (point,)
+        cells, marks = [], []
+        for strategy, backend in keys:
+            match = group[(group["strategy"] == strategy) & (group["backend"] == backend)]
+            k, n = int(match["violating_runs"].sum()), int(match["runs"].sum())
+            cells.append(f"{pct(k / n)} {k}/{n}" if n else "–")
+            marks.append(_shade(k) if n else "")
+        rows.append((*(plots.number(v) for v in values), *cells))
+        shades.append(("",) * len(values) + tuple(marks))
+    return Table(header, tuple(rows), tuple(shades))
+
+
+def _ms(value: float) -> str:
+    return "–" if pd.isna(value) else f"{value:.1f}"
+
+
+def _cost_table(costs: pd.DataFrame, backends: int) -> Table:
+    header = ("strategy", "runs", "jobs", "round trips / job", "statements / job", "lock waits / job",
+              "lock wait ms / job", "visibility lag p50 ms", "visibility lag p99 ms", "abs timestamp error p99 ms")
+    rows = []
+    for _, r in costs.iterrows():
+        rows.append((_label(r, backends), str(int(r["runs"])), str(int(r["jobs"])), f"{r['round_trips_per_job']:.2f}",
+                     f"{r['statements_per_job']:.2f}", f"{r['lock_waits_per_job']:.3f}", f"{r['lock_wait_ms_per_job']:.2f}",
+                     _ms(r["lag_p50_ms"]), _ms(r["lag_p99_ms"]), _ms(r["abs_error_p99_ms"])))
+    return Table(header, tuple(rows))
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(report: Report) -> str:
+    out: list[str] = []
+    for block in report.blocks:
+        if isinstance(block, Heading):
+            out.append(f"{'#' * block.level} {block.text}")
+        elif isinstance(block, Para):
+            out.append(block.text)
+        elif isinstance(block, Table):
+            lines = ["| " + " | ".join(_md_cell(h) for h in block.header) + " |",
+                     "| " + " | ".join("---" for _ in block.header) + " |"]
+            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in block.rows]
+            out.append("\n".join(lines))
+        elif isinstance(block, Image):
+            out.append(f"![{block.alt}]({block.file})")
+        elif isinstance(block, Pre):
+            out.append("```\n" + block.text + "\n```")
+    return "\n\n".join(out) + "\n"
+
+
+def _inline(text: str) -> str:
+    """Paragraph text to HTML: escape, then `code` and **bold**."""
+    parts = re.split(r"(`[^`]*`)", text)
+    out = []
+    for part in parts:
+        if part.startswith("`") and part.endswith("`") and len(part) > 1:
+            out.append(f"<code>{html.escape(part[1:-1])}</code>")
+        else:
+            out.append(re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(part)))
+    return "".join(out)
+
+
+RATE_CELL = re.compile(r"^(\S+) \[(.+)\] (\d+/\d+)$")
+
+
+def _html_cell(text: str) -> str:
+    """A rate cell on two lines (rate and count, then the interval) keeps wide tables readable."""
+    match = RATE_CELL.match(text)
+    if not match:
+        return _inline(text)
+    rate, ci, count = (html.escape(g) for g in match.groups())
+    return f'<b>{rate}</b> <span class="n">{count}</span><br><span class="ci">[{ci}]</span>'
+
+
+STYLE = """
+body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d1d1f;background:#fafafa;margin:0}
+main{max-width:1280px;margin:0 auto;padding:24px 32px 64px;background:#fff;box-shadow:0 0 0 1px #eee}
+h1{font-size:26px;margin:8px 0 4px}h2{font-size:21px;margin:36px 0 8px;border-bottom:1px solid #e5e5e5;padding-bottom:4px}
+h3{font-size:17px;margin:24px 0 6px}h4{font-size:15px;margin:18px 0 4px}
+code{font:13px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background:#f3f3f3;padding:1px 4px;border-radius:3px}
+pre{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background:#f6f8fa;padding:10px 12px;overflow-x:auto;border-radius:4px}
+.table{overflow-x:auto}table{border-collapse:collapse;font-size:13px;margin:6px 0 12px}
+th,td{border:1px solid #e1e1e1;padding:4px 8px;text-align:left;white-space:nowrap;vertical-align:top}
+th{background:#f4f4f6}td.ok{background:#eef8f0}td.bad{background:#fdecea}
+td .n{color:#555}td .ci{color:#777;font-size:12px}th{white-space:normal;min-width:4em}th code{overflow-wrap:anywhere}
+figure{margin:8px 0 16px}img{max-width:100%;height:auto;border:1px solid #f0f0f0}
+section.verdict p{margin:6px 0}
+""".strip()
+
+
+def to_html(report: Report, out: Path) -> str:
+    parts = ['<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">',
+             '<meta name="viewport" content="width=device-width, initial-scale=1">',
+             "<title>racetrack report</title>", f"<style>\n{STYLE}\n</style>", "</head>\n<body>\n<main>"]
+    ids: set[str] = set()
+    for block in report.blocks:
+        if isinstance(block, Heading):
+            anchor, n = slug(block.text), 1
+            while anchor in ids:  # every scenario has a "Cost per job": ids must stay unique
+                n += 1
+                anchor = f"{slug(block.text)}-{n}"
+            ids.add(anchor)
+            parts.append(f"<h{block.level} id=\"{anchor}\">{_inline(block.text)}</h{block.level}>")
+        elif isinstance(block, Para):
+            parts.append(f"<p>{_inline(block.text)}</p>")
+        elif isinstance(block, Table):
+            rows = ["<tr>" + "".join(f"<th>{_inline(h)}</th>" for h in block.header) + "</tr>"]
+            for i, row in enumerate(block.rows):
+                shades = block.shades[i] if block.shades else ("",) * len(row)
+                rows.append("<tr>" + "".join(
+                    f"<td{f' class={chr(34)}{c}{chr(34)}' if c else ''}>{_html_cell(t)}</td>" for t, c in zip(row, shades, strict=False)) + "</tr>")
+            parts.append('<div class="table"><table>\n' + "\n".join(rows) + "\n</table></div>")
+        elif isinstance(block, Image):
+            data = base64.b64encode((out / block.file).read_bytes()).decode("ascii")
+            parts.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(block.alt)}"></figure>')
+        elif isinstance(block, Pre):
+            parts.append(f"<pre>{html.escape(block.text)}</pre>")
+    parts.append("</main>\n</body>\n</html>\n")
+    return "\n".join(parts)
+
+
+def write_report(paths: list[Path], out: Path, inputs: Inputs | None = None) -> Report:
+    """Read ``paths`` and write the report into ``out`` (created if needed)."""
+    inputs = inputs or read_inputs(paths)
+    out.mkdir(parents=True, exist_ok=True)
+    report = build(inputs, out)
+    (out / "report.md").write_text(to_markdown(report), encoding="utf-8")
+    (out / "index.html").write_text(to_html(report, out), encoding="utf-8")
+    report.summary.round(6).to_csv(out / "summary.csv", index=False)
+    return report

@@ -1,0 +1,140 @@
+"""The numbers a report shows: Wilson intervals and pandas aggregations of result rows.
+
+Pure functions of a results frame (as :mod:`reports.inputs` reads it). Groups keep the order
+strategies first appear in (a sweep's plan order), so tables read the same way every time.
+May import pandas, numpy and ``sim.scenario.base_name`` (a pure name rule); nothing that runs a
+simulation.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from reports.inputs import INVARIANT_IDS
+from sim.scenario import base_name
+
+Z95 = 1.959963984540054  # the standard normal's 97.5th percentile
+GROUP = ["scenario", "strategy", "backend"]
+
+
+def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval for ``k`` successes in ``n`` trials (``(nan, nan)`` for n = 0).
+
+    Unlike the normal approximation it stays inside [0, 1] and is not degenerate at k = 0 or
+    k = n: 0 of 20 gives [0, 0.161], not [0, 0].
+    """
+    if n <= 0:
+        return (math.nan, math.nan)
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    low, high = max(0.0, centre - half), min(1.0, centre + half)
+    if k == 0:
+        low = 0.0  # exact: rounding must not leave a hair above zero
+    if k == n:
+        high = 1.0
+    return (low, high)
+
+
+def with_base(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with ``scenario`` set to the base scenario and the variant kept in ``variant``
+    (a report pools a grid's variants in its tables and splits them in its heatmaps)."""
+    out = frame.copy()
+    out["variant"] = out["scenario"]
+    out["scenario"] = out["scenario"].map(base_name)
+    return out
+
+
+def violation_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per scenario, strategy and backend: runs, runs violating anything, and per invariant the
+    runs that violated it, each with its rate and 95% Wilson interval."""
+    flags = frame[GROUP].copy()
+    flags["any"] = frame["violating"].astype(int)
+    for inv in INVARIANT_IDS:
+        flags[inv] = (frame[inv] > 0).astype(int)
+    grouped = flags.groupby(GROUP, sort=False)
+    table = grouped.size().rename("runs").to_frame()
+    for name in ("any", *INVARIANT_IDS):
+        table[f"{name}:runs"] = grouped[name].sum()
+    for name in ("any", *INVARIANT_IDS):
+        k, n = table[f"{name}:runs"], table["runs"]
+        table[f"{name}:rate"] = k / n
+        bounds = [wilson(int(a), int(b)) for a, b in zip(k, n, strict=False)]
+        table[f"{name}:lo"] = [b[0] for b in bounds]
+        table[f"{name}:hi"] = [b[1] for b in bounds]
+    return table.reset_index()
+
+
+def _pooled(lists: pd.Series, q: float) -> float:
+    values = [v for run in lists for v in run]
+    return float(np.percentile(values, q)) if values else math.nan
+
+
+def cost_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per scenario, strategy and backend: database work per job and how late the row shows the
+    truth (visibility lag, pooled over every job of every run), plus |timestamp error|."""
+    grouped = frame.groupby(GROUP, sort=False)
+    sums = grouped[["jobs", "round_trips", "statements", "lock_waits", "lock_wait_ms"]].sum()
+    table = pd.DataFrame(index=sums.index)
+    table["runs"] = grouped.size()
+    table["jobs"] = sums["jobs"]
+    for column in ("round_trips", "statements", "lock_waits", "lock_wait_ms"):
+        table[f"{column}_per_job"] = sums[column] / sums["jobs"]
+    table["lag_p50_ms"] = grouped["visibility_lags_ms"].apply(lambda s: _pooled(s, 50))
+    table["lag_p99_ms"] = grouped["visibility_lags_ms"].apply(lambda s: _pooled(s, 99))
+    table["abs_error_p99_ms"] = grouped["timestamp_errors_ms"].apply(lambda s: _pooled(s.map(lambda r: [abs(v) for v in r]), 99))
+    return table.reset_index()
+
+
+def flat_params(params: dict[str, Any]) -> dict[str, Any]:
+    """``{"job.duration": {"median_ms": 50, ...}}`` -> ``{"job.duration.median_ms": 50, ...}``."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            for field, inner in value.items():
+                out[f"{key}.{field}"] = inner
+        else:
+            out[key] = value
+    return out
+
+
+def grid_axes(frame: pd.DataFrame) -> list[str]:
+    """The swept parameters of one base scenario: the ones its variants' names give
+    (``base[a=..,b=..]``, in that order), or without such names every parameter that varies."""
+    flat = pd.DataFrame([flat_params(p) for p in frame["params"]])
+    varying = [c for c in flat.columns if flat[c].astype(str).nunique() > 1]
+    named: list[str] = []
+    for variant in pd.unique(frame["variant"]):
+        if "[" in variant:
+            for part in variant.split("[", 1)[1].rstrip("]").split(","):
+                key = part.split("=", 1)[0]
+                if key in varying and key not in named:
+                    named.append(key)
+    # a grid names its axes; anything else that varies with them (a scaled p99) is not an axis
+    return named or sorted(varying)
+
+
+def grid_table(frame: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
+    """Per strategy (and backend) and grid point: runs, violating runs, violation rate."""
+    flat = pd.DataFrame([flat_params(p) for p in frame["params"]], index=frame.index)
+    data = frame[["strategy", "backend", "violating"]].copy()
+    for axis in axes:
+        data[axis] = flat[axis]
+    grouped = data.groupby(["strategy", "backend", *axes], sort=False)
+    table = grouped.size().rename("runs").to_frame()
+    table["violating_runs"] = grouped["violating"].sum().astype(int)
+    table["rate"] = table["violating_runs"] / table["runs"]
+    return table.reset_index()
+
+
+def pooled_errors(frame: pd.DataFrame) -> dict[str, list[float]]:
+    """Per strategy: every recorded-minus-true timestamp error (ms) of every run."""
+    out: dict[str, list[float]] = {}
+    for strategy, group in frame.groupby("strategy", sort=False):
+        out[str(strategy)] = [v for run in group["timestamp_errors_ms"] for v in run]
+    return out

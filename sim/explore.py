@@ -1,0 +1,552 @@
+"""Searching for counterexamples: random seeds, Hypothesis, exhaustive interleavings, PCT.
+
+Every method ends the same way: a :class:`Counterexample` is a forced-order run
+(:mod:`sim.ordered`) of a :class:`~sim.ordered.Case` that violates an invariant, with the schedule
+that makes it, ready to be written as a trace and replayed.
+
+* ``random``: seeds ``seed, seed+1, ...`` of the SimPy world; the first violating run is reduced
+  to the fewest jobs that still violate (a prefix of the jobs, then the violating job alone).
+* ``hypothesis``: Hypothesis draws the scenario's structure (jobs, attempts, workers) and every
+  timing choice of the world (arrivals, durations, failures, clock offsets and drifts, each
+  operation's latency) through :class:`DrawnDraws`; Hypothesis' engine finds, shrinks and stores
+  the counterexample (its example database), no shrinker of ours.
+* ``exhaustive``: every order of one case's database operations that keeps each actor's own
+  order (and the awaited insert first), by depth-first search over choice points: handlers branch
+  on what they read, so the orders are found by running, not by permuting a fixed list.
+* ``pct``: Burckhardt et al.'s probabilistic concurrency testing (ASPLOS 2010): random actor
+  priorities with ``depth - 1`` priority change points; a bug of depth ``d`` among ``n`` actors
+  and ``k`` operations is found by one run with probability at least ``1/(n k^(d-1))``.
+
+Randomness comes from seeds (``random.Random``) and Hypothesis' seeded engine; ``seconds`` and
+``--time`` budgets read the wall clock, simulated time never does.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import random
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sim.backends import BackendSpec, close_backend, open_backend
+from sim.distributions import Dist
+from sim.history import RunRecord
+from sim.invariants import Violation, judge
+from sim.ordered import (
+    Case,
+    FirstReady,
+    FollowPrefix,
+    FollowSchedule,
+    OrderedRun,
+    case_from_world,
+    run_ordered,
+    schedule_of,
+)
+from sim.scenario import Scenario
+from sim.world import Draws, World
+from tracker.backend import TrackerBackend
+from tracker.memory import MemoryTracker
+from tracker.strategies import Strategy
+
+METHODS = ("random", "hypothesis", "exhaustive", "pct")
+#: How long PCT may hold an operation back behind the earliest ready one (a bound on asynchrony).
+DEFAULT_WINDOW_MS = 100.0
+DEFAULT_BUDGET = {"random": 1000, "hypothesis": 1000, "exhaustive": 10_000, "pct": 1000}
+
+
+class ExploreError(ValueError):
+    """A search that cannot be done as asked (e.g. too many interleavings); one line for the user."""
+
+
+@dataclass(frozen=True)
+class Counterexample:
+    case: Case
+    run: OrderedRun
+    violations: tuple[Violation, ...]
+
+    @property
+    def ops(self) -> int:
+        return self.run.ops
+
+    @property
+    def jobs(self) -> int:
+        return len(self.case.truth)
+
+
+@dataclass(frozen=True)
+class Exploration:
+    method: str
+    found: Counterexample | None
+    explored: dict[str, Any] = field(hash=False)
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Focus:
+    """Which invariants count as a counterexample (empty: every one)."""
+
+    invariants: tuple[str, ...] = ()
+
+    def hits(self, record: RunRecord) -> list[Violation]:
+        return [v for v in judge(record) if not self.invariants or v.invariant in self.invariants]
+
+
+ALL = Focus()
+
+
+def _keys(violations: list[Violation] | tuple[Violation, ...]) -> set[tuple[str, str]]:
+    return {(v.invariant, v.job) for v in violations}
+
+
+def replay_case(case: Case, strategy: Strategy, schedule: list[str] | tuple[str, ...], backend: TrackerBackend) -> OrderedRun:
+    return run_ordered(case, strategy, backend, FollowSchedule(list(schedule)))
+
+
+def reduce_to_job(
+    case: Case, run: OrderedRun, strategy: Strategy, backend: TrackerBackend, focus: Focus = ALL
+) -> tuple[Case, OrderedRun]:
+    """The first violated job alone, when it still violates the same way without the others
+    (each job's handlers touch only its row; the others only pushed time around)."""
+    violations = focus.hits(run.record)
+    if len(case.truth) <= 1 or not violations:
+        return case, run
+    job = violations[0].job
+    small = case.only_job(job)
+    names = {a.name for a in small.actors}
+    small_run = replay_case(small, strategy, [n for n in run.schedule if n in names], backend)
+    wanted = {k for k in _keys(violations) if k[1] == job}
+    if wanted and wanted <= _keys(focus.hits(small_run.record)):
+        return small, small_run
+    return case, run
+
+
+def _simulate(scenario: Scenario, strategy: Strategy, seed: int, draws: Draws | None = None) -> tuple[World, RunRecord]:
+    world = World(scenario, strategy, MemoryTracker(), seed, draws)
+    return world, world.run()
+
+
+def _as_counterexample(
+    world: World, record: RunRecord, scenario: Scenario, strategy: Strategy, seed: int, backend: TrackerBackend,
+    focus: Focus,
+) -> Counterexample | None:
+    """A violating SimPy run as a replayable forced-order run, reduced to its violating job
+    (``None`` in the unexpected case that following its arrival order does not reproduce it)."""
+    case = case_from_world(world, record, scenario, seed)
+    run = replay_case(case, strategy, schedule_of(record), backend)
+    if not focus.hits(run.record):
+        return None
+    case, run = reduce_to_job(case, run, strategy, backend, focus)
+    return Counterexample(case, run, tuple(judge(run.record)))
+
+
+class _Budget:
+    """Runs or wall-clock seconds, whichever was asked."""
+
+    def __init__(self, runs: int | None, seconds: float | None) -> None:
+        self.runs, self.seconds = runs, seconds
+        self.started = time.perf_counter()  # wall-clock ok: the --time budget
+
+    def left(self, done: int) -> bool:
+        if self.seconds is not None:
+            return time.perf_counter() - self.started < self.seconds  # wall-clock ok: the --time budget
+        return done < (self.runs or 0)
+
+    def elapsed(self) -> float:
+        return round(time.perf_counter() - self.started, 3)  # wall-clock ok: reported seconds
+
+
+# --- random ------------------------------------------------------------------------------------
+
+
+def explore_random(
+    scenario: Scenario, strategy: Strategy, seed: int, budget: _Budget, backend: TrackerBackend, focus: Focus = ALL
+) -> Exploration:
+    runs = 0
+    while budget.left(runs):
+        run_seed = seed + runs
+        world, record = _simulate(scenario, strategy, run_seed)
+        runs += 1
+        if not focus.hits(record):
+            continue
+        # Fewest jobs first: job streams are per job, so a prefix of the jobs is the same world.
+        for count in range(1, scenario["job.count"] + 1):
+            smaller = scenario.with_values({"job.count": count})
+            w, r = _simulate(smaller, strategy, run_seed)
+            if focus.hits(r):
+                ce = _as_counterexample(w, r, smaller, strategy, run_seed, backend, focus)
+                if ce is not None:
+                    return Exploration("random", ce, {"runs": runs, "seed": run_seed}, budget.elapsed())
+    return Exploration("random", None, {"runs": runs}, budget.elapsed())
+
+
+# --- Hypothesis --------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4096)
+def _integers(lo: int, hi: int) -> Any:
+    """Hypothesis' ``integers(lo, hi)``, built once per range (building one is not free)."""
+    from hypothesis import strategies as st
+
+    return st.integers(lo, hi)
+
+
+class DrawnDraws(Draws):
+    """Every choice of the world drawn by Hypothesis, so its shrinker minimizes timing too.
+
+    Durations and latencies are whole microseconds, shrinking towards 0; a log-normal's search
+    range is ``[0, 2 x p99]``; chances are booleans (shrinking to "no") unless the scenario makes
+    them certain or impossible; clock offsets and drifts shrink towards 0.
+    """
+
+    def __init__(self, draw: Callable[[Any], Any]) -> None:
+        super().__init__("hypothesis")
+        self._draw = draw
+        #: What a draw raised (Hypothesis stops a test case by raising inside ``draw``); SimPy
+        #: re-raises a copy, which Hypothesis would not recognise: the original is kept here.
+        self.stopped: BaseException | None = None
+
+    def draw(self, strategy: Any) -> Any:
+        try:
+            return self._draw(strategy)
+        except BaseException as exc:
+            self.stopped = exc
+            raise
+
+    def _ms(self, dist: Dist) -> float:
+        if dist.kind == "fixed":
+            return dist.a
+        lo, hi = (dist.a, dist.b) if dist.kind == "uniform" else (0.0, 2 * dist.b)
+        return lo + self.draw(_integers(0, round((hi - lo) * 1000))) / 1000
+
+    def interarrival_ms(self, dist: Dist) -> float:
+        return self._ms(dist)
+
+    def job_ms(self, job: int, what: str, dist: Dist) -> float:
+        return self._ms(dist)
+
+    def job_chance(self, job: int, what: str, p: float) -> bool:
+        from hypothesis import strategies as st
+
+        if p <= 0 or p >= 1:
+            return p >= 1
+        return bool(self.draw(st.booleans()))
+
+    def job_uniform(self, job: int, what: str, lo: float, hi: float) -> float:
+        return lo + (hi - lo) * self.draw(_integers(0, 1000)) / 1000
+
+    def clock(self, host: str, max_offset_ms: float, max_drift_ppm: float) -> tuple[float, float]:
+        offset = self.draw(_integers(-round(max_offset_ms * 1000), round(max_offset_ms * 1000))) / 1000
+        drift = float(self.draw(_integers(-round(max_drift_ppm), round(max_drift_ppm))))
+        return offset, drift
+
+    def one_way_ms(self, actor: str, rtt: Dist) -> float:
+        return self._ms(rtt) / 2
+
+
+@dataclass(frozen=True)
+class _Drawn:
+    scenario: Scenario
+    world: World
+    record: RunRecord
+    violations: tuple[Violation, ...]
+
+    def __repr__(self) -> str:  # Hypothesis may print it: keep it short
+        return f"<run: {self.scenario['job.count']} job(s), {len(self.violations)} violation(s)>"
+
+
+def _find(strategy: Any, conf: Any, rng: random.Random, key: bytes, with_database: bool) -> Any:
+    """Hypothesis' ``find``: the minimal drawn run that violates, seeded by ``rng``."""
+    from hypothesis import core as hypothesis_core
+    from hypothesis import find
+    from hypothesis.errors import HypothesisWarning
+
+    with warnings.catch_warnings():
+        # Reporting the final example makes Hypothesis repr every draw: a warning, not news.
+        warnings.simplefilter("ignore", HypothesisWarning)
+        if not with_database:
+            return find(strategy, lambda d: bool(d.violations), settings=conf, random=rng, database_key=key)
+        # Hypothesis' seed() turns its database off; its pytest plugin's --hypothesis-seed (this
+        # global) fixes generation and keeps the database: saved examples run first.
+        previous = hypothesis_core.global_force_seed
+        hypothesis_core.global_force_seed = rng.getrandbits(64)  # type: ignore[assignment]
+        try:
+            return find(strategy, lambda d: bool(d.violations), settings=conf, database_key=key)
+        finally:
+            hypothesis_core.global_force_seed = previous
+
+
+def explore_hypothesis(
+    scenario: Scenario, strategy: Strategy, seed: int, budget: _Budget, backend: TrackerBackend,
+    database: str | None = None,
+    focus: Focus = ALL,
+) -> Exploration:
+    from hypothesis import Phase, settings
+    from hypothesis import strategies as st
+    from hypothesis.database import DirectoryBasedExampleDatabase
+    from hypothesis.errors import NoSuchExample
+
+    counts = {"runs": 0, "to_first": 0}
+
+    @st.composite
+    def runs(draw: Callable[[Any], Any]) -> _Drawn:
+        changes = {
+            "job.count": draw(st.integers(1, scenario["job.count"])),
+            "job.attempts": draw(st.integers(1, scenario["job.attempts"])),
+            "workers.count": draw(st.integers(1, scenario["workers.count"])),
+        }
+        sc = scenario.with_values(changes)
+        draws = DrawnDraws(draw)
+        try:
+            world, record = _simulate(sc, strategy, seed, draws)
+        except BaseException:
+            if draws.stopped is not None:
+                raise draws.stopped from None
+            raise
+        violations = tuple(focus.hits(record))
+        counts["runs"] += 1
+        if violations and not counts["to_first"]:
+            counts["to_first"] = counts["runs"]
+        return _Drawn(sc, world, record, violations)
+
+    db = DirectoryBasedExampleDatabase(database) if database else None
+    key = f"racetrack:{scenario.name}:{sorted(scenario.to_toml_table().items())}:{strategy.name}:{seed}".encode()
+    found: _Drawn | None = None
+    chunk = 0
+    while found is None and budget.left(counts["runs"]):
+        # One search for a run budget; under --time, seeded searches of 100 examples in a row.
+        examples = (budget.runs or 0) if budget.seconds is None else 100
+        conf = settings(
+            database=db, max_examples=max(1, examples), deadline=None, derandomize=False,
+            phases=(Phase.reuse, Phase.generate, Phase.shrink), print_blob=False,
+        )
+        rng = random.Random(f"racetrack:{seed}:hypothesis:{chunk}")
+        try:
+            found = _find(runs(), conf, rng, key, db is not None)
+        except NoSuchExample:
+            chunk += 1
+            if budget.seconds is None:
+                break
+    explored = {"runs": counts["runs"], "runs_to_first": counts["to_first"] or None}
+    if found is None:
+        return Exploration("hypothesis", None, explored, budget.elapsed())
+    explored["shrink_runs"] = counts["runs"] - counts["to_first"]
+    ce = _as_counterexample(found.world, found.record, found.scenario, strategy, seed, backend, focus)
+    if ce is None:
+        explored["not_replayable"] = True
+    return Exploration("hypothesis", ce, explored, budget.elapsed())
+
+
+# --- exhaustive --------------------------------------------------------------------------------
+
+
+def count_orders(ops: list[int], after: list[list[int]], limit_states: int = 200_000) -> tuple[int, bool]:
+    """How many orders of the actors' operations keep each actor's order and start an actor only
+    after those in its ``after`` list finished: ``(count, exact)``. Exact by dynamic programming
+    over progress vectors when those are few; otherwise the multinomial bound (``exact=False``)."""
+    states = math.prod(c + 1 for c in ops)
+    if states > limit_states:
+        total = math.factorial(sum(ops))
+        for c in ops:
+            total //= math.factorial(c)
+        return total, False
+    memo: dict[tuple[int, ...], int] = {}
+
+    def orders(progress: tuple[int, ...]) -> int:
+        if progress in memo:
+            return memo[progress]
+        total, moved = 0, False
+        for i, c in enumerate(ops):
+            if progress[i] < c and all(progress[j] == ops[j] for j in after[i]):
+                moved = True
+                total += orders(progress[:i] + (progress[i] + 1,) + progress[i + 1 :])
+        memo[progress] = total if moved else 1
+        return memo[progress]
+
+    return orders(tuple(0 for _ in ops)), True
+
+
+def interleaving_estimate(case: Case, strategy: Strategy, backend: TrackerBackend) -> tuple[int, bool, int]:
+    """Orders of the database operations one run makes (branches may add some): (count, exact, ops)."""
+    first = run_ordered(case, strategy, backend, FirstReady())
+    names = [a.name for a in case.actors if strategy.handler(a.event) is not None]
+    index = {n: i for i, n in enumerate(names)}
+    ops = [first.schedule.count(n) for n in names]
+    after = [[index[d] for d in a.after if d in index] for a in case.actors if a.name in index]
+    count, exact = count_orders(ops, after)
+    return count, exact, first.ops
+
+
+def explore_exhaustive(
+    case: Case, strategy: Strategy, limit: int, backend: TrackerBackend, focus: Focus = ALL,
+    window_us: int | None = None,
+) -> Exploration:
+    started = time.perf_counter()  # wall-clock ok: reported seconds
+    estimate, exact, ops = interleaving_estimate(case, strategy, backend)
+    jobs = len(case.truth)
+    if estimate > limit:
+        size = f"{estimate:,}" if estimate < 10**9 else f"{estimate:.2e}"
+        raise ExploreError(
+            f"exhaustive: {case.scenario} with {jobs} job(s) has {'' if exact else 'up to '}{size} interleavings of "
+            f"{ops} database operations, more than the limit {limit:,}; use --jobs 1, a smaller scenario, or raise --budget"
+        )
+    prefix: list[str] = []
+    ran = 0
+    violating = 0
+    by_invariant: dict[str, int] = {}
+    outcomes: set[str] = set()
+    best: OrderedRun | None = None
+    examples: list[str] = []
+    while True:
+        run = run_ordered(case, strategy, backend, FollowPrefix(prefix), window_us)
+        ran += 1
+        violations = focus.hits(run.record)
+        outcomes.add(repr(sorted(run.record.rows.items())) + repr(sorted(_keys(violations))))
+        if violations:
+            violating += 1
+            for inv in sorted({v.invariant for v in violations}):
+                by_invariant[inv] = by_invariant.get(inv, 0) + 1
+            if best is None or run.ops < best.ops:
+                best = run
+            if len(examples) < 10:
+                examples.append(f"{' '.join(_short(n) for n in run.schedule)}: {', '.join(sorted({v.invariant for v in violations}))}")
+        if ran >= limit:
+            break
+        # Backtrack: the deepest choice point with an actor not tried yet.
+        i = len(run.schedule) - 1
+        while i >= 0:
+            ready = run.choices[i]
+            j = ready.index(run.schedule[i])
+            if j + 1 < len(ready):
+                prefix = list(run.schedule[:i]) + [ready[j + 1]]
+                break
+            i -= 1
+        else:
+            break
+    complete = i < 0 if ran else False
+    explored = {
+        # Once every branch ran, the count is exact; before, the estimate from one run's operations.
+        "interleavings": ran if complete else estimate, "estimate": estimate, "estimate_exact": exact,
+        "ran": ran, "complete": complete,
+        "violating": violating, "by_invariant": by_invariant, "distinct_outcomes": len(outcomes),
+        "examples": examples, "window_ms": None if window_us is None else window_us / 1000,
+    }
+    seconds = round(time.perf_counter() - started, 3)  # wall-clock ok: reported seconds
+    if best is None:
+        return Exploration("exhaustive", None, explored, seconds)
+    return Exploration("exhaustive", Counterexample(case, best, tuple(best.violations())), explored, seconds)
+
+
+def _short(actor: str) -> str:
+    """``job-1.completed#1`` -> ``completed#1`` in one-job listings."""
+    return actor.split(".", 1)[-1]
+
+
+# --- PCT ---------------------------------------------------------------------------------------
+
+
+class PctScheduler:
+    """PCT: distinct random priorities ``d..d+n-1``; at each of ``d-1`` random change points the
+    actor about to run drops to priority ``d-1-i``; the highest-priority ready actor runs."""
+
+    def __init__(self, rng: random.Random, actors: list[str], steps: int, depth: int) -> None:
+        values = list(range(depth, depth + len(actors)))
+        rng.shuffle(values)
+        self.priority = dict(zip(actors, values, strict=True))
+        points = rng.sample(range(max(steps, depth - 1)), depth - 1)
+        self.change = {p: depth - 1 - i for i, p in enumerate(sorted(points))}
+
+    def choose(self, ready: tuple[str, ...], position: int) -> str:
+        top = max(ready, key=lambda n: self.priority[n])
+        if position in self.change:
+            self.priority[top] = self.change[position]  # below every initial priority (>= depth)
+            top = max(ready, key=lambda n: self.priority[n])
+        return top
+
+
+def pct_bound(actors: int, steps: int, depth: int) -> float:
+    """PCT's guarantee for one run: ``1 / (n * k^(d-1))``."""
+    return 1.0 / (max(actors, 1) * max(steps, 1) ** (depth - 1))
+
+
+def explore_pct(
+    case: Case, strategy: Strategy, seed: int, depth: int, window_us: int | None, budget: _Budget,
+    backend: TrackerBackend, focus: Focus = ALL,
+) -> Exploration:
+    names = [a.name for a in case.actors if strategy.handler(a.event) is not None]
+    steps = run_ordered(case, strategy, backend, FirstReady(), window_us).ops
+    runs = 0
+    found: Counterexample | None = None
+    while budget.left(runs):
+        rng = random.Random(f"racetrack:{seed}:pct:{runs}")
+        run = run_ordered(case, strategy, backend, PctScheduler(rng, names, steps, depth), window_us)
+        runs += 1
+        steps = max(steps, run.ops)
+        if focus.hits(run.record):
+            small_case, small_run = reduce_to_job(case, run, strategy, backend, focus)
+            found = Counterexample(small_case, small_run, tuple(small_run.violations()))
+            break
+    p = pct_bound(len(names), steps, depth)
+    explored = {
+        "runs": runs, "actors": len(names), "steps": steps, "depth": depth,
+        "window_ms": None if window_us is None else window_us / 1000,
+        "bound_per_run": p, "bound_cumulative": 1 - (1 - p) ** runs,
+    }
+    return Exploration("pct", found, explored, budget.elapsed())
+
+
+# --- the entry point ---------------------------------------------------------------------------
+
+
+def case_for(scenario: Scenario, strategy: Strategy, seed: int) -> Case:
+    """The case of one SimPy run of ``scenario`` (its actors, clocks and truth)."""
+    world, record = _simulate(scenario, strategy, seed)
+    return case_from_world(world, record, scenario, seed)
+
+
+def explore(
+    scenario: Scenario,
+    strategy: Strategy,
+    method: str,
+    seed: int = 0,
+    runs: int | None = None,
+    seconds: float | None = None,
+    depth: int = 2,
+    window_ms: float | None = None,
+    database: str | None = None,
+    invariants: tuple[str, ...] = (),
+    backend_spec: BackendSpec | None = None,
+) -> Exploration:
+    """Search ``scenario`` x ``strategy`` with ``method``; ``runs`` (or ``seconds``) bounds it
+    (for ``exhaustive``, ``runs`` is the most interleavings it will enumerate). ``window_ms``
+    bounds how long an operation may be held back: PCT's default is :data:`DEFAULT_WINDOW_MS`,
+    exhaustive's is no bound (every order)."""
+    if method not in METHODS:
+        raise ExploreError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
+    from sim.invariants import INVARIANT_IDS
+
+    unknown = [i for i in invariants if i not in INVARIANT_IDS]
+    if unknown:
+        raise ExploreError(f"unknown invariant {unknown[0]!r}: use one of {', '.join(INVARIANT_IDS)}")
+    focus = Focus(tuple(invariants))
+    if runs is None and seconds is None:
+        runs = DEFAULT_BUDGET[method]
+    budget = _Budget(runs, seconds)
+    backend = open_backend(backend_spec or BackendSpec())
+    try:
+        if method == "random":
+            return explore_random(scenario, strategy, seed, budget, backend, focus)
+        if method == "hypothesis":
+            return explore_hypothesis(scenario, strategy, seed, budget, backend, database, focus)
+        case = case_for(scenario, strategy, seed)
+        if method == "exhaustive":
+            window_us = None if window_ms is None else round(window_ms * 1000)
+            limit = runs if runs is not None else DEFAULT_BUDGET["exhaustive"]
+            return explore_exhaustive(case, strategy, limit, backend, focus, window_us)
+        window_us = round((DEFAULT_WINDOW_MS if window_ms is None else window_ms) * 1000)
+        return explore_pct(case, strategy, seed, depth, window_us, budget, backend, focus)
+    finally:
+        close_backend(backend)

@@ -1,0 +1,193 @@
+"""Exports of a trace for other tools: a pytest regression test, and a PostgreSQL isolation
+tester spec (``setup`` / ``teardown`` / ``session`` + ``step`` / ``permutation``) with the real
+schema and real SQL.
+
+The SQL is the recorded operations rendered as text with literal values (the values the
+handlers wrote, timestamps as ``timestamptz`` literals). Two changes keep a run on a real server
+the same as the trace: the INSERT names ``created_at``/``updated_at`` (the database clock's value
+in the trace; ``DEFAULT now()`` would take the server's real time), and ``now()`` in an
+expression becomes the database clock's reading recorded for that statement.
+
+Imports ``sim.trace``, ``sim.ordered`` and ``tracker``; nothing here runs a simulation.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import Any
+
+from sim.history import Step
+from sim.trace import TRACE_FORMAT, TraceError, record_from_data
+from tracker import ops
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+# --- SQL text ----------------------------------------------------------------------------------
+
+
+def timestamp_literal(us: int) -> str:
+    """``'2025-10-12 16:36:52.368000+00'::timestamptz`` for integer microseconds since 1970."""
+    when = EPOCH + timedelta(microseconds=us)
+    return f"'{when.strftime('%Y-%m-%d %H:%M:%S.%f')}+00'::timestamptz"
+
+
+def literal(value: Any, column_type: str | None = None) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int) and (column_type == "timestamptz" or (column_type is None and value >= ops.TIMESTAMP_FLOOR_US)):
+        return timestamp_literal(value)
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, (dict, list)):
+        return literal(json.dumps(value, sort_keys=True)) + "::jsonb"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(literal(v) for v in value) + ")"
+    raise TypeError(f"cannot write {value!r} as SQL")
+
+
+def expression(value: Any, db_now_us: int | None, column_type: str | None = None) -> str:
+    """An operation's value or expression as SQL; ``now()`` as the recorded database clock."""
+    if isinstance(value, ops.Col):
+        return value.name
+    if isinstance(value, ops.DbNow):
+        return "now()" if db_now_us is None else f"{timestamp_literal(db_now_us)} /* now() */"
+    if isinstance(value, (ops.Greatest, ops.Least, ops.Coalesce)):
+        name = type(value).__name__.upper()
+        return f"{name}(" + ", ".join(expression(a, db_now_us, column_type) for a in value.args) + ")"
+    if isinstance(value, ops.Case):
+        when = " AND ".join(condition(c, db_now_us) for c in value.when)
+        return (f"CASE WHEN {when} THEN {expression(value.then, db_now_us, column_type)}"
+                f" ELSE {expression(value.otherwise, db_now_us, column_type)} END")
+    return literal(value, column_type)
+
+
+def condition(cond: ops.Cond, db_now_us: int | None) -> str:
+    if cond.op in ("is null", "is not null"):
+        return f"{cond.column} {cond.op.upper()}"
+    if cond.op in ("in", "not in"):
+        return f"{cond.column} {cond.op.upper()} {literal(tuple(cond.value))}"
+    return f"{cond.column} {cond.op} {expression(cond.value, db_now_us, ops.COLUMNS.get(cond.column))}"
+
+
+def statement(op: ops.Op, db_now_us: int | None = None) -> str:
+    """One operation as an SQL statement (what a backend would send, values inlined)."""
+    table = ops.TABLE
+    if isinstance(op, ops.Select):
+        return f"SELECT * FROM {table} WHERE job_id = {literal(op.job_id)}" + (" FOR UPDATE" if op.for_update else "") + ";"
+    if isinstance(op, ops.Insert):
+        values: dict[str, Any] = {"job_id": op.job_id, **op.values}
+        if db_now_us is not None:
+            values.setdefault("created_at", db_now_us)
+            values.setdefault("updated_at", db_now_us)
+        columns = ", ".join(values)
+        rendered = ", ".join(expression(v, db_now_us, ops.COLUMNS.get(k)) for k, v in values.items())
+        conflict = " ON CONFLICT (job_id) DO NOTHING" if op.on_conflict_do_nothing else ""
+        return f"INSERT INTO {table} ({columns}) VALUES ({rendered}){conflict} RETURNING *;"
+    if isinstance(op, ops.Update):
+        sets = ", ".join(f"{k} = {expression(v, db_now_us, ops.COLUMNS.get(k))}" for k, v in op.set.items())
+        where = " AND ".join([f"job_id = {literal(op.job_id)}"] + [condition(c, db_now_us) for c in op.where])
+        return f"UPDATE {table} SET {sets} WHERE {where} RETURNING *;"
+    if isinstance(op, (ops.Begin, ops.Commit, ops.Rollback)):
+        return type(op).__name__.upper() + ";"
+    raise TypeError(f"{type(op).__name__} is not a database operation")
+
+
+# --- isolation tester spec ---------------------------------------------------------------------
+
+
+def _ident(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()
+
+
+def _db_steps(data: dict[str, Any]) -> list[Step]:
+    record, _ = record_from_data(data)
+    return [s for s in record.steps if s.kind == "db" and s.op is not None]
+
+
+def isolation_spec(data: dict[str, Any], source: str = "trace") -> str:
+    """The trace as a PostgreSQL isolation tester spec: one session per actor, one step per
+    statement, and the permutation the trace executed."""
+    if data.get("format") != TRACE_FORMAT:
+        raise TraceError(f"{source}: an isolation spec needs a {TRACE_FORMAT} trace (it has the schedule)")
+    _, violations = record_from_data(data)
+    steps = _db_steps(data)
+    schema = resources.files("tracker").joinpath("schema.sql").read_text(encoding="utf-8")
+    schema = "\n".join(line for line in schema.splitlines() if not line.startswith("--")).strip()
+    lines = [
+        f"# Generated by racetrack from {source}: scenario {data['scenario']}, strategy {data['strategy']}, seed {data['seed']}.",
+        "# The handlers' statements with the values they sent, in the order the trace ran them.",
+        "# INSERT names created_at/updated_at, and now() is the database clock the trace recorded,",
+        "# so that the server's real clock does not change the outcome.",
+    ]
+    lines += [f"# violation: {v.invariant}: {v.job}: {v.detail}" for v in violations]
+    lines += ["", "setup", "{", *("  " + line if line else "" for line in schema.splitlines()), "}", "",
+              "teardown", "{", f"  DROP TABLE {ops.TABLE};", "  DROP FUNCTION job_status_set_updated_at();", "}"]
+    by_actor: dict[str, list[Step]] = {}
+    for step in steps:
+        by_actor.setdefault(step.actor, []).append(step)
+    names: dict[str, list[str]] = {}
+    for actor, actor_steps in by_actor.items():
+        session = _ident(actor)
+        lines += ["", f"session {session}"]
+        names[actor] = []
+        for k, step in enumerate(actor_steps, start=1):
+            assert step.op is not None
+            name = f"{session}_{k}"
+            names[actor].append(name)
+            lines.append(f"step {name} {{ {statement(step.op, step.db_now_us)} }}")
+    order: list[str] = []
+    taken: dict[str, int] = {}
+    for actor in data["schedule"]:
+        k = taken.get(actor, 0)
+        if actor in names and k < len(names[actor]):
+            order.append(names[actor][k])
+            taken[actor] = k + 1
+    lines += ["", "permutation " + " ".join(order), ""]
+    return "\n".join(lines)
+
+
+# --- pytest regression test --------------------------------------------------------------------
+
+
+def pytest_file(data: dict[str, Any], strategy: str, source: str = "trace") -> str:
+    """A self-contained pytest module that replays the trace against ``strategy`` and fails
+    while the recorded violation reproduces (red until the strategy is fixed)."""
+    if data.get("format") != TRACE_FORMAT:
+        raise TraceError(f"{source}: a regression test needs a {TRACE_FORMAT} trace (it has the schedule)")
+    _, violations = record_from_data(data)
+    invariants = sorted({v.invariant for v in violations}) or ["any"]
+    name = _ident(f"test_{strategy}_does_not_violate_{'_'.join(invariants)}_in_{data['scenario']}")
+    text = json.dumps(data, sort_keys=True)
+    quoted = f'r"""{text}"""' if '"""' not in text and not text.endswith("\\") else repr(text)
+    found = "\n".join(f"    {v.invariant}: {v.job}: {v.detail}" for v in violations)
+    return f'''"""Regression test generated by ``racetrack export {source} --pytest``.
+
+The trace ({data['scenario']}, strategy {data['strategy']}, seed {data['seed']}, {len(data['schedule'])} operations)
+violated:
+{found}
+
+It replays the trace's schedule against STRATEGY (``racetrack replay`` semantics) and fails while
+the same invariant is violated for the same job again.
+"""
+
+import json
+
+from sim.replay import replay_data
+from tracker.strategies import load_strategy
+
+STRATEGY = {strategy!r}
+TRACE = json.loads({quoted})
+
+
+def {name}():
+    result = replay_data(TRACE, load_strategy(STRATEGY))
+    assert not result.reproduced, result.summary()
+'''

@@ -1,0 +1,431 @@
+"""The forced-order driver (the design's *replay driver*): runs a case's handlers in an order of
+database operations chosen by a scheduler, not by simulated latencies.
+
+A :class:`Case` is what a run's handlers need to run again: every actor the world started (its
+job view, settings, host, start time, and the actors it must wait for: the awaited insert), the
+hosts' clocks and the ground truth. Exhaustive search, PCT and ``racetrack replay`` all run cases
+here; only the scheduler differs.
+
+How time passes in a forced order. Each actor has its own time: it starts at its spawn time,
+``Sleep`` adds to it, a clock read reads its host's clock at it. The scheduler picks, among the
+*ready* actors (started, not finished, not waiting on a lock, stopped at a database operation),
+the one whose next operation reaches the server next. That operation arrives at
+``max(previous arrival, actor time + request latency)``: forcing an operation after another one is
+modelled as the network holding it back, so simulated time stays monotonic in schedule order and
+every value a handler reads or writes is consistent with the order. The answer returns after the
+reply latency. A statement that must wait for a row lock waits (it is not ready) until the holder
+ends its transaction (or an error aborts it), then completes at that instant, as in the SimPy
+driver.
+
+Searches (not replays) may bound how far an operation can be held back: with ``window_us`` only
+the ready actors whose operation could arrive within that long after the earliest one are
+offered to the scheduler, and an actor others wait for (the awaited insert: its end gates the
+job's own timeline, which the case fixes) is never held back behind an operation that would
+naturally arrive after it.
+
+Latencies are the actor's recorded ones (its k-th operation's request and reply one-way times),
+so following a SimPy run's own arrival order reproduces that run value for value; beyond the
+recorded ones a case's default latency applies.
+
+Imports ``sim.history``, ``sim.clocks``, ``sim.world`` (to read a finished world) and ``tracker``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from sim.clocks import Clock
+from sim.history import JobTruth, RowVisibility, RunRecord, Step
+from sim.invariants import Violation, judge
+from tracker.backend import Blocked, Done, TrackerBackend
+from tracker.ops import (
+    DB_OPS,
+    Commit,
+    DbOp,
+    Handler,
+    Op,
+    ReadClock,
+    Rollback,
+    Row,
+    Sleep,
+    TrackerError,
+)
+from tracker.strategies import HandlerContext, JobView, Strategy
+
+
+@dataclass(frozen=True)
+class ActorSpec:
+    """One handler to run: ``name`` is its session, ``after`` the actors that must finish first."""
+
+    name: str
+    job_id: str
+    event: str
+    host: str
+    spawn_us: int
+    view: JobView
+    ctx: HandlerContext
+    after: tuple[str, ...] = ()
+    #: (request, reply) one-way latency in microseconds of its 1st, 2nd... database operation.
+    latencies: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class Case:
+    """Everything a forced-order run needs besides the strategy, the backend and the order."""
+
+    scenario: str
+    params: dict[str, Any] = field(hash=False)
+    seed: int
+    actors: tuple[ActorSpec, ...]
+    clocks: dict[str, Clock] = field(hash=False)
+    truth: dict[str, JobTruth] = field(hash=False)
+    slack_us: int
+    default_latency: tuple[int, int]
+    #: The run ends no earlier than this (the world's own end: stalled runs, backoffs).
+    end_floor_us: int = 0
+
+    def only_job(self, job_id: str) -> Case:
+        """The same case with one job's actors and truth only (jobs' rows are independent)."""
+        return replace(
+            self,
+            actors=tuple(a for a in self.actors if a.job_id == job_id),
+            truth={k: v for k, v in self.truth.items() if k == job_id},
+        )
+
+
+class Scheduler(Protocol):
+    """Chooses which ready actor's next database operation runs; ``position`` counts the
+    operations already scheduled."""
+
+    def choose(self, ready: tuple[str, ...], position: int) -> str: ...
+
+
+class FirstReady:
+    """The ready actor that comes first in the case (spawn order)."""
+
+    def choose(self, ready: tuple[str, ...], position: int) -> str:
+        return ready[0]
+
+
+class FollowPrefix:
+    """Follow ``prefix`` while it lasts, then the first ready actor (exhaustive search)."""
+
+    def __init__(self, prefix: list[str]) -> None:
+        self.prefix = prefix
+
+    def choose(self, ready: tuple[str, ...], position: int) -> str:
+        if position < len(self.prefix):
+            return self.prefix[position]
+        return ready[0]
+
+
+class FollowSchedule:
+    """Replay: take the schedule's entries in order, skipping an entry whose actor cannot run
+    now (finished, waiting on a lock, or absent under another strategy); once it is used up,
+    the ready actor whose name comes earliest in the schedule (then in the case) runs.
+
+    ``skipped`` counts skipped entries and ``extra`` operations beyond the schedule: both 0
+    when the replay followed the schedule exactly.
+    """
+
+    def __init__(self, schedule: list[str]) -> None:
+        self.schedule = schedule
+        self.next = 0
+        self.skipped = 0
+        self.extra = 0
+        self._rank: dict[str, int] = {}
+        for i, name in enumerate(schedule):
+            self._rank.setdefault(name, i)
+
+    def choose(self, ready: tuple[str, ...], position: int) -> str:
+        while self.next < len(self.schedule):
+            name = self.schedule[self.next]
+            self.next += 1
+            if name in ready:
+                return name
+            self.skipped += 1
+        self.extra += 1
+        return min(ready, key=lambda n: (self._rank.get(n, math.inf), ready.index(n)))
+
+
+@dataclass(frozen=True)
+class OrderedRun:
+    """A forced-order run: its record, the order it took and the choices it had."""
+
+    record: RunRecord
+    schedule: tuple[str, ...]
+    #: The ready actors at each scheduled operation (the choice points).
+    choices: tuple[tuple[str, ...], ...]
+    crashes: tuple[str, ...] = ()
+
+    @property
+    def ops(self) -> int:
+        return len(self.schedule)
+
+    def violations(self) -> list[Violation]:
+        return judge(self.record)
+
+
+@dataclass
+class _Live:
+    spec: ActorSpec
+    clock: Clock
+    gen: Handler | None = None
+    state: str = "new"  # new, ready, blocked, done
+    local_us: int = 0
+    pending: DbOp | None = None
+    done_ops: int = 0
+    #: While blocked: (op, sent, arrival, db_now, row before, blockers so far, reply latency)
+    blocked: tuple[DbOp, int, int, int, Row | None, tuple[str, ...], int] | None = None
+
+
+class _Run:
+    """The state of one forced-order run."""
+
+    def __init__(
+        self, case: Case, strategy: Strategy, backend: TrackerBackend, scheduler: Scheduler, window_us: int | None
+    ) -> None:
+        self.case, self.backend, self.scheduler = case, backend, scheduler
+        self.window_us = window_us
+        self.urgent = {d for a in case.actors for d in a.after}
+        self.live: dict[str, _Live] = {}
+        for spec in case.actors:
+            if strategy.handler(spec.event) is not None:
+                self.live[spec.name] = _Live(spec, case.clocks[spec.host])
+        self.strategy = strategy
+        self.now = 0
+        self.steps: list[Step] = []
+        self.schedule: list[str] = []
+        self.choices: list[tuple[str, ...]] = []
+        self.crashes: list[str] = []
+        self.waiters: dict[str, list[str]] = {}
+        self.vis = RowVisibility()
+
+    def run(self) -> OrderedRun:
+        self.backend.reset()
+        while True:
+            self._start_ready()
+            ready = tuple(n for n, a in self.live.items() if a.state == "ready")
+            if not ready:
+                break
+            if self.window_us is not None:
+                ready = self._offered(ready)
+            name = self.scheduler.choose(ready, len(self.schedule))
+            if name not in ready:
+                raise ValueError(f"scheduler chose {name!r}, which is not ready ({', '.join(ready)})")
+            self.schedule.append(name)
+            self.choices.append(ready)
+            self._execute(self.live[name])
+        for a in self.live.values():
+            if a.state != "done":  # waiting for a lock nobody will release: a deadlock
+                self._error(a, "deadlock: waiting for a row lock that is never released")
+                self._finish(a)
+        end = max([self.now, self.case.end_floor_us] + [a.local_us for a in self.live.values()])
+        tolerance = self.case.slack_us + max(c.error_bound_us(end) for c in self.case.clocks.values())
+        # In time order (clock reads were taken eagerly), as the SimPy driver lists them.
+        steps = sorted(self.steps, key=lambda st: (st.executed_us, st.index))
+        record = RunRecord(
+            steps=tuple(replace(st, index=i) for i, st in enumerate(steps)),
+            rows=self.backend.rows(),
+            truth=dict(self.case.truth),
+            tolerance_us=tolerance,
+            end_us=end,
+        )
+        return OrderedRun(record, tuple(self.schedule), tuple(self.choices), tuple(self.crashes))
+
+    def _offered(self, ready: tuple[str, ...]) -> tuple[str, ...]:
+        """The ready actors a search may pick (see the module docstring)."""
+        assert self.window_us is not None
+        arrives = {n: max(self.now, self.live[n].local_us + self._latency(self.live[n])[0]) for n in ready}
+        horizon = min(arrives.values()) + self.window_us
+        urgent = [arrives[n] for n in ready if n in self.urgent]
+        if urgent:
+            horizon = min(horizon, min(urgent))
+        return tuple(n for n in ready if arrives[n] <= horizon)
+
+    # -- actors --------------------------------------------------------------------------------
+
+    def _start_ready(self) -> None:
+        started = True
+        while started:
+            started = False
+            for a in self.live.values():
+                if a.state == "new" and all(
+                    self.live[d].state == "done" for d in a.spec.after if d in self.live
+                ):
+                    handler = self.strategy.handler(a.spec.event)
+                    assert handler is not None
+                    a.gen = handler(a.spec.view, a.spec.ctx)
+                    a.local_us = a.spec.spawn_us
+                    a.state = "ready"
+                    self._advance(a, None, None)
+                    started = True
+
+    def _advance(self, a: _Live, send: Any, throw: BaseException | None) -> None:
+        """Run the handler up to its next database operation (or its end)."""
+        assert a.gen is not None
+        while True:
+            try:
+                op: Op = a.gen.throw(throw) if throw is not None else a.gen.send(send)
+            except StopIteration:
+                self._finish(a)
+                return
+            except TrackerError as exc:
+                self._error(a, f"unhandled {exc.sqlstate}: {exc.message}")
+                self._finish(a)
+                return
+            except Exception as exc:  # strategy code bug: recorded, the run goes on
+                message = f"{type(exc).__name__}: {exc}"
+                self._error(a, f"handler crashed: {message}")
+                self.crashes.append(f"{a.spec.name}: {message}")
+                self._finish(a)
+                return
+            send, throw = None, None
+            if isinstance(op, Sleep):
+                a.local_us += max(0, round(op.ms * 1000))
+            elif isinstance(op, ReadClock):
+                send = a.clock.read(a.local_us)
+                t = a.local_us
+                s = a.spec
+                self.steps.append(Step(len(self.steps), s.name, s.job_id, s.event, s.host, "clock", ReadClock(), t, t, t, clock_us=send))
+            elif isinstance(op, DB_OPS):
+                a.pending = op  # type: ignore[assignment]
+                a.state = "ready"
+                return
+            else:
+                throw = TypeError(f"handler yielded {op!r}, which is not a tracker operation")
+
+    def _finish(self, a: _Live) -> None:
+        a.state = "done"
+        a.pending = None
+        self.backend.end_session(a.spec.name)
+        self.vis.end(a.spec.name)
+        if self.waiters.get(a.spec.name):
+            self._wake(a.spec.name, a.local_us)
+
+    def _latency(self, a: _Live) -> tuple[int, int]:
+        k = a.done_ops
+        return a.spec.latencies[k] if k < len(a.spec.latencies) else self.case.default_latency
+
+    # -- database operations -------------------------------------------------------------------
+
+    def _execute(self, a: _Live) -> None:
+        op = a.pending
+        assert op is not None
+        request, reply = self._latency(a)
+        sent = a.local_us
+        arrival = self.now = max(self.now, sent + request)
+        db_now = self.case.clocks["db"].read(arrival)
+        job_id = getattr(op, "job_id", a.spec.job_id)
+        before = self.vis.visible(a.spec.name, job_id)
+        outcome = self.backend.execute(a.spec.name, op, db_now)
+        if isinstance(outcome, Blocked):
+            a.state = "blocked"
+            a.blocked = (op, sent, arrival, db_now, before, outcome.blockers, reply)
+            self.waiters.setdefault(outcome.blockers[0], []).append(a.spec.name)
+            return
+        self._complete(a, op, sent, arrival, db_now, before, (), reply, outcome)
+
+    def _complete(
+        self, a: _Live, op: DbOp, sent: int, arrival: int, db_now: int, before: Row | None,
+        blocked_by: tuple[str, ...], reply: int, outcome: Done,
+    ) -> None:
+        executed = self.now
+        committed = self.vis.track(a.spec.name, op, outcome)
+        s = a.spec
+        job_id = getattr(op, "job_id", s.job_id)
+        self.steps.append(
+            Step(
+                index=len(self.steps), actor=s.name, job_id=job_id, event=s.event, host=s.host, kind="db", op=op,
+                sent_us=sent, executed_us=executed, replied_us=executed + reply, db_now_us=db_now,
+                waited_us=executed - arrival, blocked_by=blocked_by,
+                result=None if outcome.value is None else dict(outcome.value),
+                error=(outcome.error.sqlstate, outcome.error.constraint, outcome.error.message) if outcome.error else None,
+                row_before=before, row_after=self.vis.visible(s.name, job_id), committed=committed,
+            )
+        )
+        a.done_ops += 1
+        a.local_us = executed + reply
+        a.pending, a.blocked, a.state = None, None, "ready"
+        # An error aborts a transaction and releases its locks at once (as the SimPy driver does).
+        if (isinstance(op, (Commit, Rollback)) or outcome.error is not None) and self.waiters.get(s.name):
+            self._wake(s.name, executed)
+        if outcome.error is not None:
+            self._advance(a, None, outcome.error)
+        else:
+            self._advance(a, outcome.value, None)
+
+    def _wake(self, session: str, at_us: int) -> None:
+        """``session`` ended its transaction at ``at_us``: its waiters try again, in order."""
+        self.now = max(self.now, at_us)
+        for name in self.waiters.pop(session, []):
+            w = self.live[name]
+            assert w.blocked is not None
+            op, sent, arrival, db_now, before, blockers, reply = w.blocked
+            outcome = self.backend.resume(name)
+            if isinstance(outcome, Blocked):
+                new = blockers + tuple(b for b in outcome.blockers if b not in blockers)
+                w.blocked = (op, sent, arrival, db_now, before, new, reply)
+                self.waiters.setdefault(outcome.blockers[0], []).append(name)
+            else:
+                self._complete(w, op, sent, arrival, db_now, before, blockers, reply, outcome)
+
+    def _error(self, a: _Live, message: str) -> None:
+        t, s = a.local_us, a.spec
+        self.steps.append(Step(len(self.steps), s.name, s.job_id, s.event, s.host, "error", None, t, t, t, error=("", None, message)))
+
+
+def run_ordered(
+    case: Case, strategy: Strategy, backend: TrackerBackend, scheduler: Scheduler, window_us: int | None = None
+) -> OrderedRun:
+    """Run ``case``'s handlers (``strategy``'s) in the order ``scheduler`` chooses; with
+    ``window_us``, among the actors a search may pick (module docstring)."""
+    return _Run(case, strategy, backend, scheduler, window_us).run()
+
+
+# --- cases from finished SimPy runs ------------------------------------------------------------
+
+
+def latencies_of(record: RunRecord, actor: str) -> tuple[tuple[int, int], ...]:
+    """An actor's recorded (request, reply) one-way latencies, per database operation."""
+    return tuple(
+        (s.executed_us - s.waited_us - s.sent_us, s.replied_us - s.executed_us)
+        for s in record.steps
+        if s.kind == "db" and s.actor == actor
+    )
+
+
+def schedule_of(record: RunRecord) -> tuple[str, ...]:
+    """The order in which a run's database operations reached the server (one actor name per
+    operation): arrival time, ties in the order they executed."""
+    db = [s for s in record.steps if s.kind == "db"]
+    return tuple(s.actor for s in sorted(db, key=lambda s: (s.executed_us - s.waited_us, s.index)))
+
+
+def case_from_world(world: Any, record: RunRecord, scenario: Any, seed: int) -> Case:
+    """The case of a finished :class:`~sim.world.World` run (its ``spawned`` actors)."""
+    from sim.world import us
+
+    created: dict[str, str] = {}
+    for sp in world.spawned:
+        if sp.actor.event == "created":
+            created.setdefault(sp.actor.job_id, sp.actor.name)
+    actors = []
+    for sp in world.spawned:
+        a = sp.actor
+        after = () if a.event == "created" or a.job_id not in created else (created[a.job_id],)
+        actors.append(ActorSpec(a.name, a.job_id, a.event, a.host, sp.at_us, sp.view, sp.ctx, after, latencies_of(record, a.name)))
+    half = us(scenario.dist("network.db_rtt").typical / 2)
+    return Case(
+        scenario=scenario.name,
+        params=scenario.to_toml_table(),
+        seed=seed,
+        actors=tuple(actors),
+        clocks=dict(world.clocks),
+        truth=dict(record.truth),
+        slack_us=us(scenario["invariants.timestamp_slack_ms"]),
+        default_latency=(half, half),
+        end_floor_us=record.end_us,
+    )
