@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -19,7 +21,7 @@ from sim import scenario as scenarios
 from sim import sweep
 from sim.backends import KINDS, BackendSpec, BackendUnavailable, close_backend, open_backend, run_errors
 from sim.invariants import INVARIANTS
-from sim.runner import RESULT_COLUMNS, plan, run_one, summarize
+from sim.runner import plan, run_one, summarize
 from sim.timeline import render
 from tracker.strategies import BUILTIN, Strategy, StrategyNotFound, load_strategy
 
@@ -40,10 +42,16 @@ def _strategies(spec: str | None) -> list[Strategy]:
     names = [n.strip() for n in (spec or ",".join(BUILTIN)).split(",") if n.strip()]
     if not names:
         raise UsageError("--strategies needs at least one name")
+    _user_modules_from_cwd(names)
     try:
         return [load_strategy(n) for n in names]
     except StrategyNotFound as exc:
         raise UsageError(str(exc)) from None
+
+
+def _user_modules_from_cwd(names: Sequence[str]) -> None:
+    if any(":" in n for n in names) and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # module:attr names a module of the user's, as `python -m` would find it
 
 
 def _scenario(name: str) -> scenarios.Scenario:
@@ -152,43 +160,65 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if result.violations or result.disagreements else 0
 
 
-def _write_results(rows: list[dict[str, Any]], out: Path) -> None:
-    import pandas as pd
+def _strategy_refs(spec: str | None) -> list[str]:
+    """Strategy references as given (loaded once here so a bad one is one line, exit 2); worker
+    processes load them again by reference."""
+    names = [n.strip() for n in (spec or ",".join(BUILTIN)).split(",") if n.strip()]
+    _strategies(",".join(names))
+    return names
 
-    frame = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial")
-    if out.suffix == ".parquet":
-        frame.to_parquet(tmp, index=False)
-    else:
-        frame.to_csv(tmp, index=False)
-    tmp.replace(out)  # never leave a half-written file under the real name
+
+def _execution(args: argparse.Namespace) -> sweep.Execution:
+    return sweep.Execution(workers=args.workers, executor=args.executor, scheduler=args.scheduler)
+
+
+def _resume_command(args: argparse.Namespace) -> str:
+    argv = [a for a in getattr(args, "argv", None) or sys.argv[1:] if a != "--resume"]
+    return "racetrack " + shlex.join([*argv, "--resume"])
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     names = args.scenarios or scenarios.bundled_names()
     loaded = [_scenario(n) for n in names]
     loaded = _grid_variants(loaded, args.grid)
-    strategies = _strategies(args.strategies)
-    if args.out is not None and Path(args.out).suffix not in (".parquet", ".csv"):
-        raise UsageError(f"--out {args.out}: the file must end in .parquet or .csv")
-    items = list(plan(loaded, strategies, args.runs, args.seed))
-    progress = Progress(len(items), enabled=not args.json)
-    rows = list(sweep.execute(items, _backend_spec(args), on_row=lambda _row: progress.step()))
+    refs = _strategy_refs(args.strategies)
+    spec = _backend_spec(args)
+    out = Path(args.out) if args.out else None
+    report = Path(args.report) if args.report else None
+    if report is not None and out is None:
+        out = report / "results.parquet"
+    job = sweep.Sweep(tuple(loaded), tuple(refs), args.runs, args.seed, spec)
+    progress = Progress(job.total, enabled=not args.json)
+    picks: dict[tuple[str, str, str], tuple[Any, dict[str, Any]]] = {}
+    try:
+        run = sweep.SweepRun(job, _execution(args), out, args.resume, on_rows=progress.step)
+        with run:
+            rows = run.rows()
+            if report is not None:
+                items = plan(loaded, _strategies(args.strategies), args.runs, args.seed)
+                rows = _keep_shortest(zip(items, rows, strict=True), picks)
+            summary = summarize(rows)  # folds rows as they stream: memory stays flat
+    except sweep.SweepError as exc:
+        raise UsageError(str(exc)) from None
+    except KeyboardInterrupt:
+        progress.close()
+        kept = ""
+        if out is not None:
+            kept = f"; {run.done} finished run(s) kept in {out.name}.partial; continue with: {_resume_command(args)}"
+        print(f"racetrack: interrupted{kept}", file=sys.stderr)
+        return 130
     progress.close()
-    if args.out:
-        _write_results(rows, Path(args.out))
-    if args.report:
-        _sweep_report(items, rows, Path(args.report), Path(args.out) if args.out else None, _backend_spec(args))
-    summary = summarize(rows)
+    if report is not None:
+        assert out is not None
+        _sweep_report(list(picks.values()), report, out, spec)
     if args.json:
         print(json.dumps({"results": summary}))
     else:
         print(format_summary(summary))
         for line in _backend_lines(summary):
             print(line)
-        if args.out:
-            print(f"\nresults: {args.out} ({len(rows)} rows)")
+        if out is not None:
+            print(f"\nresults: {out} ({run.done} rows)")
         if args.report:
             print(f"report: {Path(args.report) / 'index.html'}")
     # Under --backend both the sweep judges one thing: that the model agrees with PostgreSQL.
@@ -224,6 +254,46 @@ def _add_backend_flags(p: argparse.ArgumentParser) -> None:
                    help="memory (default), postgres (a real server), both (differential: compare every operation)")
     p.add_argument("--dsn", help="PostgreSQL connection string (default: DATABASE_URL, else PG* variables, else an embedded server)")
     p.add_argument("--schema", help="prefix of racetrack's own schema on the server (default: racetrack; _<pid>_<n> is added)")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from sim import check
+
+    named = bool(args.scenarios)
+    targets = [(ref, _scenario(ref)) for ref in (args.scenarios or scenarios.bundled_names())]
+    if named:
+        missing = [sc.source for _, sc in targets if not sc.expect]
+        if missing:
+            raise UsageError(f"{missing[0]}: no [expect] table, nothing to check (see README: Expectations)")
+    targets = [(ref, sc) for ref, sc in targets if sc.expect]
+    if not targets:
+        raise UsageError("no bundled scenario has an [expect] table: nothing to check")
+    judged = sum(1 for _, sc in targets for e in sc.expect.values() if e != "any")
+    _user_modules_from_cwd([name for _, sc in targets for name in sc.expect])
+    progress = Progress(judged * args.runs, enabled=True)
+    verdicts = []
+    try:
+        for ref, sc in targets:
+            verdicts += check.check_scenario(ref, sc, args.runs, args.seed, _execution(args), _backend_spec(args), progress.step)
+    except sweep.SweepError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        progress.close()
+    for v in verdicts:
+        print("\n".join(check.verdict_lines(v)))
+    failed = sum(1 for v in verdicts if not v.passed)
+    skipped = sum(1 for v in verdicts if v.skipped)
+    print(
+        f"\ncheck: {len(verdicts) - failed - skipped} passed, {failed} failed, {skipped} not judged "
+        f"({args.runs} runs each, seeds {args.seed}..{args.seed + args.runs - 1})"
+    )
+    if args.junit:
+        junit = Path(args.junit)
+        junit.parent.mkdir(parents=True, exist_ok=True)
+        tmp = junit.with_name(junit.name + ".partial")
+        tmp.write_bytes(check.junit_xml(verdicts))
+        tmp.replace(junit)
+    return 1 if failed else 0
 
 
 def format_summary(summary: list[dict[str, Any]]) -> str:
@@ -262,6 +332,15 @@ def cmd_invariants(args: argparse.Namespace) -> int:
     for inv in INVARIANTS:
         print(f"{inv.id:<20} {inv.summary}")
     return 0
+
+
+def _execution_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=_positive("--workers"), default=sweep.default_workers(),
+                   help="worker processes (default: all cores, here %(default)s); results do not depend on it")
+    p.add_argument("--executor", choices=sweep.EXECUTORS, default="local",
+                   help="local: a process pool on this machine; dask: a Dask cluster (default: local)")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="the Dask scheduler to use (implies --executor dask; without it, dask starts a LocalCluster of --workers)")
 
 
 # --- explore, replay, export (issue 4) ---------------------------------------------------------
@@ -439,7 +518,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     _add_backend_flags(p)
     _add_report_flags(p)
+    _execution_arguments(p)
+    p.add_argument("--resume", action="store_true", help="continue the interrupted sweep whose partial results are FILE.partial (--out FILE)")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("check", help="judge the scenarios' [expect] tables: exit 0 only if every expectation holds")
+    p.add_argument("scenarios", nargs="*", help="scenario names or paths (default: every bundled scenario with [expect])")
+    p.add_argument("--runs", type=_positive("--runs"), default=200, help="runs per scenario and strategy (default: 200)")
+    p.add_argument("--seed", type=_seed, default=0, help="first seed; run i uses seed+i (default: 0)")
+    p.add_argument("--junit", metavar="FILE", help="also write JUnit XML: one testcase per scenario and strategy")
+    _add_backend_flags(p)
+    _execution_arguments(p)
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("explore", help="search for a counterexample, shrink it, write it as a trace (exit 1 when found)")
     p.add_argument("scenario", help="a bundled scenario name or a path to a .toml file")
@@ -504,22 +594,34 @@ def _grid_variants(loaded: list[scenarios.Scenario], grid: list[str] | None) -> 
         raise UsageError(str(exc)) from None
 
 
-def _sweep_report(
-    items: list[Any], rows: list[dict[str, Any]], directory: Path, results: Path | None, spec: BackendSpec
-) -> None:
-    """``sweep --report DIR``: keep the results (DIR/results.parquet unless --out named a file),
-    record the shortest counterexample of each broken pair in DIR/traces/, write the report."""
+def _keep_shortest(
+    pairs: Any, picks: dict[tuple[str, str, str], tuple[Any, dict[str, Any]]]
+) -> Any:
+    """Pass rows through, keeping per broken (base scenario, strategy, backend) the violating run
+    with the fewest operations (ties: lowest seed, then plan order), as ``save_shortest`` picks."""
+    from sim.scenario import base_name
+
+    for item, row in pairs:
+        if row["violating"]:
+            key = (base_name(row["scenario"]), row["strategy"], row["backend"])
+            current = picks.get(key)
+            if current is None or (row["ops"], row["seed"]) < (current[1]["ops"], current[1]["seed"]):
+                picks[key] = (item, row)
+        yield row
+
+
+def _sweep_report(picks: list[tuple[Any, dict[str, Any]]], directory: Path, results: Path, spec: BackendSpec) -> None:
+    """``sweep --report DIR``: the results (DIR/results.parquet unless --out named a file, streamed
+    like any results file), the shortest counterexample of each broken pair in DIR/traces/, and
+    the report."""
     from reports.compose import write_report
     from reports.inputs import ReportInputError
     from sim.counterexamples import save_shortest
 
-    if results is None:
-        results = directory / "results.parquet"
-        _write_results(rows, results)
     trace_dir = directory / "traces"
     for stale in sorted(trace_dir.glob("*.json")) if trace_dir.is_dir() else []:
         stale.unlink()  # traces of an earlier sweep into the same directory would be mixed in
-    written = save_shortest(items, rows, trace_dir, spec)
+    written = save_shortest([i for i, _ in picks], [r for _, r in picks], trace_dir, spec)
     try:
         write_report([results, *written], directory)
     except ReportInputError as exc:
@@ -560,6 +662,7 @@ def _add_report_command(sub: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(argv) if argv is not None else sys.argv[1:]
         return int(args.func(args))
     except UsageError as exc:
         print(f"racetrack: {exc}" if not str(exc).startswith("racetrack") else str(exc), file=sys.stderr)

@@ -1,19 +1,381 @@
 """Executing a sweep: the runs of a plan, each reduced to its result row, in plan order.
 
-The command line builds the plan (``sim.runner.plan``) and hands it here; how the runs are
-executed (one process today) is this module's business, not the CLI's.
+The command line (``racetrack sweep`` / ``check``) and the pytest plugin describe *what* to run as
+a :class:`Sweep` (scenarios, strategy references, runs, first seed, backend spec) and *how* as an
+:class:`Execution` (in this process, a local process pool, or a Dask cluster). This module splits
+the plan into :class:`Chunk` s, runs them wherever it was told, and yields rows strictly in plan
+order, so the output is the same bytes whatever the worker count or executor. With an output file
+it streams rows to disk as they arrive and can resume an interrupted sweep (``sim.results_file``).
+
+Workers receive chunks that carry scenario objects and strategy *references* (``naive``,
+``my_pkg.mod:HANDLERS``), never function objects: each worker loads the strategy itself and opens
+its own backend from the picklable :class:`~sim.backends.BackendSpec`.
 
 A run whose server goes away (PostgreSQL backends) becomes an error row (``error`` set, nothing
-judged) and the sweep goes on; rows already yielded are kept.
+judged) and the sweep goes on. A PostgreSQL server is chosen once, in the parent (so an embedded
+server is started once, not per worker), and its DSN handed to the workers; each worker opens
+its own connection and schema.
+
+May import: ``sim.runner``, ``sim.backends``, ``sim.results_file``, ``sim.scenario``,
+``tracker.strategies``; ``distributed`` lazily, only for the Dask executor.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from sim.backends import BackendSpec, close_backend, open_backend, run_errors
-from sim.runner import SweepItem, error_row, run_one
+from sim.backends import BackendSpec, BackendUnavailable, close_backend, open_backend, run_errors
+from sim.results_file import PartialResults, ResultsError
+from sim.runner import RESULTS_FORMAT, SweepItem, error_row, run_one
+from sim.scenario import Scenario
+from tracker.backend import TrackerBackend
+from tracker.strategies import Strategy, load_strategy
+
+EXECUTORS = ("local", "dask")
+CONNECT_TIMEOUT_S = 3.0
+
+
+class SweepError(ValueError):
+    """The sweep cannot start as asked (unreachable scheduler, mismatched resume file...);
+    ``str()`` is the one line the user sees."""
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What a sweep runs: every scenario x strategy, ``runs`` seeds each (``seed``, ``seed+1``...),
+    in this order. ``strategies`` are references that :func:`load_strategy` accepts."""
+
+    scenarios: tuple[Scenario, ...]
+    strategies: tuple[str, ...]
+    runs: int
+    seed: int = 0
+    backend: BackendSpec = BackendSpec()
+
+    @property
+    def total(self) -> int:
+        return len(self.scenarios) * len(self.strategies) * self.runs
+
+    def chunks(self, size: int, skip: int = 0) -> Iterator[Chunk]:
+        """The plan cut into chunks of at most ``size`` runs (never across a scenario x strategy
+        pair), leaving out the first ``skip`` runs (already done, when resuming)."""
+        position = 0
+        for scenario in self.scenarios:
+            for strategy in self.strategies:
+                for start in range(0, self.runs, size):
+                    count = min(size, self.runs - start)
+                    first = max(skip - position, 0)
+                    if first < count:
+                        yield Chunk(scenario, strategy, self.seed + start + first, count - first)
+                    position += count
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What makes two sweeps the same sweep (stored in partial results, checked on resume).
+        The backend's DSN is left out: it may hold a password."""
+        return {
+            "format": RESULTS_FORMAT,
+            "scenarios": [{"name": s.name, "params": s.to_toml_table()} for s in self.scenarios],
+            "strategies": list(self.strategies),
+            "runs": self.runs,
+            "seed": self.seed,
+            "backend": {"kind": self.backend.kind, "schema": self.backend.schema},
+        }
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Consecutive seeds of one scenario x strategy: the unit of work a worker gets."""
+
+    scenario: Scenario
+    strategy: str
+    seed: int
+    count: int
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How to run: ``workers`` processes (1: in this process), on the local machine or on Dask
+    (``scheduler`` an address such as ``tcp://host:8786``; none: start a LocalCluster)."""
+
+    workers: int = 1
+    executor: str = "local"
+    scheduler: str | None = None
+    connect_timeout_s: float = CONNECT_TIMEOUT_S
+
+
+def default_workers() -> int:
+    return os.cpu_count() or 1
+
+
+# --- the worker side ---------------------------------------------------------------------------
+
+# One strategy cache and one backend per worker thread (a Dask worker may run several threads).
+_local = threading.local()
+
+
+def _worker_strategy(ref: str) -> Strategy:
+    cache = getattr(_local, "strategies", None)
+    if cache is None:
+        cache = _local.strategies = {}
+    if ref not in cache:
+        cache[ref] = load_strategy(ref)
+    return cache[ref]
+
+
+def _worker_backend(spec: BackendSpec) -> TrackerBackend:
+    backends = getattr(_local, "backends", None)
+    if backends is None:
+        backends = _local.backends = {}
+    if spec not in backends:
+        backends[spec] = open_backend(spec)
+    return backends[spec]
+
+
+def run_chunk(chunk: Chunk, spec: BackendSpec) -> list[dict[str, Any]]:
+    """Run one chunk (in whatever process or thread) and return its rows in seed order."""
+    strategy = _worker_strategy(chunk.strategy)
+    backend = _worker_backend(spec)
+    spoilers = run_errors() if spec.kind != "memory" else ()
+    rows = []
+    for seed in range(chunk.seed, chunk.seed + chunk.count):
+        try:
+            rows.append(run_one(chunk.scenario, strategy, seed, backend).row())
+        except spoilers as exc:
+            rows.append(error_row(SweepItem(chunk.scenario, strategy, seed), backend.name, str(exc)))
+    return rows
+
+
+def _resolve_server(spec: BackendSpec) -> BackendSpec:
+    """Choose the PostgreSQL server here, once, and check it can be opened (one line on failure)."""
+    if spec.kind == "memory":
+        return spec
+    from tracker.pg_server import ServerUnavailable, choose_server
+
+    try:
+        choice = choose_server(spec.dsn)
+        resolved = BackendSpec(spec.kind, choice.dsn or spec.dsn, spec.schema)
+        close_backend(open_backend(resolved))
+    except (ServerUnavailable, BackendUnavailable) as exc:
+        raise SweepError(str(exc)) from None
+    return resolved
+
+
+def _ignore_sigint() -> None:
+    # Ctrl-C reaches the whole process group; only the parent decides how to stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# --- executors: submit a chunk, get something with .result() -----------------------------------
+
+
+class _InProcess:
+    """Runs each chunk when its result is asked for: one process, no pool."""
+
+    class _Later:
+        def __init__(self, chunk: Chunk, spec: BackendSpec) -> None:
+            self.chunk, self.spec = chunk, spec
+
+        def result(self) -> list[dict[str, Any]]:
+            return run_chunk(self.chunk, self.spec)
+
+        def cancel(self) -> bool:
+            return True
+
+    def __init__(self, spec: BackendSpec) -> None:
+        self.spec = spec
+        self.window = 1
+
+    def submit(self, chunk: Chunk) -> Any:
+        return self._Later(chunk, self.spec)
+
+    def close(self, abort: bool = False) -> None:
+        backends = getattr(_local, "backends", {})
+        for backend in backends.values():
+            close_backend(backend)
+        backends.clear()
+
+
+class _ProcessPool:
+    """A local process pool; each worker keeps its strategies and backend for its lifetime."""
+
+    def __init__(self, spec: BackendSpec, workers: int) -> None:
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.spec = spec
+        self.window = workers * 4
+        self.pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_sigint)
+
+    def submit(self, chunk: Chunk) -> Any:
+        return self.pool.submit(run_chunk, chunk, self.spec)
+
+    def close(self, abort: bool = False) -> None:
+        if abort:  # Ctrl-C: do not wait for chunks already queued to the workers
+            for process in list(getattr(self.pool, "_processes", {}).values()):
+                process.terminate()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Dask:
+    """A Dask cluster: the one at ``scheduler``, or a LocalCluster started (and stopped) here."""
+
+    def __init__(self, spec: BackendSpec, execution: Execution) -> None:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise SweepError("--executor dask needs the 'distributed' package: pip install 'dask[distributed]'") from None
+        self.spec = spec
+        self.cluster = None
+        timeout = f"{execution.connect_timeout_s}s"
+        if execution.scheduler:
+            try:
+                self.client = Client(execution.scheduler, timeout=timeout, set_as_default=False)
+            except Exception as exc:  # any failure to connect is the environment, reported in one line
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise SweepError(f"--scheduler {execution.scheduler}: cannot reach the Dask scheduler ({reason})") from None
+        else:
+            try:
+                self.cluster = LocalCluster(
+                    n_workers=execution.workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                    silence_logs=logging.ERROR,  # cancelled chunks on Ctrl-C are expected, not warnings
+                )
+                self.client = Client(self.cluster, set_as_default=False)
+            except Exception as exc:  # an environment that cannot start processes or sockets
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise SweepError(f"--executor dask: cannot start a local Dask cluster ({reason})") from None
+        workers = max(len(self.client.scheduler_info().get("workers", {})), 1)
+        self.window = workers * 4
+
+    def submit(self, chunk: Chunk) -> Any:
+        return self.client.submit(run_chunk, chunk, self.spec, pure=False)
+
+    def close(self, abort: bool = False) -> None:
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def _executor(spec: BackendSpec, execution: Execution) -> Any:
+    if execution.executor == "dask" or execution.scheduler:
+        return _Dask(spec, execution)
+    if execution.executor != "local":
+        raise SweepError(f"--executor {execution.executor}: use one of {', '.join(EXECUTORS)}")
+    if execution.workers < 1:
+        raise SweepError(f"--workers must be >= 1 (got {execution.workers})")
+    if execution.workers == 1:
+        return _InProcess(spec)
+    return _ProcessPool(spec, execution.workers)
+
+
+def chunk_size(total: int, workers: int) -> int:
+    """Runs per chunk: enough chunks to keep every worker busy, few enough to amortize the trip."""
+    return max(1, min(64, total // max(workers * 16, 1)))
+
+
+# --- running a sweep ---------------------------------------------------------------------------
+
+
+class SweepRun:
+    """One execution of a :class:`Sweep`, as a context manager.
+
+    ``__enter__`` checks everything that could make the sweep unusable (a resume file from another
+    sweep, an unreachable scheduler) before any output file is touched. :meth:`rows` yields every
+    row in plan order (on resume, the rows already on disk first). On a clean finish the results
+    file is finalized under its real name; on an interruption (Ctrl-C) or an error the finished
+    runs stay in ``OUT.partial``, resumable.
+    """
+
+    def __init__(
+        self,
+        sweep: Sweep,
+        execution: Execution = Execution(),
+        out: Path | None = None,
+        resume: bool = False,
+        on_rows: Callable[[int], None] | None = None,
+    ) -> None:
+        if resume and out is None:
+            raise SweepError("--resume needs --out FILE (the results file of the interrupted sweep)")
+        self.sweep, self.execution, self.out, self.resume = sweep, execution, out, resume
+        self.on_rows = on_rows
+        self.results: PartialResults | None = None
+        self.executor: Any = None
+        self.completed = False
+
+    def __enter__(self) -> SweepRun:
+        if self.out is not None:
+            try:
+                self.results = PartialResults.check(self.out, self.sweep.fingerprint(), self.resume)
+            except ResultsError as exc:
+                raise SweepError(str(exc)) from None
+        self.executor = _executor(_resolve_server(self.sweep.backend), self.execution)
+        if self.results is not None:
+            try:
+                self.results.open()
+            except OSError as exc:
+                self.executor.close(abort=True)
+                raise SweepError(f"--out {self.out}: cannot write ({exc.strerror or exc})") from None
+        return self
+
+    @property
+    def done(self) -> int:
+        """Rows safely written so far (including those resumed)."""
+        return self.results.rows if self.results is not None else 0
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        skip = 0
+        if self.results is not None:
+            for row in self.results.resumed_rows():
+                skip += 1
+                yield row
+            if skip and self.on_rows:
+                self.on_rows(skip)
+        workers = max(self.execution.workers, 1)
+        chunks = self.sweep.chunks(chunk_size(self.sweep.total, workers), skip=skip)
+        for rows in _in_order(self.executor, chunks):
+            if self.results is not None:
+                self.results.append(rows)
+            if self.on_rows:
+                self.on_rows(len(rows))
+            yield from rows
+        self.completed = True
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if self.executor is not None:
+                self.executor.close(abort=exc_type is not None)
+        finally:
+            if self.results is not None:
+                if self.completed and exc_type is None:
+                    self.results.finalize()
+                else:
+                    self.results.close()
+
+
+def _in_order(executor: Any, chunks: Iterable[Chunk]) -> Iterator[list[dict[str, Any]]]:
+    """Each chunk's rows, in plan order, keeping at most ``executor.window`` chunks in flight
+    (memory stays bounded however long the plan)."""
+    pending: deque[Any] = deque()
+    todo = iter(chunks)
+    try:
+        for chunk in todo:
+            pending.append(executor.submit(chunk))
+            if len(pending) >= executor.window:
+                break
+        while pending:
+            rows = pending.popleft().result()
+            following = next(todo, None)
+            if following is not None:
+                pending.append(executor.submit(following))
+            yield rows
+    finally:
+        for future in pending:
+            future.cancel()
 
 
 def execute(
@@ -21,7 +383,8 @@ def execute(
     spec: BackendSpec | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Yield each run's result row, in plan order."""
+    """Yield each item's result row, in order, in this process (items carry strategy objects,
+    which need not be loadable by name; use :class:`SweepRun` to run on several workers)."""
     spec = spec or BackendSpec()
     backend = open_backend(spec)
     spoilers = run_errors() if spec.kind != "memory" else ()

@@ -1,0 +1,219 @@
+"""The regression gate: judge scenario expectations (``[expect]``) over seeded runs.
+
+A scenario's ``[expect]`` table maps a strategy (built-in name or ``module:attr``) to
+
+* ``"clean"``: no invariant is violated in any run;
+* ``"violates:A,B"``: each of A and B is violated in at least one run. The other invariants are
+  *not judged*: the expectation pins that a known race is still reproduced, and stays true when
+  a strategy also breaks something else (that is reported, as information). To pin those too,
+  list them;
+* ``"any"``: not judged (the strategy is not run).
+
+A verdict keeps, per invariant, how many runs violated it and the violating run with the fewest
+database operations (ties: the lowest seed): the shortest counterexample, printed as the
+``racetrack run`` command that replays it. ``junit_xml`` renders verdicts for CI dashboards.
+
+May import: ``sim.invariants`` (IDs), ``sim.scenario``, ``sim.sweep``, ``sim.backends``,
+``tracker.strategies``. Prints nothing.
+"""
+
+from __future__ import annotations
+
+import shlex
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sim.backends import BackendSpec
+from sim.invariants import INVARIANT_IDS
+from sim.scenario import Scenario
+from sim.sweep import Execution, Sweep, SweepError, SweepRun
+from tracker.strategies import StrategyNotFound, load_strategy
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """One ``[expect]`` entry: ``ref`` is how the scenario was named (for the replay command)."""
+
+    ref: str
+    scenario: Scenario
+    strategy: str
+    expect: str
+
+    @property
+    def judged(self) -> bool:
+        return self.expect != "any"
+
+    @property
+    def must_violate(self) -> tuple[str, ...]:
+        if not self.expect.startswith("violates:"):
+            return ()
+        return tuple(i.strip() for i in self.expect[len("violates:") :].split(",") if i.strip())
+
+
+def expectations(ref: str, scenario: Scenario) -> list[Expectation]:
+    return [Expectation(ref, scenario, strategy, expect) for strategy, expect in scenario.expect.items()]
+
+
+@dataclass(frozen=True)
+class Counterexample:
+    seed: int
+    ops: int
+
+
+@dataclass(frozen=True)
+class Tally:
+    """One invariant over one scenario x strategy: runs that violated it, and the shortest one."""
+
+    invariant: str
+    violating_runs: int
+    shortest: Counterexample | None
+
+
+@dataclass
+class TallyBuilder:
+    """Folds result rows into per-invariant tallies (the rows themselves are not kept)."""
+
+    runs: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: {i: 0 for i in INVARIANT_IDS})
+    shortest: dict[str, Counterexample] = field(default_factory=dict)
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.runs += 1
+        for invariant in INVARIANT_IDS:
+            if row[invariant]:
+                self.counts[invariant] += 1
+                best = self.shortest.get(invariant)
+                if best is None or (row["ops"], row["seed"]) < (best.ops, best.seed):
+                    self.shortest[invariant] = Counterexample(row["seed"], row["ops"])
+
+    def tallies(self) -> dict[str, Tally]:
+        return {i: Tally(i, self.counts[i], self.shortest.get(i)) for i in INVARIANT_IDS}
+
+
+def replay_command(ref: str, strategy: str, seed: int) -> str:
+    return f"racetrack run {shlex.quote(ref)} --strategy {shlex.quote(strategy)} --seed {seed}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    expectation: Expectation
+    runs: int
+    first_seed: int
+    tallies: dict[str, Tally]
+    problems: tuple[str, ...]  # one line per broken part of the expectation
+    notes: tuple[str, ...]  # what else was seen, not judged
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+    @property
+    def skipped(self) -> bool:
+        return not self.expectation.judged
+
+
+def judge(expectation: Expectation, tallies: dict[str, Tally], runs: int, first_seed: int) -> Verdict:
+    e = expectation
+    problems: list[str] = []
+    notes: list[str] = []
+    seeds = f"seeds {first_seed}..{first_seed + runs - 1}"
+    violated = [t for t in tallies.values() if t.violating_runs]
+
+    def shown(t: Tally) -> str:
+        assert t.shortest is not None
+        return (
+            f"{t.invariant} violated in {t.violating_runs}/{runs} runs; shortest counterexample "
+            f"({t.shortest.ops} ops): {replay_command(e.ref, e.strategy, t.shortest.seed)}"
+        )
+
+    if e.expect == "clean":
+        problems = [shown(t) for t in violated]
+    elif e.must_violate:
+        for invariant in e.must_violate:
+            t = tallies[invariant]
+            if t.violating_runs == 0:
+                problems.append(
+                    f"{invariant} violated in 0/{runs} runs ({seeds}): expected at least one; "
+                    f"if the race is rarer, try: racetrack check {shlex.quote(e.ref)} --runs {runs * 4}"
+                )
+            else:
+                notes.append(f"{invariant} violated in {t.violating_runs}/{runs} runs")
+        for t in violated:
+            if t.invariant not in e.must_violate:
+                notes.append(f"also (not judged): {t.invariant} {t.violating_runs}/{runs}")
+    return Verdict(e, runs, first_seed, tallies, tuple(problems), tuple(notes))
+
+
+def skipped(expectation: Expectation) -> Verdict:
+    return Verdict(expectation, 0, 0, {}, (), ("not judged (expect = \"any\")",))
+
+
+def verdict_lines(v: Verdict) -> list[str]:
+    e = v.expectation
+    status = "SKIP" if v.skipped else ("PASS" if v.passed else "FAIL")
+    head = f"{status}  {e.scenario.name}  {e.strategy} = \"{e.expect}\""
+    if not v.skipped:
+        head += f"  ({v.runs} runs)"
+    return [head] + [f"      {p}" for p in v.problems] + [f"      {n}" for n in v.notes]
+
+
+def junit_xml(verdicts: Iterable[Verdict]) -> bytes:
+    """JUnit XML: one testsuite per scenario, one testcase per scenario x strategy. No timings,
+    so the same check gives the same file."""
+    verdicts = list(verdicts)
+    root = ET.Element("testsuites", name="racetrack check")
+    suites: dict[str, ET.Element] = {}
+    totals = {"tests": 0, "failures": 0, "skipped": 0}
+    for v in verdicts:
+        e = v.expectation
+        suite = suites.get(e.scenario.name)
+        if suite is None:
+            suite = suites[e.scenario.name] = ET.SubElement(root, "testsuite", name=e.scenario.name)
+            suite.attrib.update({"tests": "0", "failures": "0", "errors": "0", "skipped": "0"})
+        case = ET.SubElement(suite, "testcase", classname=f"racetrack.{e.scenario.name}", name=f"{e.strategy}: {e.expect}")
+        counts = ["tests"]
+        if v.skipped:
+            ET.SubElement(case, "skipped", message="expect = \"any\": not judged")
+            counts.append("skipped")
+        elif not v.passed:
+            failure = ET.SubElement(case, "failure", message=v.problems[0], type="ExpectationFailed")
+            failure.text = "\n".join(v.problems)
+            counts.append("failures")
+        if v.notes and not v.skipped:
+            ET.SubElement(case, "system-out").text = "\n".join(v.notes)
+        for key in counts:
+            suite.attrib[key] = str(int(suite.attrib[key]) + 1)
+            totals[key] += 1
+    root.attrib.update({k: str(n) for k, n in totals.items()})
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def check_scenario(
+    ref: str,
+    scenario: Scenario,
+    runs: int,
+    seed: int = 0,
+    execution: Execution | None = None,
+    backend: BackendSpec | None = None,
+    on_rows: Callable[[int], None] | None = None,
+) -> list[Verdict]:
+    """Run every judged strategy of ``scenario``'s ``[expect]`` on the same seeds and judge it.
+    Raises :class:`~sim.sweep.SweepError` (one line) for a strategy that cannot be loaded."""
+    wanted = expectations(ref, scenario)
+    judged = [e for e in wanted if e.judged]
+    for e in judged:
+        try:
+            load_strategy(e.strategy)
+        except StrategyNotFound as exc:
+            raise SweepError(f"{scenario.source}: [expect] {e.strategy}: {exc}") from None
+    builders = [TallyBuilder() for _ in judged]
+    if judged:
+        sweep = Sweep((scenario,), tuple(e.strategy for e in judged), runs, seed, backend or BackendSpec())
+        with SweepRun(sweep, execution or Execution(), on_rows=on_rows) as run:
+            for position, row in enumerate(run.rows()):
+                builders[position // runs].add(row)  # plan order: strategy by strategy
+    verdicts = {e.strategy: judge(e, b.tallies(), runs, seed) for e, b in zip(judged, builders, strict=True)}
+    return [verdicts[e.strategy] if e.judged else skipped(e) for e in wanted]

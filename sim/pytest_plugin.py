@@ -1,0 +1,168 @@
+"""The pytest plugin (entry point ``pytest11``: ``racetrack``): judge your own handlers in your
+own test suite.
+
+``racetrack`` fixture: ``racetrack.assert_holds("my_pkg.handlers:HANDLERS",
+scenario="seed-fast-jobs", runs=2000)`` runs the strategy on ``runs`` seeded worlds and, if any
+invariant is violated, fails the test with the rates, the timeline of the shortest counterexample
+(the violating run with the fewest database operations) and the ``racetrack run`` command that
+replays it. ``assert_violates`` pins a known race instead.
+
+Hypothesis settings profiles ``racetrack-dev`` (fast, local) and ``racetrack-ci`` (thorough,
+derandomized) are registered; one is loaded unless you chose a profile yourself: ``racetrack-ci``
+when ``CI`` is set to true (as CI services do), else ``racetrack-dev``; ``RACETRACK_PROFILE=dev|ci``
+overrides. The profile also sets ``assert_holds``'s default run count.
+
+May import: pytest, hypothesis, ``sim`` (scenario, sweep, check, runner, timeline),
+``tracker.strategies``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+PROFILES = {
+    "racetrack-dev": {"max_examples": 50, "deadline": None, "suppress_health_check": [HealthCheck.too_slow]},
+    "racetrack-ci": {
+        "max_examples": 500, "deadline": None, "derandomize": True, "print_blob": True,
+        "suppress_health_check": [HealthCheck.too_slow],
+    },
+}
+DEFAULT_RUNS = {"racetrack-dev": 200, "racetrack-ci": 2000}
+
+for _name, _options in PROFILES.items():
+    settings.register_profile(_name, **_options)  # type: ignore[arg-type]
+
+
+def profile_name(environ: Mapping[str, str] = os.environ) -> str:
+    """The profile this environment asks for (see the module docstring)."""
+    chosen = environ.get("RACETRACK_PROFILE", "").strip()
+    if chosen:
+        return chosen if chosen.startswith("racetrack-") else f"racetrack-{chosen}"
+    return "racetrack-ci" if environ.get("CI", "").strip().lower() in ("1", "true", "yes") else "racetrack-dev"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    name = profile_name()
+    if name not in PROFILES:
+        raise pytest.UsageError(
+            f"RACETRACK_PROFILE={os.environ.get('RACETRACK_PROFILE')!r}: use dev or ci (racetrack-dev, racetrack-ci)"
+        )
+    chose_own = config.getoption("hypothesis_profile", default=None) or getattr(settings, "_current_profile", "default") != "default"
+    if not chose_own:
+        settings.load_profile(name)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    name = profile_name()
+    return f"racetrack: profile {name} (assert_holds default runs: {DEFAULT_RUNS.get(name, '?')})"
+
+
+@dataclass(frozen=True)
+class Racetrack:
+    """What the ``racetrack`` fixture gives a test."""
+
+    profile: str
+
+    @property
+    def default_runs(self) -> int:
+        return DEFAULT_RUNS[self.profile]
+
+    def assert_holds(
+        self,
+        strategy: str,
+        scenario: str = "seed-fast-jobs",
+        runs: int | None = None,
+        seed: int = 0,
+        invariants: tuple[str, ...] | list[str] | None = None,
+        workers: int = 1,
+    ) -> None:
+        """Fail the test unless every invariant (or each one in ``invariants``) holds in every run
+        of ``strategy`` (built-in name or ``module:attr``) on ``scenario`` (bundled name or path)."""
+        from sim.check import replay_command
+        from sim.invariants import INVARIANT_IDS
+
+        judged = tuple(invariants) if invariants else INVARIANT_IDS
+        unknown = [i for i in judged if i not in INVARIANT_IDS]
+        if unknown:
+            pytest.fail(f"racetrack: unknown invariant {unknown[0]!r}; known: {', '.join(INVARIANT_IDS)}", pytrace=False)
+        runs = runs or self.default_runs
+        tallies = _tallies(strategy, scenario, runs, seed, workers)
+        broken = [tallies[i] for i in judged if tallies[i].violating_runs]
+        if not broken:
+            return
+        shortest = min(broken, key=lambda t: (t.shortest.ops, t.shortest.seed) if t.shortest else (0, 0))
+        assert shortest.shortest is not None
+        lines = [
+            f"racetrack: strategy {strategy} broke {len(broken)} invariant(s) on scenario {scenario} "
+            f"({runs} runs, seeds {seed}..{seed + runs - 1}):"
+        ]
+        lines += [f"  {t.invariant}: violated in {t.violating_runs}/{runs} runs" for t in broken]
+        lines += ["", _counterexample(strategy, scenario, shortest.shortest.seed), ""]
+        lines.append(f"replay: {replay_command(scenario, strategy, shortest.shortest.seed)}")
+        pytest.fail("\n".join(lines), pytrace=False)
+
+    def assert_violates(
+        self,
+        strategy: str,
+        invariant: str,
+        scenario: str = "seed-fast-jobs",
+        runs: int | None = None,
+        seed: int = 0,
+        workers: int = 1,
+    ) -> None:
+        """Fail the test unless ``invariant`` is violated in at least one run (pins a known race)."""
+        runs = runs or self.default_runs
+        tally = _tallies(strategy, scenario, runs, seed, workers).get(invariant)
+        if tally is None:
+            pytest.fail(f"racetrack: unknown invariant {invariant!r}", pytrace=False)
+        if not tally.violating_runs:
+            pytest.fail(
+                f"racetrack: strategy {strategy} never violated {invariant} on scenario {scenario} "
+                f"in {runs} runs (seeds {seed}..{seed + runs - 1})",
+                pytrace=False,
+            )
+
+
+def _tallies(strategy: str, scenario: str, runs: int, seed: int, workers: int) -> dict:
+    from sim import scenario as scenarios
+    from sim.check import TallyBuilder
+    from sim.sweep import Execution, Sweep, SweepError, SweepRun
+    from tracker.strategies import StrategyNotFound, load_strategy
+
+    try:
+        loaded = scenarios.load(scenario)
+        load_strategy(strategy)
+    except (scenarios.ScenarioError, StrategyNotFound) as exc:
+        pytest.fail(f"racetrack: {exc}", pytrace=False)
+    builder = TallyBuilder()
+    try:
+        with SweepRun(Sweep((loaded,), (strategy,), runs, seed), Execution(workers=workers)) as run:
+            for row in run.rows():
+                builder.add(row)
+    except SweepError as exc:
+        pytest.fail(f"racetrack: {exc}", pytrace=False)
+    return builder.tallies()
+
+
+def _counterexample(strategy: str, scenario: str, seed: int) -> str:
+    """The timeline of one run, violations marked, as ``racetrack run`` prints it."""
+    from sim import scenario as scenarios
+    from sim.runner import run_one
+    from sim.timeline import render
+    from tracker.strategies import load_strategy
+
+    result = run_one(scenarios.load(scenario), load_strategy(strategy), seed)
+    header = f"shortest counterexample: seed {seed}, {result.ops} database operations"
+    verdict = [f"  {v.line()}" for v in result.violations]
+    return render(result.record, result.violations, header) + "\n\nviolations in this run:\n" + "\n".join(verdict)
+
+
+@pytest.fixture(scope="session")
+def racetrack() -> Racetrack:
+    """Judge a strategy from a test: ``racetrack.assert_holds("my_pkg.handlers:HANDLERS")``."""
+    return Racetrack(profile_name())

@@ -1,0 +1,239 @@
+"""Results files written as a sweep runs: streamed, crash-safe, resumable.
+
+While a sweep runs, finished rows are appended, one Arrow record batch per chunk, to
+``OUT.partial`` (an Arrow IPC stream, zstd-compressed, whose schema metadata holds the sweep's
+fingerprint), and flushed after every batch. Memory stays flat however many runs. A sweep that is interrupted
+(Ctrl-C) closes the stream cleanly; one that is killed leaves a stream whose last batch may be
+cut short, and reading stops at the last whole batch. Either way ``--resume`` continues from what
+is there. Only when every run is done is the stream converted, in row groups of
+:data:`ROW_GROUP_ROWS` rows, to ``OUT`` (Parquet via ``pyarrow.parquet.ParquetWriter``, or CSV),
+written beside it and renamed into place: a file under the real name is always complete, and the
+same sweep gives the same bytes however it was cut up, interrupted, resumed or parallelized.
+
+May import: ``sim.runner`` (the columns), pyarrow, pandas (CSV formatting). Runs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import pyarrow as pa
+
+from sim.runner import RESULT_COLUMNS
+
+FORMATS = (".parquet", ".csv")
+ROW_GROUP_ROWS = 10_000
+METADATA_KEY = b"racetrack.sweep"
+
+_TYPES: dict[str, pa.DataType] = {
+    "format": pa.string(), "scenario": pa.string(), "strategy": pa.string(), "backend": pa.string(),
+    "seed": pa.int64(), "jobs": pa.int64(), "ops": pa.int64(), "round_trips": pa.int64(),
+    "statements": pa.int64(), "lock_waits": pa.int64(), "lock_wait_ms": pa.float64(), "crashes": pa.int64(),
+    "violating": pa.bool_(), "violations": pa.int64(), "first_violation": pa.string(),
+    "lag_p50_ms": pa.float64(), "lag_p99_ms": pa.float64(), "lag_max_ms": pa.float64(),
+    "visibility_lags_ms": pa.string(), "timestamp_errors_ms": pa.string(), "sim_ms": pa.float64(),
+    "params": pa.string(), "error": pa.string(), "disagreements": pa.int64(), "first_disagreement": pa.string(),
+}
+
+
+class ResultsError(ValueError):
+    """A results file that cannot be used as asked; ``str()`` is the one line the user sees."""
+
+
+def partial_path(out: Path) -> Path:
+    return out.with_name(out.name + ".partial")
+
+
+def column_type(column: str, sample: Any) -> pa.DataType:
+    """A column's Arrow type: declared, else (a column added by a newer row) the sample's."""
+    if column in _TYPES:
+        return _TYPES[column]
+    from sim.invariants import INVARIANT_IDS
+
+    if column in INVARIANT_IDS:
+        return pa.int64()
+    for kind, arrow in ((bool, pa.bool_()), (int, pa.int64()), (float, pa.float64())):
+        if isinstance(sample, kind):
+            return arrow
+    return pa.string()
+
+
+def schema_for(row: dict[str, Any], fingerprint: dict[str, Any]) -> pa.Schema:
+    fields = [pa.field(c, column_type(c, row.get(c))) for c in RESULT_COLUMNS]
+    return pa.schema(fields, metadata={METADATA_KEY: json.dumps(fingerprint, sort_keys=True)})
+
+
+def _differences(stored: dict[str, Any], current: dict[str, Any]) -> str:
+    said = []
+    names = lambda f: ",".join(s["name"] for s in f.get("scenarios", []))  # noqa: E731
+    if names(stored) != names(current):
+        said.append(f"scenarios {names(stored) or '?'} there, {names(current)} here")
+    elif stored.get("scenarios") != current.get("scenarios"):
+        said.append("scenario parameters differ")
+    for key in ("strategies", "runs", "seed", "backend", "format"):
+        a, b = stored.get(key), current.get(key)
+        if a != b:
+            show = (lambda v: ",".join(v)) if key == "strategies" else (lambda v: json.dumps(v) if isinstance(v, dict) else str(v))
+            said.append(f"{key} {show(a) if a is not None else '?'} there, {show(b)} here")
+    return "; ".join(said) or "it differs"
+
+
+def read_fingerprint(partial: Path) -> dict[str, Any]:
+    try:
+        with open(partial, "rb") as f:
+            schema = pa.ipc.open_stream(f).schema
+    except (OSError, pa.ArrowException) as exc:
+        raise ResultsError(f"--resume: {partial} is not a racetrack partial results file ({exc})") from None
+    raw = (schema.metadata or {}).get(METADATA_KEY)
+    if raw is None:
+        raise ResultsError(f"--resume: {partial} is not a racetrack partial results file (no sweep fingerprint)")
+    loaded: dict[str, Any] = json.loads(raw)
+    return loaded
+
+
+def _whole_batches(reader: Any) -> Iterator[pa.RecordBatch]:
+    """The batches of a stream, stopping quietly at a cut-off tail (a killed sweep)."""
+    while True:
+        try:
+            yield reader.read_next_batch()
+        except StopIteration:
+            return
+        except (OSError, pa.ArrowException):
+            return
+
+
+class PartialResults:
+    """``OUT.partial`` of one sweep: appended to as chunks finish, finalized into ``OUT``."""
+
+    def __init__(self, out: Path, fingerprint: dict[str, Any], resume: bool) -> None:
+        self.out, self.partial = out, partial_path(out)
+        self.fingerprint = json.loads(json.dumps(fingerprint, sort_keys=True))
+        self.resume = resume
+        self.rows = 0
+        self._file: IO[bytes] | None = None
+        self._writer: Any = None
+        self._schema: pa.Schema | None = None
+        self._fresh: Path | None = None
+
+    @classmethod
+    def check(cls, out: Path, fingerprint: dict[str, Any], resume: bool) -> PartialResults:
+        """Validate ``out`` (and, on resume, its partial) without changing any file."""
+        if out.suffix not in FORMATS:
+            raise ResultsError(f"--out {out}: the file must end in .parquet or .csv")
+        results = cls(out, fingerprint, resume)
+        if resume:
+            if not results.partial.is_file():
+                finished = f" ({out} exists: that sweep already finished)" if out.exists() else ""
+                raise ResultsError(f"--resume: no {results.partial} to resume{finished}")
+            stored = read_fingerprint(results.partial)
+            if stored != results.fingerprint:
+                raise ResultsError(
+                    f"--resume: {results.partial} is from a different sweep ({_differences(stored, results.fingerprint)});"
+                    " nothing was changed"
+                )
+        return results
+
+    def open(self) -> None:
+        """Make ready to write (a fresh sweep truncates an old partial; a resume opens its copy
+        in :meth:`resumed_rows`). Raises ``OSError`` when the place cannot be written."""
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        if not self.resume:
+            self._file = open(self.partial, "wb")
+        elif not os.access(self.partial.parent, os.W_OK):
+            raise PermissionError(13, "directory not writable", str(self.partial.parent))
+
+    def resumed_rows(self) -> Iterator[dict[str, Any]]:
+        """On resume: the rows already done, copied into a fresh stream that then takes the new
+        ones (the old stream may end in a cut-off batch, which is dropped)."""
+        if not self.resume:
+            return
+        self._fresh = self.partial.with_name(self.partial.name + ".resuming")
+        self._file = open(self._fresh, "wb")
+        with open(self.partial, "rb") as old:
+            reader = pa.ipc.open_stream(old)
+            self._start(reader.schema)
+            for batch in _whole_batches(reader):
+                self._write(batch)
+                yield from batch.to_pylist()
+        os.replace(self._fresh, self.partial)  # the open handle follows the file
+        self._fresh = None
+
+    def _start(self, schema: pa.Schema) -> None:
+        assert self._file is not None
+        self._schema = schema
+        # zstd: a million rows of JSON-heavy columns would otherwise take ~1.5 GB of disk
+        self._writer = pa.ipc.new_stream(self._file, schema, options=pa.ipc.IpcWriteOptions(compression="zstd"))
+
+    def _write(self, batch: pa.RecordBatch) -> None:
+        assert self._file is not None
+        self._writer.write_batch(batch)
+        self._file.flush()
+        self.rows += batch.num_rows
+
+    def append(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        if self._writer is None:
+            self._start(schema_for(rows[0], self.fingerprint))
+        assert self._schema is not None
+        self._write(pa.RecordBatch.from_pylist(rows, schema=self._schema))
+
+    def close(self) -> None:
+        """Stop, keeping what is written (a valid, resumable stream)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._fresh is not None:  # interrupted while copying: the old partial is still whole
+            self._fresh.unlink(missing_ok=True)
+            self._fresh = None
+
+    def finalize(self) -> None:
+        """Convert the stream into ``OUT`` (written beside it, then renamed) and drop the stream."""
+        self.close()
+        staging = self.out.with_name(self.out.name + ".finalizing")
+        with open(self.partial, "rb") as source:
+            reader = pa.ipc.open_stream(source)
+            if self.out.suffix == ".parquet":
+                _to_parquet(reader, staging)
+            else:
+                _to_csv(reader, staging)
+        os.replace(staging, self.out)
+        self.partial.unlink()
+
+
+def _row_groups(reader: Any) -> Iterator[pa.Table]:
+    """The stream's rows re-cut into tables of exactly ROW_GROUP_ROWS (the last one shorter),
+    so the output does not depend on how the sweep was chunked."""
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    for batch in _whole_batches(reader):
+        pending.append(batch)
+        held += batch.num_rows
+        while held >= ROW_GROUP_ROWS:
+            table = pa.Table.from_batches(pending, schema=reader.schema)
+            yield table.slice(0, ROW_GROUP_ROWS)
+            rest = table.slice(ROW_GROUP_ROWS)
+            pending, held = rest.to_batches(), rest.num_rows
+    if held or not pending:
+        yield pa.Table.from_batches(pending, schema=reader.schema)
+
+
+def _to_parquet(reader: Any, path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    with pq.ParquetWriter(path, reader.schema) as writer:
+        for table in _row_groups(reader):
+            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+
+
+def _to_csv(reader: Any, path: Path) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        for number, table in enumerate(_row_groups(reader)):
+            table.to_pandas().to_csv(f, header=number == 0, index=False)
