@@ -8,9 +8,11 @@ invariant is violated, fails the test with the rates, the timeline of the shorte
 replays it. ``assert_violates`` pins a known race instead.
 
 Hypothesis settings profiles ``racetrack-dev`` (fast, local) and ``racetrack-ci`` (thorough,
-derandomized) are registered; one is loaded unless you chose a profile yourself: ``racetrack-ci``
-when ``CI`` is set to true (as CI services do), else ``racetrack-dev``; ``RACETRACK_PROFILE=dev|ci``
-overrides. The profile also sets ``assert_holds``'s default run count.
+derandomized) are registered. The racetrack profile in force is ``racetrack-ci`` when ``CI`` is
+set to true (as CI services do), else ``racetrack-dev``; ``RACETRACK_PROFILE=dev|ci`` overrides.
+It sets ``assert_holds``'s default run count. The matching Hypothesis profile is *loaded* only when
+``RACETRACK_PROFILE`` asks for it (or ``--hypothesis-profile racetrack-ci`` does): merely having
+racetrack installed must not change the settings of a project's other Hypothesis tests.
 
 May import: pytest, hypothesis, ``sim`` (scenario, sweep, check, runner, timeline),
 ``tracker.strategies``.
@@ -52,8 +54,9 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"RACETRACK_PROFILE={os.environ.get('RACETRACK_PROFILE')!r}: use dev or ci (racetrack-dev, racetrack-ci)"
         )
+    asked = bool(os.environ.get("RACETRACK_PROFILE", "").strip())
     chose_own = config.getoption("hypothesis_profile", default=None) or getattr(settings, "_current_profile", "default") != "default"
-    if not chose_own:
+    if asked and not chose_own:
         settings.load_profile(name)
 
 

@@ -76,3 +76,15 @@ def test_profile_follows_ci_unless_racetrack_profile_says_otherwise():
     assert profile_name({"CI": "true"}) == "racetrack-ci"
     assert profile_name({"CI": "true", "RACETRACK_PROFILE": "dev"}) == "racetrack-dev"
     assert profile_name({"RACETRACK_PROFILE": "racetrack-ci"}) == "racetrack-ci"
+
+
+def test_installing_the_plugin_does_not_change_other_hypothesis_tests(tmp_path):
+    (tmp_path / "test_other.py").write_text(
+        "from hypothesis import settings\n"
+        "def test_defaults_untouched():\n"
+        "    assert settings().max_examples == settings.get_profile('default').max_examples\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("RACETRACK_PROFILE", "CI")}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+                          capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
