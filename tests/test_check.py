@@ -28,8 +28,10 @@ def test_bundled_expectations_hold_and_junit_has_one_case_per_strategy(tmp_path,
     assert "PASS  seed-fast-jobs  naive" in out and "0 failed" in out
     root = ET.parse(junit).getroot()
     cases = root.findall("./testsuite/testcase")
-    assert sorted(c.get("name") for c in cases) == ["atomic: clean", "naive: violates:no-rejected-writes"]
-    assert root.get("failures") == "0" and root.get("tests") == "2"
+    expected = sorted(f"{strategy}: {expect}" for strategy, expect in load("seed-fast-jobs").expect.items())
+    assert sorted(c.get("name") for c in cases) == expected and len(expected) == 5
+    assert root.get("failures") == "0" and root.get("tests") == "5"
+    assert len(root.findall("./testsuite/testcase/skipped")) == 1  # db-clock = "any"
 
 
 def test_broken_expectation_names_strategy_invariant_rate_and_the_shortest_replay(tmp_path, capsys):
