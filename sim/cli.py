@@ -303,9 +303,8 @@ def format_summary(summary: list[dict[str, Any]]) -> str:
     head = f"{'scenario':<20} {'strategy':<12} {'runs':>6} {'violating':>10} " + " ".join(f"{short[i]:>5}" for i in INVARIANT_IDS)
     lines = [head, "-" * len(head)]
     for e in summary:
-        rate = f"{e['violating_runs']}"
         lines.append(
-            f"{e['scenario']:<20} {e['strategy']:<12} {e['runs']:>6} {rate:>10} "
+            f"{e['scenario']:<20} {e['strategy']:<12} {e['runs']:>6} {e['violating_runs']:>10} "
             + " ".join(f"{e['violations'][i]:>5}" for i in INVARIANT_IDS)
         )
     lines.append("")

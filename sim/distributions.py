@@ -40,11 +40,6 @@ class Dist:
         return self.a * math.exp(self.sigma * rng.gauss(0.0, 1.0))
 
     @property
-    def low(self) -> float:
-        """The smallest value a draw can take (0 for a log-normal)."""
-        return self.a if self.kind in ("fixed", "uniform") else 0.0
-
-    @property
     def typical(self) -> float:
         """The median, for summaries."""
         return (self.a + self.b) / 2 if self.kind == "uniform" else self.a

@@ -92,10 +92,6 @@ class RunRecord:
     tolerance_us: int
     end_us: int
 
-    def versions(self, job_id: str) -> list[tuple[Step, Row]]:
-        """Committed versions of one job's row, in commit order, with the step that made each."""
-        return [(s, r) for s in self.steps for r in s.committed if r["job_id"] == job_id]
-
 
 class RowVisibility:
     """What each session sees and which row versions become visible to others, as a driver

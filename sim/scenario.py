@@ -230,18 +230,9 @@ def from_mapping(data: dict[str, Any], name: str, source: str, text: str = "") -
             continue
         converted, reason = validate_value(param, container[sub])
         if reason:
-            if param.kind == "dist":
-                reason = reason if reason.startswith("must") else f"{reason}"
             raise ScenarioError(f"{_where(source, text, param.path)}{param.path} {reason}")
         values[param.path] = converted
-    _cross_checks(values, source, text)
     return Scenario(name=name, source=source, values=values, expect=expect)
-
-
-def _cross_checks(values: dict[str, Any], source: str, text: str) -> None:
-    rtt: Dist = values["network.db_rtt"]
-    if rtt.kind == "fixed" and rtt.a == 0:
-        pass  # an instant network is allowed: it is the model's limit case
 
 
 def bundled_dir() -> Path:

@@ -52,7 +52,6 @@ COLUMNS: dict[str, str] = {
     "cancelled": "boolean",
     "cancelled_at": "timestamptz",
 }
-TIMESTAMP_COLUMNS = tuple(c for c, t in COLUMNS.items() if t == "timestamptz")
 STATUSES = ("pending", "waiting", "active", "completed", "failed", "delayed")
 
 Row = dict[str, Any]
@@ -254,11 +253,6 @@ class TrackerError(Exception):
         self.sqlstate = sqlstate
         self.constraint = constraint
         self.message = message
-
-    @property
-    def is_constraint_violation(self) -> bool:
-        """Integrity-constraint class 23: the table rejected a write."""
-        return self.sqlstate.startswith("23")
 
     def key(self) -> tuple[str, str | None]:
         """What must agree between backends: the code and the constraint."""
