@@ -28,9 +28,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from sim.backends import BackendSpec, close_backend, open_backend
-from sim.runner import plan, run_one
-from sim.scenario import bundled_names, load
+from sim.engine.scenario import bundled_names, load
+from sim.runs.backends import BackendSpec, close_backend, open_backend
+from sim.runs.runner import plan, run_one
 from tracker import pg_server
 from tracker.pg_server import choose_server, mask_password
 from tracker.strategies import builtin_strategies

@@ -15,9 +15,9 @@ import time
 
 import simpy
 
-from sim import scenario as scenarios
-from sim.runner import run_one
-from sim.world import World
+from sim.engine import scenario as scenarios
+from sim.engine.world import World
+from sim.runs.runner import run_one
 from tracker.memory import MemoryTracker
 from tracker.strategies import load_strategy
 

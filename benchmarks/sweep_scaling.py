@@ -25,9 +25,9 @@ from pathlib import Path
 MEASURE = r"""
 import json, resource, sys, time
 from pathlib import Path
-from sim.runner import summarize
-from sim.scenario import load
-from sim.sweep import Execution, Sweep, SweepRun
+from sim.runs.runner import summarize
+from sim.engine.scenario import load
+from sim.runs.sweep import Execution, Sweep, SweepRun
 
 scenario, strategies, runs, workers, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 sweep = Sweep((load(scenario),), tuple(strategies.split(",")), runs)

@@ -14,8 +14,8 @@ import argparse
 import statistics
 import time
 
-from sim import scenario as scenarios
-from sim.explore import ExploreError, explore
+from sim.engine import scenario as scenarios
+from sim.search.explore import ExploreError, explore
 from tracker.strategies import BUILTIN, load_strategy
 
 SEED_SUITE_SECONDS = 31.971  # seed/T044.14-completion-report.md: "(10 tests) 31971ms"

@@ -5,7 +5,7 @@ The document is built once as a list of blocks (headings, paragraphs, tables, im
 transcripts) and rendered twice, so the HTML and the Markdown always show the same tables. The
 output holds no timestamp and no absolute path: the same inputs give the same bytes.
 May import pandas, matplotlib (through :mod:`reports.plots`) and the trace readers of ``sim``;
-never SimPy, ``sim.world`` or ``sim.runner``.
+never SimPy, ``sim.engine.world`` or ``sim.runs.runner``.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from reports import plots
 from reports.inputs import INVARIANT_IDS, Inputs, TraceDoc, read_inputs
 from reports.stats import cost_table, grid_axes, grid_table, pooled_errors, violation_table, with_base
 from reports.verdict import Counterexample, interval, overview, pct, scenario_verdict
-from sim.invariants import INVARIANTS
-from sim.scenario import base_name
-from sim.timeline import step_line
-from sim.trace import record_from_data
+from sim.engine.scenario import base_name
+from sim.judge.invariants import INVARIANTS
+from sim.judge.timeline import step_line
+from sim.search.trace import record_from_data
 
 # --- blocks ----------------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """Reading a report's inputs: sweep results files (Parquet or CSV, format ``racetrack-results/1``)
 and trace files (JSON, format ``racetrack-trace/1``), checked before anything is drawn.
 
-May import pandas and ``sim.trace`` (a reader); never SimPy, ``sim.world`` or ``sim.runner``
+May import pandas and ``sim.search.trace`` (a reader); never SimPy, ``sim.engine.world`` or ``sim.runs.runner``
 (a report reads what runs wrote, it does not run them). Bad input raises :class:`ReportInputError`
 whose message is the one line the user sees.
 """
@@ -15,14 +15,14 @@ from typing import Any
 
 import pandas as pd
 
-from sim.invariants import INVARIANTS
-from sim.trace import TRACE_FORMAT, TraceError
-from sim.trace import read as read_trace
+from sim.judge.invariants import INVARIANTS
+from sim.search.trace import TRACE_FORMAT, TraceError
+from sim.search.trace import read as read_trace
 
-#: The results format this reader understands (``sim.runner.RESULTS_FORMAT``; a test keeps them equal).
+#: The results format this reader understands (``sim.runs.runner.RESULTS_FORMAT``; a test keeps them equal).
 RESULTS_FORMAT = "racetrack-results/1"
 INVARIANT_IDS = tuple(i.id for i in INVARIANTS)
-#: The columns a report needs (a subset of ``sim.runner.RESULT_COLUMNS``; a test keeps them in step).
+#: The columns a report needs (a subset of ``sim.runs.runner.RESULT_COLUMNS``; a test keeps them in step).
 REQUIRED_COLUMNS = (
     "format", "scenario", "strategy", "backend", "seed", "jobs", "ops", "round_trips", "statements",
     "lock_waits", "lock_wait_ms", "violating", "violations", *INVARIANT_IDS, "first_violation",

@@ -2,7 +2,7 @@
 
 Pure functions of a results frame (as :mod:`reports.inputs` reads it). Groups keep the order
 strategies first appear in (a sweep's plan order), so tables read the same way every time.
-May import pandas, numpy and ``sim.scenario.base_name`` (a pure name rule); nothing that runs a
+May import pandas, numpy and ``sim.engine.scenario.base_name`` (a pure name rule); nothing that runs a
 simulation.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from reports.inputs import INVARIANT_IDS
-from sim.scenario import base_name
+from sim.engine.scenario import base_name
 
 Z95 = 1.959963984540054  # the standard normal's 97.5th percentile
 GROUP = ["scenario", "strategy", "backend"]

@@ -1,1 +1,1 @@
-"""Bundled scenario files (TOML), one per behaviour; found by ``sim.scenario.load`` by name."""
+"""Bundled scenario files (TOML), one per behaviour; found by ``sim.engine.scenario.load`` by name."""

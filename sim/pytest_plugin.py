@@ -86,8 +86,8 @@ class Racetrack:
     ) -> None:
         """Fail the test unless every invariant (or each one in ``invariants``) holds in every run
         of ``strategy`` (built-in name or ``module:attr``) on ``scenario`` (bundled name or path)."""
-        from sim.check import replay_command
-        from sim.invariants import INVARIANT_IDS
+        from sim.judge.invariants import INVARIANT_IDS
+        from sim.runs.check import replay_command
 
         judged = tuple(invariants) if invariants else INVARIANT_IDS
         unknown = [i for i in judged if i not in INVARIANT_IDS]
@@ -132,9 +132,9 @@ class Racetrack:
 
 
 def _tallies(strategy: str, scenario: str, runs: int, seed: int, workers: int) -> dict:
-    from sim import scenario as scenarios
-    from sim.check import TallyBuilder
-    from sim.sweep import Execution, Sweep, SweepError, SweepRun
+    from sim.engine import scenario as scenarios
+    from sim.runs.check import TallyBuilder
+    from sim.runs.sweep import Execution, Sweep, SweepError, SweepRun
     from tracker.strategies import StrategyNotFound, load_strategy
 
     try:
@@ -154,9 +154,9 @@ def _tallies(strategy: str, scenario: str, runs: int, seed: int, workers: int) -
 
 def _counterexample(strategy: str, scenario: str, seed: int) -> str:
     """The timeline of one run, violations marked, as ``racetrack run`` prints it."""
-    from sim import scenario as scenarios
-    from sim.runner import run_one
-    from sim.timeline import render
+    from sim.engine import scenario as scenarios
+    from sim.judge.timeline import render
+    from sim.runs.runner import run_one
     from tracker.strategies import load_strategy
 
     result = run_one(scenarios.load(scenario), load_strategy(strategy), seed)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from sim.check import Expectation, Tally, judge
 from sim.cli import main
-from sim.runner import run_one
-from sim.scenario import bundled_dir, load
+from sim.engine.scenario import bundled_dir, load
+from sim.runs.check import Expectation, Tally, judge
+from sim.runs.runner import run_one
 from tracker.strategies import load_strategy
 
 SEED_FAST = (bundled_dir() / "seed-fast-jobs.toml").read_text()

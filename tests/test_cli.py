@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from sim.cli import main
-from sim.invariants import INVARIANT_IDS
-from sim.runner import RESULT_COLUMNS
+from sim.judge.invariants import INVARIANT_IDS
+from sim.runs.runner import RESULT_COLUMNS
 
 
 def run_cli(capsys, *argv):

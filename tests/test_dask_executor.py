@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from sim.cli import main
-from sim.scenario import load
-from sim.sweep import Execution, Sweep, SweepRun
+from sim.engine.scenario import load
+from sim.runs.sweep import Execution, Sweep, SweepRun
 
 distributed = pytest.importorskip("distributed")
 

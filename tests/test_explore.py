@@ -9,9 +9,9 @@ import random
 
 import pytest
 
-from sim import scenario as scenarios
 from sim.cli import main
-from sim.explore import ExploreError, PctScheduler, count_orders, explore, pct_bound
+from sim.engine import scenario as scenarios
+from sim.search.explore import ExploreError, PctScheduler, count_orders, explore, pct_bound
 from tracker.strategies import load_strategy
 
 SEED_FAST = scenarios.load("seed-fast-jobs")

@@ -8,12 +8,12 @@ import sys
 
 import pytest
 
-from sim import scenario as scenarios
 from sim.cli import main
-from sim.explore import explore
-from sim.export import isolation_spec, statement, timestamp_literal
-from sim.timeline import transcript
-from sim.trace import counterexample_data, read, write
+from sim.engine import scenario as scenarios
+from sim.judge.timeline import transcript
+from sim.search.explore import explore
+from sim.search.export import isolation_spec, statement, timestamp_literal
+from sim.search.trace import counterexample_data, read, write
 from tracker import ops
 from tracker.strategies import load_strategy
 
@@ -82,7 +82,7 @@ def test_export_needs_an_output_and_a_replayable_trace(naive_trace, tmp_path) ->
 
 def test_transcript_marks_the_rejected_write_and_shows_rows_before_and_after(naive_trace) -> None:
     data = read(naive_trace)
-    from sim.trace import case_from_data, record_from_data
+    from sim.search.trace import case_from_data, record_from_data
 
     record, violations = record_from_data(data)
     text = transcript(record, violations, case_from_data(data).clocks)

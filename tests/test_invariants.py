@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from sim.clocks import EPOCH_US
-from sim.history import Attempt, JobTruth, RunRecord, Step
-from sim.invariants import INVARIANT_IDS, INVARIANTS, judge
+from sim.judge.invariants import INVARIANT_IDS, INVARIANTS, judge
+from sim.record.clocks import EPOCH_US
+from sim.record.history import Attempt, JobTruth, RunRecord, Step
 from tracker.ops import Insert, Update
 
 MS = 1000

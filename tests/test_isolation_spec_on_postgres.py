@@ -9,10 +9,10 @@ import re
 
 import pytest
 
-from sim import scenario as scenarios
-from sim.explore import explore
-from sim.export import isolation_spec
-from sim.trace import counterexample_data
+from sim.engine import scenario as scenarios
+from sim.search.explore import explore
+from sim.search.export import isolation_spec
+from sim.search.trace import counterexample_data
 from tracker.strategies import load_strategy
 
 psycopg = pytest.importorskip("psycopg")

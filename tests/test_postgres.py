@@ -10,11 +10,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from sim import sweep
-from sim.backends import BackendSpec, close_backend, open_backend
 from sim.cli import main
-from sim.runner import plan, run_one, summarize
-from sim.scenario import bundled_names, load
+from sim.engine.scenario import bundled_names, load
+from sim.runs import sweep
+from sim.runs.backends import BackendSpec, close_backend, open_backend
+from sim.runs.runner import plan, run_one, summarize
 from tracker.differential import DifferentialTracker
 from tracker.memory import CHECKS, NOT_NULL_COLUMNS, MemoryTracker
 from tracker.ops import (

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from sim import backends
-from sim import scenario as scenarios
 from sim.cli import main
-from sim.explore import explore
-from sim.invariants import judge
-from sim.ordered import FollowSchedule, case_from_world, run_ordered, schedule_of
-from sim.replay import replay_data
-from sim.trace import counterexample_data, read, write
-from sim.world import World
+from sim.engine import scenario as scenarios
+from sim.engine.ordered import FollowSchedule, run_ordered, schedule_of
+from sim.engine.world import World, case_from_world
+from sim.judge.invariants import judge
+from sim.runs import backends
+from sim.search.explore import explore
+from sim.search.replay import replay_data
+from sim.search.trace import counterexample_data, read, write
 from tracker.memory import MemoryTracker
 from tracker.strategies import BUILTIN, load_strategy
 

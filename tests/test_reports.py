@@ -23,8 +23,8 @@ from reports import inputs as report_inputs
 from reports.plots import focus
 from reports.stats import grid_axes, wilson, with_base
 from sim.cli import main
-from sim.invariants import INVARIANT_IDS
-from sim.runner import RESULT_COLUMNS, RESULTS_FORMAT
+from sim.judge.invariants import INVARIANT_IDS
+from sim.runs.runner import RESULT_COLUMNS, RESULTS_FORMAT
 
 Z = 1.959963984540054
 STRATEGIES = "naive,row-lock,atomic"
@@ -320,7 +320,7 @@ def test_reports_read_the_format_the_runner_writes() -> None:
 
 def test_reports_never_import_the_simulation() -> None:
     code = ("import sys, reports.compose, reports.inputs, reports.plots, reports.stats, reports.verdict; "
-            "print(sorted(m for m in sys.modules if m == 'simpy' or m in ('sim.world', 'sim.runner', 'sim.driver')))")
+            "print(sorted(m for m in sys.modules if m == 'simpy' or m in ('sim.engine.world', 'sim.runs.runner', 'sim.engine.driver')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -386,8 +386,8 @@ def test_the_verdicts_replay_command_reproduces_the_first_violation(
 
 
 def test_runs_that_could_not_finish_are_left_out_and_counted(plain_results: Path, tmp_path: Path) -> None:
-    from sim.runner import SweepItem, error_row
-    from sim.scenario import load
+    from sim.engine.scenario import load
+    from sim.runs.runner import SweepItem, error_row
     from tracker.strategies import load_strategy
 
     rows = pd.read_csv(plain_results)

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sim import scenario as scenarios
-from sim.distributions import parse_dist
-from sim.runner import run_one
-from sim.world import World
+from sim.engine import scenario as scenarios
+from sim.engine.distributions import parse_dist
+from sim.engine.world import World
+from sim.runs.runner import run_one
 from tracker.memory import MemoryTracker
 from tracker.strategies import BUILTIN, load_strategy
 

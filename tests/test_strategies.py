@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sim import scenario as scenarios
-from sim.distributions import parse_dist
-from sim.runner import run_one
+from sim.engine import scenario as scenarios
+from sim.engine.distributions import parse_dist
+from sim.runs.runner import run_one
 from tracker.ops import Begin, Commit, Select, Sleep, Update
 from tracker.strategies import BUILTIN, Strategy, load_strategy
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from sim import results_file
 from sim.cli import main
-from sim.scenario import load
-from sim.sweep import Chunk, Execution, Sweep, SweepError, SweepRun, _in_order
+from sim.engine.scenario import load
+from sim.runs import results_file
+from sim.runs.sweep import Chunk, Execution, Sweep, SweepError, SweepRun, _in_order
 
 RACETRACK = [sys.executable, "-c", "from sim.cli import entry; entry()"]
 SWEEP = ["sweep", "seed-fast-jobs", "--strategies", "naive,atomic", "--runs", "24"]

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sim.history import RunRecord, Step
-from sim.invariants import Violation
+from sim.judge.invariants import Violation
+from sim.record.history import RunRecord, Step
 from tracker.ops import COLUMNS, Select, describe, format_timestamp
 
 SHOWN = ("status", "attempts", "started_at", "completed_at", "failed_at", "cancelled")

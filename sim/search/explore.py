@@ -1,7 +1,7 @@
 """Searching for counterexamples: random seeds, Hypothesis, exhaustive interleavings, PCT.
 
 Every method ends the same way: a :class:`Counterexample` is a forced-order run
-(:mod:`sim.ordered`) of a :class:`~sim.ordered.Case` that violates an invariant, with the schedule
+(:mod:`sim.engine.ordered`) of a :class:`~sim.engine.ordered.Case` that violates an invariant, with the schedule
 that makes it, ready to be written as a trace and replayed.
 
 * ``random``: seeds ``seed, seed+1, ...`` of the SimPy world; the first violating run is reduced
@@ -32,22 +32,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sim.backends import BackendSpec, close_backend, open_backend
-from sim.distributions import Dist
-from sim.history import RunRecord
-from sim.invariants import Violation, judge
-from sim.ordered import (
+from sim.engine.distributions import Dist
+from sim.engine.ordered import (
     Case,
     FirstReady,
     FollowPrefix,
     FollowSchedule,
     OrderedRun,
-    case_from_world,
     run_ordered,
     schedule_of,
 )
-from sim.scenario import Scenario
-from sim.world import Draws, World
+from sim.engine.scenario import Scenario
+from sim.engine.world import Draws, World, case_from_world
+from sim.judge.invariants import Violation, judge
+from sim.record.history import RunRecord
+from sim.runs.backends import BackendSpec, close_backend, open_backend
 from tracker.backend import TrackerBackend
 from tracker.memory import MemoryTracker
 from tracker.strategies import Strategy
@@ -526,7 +525,7 @@ def explore(
     exhaustive's is no bound (every order)."""
     if method not in METHODS:
         raise ExploreError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
-    from sim.invariants import INVARIANT_IDS
+    from sim.judge.invariants import INVARIANT_IDS
 
     unknown = [i for i in invariants if i not in INVARIANT_IDS]
     if unknown:

@@ -4,10 +4,10 @@ and the world's ground truth. Frozen records; the invariants are pure functions 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from tracker.backend import Done
-from tracker.ops import Begin, Commit, DbOp, Insert, Op, Rollback, Row, Update
+from tracker.ops import Begin, Commit, DbOp, Insert, Op, ReadClock, Rollback, Row, Update
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,45 @@ class Step:
     @property
     def rejected(self) -> bool:
         return self.error is not None and self.error[0].startswith("23")
+
+
+class Who(Protocol):
+    """The actor a step belongs to (a driver's own actor record)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def job_id(self) -> str: ...
+    @property
+    def event(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+
+
+def clock_step(index: int, who: Who, at_us: int, reading_us: int) -> Step:
+    """A clock read by ``who`` at true time ``at_us``."""
+    return Step(index, who.name, who.job_id, who.event, who.host, "clock", ReadClock(), at_us, at_us, at_us, clock_us=reading_us)
+
+
+def error_step(index: int, who: Who, at_us: int, message: str) -> Step:
+    """``who``'s handler ended by an exception it did not catch (``message`` says which)."""
+    return Step(index, who.name, who.job_id, who.event, who.host, "error", None, at_us, at_us, at_us, error=("", None, message))
+
+
+def db_step(
+    index: int, who: Who, op: DbOp, *, sent_us: int, arrived_us: int, executed_us: int, replied_us: int,
+    db_now_us: int, blocked_by: tuple[str, ...], outcome: Done, row_before: Row | None, row_after: Row | None,
+    committed: tuple[Row, ...],
+) -> Step:
+    """A statement of ``who``'s: sent, arrived at the server, executed (after any lock wait), answered."""
+    return Step(
+        index=index, actor=who.name, job_id=getattr(op, "job_id", who.job_id), event=who.event, host=who.host,
+        kind="db", op=op, sent_us=sent_us, executed_us=executed_us, replied_us=replied_us, db_now_us=db_now_us,
+        waited_us=executed_us - arrived_us, blocked_by=blocked_by,
+        result=None if outcome.value is None else dict(outcome.value),
+        error=(outcome.error.sqlstate, outcome.error.constraint, outcome.error.message) if outcome.error else None,
+        row_before=row_before, row_after=row_after, committed=committed,
+    )
 
 
 @dataclass(frozen=True)

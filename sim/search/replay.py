@@ -2,7 +2,7 @@
 
 With the trace's own strategy a replay re-executes every operation with the values the handlers
 saw and wrote (``exact``). With another strategy the schedule is followed as a priority order
-(:class:`~sim.ordered.FollowSchedule`): the k-th operation of each actor takes the place of that
+(:class:`~sim.engine.ordered.FollowSchedule`): the k-th operation of each actor takes the place of that
 actor's k-th recorded one; entries for operations the other handlers do not make are skipped,
 and operations beyond the schedule run in the order the actors first appear in it. A replay
 *reproduces* when an invariant the trace records as violated is violated again for the same
@@ -16,11 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sim.backends import BackendSpec, BackendUnavailable, close_backend, open_backend
-from sim.history import RunRecord, Step
-from sim.invariants import Violation, judge
-from sim.ordered import Case, FollowSchedule, OrderedRun, run_ordered
-from sim.trace import TRACE_FORMAT, TraceError, case_from_data, record_from_data
+from sim.engine.ordered import Case, FollowSchedule, OrderedRun, run_ordered
+from sim.judge.invariants import Violation, judge
+from sim.record.history import RunRecord, Step
+from sim.runs.backends import BackendSpec, BackendUnavailable, close_backend, open_backend
+from sim.search.trace import TRACE_FORMAT, TraceError, case_from_data, record_from_data
 from tracker.strategies import Strategy, load_strategy
 
 

@@ -5,18 +5,18 @@ a :class:`Sweep` (scenarios, strategy references, runs, first seed, backend spec
 :class:`Execution` (in this process, a local process pool, or a Dask cluster). This module splits
 the plan into :class:`Chunk` s, runs them wherever it was told, and yields rows strictly in plan
 order, so the output is the same bytes whatever the worker count or executor. With an output file
-it streams rows to disk as they arrive and can resume an interrupted sweep (``sim.results_file``).
+it streams rows to disk as they arrive and can resume an interrupted sweep (``sim.runs.results_file``).
 
 Workers receive chunks that carry scenario objects and strategy *references* (``naive``,
 ``my_pkg.mod:HANDLERS``), never function objects: each worker loads the strategy itself and opens
-its own backend from the picklable :class:`~sim.backends.BackendSpec`.
+its own backend from the picklable :class:`~sim.runs.backends.BackendSpec`.
 
 A run whose server goes away (PostgreSQL backends) becomes an error row (``error`` set, nothing
 judged) and the sweep goes on. A PostgreSQL server is chosen once, in the parent (so an embedded
 server is started once, not per worker), and its DSN handed to the workers; each worker opens
 its own connection and schema.
 
-May import: ``sim.runner``, ``sim.backends``, ``sim.results_file``, ``sim.scenario``,
+May import: ``sim.runs.runner``, ``sim.runs.backends``, ``sim.runs.results_file``, ``sim.engine.scenario``,
 ``tracker.strategies``; ``distributed`` lazily, only for the Dask executor.
 """
 
@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sim.backends import BackendSpec, BackendUnavailable, close_backend, open_backend, run_errors
-from sim.results_file import PartialResults, ResultsError
-from sim.runner import RESULTS_FORMAT, SweepItem, error_row, run_one
-from sim.scenario import Scenario
+from sim.engine.scenario import Scenario
+from sim.runs.backends import BackendSpec, BackendUnavailable, close_backend, open_backend, run_errors
+from sim.runs.results_file import PartialResults, ResultsError
+from sim.runs.runner import RESULTS_FORMAT, SweepItem, error_row, run_one
 from tracker.backend import TrackerBackend
 from tracker.strategies import Strategy, load_strategy
 

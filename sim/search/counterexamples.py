@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from sim import trace as traces
-from sim.backends import BackendSpec, close_backend, open_backend
-from sim.runner import SweepItem, run_one
-from sim.scenario import base_name
+from sim.engine.scenario import base_name
+from sim.runs.backends import BackendSpec, close_backend, open_backend
+from sim.runs.runner import SweepItem, run_one
+from sim.search import trace as traces
 
 
 def shortest_violating(pairs: Iterable[tuple[SweepItem, dict[str, Any]]]) -> list[tuple[SweepItem, dict[str, Any]]]:

@@ -1,4 +1,4 @@
-"""The checkers: pure functions from a :class:`~sim.history.RunRecord` (history, final rows,
+"""The checkers: pure functions from a :class:`~sim.record.history.RunRecord` (history, final rows,
 ground truth) to violations. No SimPy, no backend: testable with hand-written histories.
 
 Each invariant has a stable ID used in output, result files, reports and scenario expectations.
@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from sim.clocks import EPOCH_US
-from sim.history import JobTruth, RunRecord, Step
+from sim.record.clocks import EPOCH_US
+from sim.record.history import JobTruth, RunRecord, Step
 from tracker.ops import Row, describe, format_timestamp
 
 

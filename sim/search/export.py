@@ -8,7 +8,7 @@ the same as the trace: the INSERT names ``created_at``/``updated_at`` (the datab
 in the trace; ``DEFAULT now()`` would take the server's real time), and ``now()`` in an
 expression becomes the database clock's reading recorded for that statement.
 
-Imports ``sim.trace``, ``sim.ordered`` and ``tracker``; nothing here runs a simulation.
+Imports ``sim.search.trace``, ``sim.engine.ordered`` and ``tracker``; nothing here runs a simulation.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
-from sim.history import Step
-from sim.trace import TRACE_FORMAT, TraceError, record_from_data
+from sim.record.history import Step
+from sim.search.trace import TRACE_FORMAT, TraceError, record_from_data
 from tracker import ops
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -180,7 +180,7 @@ the same invariant is violated for the same job again.
 
 import json
 
-from sim.replay import replay_data
+from sim.search.replay import replay_data
 from tracker.strategies import load_strategy
 
 STRATEGY = {strategy!r}

@@ -13,7 +13,7 @@ A verdict keeps, per invariant, how many runs violated it and the violating run 
 database operations (ties: the lowest seed): the shortest counterexample, printed as the
 ``racetrack run`` command that replays it. ``junit_xml`` renders verdicts for CI dashboards.
 
-May import: ``sim.invariants`` (IDs), ``sim.scenario``, ``sim.sweep``, ``sim.backends``,
+May import: ``sim.judge.invariants`` (IDs), ``sim.engine.scenario``, ``sim.runs.sweep``, ``sim.runs.backends``,
 ``tracker.strategies``. Prints nothing.
 """
 
@@ -25,10 +25,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sim.backends import BackendSpec
-from sim.invariants import INVARIANT_IDS
-from sim.scenario import Scenario
-from sim.sweep import Execution, Sweep, SweepError, SweepRun
+from sim.engine.scenario import Scenario
+from sim.judge.invariants import INVARIANT_IDS
+from sim.runs.backends import BackendSpec
+from sim.runs.sweep import Execution, Sweep, SweepError, SweepRun
 from tracker.strategies import StrategyNotFound, load_strategy
 
 
@@ -201,7 +201,7 @@ def check_scenario(
     on_rows: Callable[[int], None] | None = None,
 ) -> list[Verdict]:
     """Run every judged strategy of ``scenario``'s ``[expect]`` on the same seeds and judge it.
-    Raises :class:`~sim.sweep.SweepError` (one line) for a strategy that cannot be loaded."""
+    Raises :class:`~sim.runs.sweep.SweepError` (one line) for a strategy that cannot be loaded."""
     wanted = expectations(ref, scenario)
     judged = [e for e in wanted if e.judged]
     for e in judged:

@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sim.distributions import FORMS, Dist, parse_dist
+from sim.engine.distributions import FORMS, Dist, parse_dist
 
 
 class ScenarioError(ValueError):
@@ -177,7 +177,7 @@ def validate_value(param: Param, value: Any) -> tuple[Any, str | None]:
 
 
 def _validate_expectation(value: Any) -> str | None:
-    from sim.invariants import INVARIANT_IDS  # the IDs are the checkers' to own
+    from sim.judge.invariants import INVARIANT_IDS  # the IDs are the checkers' to own
 
     if not isinstance(value, str):
         return f"must be a string: {EXPECT_FORM} (got {value!r})"

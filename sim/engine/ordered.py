@@ -27,31 +27,22 @@ Latencies are the actor's recorded ones (its k-th operation's request and reply 
 so following a SimPy run's own arrival order reproduces that run value for value; beyond the
 recorded ones a case's default latency applies.
 
-Imports ``sim.history``, ``sim.clocks``, ``sim.world`` (to read a finished world) and ``tracker``.
+Imports ``sim.record.history``, ``sim.record.clocks``, ``sim.engine.world`` (to read a finished world) and ``tracker``.
 """
 
 from __future__ import annotations
 
 import math
+import types
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from sim.clocks import Clock
-from sim.history import JobTruth, RowVisibility, RunRecord, Step
-from sim.invariants import Violation, judge
+from sim.engine import interpreter
+from sim.judge.invariants import Violation, judge
+from sim.record.clocks import Clock
+from sim.record.history import JobTruth, RowVisibility, RunRecord, Step, clock_step, db_step, error_step
 from tracker.backend import Blocked, Done, TrackerBackend
-from tracker.ops import (
-    DB_OPS,
-    Commit,
-    DbOp,
-    Handler,
-    Op,
-    ReadClock,
-    Rollback,
-    Row,
-    Sleep,
-    TrackerError,
-)
+from tracker.ops import Commit, DbOp, ReadClock, Rollback, Row, Sleep
 from tracker.strategies import HandlerContext, JobView, Strategy
 
 
@@ -172,7 +163,7 @@ class OrderedRun:
 class _Live:
     spec: ActorSpec
     clock: Clock
-    gen: Handler | None = None
+    gen: types.GeneratorType | interpreter.Crashed | None = None
     state: str = "new"  # new, ready, blocked, done
     local_us: int = 0
     pending: DbOp | None = None
@@ -257,7 +248,7 @@ class _Run:
                 ):
                     handler = self.strategy.handler(a.spec.event)
                     assert handler is not None
-                    a.gen = handler(a.spec.view, a.spec.ctx)
+                    a.gen = interpreter.start(handler, a.spec.view, a.spec.ctx)
                     a.local_us = a.spec.spawn_us
                     a.state = "ready"
                     self._advance(a, None, None)
@@ -267,35 +258,25 @@ class _Run:
         """Run the handler up to its next database operation (or its end)."""
         assert a.gen is not None
         while True:
-            try:
-                op: Op = a.gen.throw(throw) if throw is not None else a.gen.send(send)
-            except StopIteration:
+            step = a.gen if isinstance(a.gen, interpreter.Crashed) else interpreter.advance(a.gen, send, throw)
+            if not isinstance(step, interpreter.Yielded):
+                if isinstance(step, (interpreter.Unhandled, interpreter.Crashed)):
+                    self._error(a, step.message)
+                if isinstance(step, interpreter.Crashed):
+                    self.crashes.append(f"{a.spec.name}: {step.summary} ({step.where})")
                 self._finish(a)
                 return
-            except TrackerError as exc:
-                self._error(a, f"unhandled {exc.sqlstate}: {exc.message}")
-                self._finish(a)
-                return
-            except Exception as exc:  # strategy code bug: recorded, the run goes on
-                message = f"{type(exc).__name__}: {exc}"
-                self._error(a, f"handler crashed: {message}")
-                self.crashes.append(f"{a.spec.name}: {message}")
-                self._finish(a)
-                return
+            op = step.op
             send, throw = None, None
             if isinstance(op, Sleep):
                 a.local_us += max(0, round(op.ms * 1000))
             elif isinstance(op, ReadClock):
                 send = a.clock.read(a.local_us)
-                t = a.local_us
-                s = a.spec
-                self.steps.append(Step(len(self.steps), s.name, s.job_id, s.event, s.host, "clock", ReadClock(), t, t, t, clock_us=send))
-            elif isinstance(op, DB_OPS):
+                self.steps.append(clock_step(len(self.steps), a.spec, a.local_us, send))
+            else:
                 a.pending = op  # type: ignore[assignment]
                 a.state = "ready"
                 return
-            else:
-                throw = TypeError(f"handler yielded {op!r}, which is not a tracker operation")
 
     def _finish(self, a: _Live) -> None:
         a.state = "done"
@@ -335,15 +316,12 @@ class _Run:
         executed = self.now
         committed = self.vis.track(a.spec.name, op, outcome)
         s = a.spec
-        job_id = getattr(op, "job_id", s.job_id)
         self.steps.append(
-            Step(
-                index=len(self.steps), actor=s.name, job_id=job_id, event=s.event, host=s.host, kind="db", op=op,
-                sent_us=sent, executed_us=executed, replied_us=executed + reply, db_now_us=db_now,
-                waited_us=executed - arrival, blocked_by=blocked_by,
-                result=None if outcome.value is None else dict(outcome.value),
-                error=(outcome.error.sqlstate, outcome.error.constraint, outcome.error.message) if outcome.error else None,
-                row_before=before, row_after=self.vis.visible(s.name, job_id), committed=committed,
+            db_step(
+                len(self.steps), s, op, sent_us=sent, arrived_us=arrival, executed_us=executed,
+                replied_us=executed + reply, db_now_us=db_now, blocked_by=blocked_by, outcome=outcome,
+                row_before=before, row_after=self.vis.visible(s.name, getattr(op, "job_id", s.job_id)),
+                committed=committed,
             )
         )
         a.done_ops += 1
@@ -373,8 +351,7 @@ class _Run:
                 self._complete(w, op, sent, arrival, db_now, before, blockers, reply, outcome)
 
     def _error(self, a: _Live, message: str) -> None:
-        t, s = a.local_us, a.spec
-        self.steps.append(Step(len(self.steps), s.name, s.job_id, s.event, s.host, "error", None, t, t, t, error=("", None, message)))
+        self.steps.append(error_step(len(self.steps), a.spec, a.local_us, message))
 
 
 def run_ordered(
@@ -402,30 +379,3 @@ def schedule_of(record: RunRecord) -> tuple[str, ...]:
     operation): arrival time, ties in the order they executed."""
     db = [s for s in record.steps if s.kind == "db"]
     return tuple(s.actor for s in sorted(db, key=lambda s: (s.executed_us - s.waited_us, s.index)))
-
-
-def case_from_world(world: Any, record: RunRecord, scenario: Any, seed: int) -> Case:
-    """The case of a finished :class:`~sim.world.World` run (its ``spawned`` actors)."""
-    from sim.world import us
-
-    created: dict[str, str] = {}
-    for sp in world.spawned:
-        if sp.actor.event == "created":
-            created.setdefault(sp.actor.job_id, sp.actor.name)
-    actors = []
-    for sp in world.spawned:
-        a = sp.actor
-        after = () if a.event == "created" or a.job_id not in created else (created[a.job_id],)
-        actors.append(ActorSpec(a.name, a.job_id, a.event, a.host, sp.at_us, sp.view, sp.ctx, after, latencies_of(record, a.name)))
-    half = us(scenario.dist("network.db_rtt").typical / 2)
-    return Case(
-        scenario=scenario.name,
-        params=scenario.to_toml_table(),
-        seed=seed,
-        actors=tuple(actors),
-        clocks=dict(world.clocks),
-        truth=dict(record.truth),
-        slack_us=us(scenario["invariants.timestamp_slack_ms"]),
-        default_latency=(half, half),
-        end_floor_us=record.end_us,
-    )

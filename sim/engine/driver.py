@@ -1,36 +1,31 @@
 """The SimPy driver: runs strategy handlers in simulated time against a tracker backend.
 
-A handler yields operations; the driver gives them meaning. ``Sleep`` waits; ``ReadClock`` reads
+A handler yields operations (stepped by :mod:`sim.engine.interpreter`); the driver gives them
+time. ``Sleep`` waits; ``ReadClock`` reads
 the host's clock; a database operation travels to the server (one-way latency, drawn per
 operation), executes there atomically at its arrival instant (or waits for a row lock and resumes
 when the blocker's transaction ends), and its answer travels back. Every operation is recorded
-as a :class:`~sim.history.Step`.
+as a :class:`~sim.record.history.Step`.
 
-The driver knows nothing about queues or jobs' lifecycles (that is ``sim.world``) and nothing
+The driver knows nothing about queues or jobs' lifecycles (that is ``sim.engine.world``) and nothing
 about SQL (that is the backend).
 """
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
 import simpy
 
-from sim.clocks import Clock
-from sim.history import RowVisibility, Step
+from sim.engine import interpreter
+from sim.record.clocks import Clock
+from sim.record.history import RowVisibility, Step, clock_step, db_step, error_step
 from tracker.backend import Blocked, Done, TrackerBackend
-from tracker.ops import (
-    DB_OPS,
-    Commit,
-    DbOp,
-    Handler,
-    ReadClock,
-    Rollback,
-    Sleep,
-    TrackerError,
-)
+from tracker.ops import Commit, DbOp, ReadClock, Rollback, Sleep
+from tracker.strategies import HandlerContext, HandlerFn, JobView
 
 
 @dataclass(frozen=True)
@@ -42,10 +37,6 @@ class Actor:
     event: str
     host: str
     clock: Clock
-
-
-class HandlerCrashed(Exception):
-    """A handler raised something other than a tracker error: a bug in strategy code."""
 
 
 class Driver:
@@ -75,46 +66,37 @@ class Driver:
 
     # -- public --------------------------------------------------------------------------------
 
-    def spawn(self, actor: Actor, handler: Handler) -> simpy.Process:
+    def spawn(self, actor: Actor, fn: HandlerFn, view: JobView, ctx: HandlerContext) -> simpy.Process:
         """Start a handler now without waiting for it (Node's EventEmitter does not await)."""
-        return self.env.process(self._run(actor, handler))
+        return self.env.process(self._run(actor, interpreter.start(fn, view, ctx)))
 
     # -- the interpreter -----------------------------------------------------------------------
 
-    def _run(self, actor: Actor, handler: Handler) -> Generator[simpy.Event, Any, None]:
+    def _run(self, actor: Actor, gen: types.GeneratorType | interpreter.Crashed) -> Generator[simpy.Event, Any, None]:
         self.running += 1
         send: Any = None
         throw: BaseException | None = None
         discarded = False
         try:
             while True:
-                try:
-                    op = handler.throw(throw) if throw is not None else handler.send(send)
-                except StopIteration:
+                step = gen if isinstance(gen, interpreter.Crashed) else interpreter.advance(gen, send, throw)
+                if not isinstance(step, interpreter.Yielded):
+                    self._ended(actor, step)
                     break
-                except TrackerError as exc:
-                    self._record_error(actor, f"unhandled {exc.sqlstate}: {exc.message}")
-                    break
-                except Exception as exc:  # strategy code bug: recorded, the run goes on
-                    message = f"{type(exc).__name__}: {exc}"
-                    self._record_error(actor, f"handler crashed: {message}")
-                    self.crashes.append(f"{actor.name}: {message}")
-                    break
+                op = step.op
                 send, throw = None, None
                 if isinstance(op, Sleep):
                     if op.ms > 0:
                         yield self.env.timeout(round(op.ms * 1000))
                 elif isinstance(op, ReadClock):
                     send = actor.clock.read(self.now)
-                    self._record_clock(actor, send)
-                elif isinstance(op, DB_OPS):
-                    outcome = yield from self._db(actor, op)
+                    self.steps.append(clock_step(len(self.steps), actor, self.now, send))
+                else:
+                    outcome = yield from self._db(actor, op)  # type: ignore[arg-type]
                     if outcome.error is not None:
                         throw = outcome.error
                     else:
                         send = outcome.value
-                else:
-                    throw = TypeError(f"handler yielded {op!r}, which is not a tracker operation")
         except GeneratorExit:
             discarded = True  # the run is over and SimPy drops a process stuck in a lock wait
             raise
@@ -125,13 +107,20 @@ class Driver:
                 self._rows.end(actor.name)
                 self._wake(actor.name)
 
+    def _ended(self, actor: Actor, step: interpreter.Outcome) -> None:
+        if isinstance(step, (interpreter.Unhandled, interpreter.Crashed)):
+            self.steps.append(error_step(len(self.steps), actor, self.now, step.message))
+        if isinstance(step, interpreter.Crashed):
+            self.crashes.append(f"{actor.name}: {step.summary} ({step.where})")
+
     def _db(self, actor: Actor, op: DbOp) -> Generator[simpy.Event, Any, Done]:
         sent = self.now
         yield self.env.timeout(self.one_way_us(actor.name))
         arrived = self.now
         db_now = self.db_clock.read(arrived)
-        before = self._rows.visible(actor.name, getattr(op, "job_id", actor.job_id))
-        outcome = self.backend.execute(actor.name, op, db_now)  # type: ignore[arg-type]
+        job_id = getattr(op, "job_id", actor.job_id)
+        before = self._rows.visible(actor.name, job_id)
+        outcome = self.backend.execute(actor.name, op, db_now)
         blocked_by: tuple[str, ...] = ()
         while isinstance(outcome, Blocked):
             blocked_by += tuple(b for b in outcome.blockers if b not in blocked_by)
@@ -145,27 +134,10 @@ class Driver:
         if isinstance(op, (Commit, Rollback)) or outcome.error is not None:
             self._wake(actor.name)  # an error aborts a transaction and releases its locks at once
         self.steps.append(
-            Step(
-                index=len(self.steps),
-                actor=actor.name,
-                job_id=getattr(op, "job_id", actor.job_id),
-                event=actor.event,
-                host=actor.host,
-                kind="db",
-                op=op,
-                sent_us=sent,
-                executed_us=executed,
-                replied_us=replied,
-                db_now_us=db_now,
-                waited_us=executed - arrived,
-                blocked_by=blocked_by,
-                result=None if outcome.value is None else dict(outcome.value),
-                error=(outcome.error.sqlstate, outcome.error.constraint, outcome.error.message)
-                if outcome.error
-                else None,
-                row_before=before,
-                row_after=self._rows.visible(actor.name, getattr(op, "job_id", actor.job_id)),
-                committed=committed,
+            db_step(
+                len(self.steps), actor, op, sent_us=sent, arrived_us=arrived, executed_us=executed, replied_us=replied,
+                db_now_us=db_now, blocked_by=blocked_by, outcome=outcome, row_before=before,
+                row_after=self._rows.visible(actor.name, job_id), committed=committed,
             )
         )
         yield self.env.timeout(replied - executed)
@@ -186,17 +158,3 @@ class Driver:
                 self._waiters.setdefault(outcome.blockers[0], []).append((waiter, event))
             else:
                 event.succeed(outcome)
-
-    # -- recording -----------------------------------------------------------------------------
-
-    def _record_clock(self, actor: Actor, reading: int) -> None:
-        now = self.now
-        self.steps.append(
-            Step(len(self.steps), actor.name, actor.job_id, actor.event, actor.host, "clock", ReadClock(), now, now, now, clock_us=reading)
-        )
-
-    def _record_error(self, actor: Actor, message: str) -> None:
-        now = self.now
-        self.steps.append(
-            Step(len(self.steps), actor.name, actor.job_id, actor.event, actor.host, "error", None, now, now, now, error=("", None, message))
-        )

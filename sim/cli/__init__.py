@@ -17,12 +17,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from sim import scenario as scenarios
-from sim import sweep
-from sim.backends import KINDS, BackendSpec, BackendUnavailable, close_backend, open_backend, run_errors
-from sim.invariants import INVARIANTS
-from sim.runner import plan, run_one, summarize
-from sim.timeline import render
+from sim.engine import scenario as scenarios
+from sim.judge.invariants import INVARIANTS
+from sim.judge.timeline import render
+from sim.runs import sweep
+from sim.runs.backends import KINDS, BackendSpec, BackendUnavailable, close_backend, open_backend, run_errors
+from sim.runs.runner import plan, run_one, summarize
 from tracker.strategies import BUILTIN, Strategy, StrategyNotFound, load_strategy
 
 
@@ -257,7 +257,7 @@ def _add_backend_flags(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from sim import check
+    from sim.runs import check
 
     named = bool(args.scenarios)
     targets = [(ref, _scenario(ref)) for ref in (args.scenarios or scenarios.bundled_names())]
@@ -297,7 +297,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def format_summary(summary: list[dict[str, Any]]) -> str:
-    from sim.invariants import INVARIANT_IDS
+    from sim.judge.invariants import INVARIANT_IDS
 
     short = {i: "".join(w[0] for w in i.split("-")) for i in INVARIANT_IDS}
     head = f"{'scenario':<20} {'strategy':<12} {'runs':>6} {'violating':>10} " + " ".join(f"{short[i]:>5}" for i in INVARIANT_IDS)
@@ -389,9 +389,9 @@ def _explored_line(method: str, explored: dict[str, Any], seconds: float) -> str
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
-    from sim import explore as ex
-    from sim import trace
-    from sim.timeline import transcript
+    from sim.judge.timeline import transcript
+    from sim.search import explore as ex
+    from sim.search import trace
 
     scenario = _scenario(args.scenario)
     (strategy,) = _strategies(args.strategy)
@@ -443,9 +443,9 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from sim import trace
-    from sim.replay import replay_data
-    from sim.timeline import transcript
+    from sim.judge.timeline import transcript
+    from sim.search import trace
+    from sim.search.replay import replay_data
 
     try:
         data = trace.read(Path(args.trace))
@@ -474,7 +474,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from sim import export, trace
+    from sim.search import export, trace
 
     if not args.pytest and not args.isolation:
         raise UsageError("export needs --pytest FILE and/or --isolation FILE")
@@ -598,7 +598,7 @@ def _keep_shortest(
 ) -> Any:
     """Pass rows through, keeping per broken (base scenario, strategy, backend) the violating run
     with the fewest operations (ties: lowest seed, then plan order), as ``save_shortest`` picks."""
-    from sim.scenario import base_name
+    from sim.engine.scenario import base_name
 
     for item, row in pairs:
         if row["violating"]:
@@ -615,7 +615,7 @@ def _sweep_report(picks: list[tuple[Any, dict[str, Any]]], directory: Path, resu
     the report."""
     from reports.compose import write_report
     from reports.inputs import ReportInputError
-    from sim.counterexamples import save_shortest
+    from sim.search.counterexamples import save_shortest
 
     trace_dir = directory / "traces"
     for stale in sorted(trace_dir.glob("*.json")) if trace_dir.is_dir() else []:

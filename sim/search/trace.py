@@ -17,10 +17,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sim.clocks import Clock
-from sim.history import Attempt, JobTruth, RunRecord, Step
-from sim.invariants import Violation
-from sim.ordered import ActorSpec, Case
+from sim.engine.ordered import ActorSpec, Case
+from sim.judge.invariants import Violation
+from sim.record.clocks import Clock
+from sim.record.history import Attempt, JobTruth, RunRecord, Step
 from tracker import ops
 from tracker.strategies import HandlerContext, JobView
 
@@ -255,7 +255,7 @@ def case_data(case: Case) -> dict[str, Any]:
 
 
 def case_from_data(data: dict[str, Any]) -> Case:
-    """The :class:`~sim.ordered.Case` of a ``racetrack-trace/2`` document."""
+    """The :class:`~sim.engine.ordered.Case` of a ``racetrack-trace/2`` document."""
     record, _ = record_from_data(data)
     actors = tuple(
         ActorSpec(

@@ -13,11 +13,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sim.clocks import EPOCH_US
-from sim.history import RunRecord
-from sim.invariants import INVARIANT_IDS, Violation, judge
-from sim.scenario import Scenario
-from sim.world import Draws, World
+from sim.engine.scenario import Scenario
+from sim.engine.world import Draws, World
+from sim.judge.invariants import INVARIANT_IDS, Violation, judge
+from sim.record.clocks import EPOCH_US
+from sim.record.history import RunRecord
 from tracker.backend import TrackerBackend
 from tracker.memory import MemoryTracker
 from tracker.ops import Begin, Commit, Rollback

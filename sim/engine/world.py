@@ -17,7 +17,7 @@ What it models (``shared/notes/queue-semantics.md`` has the sources):
   awaiting them (Node's EventEmitter), after the state change;
 * every timestamp a handler gets is read from its host's clock at the moment it was taken.
 
-The world records the ground truth (:class:`~sim.history.JobTruth`). Every random decision goes
+The world records the ground truth (:class:`~sim.record.history.JobTruth`). Every random decision goes
 through :class:`Draws`, keyed by job and attempt, so that two strategies run with one seed see
 the same world, and a search (Hypothesis) can substitute its own choices.
 """
@@ -31,11 +31,12 @@ from typing import Any
 
 import simpy
 
-from sim.clocks import Clock
-from sim.distributions import Dist
-from sim.driver import Actor, Driver
-from sim.history import Attempt, JobTruth, RunRecord
-from sim.scenario import Scenario
+from sim.engine.distributions import Dist
+from sim.engine.driver import Actor, Driver
+from sim.engine.ordered import ActorSpec, Case, latencies_of
+from sim.engine.scenario import Scenario
+from sim.record.clocks import Clock
+from sim.record.history import Attempt, JobTruth, RunRecord
 from tracker.backend import TrackerBackend
 from tracker.strategies import HandlerContext, JobView, Strategy
 
@@ -373,4 +374,29 @@ class World:
         job.events[event] = job.events.get(event, 0) + 1
         actor = Actor(f"{job.id}.{event}#{job.events[event]}", job.id, event, host, self.clocks[host])
         self.spawned.append(Spawned(actor, view, self._contexts[host], int(self.env.now)))
-        return self.driver.spawn(actor, handler(view, self._contexts[host]))
+        return self.driver.spawn(actor, handler, view, self._contexts[host])
+
+
+def case_from_world(world: World, record: RunRecord, scenario: Scenario, seed: int) -> Case:
+    """The forced-order :class:`~sim.engine.ordered.Case` of a finished run (its ``spawned`` actors)."""
+    created: dict[str, str] = {}
+    for sp in world.spawned:
+        if sp.actor.event == "created":
+            created.setdefault(sp.actor.job_id, sp.actor.name)
+    actors = []
+    for sp in world.spawned:
+        a = sp.actor
+        after = () if a.event == "created" or a.job_id not in created else (created[a.job_id],)
+        actors.append(ActorSpec(a.name, a.job_id, a.event, a.host, sp.at_us, sp.view, sp.ctx, after, latencies_of(record, a.name)))
+    half = us(scenario.dist("network.db_rtt").typical / 2)
+    return Case(
+        scenario=scenario.name,
+        params=scenario.to_toml_table(),
+        seed=seed,
+        actors=tuple(actors),
+        clocks=dict(world.clocks),
+        truth=dict(record.truth),
+        slack_us=us(scenario["invariants.timestamp_slack_ms"]),
+        default_latency=(half, half),
+        end_floor_us=record.end_us,
+    )

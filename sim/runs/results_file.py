@@ -10,7 +10,7 @@ is there. Only when every run is done is the stream converted, in row groups of
 written beside it and renamed into place: a file under the real name is always complete, and the
 same sweep gives the same bytes however it was cut up, interrupted, resumed or parallelized.
 
-May import: ``sim.runner`` (the columns), pyarrow, pandas (CSV formatting). Runs nothing.
+May import: ``sim.runs.runner`` (the columns), pyarrow, pandas (CSV formatting). Runs nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import IO, Any
 
 import pyarrow as pa
 
-from sim.runner import RESULT_COLUMNS
+from sim.runs.runner import RESULT_COLUMNS
 
 FORMATS = (".parquet", ".csv")
 ROW_GROUP_ROWS = 10_000
@@ -52,7 +52,7 @@ def column_type(column: str, sample: Any) -> pa.DataType:
     """A column's Arrow type: declared, else (a column added by a newer row) the sample's."""
     if column in _TYPES:
         return _TYPES[column]
-    from sim.invariants import INVARIANT_IDS
+    from sim.judge.invariants import INVARIANT_IDS
 
     if column in INVARIANT_IDS:
         return pa.int64()

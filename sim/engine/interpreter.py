@@ -1,0 +1,127 @@
+"""The one handler interpreter: start a handler, advance it by one step, and say what came back.
+
+Every driver (the SimPy driver, the forced-order driver, the live driver) runs handlers through
+these two functions; a driver decides only *when* an operation happens and *which clock* it
+reads. What a handler may yield, and what its exceptions mean, is decided here, once:
+
+* an operation of ``tracker.ops`` -> :class:`Yielded` (the driver performs it);
+* the generator returned -> :class:`Finished`;
+* a :class:`~tracker.ops.TrackerError` the handler did not catch -> :class:`Unhandled`;
+* any other exception (a bug in strategy code), or a handler that is not a generator ->
+  :class:`Crashed`, whose message names the handler, the user's file and line, and what was
+  expected.
+
+A yielded value that is not an operation is thrown back into the handler as a ``TypeError``
+(as a failed ``await`` would be), so a handler that catches it goes on; one that does not crashes
+with a message naming its file and line.
+
+Imports ``tracker`` only: no SimPy, no asyncio, no database driver.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+from dataclasses import dataclass
+from typing import Any
+
+from tracker.ops import Op, TrackerError
+
+#: Files of racetrack's own machinery: a crash is reported at the last frame outside them.
+_MACHINERY = tuple(
+    os.path.dirname(os.path.abspath(p)) + os.sep
+    for p in (__file__, os.path.join(os.path.dirname(__file__), "..", "__init__.py"))
+)
+_OPS_FILE = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "tracker", "ops.py"))
+
+
+@dataclass(frozen=True)
+class Yielded:
+    """The handler asks for ``op``; send its answer (or throw its error) on the next advance."""
+
+    op: Op
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The handler returned."""
+
+
+@dataclass(frozen=True)
+class Unhandled:
+    """The handler let a tracker error (a rejected statement) escape."""
+
+    error: TrackerError
+
+    @property
+    def message(self) -> str:
+        return f"unhandled {self.error.sqlstate}: {self.error.message}"
+
+
+@dataclass(frozen=True)
+class Crashed:
+    """A bug in strategy code: ``message`` names the exception, the handler and where it was."""
+
+    summary: str  # "TypeError: ..." (what the run's crash list shows)
+    where: str  # "my_strategy.py:14 in on_active"
+
+    @property
+    def message(self) -> str:
+        return f"handler crashed: {self.summary} ({self.where})"
+
+
+Outcome = Yielded | Finished | Unhandled | Crashed
+
+
+def _name(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
+def _where_defined(fn: Any) -> str:
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return f"in {_name(fn)}"
+    return f"{os.path.basename(code.co_filename)}:{code.co_firstlineno} in {_name(fn)}"
+
+
+def start(fn: Any, *args: Any) -> types.GeneratorType | Crashed:
+    """Call a handler function; its generator, or :class:`Crashed` when it is not one."""
+    try:
+        gen = fn(*args)
+    except Exception as exc:
+        return _crashed(exc, fn)
+    if not isinstance(gen, types.GeneratorType):
+        return Crashed(
+            f"TypeError: the handler returned {type(gen).__name__} {gen!r:.80}, not a generator "
+            "(write `yield op` for every operation, and `answer = yield op` to read its answer)",
+            _where_defined(fn),
+        )
+    return gen
+
+
+def _crashed(exc: BaseException, fn: Any) -> Crashed:
+    """Where ``exc`` was raised: the innermost frame of the strategy's own code."""
+    where = None
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = os.path.abspath(tb.tb_frame.f_code.co_filename)
+        if not filename.startswith(_MACHINERY) and filename != _OPS_FILE:
+            where = f"{os.path.basename(filename)}:{tb.tb_lineno} in {tb.tb_frame.f_code.co_name}"
+        tb = tb.tb_next
+    return Crashed(f"{type(exc).__name__}: {exc}", where or _where_defined(fn))
+
+
+def advance(gen: types.GeneratorType, send: Any = None, throw: BaseException | None = None) -> Outcome:
+    """Resume ``gen`` with ``send`` (or ``throw``) and classify what it does next."""
+    while True:
+        try:
+            value = gen.throw(throw) if throw is not None else gen.send(send)
+        except StopIteration:
+            return Finished()
+        except TrackerError as exc:
+            return Unhandled(exc)
+        except Exception as exc:  # strategy code bug: reported, the run goes on
+            return _crashed(exc, gen)
+        if isinstance(value, Op):
+            return Yielded(value)
+        send, throw = None, TypeError(f"handler yielded {value!r}, which is not a tracker operation")

@@ -1,0 +1,82 @@
+"""The one handler interpreter: what a handler yields or raises, classified once for every driver."""
+
+from __future__ import annotations
+
+from sim.engine import interpreter
+from sim.engine.scenario import load
+from sim.runs.runner import run_one
+from tracker.ops import Select, TrackerError, Update
+from tracker.strategies import HandlerContext, JobView, Strategy
+
+VIEW = JobView(id="job-1", attempt=1, attempts_made=0, attempts_started=1, max_attempts=1, timestamp_us=0)
+CTX = HandlerContext(host="worker-1")
+
+
+def selects_then_divides(job, ctx):
+    yield Select(job.id)
+    return 1 / 0  # line the crash must name
+
+
+def yields_a_string(job, ctx):
+    yield "UPDATE job_status SET status = 'active'"
+
+
+def returns_an_update(job, ctx):
+    return Update(job.id, {"status": "active"})
+
+
+def test_operation_then_crash_names_the_users_file_and_line() -> None:
+    gen = interpreter.start(selects_then_divides, VIEW, CTX)
+    first = interpreter.advance(gen)
+    assert isinstance(first, interpreter.Yielded) and first.op == Select("job-1")
+    crash = interpreter.advance(gen, {"status": "waiting"})
+    assert isinstance(crash, interpreter.Crashed)
+    line = selects_then_divides.__code__.co_firstlineno + 2
+    assert crash.where == f"test_interpreter.py:{line} in selects_then_divides"
+    assert crash.message == f"handler crashed: ZeroDivisionError: division by zero (test_interpreter.py:{line} in selects_then_divides)"
+
+
+def test_invalid_yield_is_thrown_back_and_names_what_was_expected() -> None:
+    gen = interpreter.start(yields_a_string, VIEW, CTX)
+    crash = interpreter.advance(gen)
+    assert isinstance(crash, interpreter.Crashed)
+    assert "which is not a tracker operation" in crash.summary
+    assert crash.where.startswith("test_interpreter.py:") and crash.where.endswith("in yields_a_string")
+
+
+def test_a_handler_that_is_not_a_generator_is_one_clear_crash() -> None:
+    crash = interpreter.start(returns_an_update, VIEW, CTX)
+    assert isinstance(crash, interpreter.Crashed)
+    assert "not a generator" in crash.summary and "yield op" in crash.summary
+    assert crash.where == f"test_interpreter.py:{returns_an_update.__code__.co_firstlineno} in returns_an_update"
+
+
+def test_an_uncaught_tracker_error_is_unhandled_not_a_crash() -> None:
+    def handler(job, ctx):
+        yield Select(job.id)
+
+    gen = interpreter.start(handler, VIEW, CTX)
+    interpreter.advance(gen)
+    out = interpreter.advance(gen, throw=TrackerError("23514", "job_status_timestamps_check", "violates check"))
+    assert isinstance(out, interpreter.Unhandled)
+    assert out.message == "unhandled 23514: violates check"
+
+
+def test_both_drivers_report_a_crash_with_the_same_location() -> None:
+    """The SimPy run records the crash with file and line; the run goes on and is judged."""
+    strategy = Strategy("crashy", "crashes on active", on_active=selects_then_divides)
+    result = run_one(load("process-success"), strategy, 0)
+    line = selects_then_divides.__code__.co_firstlineno + 2
+    assert result.crashes and all(c.endswith(f"(test_interpreter.py:{line} in selects_then_divides)") for c in result.crashes)
+    errors = [s.error[2] for s in result.record.steps if s.kind == "error"]
+    assert errors and errors[0].startswith("handler crashed: ZeroDivisionError")
+
+    from sim.engine.ordered import FollowSchedule, run_ordered, schedule_of
+    from sim.engine.world import World, case_from_world
+    from tracker.memory import MemoryTracker
+
+    scenario = load("process-success")
+    world = World(scenario, strategy, MemoryTracker(), 0)
+    record = world.run()
+    ordered = run_ordered(case_from_world(world, record, scenario, 0), strategy, MemoryTracker(), FollowSchedule(list(schedule_of(record))))
+    assert ordered.crashes == tuple(result.crashes)
