@@ -18,6 +18,7 @@ import pandas as pd
 from sim.judge.invariants import INVARIANTS
 from sim.search.trace import TRACE_FORMAT, TraceError
 from sim.search.trace import read as read_trace
+from tracker.errors import UserError
 
 #: The results format this reader understands (``sim.runs.runner.RESULTS_FORMAT``; a test keeps them equal).
 RESULTS_FORMAT = "racetrack-results/1"
@@ -30,7 +31,7 @@ REQUIRED_COLUMNS = (
 )
 
 
-class ReportInputError(ValueError):
+class ReportInputError(UserError, ValueError):
     """A file a report cannot use; ``str()`` is one line naming the file and the problem."""
 
 

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import re
 import subprocess
 import sys
+import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from sim import cli
 from sim.cli import main
+from sim.cli.output import INVARIANT_COLUMNS, verdict_lines
 from sim.judge.invariants import INVARIANT_IDS
 from sim.runs.runner import RESULT_COLUMNS
+from sim.search.trace import TraceError
+from tracker.errors import UserError
 
 
 def run_cli(capsys, *argv):
@@ -114,6 +122,12 @@ def test_a_bad_scenario_file_is_one_line_naming_file_line_and_key_exit_2(capsys,
     (["run", "seed-fast-jobs", "--seed", "-1"], "--seed must be >= 0"),
     (["sweep", "seed-fast-jobs", "--out", "results.txt"], "must end in .parquet or .csv"),
     (["frobnicate"], "invalid choice"),
+    (["run", "missing.toml"], "missing.toml: no such scenario file"),
+    (["run", "seed-fast-jobs", "--strategy", ""], "--strategy needs a name: one of naive"),
+    (["explore", "seed-fast-jobs", "--strategy", " "], "--strategy needs a name"),
+    (["sweep", "--strategies", ""], "--strategies needs at least one name"),
+    (["sweep", "--strategies", ","], "--strategies needs at least one name"),
+    (["sweep", "--strategies", "naive,nope"], "unknown strategy 'nope'"),
 ])
 def test_bad_arguments_are_one_line_exit_2(capsys, argv, expected):
     code, out, err = run_cli(capsys, *argv)
@@ -126,3 +140,97 @@ def test_the_installed_command_prints_no_traceback_for_bad_input(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "sim", "run", path], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == f"racetrack: {path}: line 2: job.count must be >= 1 (got -1)"
+
+
+# --- one error type, caught once -----------------------------------------------------------------
+
+
+USER_ERRORS = [
+    "tracker.strategies:StrategyNotFound", "tracker.pg_server:ServerUnavailable", "tracker.postgres:ConnectionLost",
+    "sim.engine.scenario:ScenarioError", "sim.runs.sweep:SweepError", "sim.runs.results_file:ResultsError",
+    "sim.runs.backends:BackendUnavailable", "sim.search.trace:TraceError", "sim.search.explore:ExploreError",
+    "reports.inputs:ReportInputError", "sim.cli.args:UsageError",
+]
+
+
+@pytest.mark.parametrize("ref", USER_ERRORS)
+def test_every_user_facing_error_is_a_user_error(ref):
+    module, _, name = ref.partition(":")
+    assert issubclass(getattr(importlib.import_module(module), name), UserError)
+
+
+@pytest.mark.parametrize("argv, message", [
+    # a bad value found deep in the scenario layer, while building a grid variant
+    (["sweep", "seed-fast-jobs", "--runs", "1", "--grid", "job.count=0"], "--grid job.count=0: job.count must be >= 1 (got 0)"),
+    # the search layer refusing a search it cannot finish
+    (["explore", "seed-fast-jobs", "--method", "exhaustive", "--jobs", "5", "--budget", "1"], "exhaustive: seed-fast-jobs with 5 job(s)"),
+    # the sweep layer, on a resume with nothing to resume
+    (["sweep", "seed-fast-jobs", "--runs", "1", "--resume", "--out", "{tmp}/none.parquet"], "none.parquet.partial to resume"),
+])
+def test_a_user_error_raised_deep_inside_is_exactly_one_stderr_line_and_exit_2(capsys, tmp_path, argv, message):
+    code, out, err = run_cli(capsys, *[a.replace("{tmp}", str(tmp_path)) for a in argv])
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1 and err.startswith("racetrack: ") and message in err
+
+
+def test_a_user_error_from_any_layer_is_caught_once_by_main(capsys, monkeypatch):
+    def broken_run(*args, **kwargs):
+        raise TraceError("somewhere deep: a message for the user")
+
+    monkeypatch.setattr("sim.cli.run.run_one", broken_run)
+    code, out, err = run_cli(capsys, "run", "seed-fast-jobs")
+    assert (code, out, err) == (2, "", "racetrack: somewhere deep: a message for the user\n")
+
+
+# --- --version ---------------------------------------------------------------------------------
+
+
+def test_version_prints_the_version_and_exits_0():
+    proc = subprocess.run([sys.executable, "-m", "sim", "--version"], capture_output=True, text=True)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"racetrack {cli.version()}\n", "")
+    assert re.fullmatch(r"racetrack \d+\.\d+\S*\n", proc.stdout)
+
+
+def test_version_falls_back_to_pyproject_when_not_installed(monkeypatch):
+    def not_installed(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", not_installed)
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert cli.version() == pyproject["project"]["version"]
+
+
+# --- the sweep says what it found ----------------------------------------------------------------
+
+
+def test_every_invariant_has_a_sweep_column_heading_of_its_own():
+    assert list(INVARIANT_COLUMNS) == list(INVARIANT_IDS)
+    assert len(set(INVARIANT_COLUMNS.values())) == len(INVARIANT_IDS)
+
+
+def test_sweep_names_backend_runs_and_seeds_and_gives_one_verdict_line_per_scenario(capsys):
+    argv = ["sweep", "seed-fast-jobs", "timestamps", "--strategies", "naive,atomic", "--runs", "4", "--seed", "3"]
+    code, out, _ = run_cli(capsys, *argv)
+    _, as_json, _ = run_cli(capsys, *argv, "--json")
+    lines = out.splitlines()
+    assert code == 0
+    assert lines[0] == "racetrack sweep on the memory model: 2 scenarios x 2 strategies, 4 runs each (seeds 3..6)"
+    assert all(INVARIANT_COLUMNS[i] in out for i in INVARIANT_IDS) and "columns:" not in out
+    assert max(len(line) for line in lines) <= 120
+    for scenario in ("seed-fast-jobs", "timestamps"):
+        entries = [e for e in json.loads(as_json)["results"] if e["scenario"] == scenario]
+        held = [e["strategy"] for e in entries if not e["violating_runs"]]
+        broke = [f"{e['strategy']} {e['violating_runs']}/{e['runs']}" for e in entries if e["violating_runs"]]
+        assert held and broke  # the pair shows both kinds of verdict
+        (verdict,) = [line for line in lines if line.startswith(f"{scenario}:")]
+        assert verdict.split(None, 1)[1] == f"held: {', '.join(held)}; broke: {broke[0]} runs" + "".join(f", {b}" for b in broke[1:])
+
+
+def test_a_strategy_whose_runs_could_not_finish_is_not_called_held():
+    summary = [
+        {"scenario": "s", "strategy": "naive", "runs": 10, "violating_runs": 7},
+        {"scenario": "s", "strategy": "atomic", "runs": 10, "violating_runs": 0},
+        {"scenario": "s", "strategy": "db-clock", "runs": 10, "violating_runs": 0},
+    ]
+    (line,) = verdict_lines(summary, {("s", "atomic"): 2})
+    assert line == "s: held: db-clock; broke: naive 7/10 runs; could not finish: atomic 2/10 runs"

@@ -377,6 +377,24 @@ def test_runs_that_lose_the_server_become_errors_and_the_sweep_goes_on(dsn):
     assert summarize(rows)[0]["errors"] == len(errors)
 
 
+def test_sweep_shows_runs_that_lost_the_server_as_errors_not_as_held(dsn, capsys, monkeypatch):
+    real_run_one = sweep.run_one
+
+    def lose_seed_1(scenario, strategy, seed, backend):
+        if seed == 1:
+            raise ConnectionLost("lost the connection to PostgreSQL")
+        return real_run_one(scenario, strategy, seed, backend)
+
+    monkeypatch.setattr(sweep, "run_one", lose_seed_1)  # --workers 1 runs the chunks in this process
+    code = main(["sweep", "seed-fast-jobs", "--strategies", "atomic", "--runs", "3", "--workers", "1",
+                 "--backend", "postgres", "--dsn", dsn])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.splitlines()[0].startswith("racetrack sweep on PostgreSQL: ")
+    assert "seed-fast-jobs: could not finish: atomic 1/3 runs" in out.splitlines()
+    assert "held" not in out and "errors: 1 run(s) could not finish" in out
+
+
 def test_connection_lost_is_raised_not_hung(dsn):
     tracker = PostgresTracker(dsn)
     try:

@@ -150,6 +150,7 @@ def test_malformed_traces_exit_2_in_one_line(saved_traces, tmp_path, capsys, cha
     assert main(["replay", str(path)]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith(f"racetrack: {path}: ")  # the line names the trace that is wrong
 
 
 def test_not_json_and_missing_traces_exit_2(tmp_path, capsys) -> None:

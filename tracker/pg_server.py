@@ -21,11 +21,13 @@ from typing import Any
 
 from psycopg import conninfo
 
+from tracker.errors import UserError
+
 #: libpq variables that, set, mean "the user has told us where the server is".
 PG_ENV = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE")
 
 
-class ServerUnavailable(Exception):
+class ServerUnavailable(UserError):
     """No usable server: the message is one line for the user, password already masked."""
 
 

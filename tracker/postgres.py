@@ -56,6 +56,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from tracker.backend import Blocked, Done, Outcome
+from tracker.errors import UserError
 from tracker.ops import (
     COLUMNS,
     COND_OPS,
@@ -90,7 +91,7 @@ _INT8 = struct.Struct("!q")
 _schema_numbers = itertools.count(1)
 
 
-class ConnectionLost(Exception):
+class ConnectionLost(UserError):
     """The server went away during a run (or a statement got stuck past every timeout): the run
     cannot be judged, the sweep goes on. One line, password masked."""
 

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from sim.engine.distributions import FORMS, Dist, parse_dist
+from tracker.errors import UserError
 
 
-class ScenarioError(ValueError):
+class ScenarioError(UserError, ValueError):
     """Bad scenario input; ``str()`` is the one line the user sees."""
 
 

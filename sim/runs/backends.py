@@ -11,12 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tracker.backend import TrackerBackend
+from tracker.errors import UserError
 from tracker.memory import MemoryTracker
 
 KINDS = ("memory", "postgres", "both")
 
 
-class BackendUnavailable(Exception):
+class BackendUnavailable(UserError):
     """The backend cannot be opened (no server, bad credentials, no permission, bad schema
     name): one line for the user, password masked; the command exits 2."""
 

@@ -24,6 +24,7 @@ from typing import IO, Any
 import pyarrow as pa
 
 from sim.runs.runner import RESULT_COLUMNS
+from tracker.errors import UserError
 
 FORMATS = (".parquet", ".csv")
 ROW_GROUP_ROWS = 10_000
@@ -40,7 +41,7 @@ _TYPES: dict[str, pa.DataType] = {
 }
 
 
-class ResultsError(ValueError):
+class ResultsError(UserError, ValueError):
     """A results file that cannot be used as asked; ``str()`` is the one line the user sees."""
 
 

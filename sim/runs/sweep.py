@@ -37,13 +37,14 @@ from sim.runs.backends import BackendSpec, BackendUnavailable, close_backend, op
 from sim.runs.results_file import PartialResults, ResultsError
 from sim.runs.runner import RESULTS_FORMAT, SweepItem, error_row, run_one
 from tracker.backend import TrackerBackend
+from tracker.errors import UserError
 from tracker.strategies import Strategy, load_strategy
 
 EXECUTORS = ("local", "dask")
 CONNECT_TIMEOUT_S = 3.0
 
 
-class SweepError(ValueError):
+class SweepError(UserError, ValueError):
     """The sweep cannot start as asked (unreachable scheduler, mismatched resume file...);
     ``str()`` is the one line the user sees."""
 

@@ -48,6 +48,7 @@ from sim.judge.invariants import Violation, judge
 from sim.record.history import RunRecord
 from sim.runs.backends import BackendSpec, close_backend, open_backend
 from tracker.backend import TrackerBackend
+from tracker.errors import UserError
 from tracker.memory import MemoryTracker
 from tracker.strategies import Strategy
 
@@ -57,7 +58,7 @@ DEFAULT_WINDOW_MS = 100.0
 DEFAULT_BUDGET = {"random": 1000, "hypothesis": 1000, "exhaustive": 10_000, "pct": 1000}
 
 
-class ExploreError(ValueError):
+class ExploreError(UserError, ValueError):
     """A search that cannot be done as asked (e.g. too many interleavings); one line for the user."""
 
 

@@ -22,6 +22,7 @@ from sim.judge.invariants import Violation
 from sim.record.clocks import Clock
 from sim.record.history import Attempt, JobTruth, RunRecord, Step
 from tracker import ops
+from tracker.errors import UserError
 from tracker.strategies import HandlerContext, JobView
 
 #: A replayable trace (a counterexample): a run plus its schedule, actors and clocks.
@@ -33,7 +34,7 @@ RUN_FORMAT = "racetrack-trace/1"
 READABLE_FORMATS = (RUN_FORMAT, TRACE_FORMAT)
 
 
-class TraceError(ValueError):
+class TraceError(UserError, ValueError):
     """A trace that cannot be read; ``str()`` is one line naming the file and the problem."""
 
 

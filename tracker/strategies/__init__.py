@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tracker.errors import UserError
 from tracker.ops import Handler, Insert
 
 EVENTS = ("created", "active", "progress", "completed", "failed", "removed", "stalled")
@@ -106,7 +107,7 @@ BUILTIN = {
 }
 
 
-class StrategyNotFound(ValueError):
+class StrategyNotFound(UserError, ValueError):
     """A strategy name that names nothing usable; the message is one line for the user."""
 
 

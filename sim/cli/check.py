@@ -1,0 +1,68 @@
+"""``racetrack check``: judge the scenarios' ``[expect]`` tables (what each strategy must show)
+over many seeds; exit 0 only if every expectation holds, optionally with a JUnit file for CI."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from sim.cli.args import (
+    UsageError,
+    add_backend_flags,
+    add_execution_flags,
+    add_seeds_flags,
+    backend_spec,
+    execution,
+    user_modules_from_cwd,
+)
+from sim.cli.output import Progress
+from sim.engine import scenario as scenarios
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("check", help="judge the scenarios' [expect] tables: exit 0 only if every expectation holds")
+    p.add_argument("scenarios", nargs="*", help="scenario names or paths (default: every bundled scenario with [expect])")
+    add_seeds_flags(p, runs=200)
+    p.add_argument("--junit", metavar="FILE", help="also write JUnit XML: one testcase per scenario and strategy")
+    add_backend_flags(p)
+    add_execution_flags(p)
+    p.set_defaults(func=cmd_check)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from sim.runs import check
+
+    named = bool(args.scenarios)
+    targets = [(ref, scenarios.load(ref)) for ref in (args.scenarios or scenarios.bundled_names())]
+    if named:
+        missing = [sc.source for _, sc in targets if not sc.expect]
+        if missing:
+            raise UsageError(f"{missing[0]}: no [expect] table, nothing to check (see README: Expectations)")
+    targets = [(ref, sc) for ref, sc in targets if sc.expect]
+    if not targets:
+        raise UsageError("no bundled scenario has an [expect] table: nothing to check")
+    judged = sum(1 for _, sc in targets for e in sc.expect.values() if e != "any")
+    user_modules_from_cwd([name for _, sc in targets for name in sc.expect])
+    progress = Progress(judged * args.runs, enabled=True)
+    verdicts = []
+    try:
+        for ref, sc in targets:
+            verdicts += check.check_scenario(ref, sc, args.runs, args.seed, execution(args), backend_spec(args), progress.step)
+    finally:
+        progress.close()
+    for v in verdicts:
+        print("\n".join(check.verdict_lines(v)))
+    failed = sum(1 for v in verdicts if not v.passed)
+    skipped = sum(1 for v in verdicts if v.skipped)
+    print(
+        f"\ncheck: {len(verdicts) - failed - skipped} passed, {failed} failed, {skipped} not judged "
+        f"({args.runs} runs each, seeds {args.seed}..{args.seed + args.runs - 1})"
+    )
+    if args.junit:
+        junit = Path(args.junit)
+        junit.parent.mkdir(parents=True, exist_ok=True)
+        tmp = junit.with_name(junit.name + ".partial")
+        tmp.write_bytes(check.junit_xml(verdicts))
+        tmp.replace(junit)
+    return 1 if failed else 0

@@ -1,0 +1,118 @@
+"""``racetrack explore``: search one scenario and strategy for a counterexample (random seeds,
+Hypothesis, every interleaving, or PCT), shrink it, and write it as a replayable trace (exit 1
+when one is found)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from sim.cli.args import UsageError, add_scenario_argument, load_strategy_arg, positive, positive_float, seed
+from sim.engine import scenario as scenarios
+
+DEFAULT_TRACE = "racetrack-counterexample.json"
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("explore", help="search for a counterexample, shrink it, write it as a trace (exit 1 when found)")
+    add_scenario_argument(p)
+    p.add_argument("--strategy", default="naive", help="built-in name or module:attr (default: naive)")
+    p.add_argument("--method", choices=("random", "hypothesis", "exhaustive", "pct"), default="hypothesis",
+                   help="how to search (default: hypothesis)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--budget", type=positive("--budget"),
+                        help="runs (random, pct), examples (hypothesis) or most interleavings (exhaustive)")
+    budget.add_argument("--time", type=positive_float("--time"), help="wall-clock seconds instead of a run budget")
+    p.add_argument("--seed", type=seed, default=0, help="search seed (default: 0)")
+    p.add_argument("--jobs", type=positive("--jobs"), help="override job.count (exhaustive: default 1)")
+    p.add_argument("--invariants", help="comma-separated invariant IDs that count (default: every invariant)")
+    p.add_argument("--depth", type=positive("--depth"), default=2, help="PCT bug depth d (default: 2)")
+    p.add_argument("--window", type=positive_float("--window"),
+                   help="most ms an operation may be held back behind the earliest ready one (pct default: 100; exhaustive: no bound)")
+    p.add_argument("--database", default=".hypothesis/examples",
+                   help="Hypothesis example database directory (default: .hypothesis/examples)")
+    p.add_argument("--no-database", action="store_true", help="do not read or save Hypothesis examples")
+    p.add_argument("--out", help=f"trace file to write (default: ./{DEFAULT_TRACE})")
+    p.add_argument("--json", action="store_true", help='print {"found", "method", "explored", "seconds", "ops", "trace"}')
+    p.set_defaults(func=cmd_explore)
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    from sim.judge.timeline import transcript
+    from sim.search import explore as ex
+    from sim.search import trace
+
+    scenario = scenarios.load(args.scenario)
+    strategy = load_strategy_arg(args.strategy)
+    jobs = args.jobs if args.jobs is not None else (1 if args.method == "exhaustive" else None)
+    if jobs is not None:
+        scenario = scenario.with_values({"job.count": jobs})
+    if args.method == "exhaustive" and args.time is not None:
+        raise UsageError("--time does not apply to --method exhaustive (it enumerates; --budget caps the interleavings)")
+    result = ex.explore(
+        scenario, strategy, args.method, seed=args.seed, runs=args.budget, seconds=args.time,
+        depth=args.depth, window_ms=args.window, database=None if args.no_database else args.database,
+        invariants=tuple(i.strip() for i in (args.invariants or "").split(",") if i.strip()),
+    )
+    out = Path(args.out or DEFAULT_TRACE)
+    found = result.found
+    if found is not None:
+        data = trace.counterexample_data(
+            found.case, found.run.record, found.run.schedule, found.violations, strategy=strategy.name,
+            backend="memory", found_by={"method": args.method, "seed": args.seed},
+        )
+        trace.write(out, data)
+    if args.json:
+        print(json.dumps({
+            "found": found is not None, "method": args.method, "explored": result.explored, "seconds": result.seconds,
+            "ops": found.ops if found else None, "trace": str(out) if found else None,
+        }))
+        return 1 if found else 0
+    print(f"racetrack explore {scenario.name} --strategy {strategy.name} --method {args.method} --seed {args.seed}")
+    print(_explored_line(args.method, result.explored, result.seconds))
+    if args.method == "exhaustive" and result.explored["examples"]:
+        print("violating interleavings (first ones, each actor's operations in order):")
+        for line in result.explored["examples"]:
+            print(f"  {line}")
+    if found is None:
+        print(f"no counterexample found within the budget: {strategy.name} held every invariant in what was explored")
+        return 0
+    print()
+    print(f"counterexample: {found.jobs} job(s), {found.ops} database operations")
+    print(transcript(found.run.record, found.violations, found.case.clocks))
+    print()
+    print("violations:")
+    for v in found.violations:
+        print(f"  {v.line()}")
+    print(f"\ntrace: {out}\nreplay: racetrack replay {out}")
+    return 1
+
+
+def _explored_line(method: str, explored: dict[str, Any], seconds: float) -> str:
+    if method == "exhaustive":
+        total = explored["interleavings"]
+        window = f", window {explored['window_ms']} ms" if explored.get("window_ms") is not None else ""
+        inv = ", ".join(f"{k} {v}" for k, v in sorted(explored["by_invariant"].items())) or "none"
+        about = f"{'' if explored['estimate_exact'] else 'up to '}{explored['estimate']} estimated before running"
+        if explored["complete"]:
+            done = f"all {total} interleavings ran ({about}; handlers' branches change the count)"
+        else:
+            done = f"stopped after {explored['ran']} of {about} interleavings (--budget)"
+        return (
+            f"exhaustive: {done}, "
+            f"{explored['distinct_outcomes']} distinct outcomes, {explored['violating']} violate{window}; by invariant: {inv}; {seconds:.2f} s"
+        )
+    if method == "pct":
+        d = explored["depth"]
+        return (
+            f"pct: {explored['runs']} runs, depth {d}, {explored['actors']} actors, {explored['steps']} operations, "
+            f"window {explored['window_ms']} ms: each run finds a depth-{d} bug with probability >= "
+            f"1/({explored['actors']}*{explored['steps']}^{d - 1}) = {explored['bound_per_run']:.3g}; "
+            f"over {explored['runs']} runs >= {explored['bound_cumulative']:.3g}; {seconds:.2f} s"
+        )
+    if method == "hypothesis":
+        extra = f" ({explored['runs_to_first']} to the first, {explored.get('shrink_runs', 0)} shrinking)" if explored.get("runs_to_first") else ""
+        return f"hypothesis: {explored['runs']} examples{extra}; {seconds:.2f} s"
+    return f"random: {explored['runs']} seeded runs; {seconds:.2f} s"

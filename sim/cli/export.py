@@ -1,0 +1,39 @@
+"""``racetrack export``: write a trace as a pytest regression test and/or a PostgreSQL isolation
+tester spec."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from sim.cli.args import UsageError, load_strategy_arg
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("export", help="write a trace as a pytest regression test and/or an isolation tester spec")
+    p.add_argument("trace", help="a trace file written by explore")
+    p.add_argument("--pytest", metavar="FILE", help="write a pytest module that fails while the violation reproduces")
+    p.add_argument("--isolation", metavar="FILE", help="write a PostgreSQL isolation tester spec (.spec)")
+    p.add_argument("--strategy", help="the strategy the pytest test replays (default: the trace's)")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from sim.search import export, trace
+
+    if not args.pytest and not args.isolation:
+        raise UsageError("export needs --pytest FILE and/or --isolation FILE")
+    data = trace.read(Path(args.trace))
+    strategy = args.strategy if args.strategy is not None else str(data["strategy"])
+    load_strategy_arg(strategy)
+    outputs = []
+    if args.pytest:
+        outputs.append((Path(args.pytest), export.pytest_file(data, strategy, args.trace)))
+    if args.isolation:
+        outputs.append((Path(args.isolation), export.isolation_spec(data, args.trace)))
+    for path, text in outputs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path}")
+    return 0

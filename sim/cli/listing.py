@@ -1,0 +1,41 @@
+"""``racetrack strategies``, ``scenarios`` and ``invariants``: what is built in, one line each."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from sim.engine import scenario as scenarios
+from sim.judge.invariants import INVARIANTS
+from tracker.strategies import BUILTIN, load_strategy
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("strategies", help="list the built-in strategies")
+    p.set_defaults(func=cmd_strategies)
+    p = sub.add_parser("scenarios", help="list the bundled scenarios")
+    p.add_argument("--params", action="store_true", help="print every scenario parameter with its default (Markdown)")
+    p.set_defaults(func=cmd_scenarios)
+    p = sub.add_parser("invariants", help="list the invariants and their IDs")
+    p.set_defaults(func=cmd_invariants)
+
+
+def cmd_strategies(args: argparse.Namespace) -> int:
+    for name in BUILTIN:
+        print(f"{name:<12} {load_strategy(name).summary}")
+    return 0
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    if args.params:
+        print(scenarios.format_params_markdown())
+        return 0
+    for name in scenarios.bundled_names():
+        print(f"{name:<20} {scenarios.load(name)['description']}")
+    return 0
+
+
+def cmd_invariants(args: argparse.Namespace) -> int:
+    for inv in INVARIANTS:
+        print(f"{inv.id:<20} {inv.summary}")
+    return 0

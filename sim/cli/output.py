@@ -1,0 +1,139 @@
+"""What the commands print beyond one run's timeline: the progress bar, and the sweep's account
+of what it ran, its table and its verdict per scenario.
+
+Everything here is text for a person; ``--json`` output is built by the commands themselves and
+does not pass through this module.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sim.judge.invariants import INVARIANT_IDS
+
+#: The sweep table's column heading for each invariant: a word of its ID, short enough that the
+#: whole table fits in 120 columns (``racetrack invariants`` lists the IDs with what they mean).
+INVARIANT_COLUMNS = {
+    "no-rejected-writes": "rejected",
+    "ordered-timestamps": "ordered",
+    "terminal-status": "terminal",
+    "monotonic-status": "monotonic",
+    "first-start-kept": "first-start",
+    "faithful-timestamps": "faithful",
+    "accurate-attempts": "attempts",
+}
+
+#: How the sweep's first line names each backend (``--backend``).
+BACKEND_NAMES = {
+    "memory": "the memory model",
+    "postgres": "PostgreSQL",
+    "both": "the memory model and PostgreSQL (differential)",
+}
+
+
+class Progress:
+    """A one-line progress bar on a terminal (stderr); silent otherwise."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.done = total, 0
+        self.enabled = enabled and sys.stderr.isatty()
+        self.started = time.perf_counter()  # wall-clock ok: progress display only
+        self._last = 0.0
+
+    def step(self, n: int = 1) -> None:
+        self.done += n
+        if not self.enabled:
+            return
+        now = time.perf_counter()  # wall-clock ok: progress display only
+        if now - self._last < 0.1 and self.done < self.total:
+            return
+        self._last = now
+        rate = self.done / max(now - self.started, 1e-9)
+        eta = (self.total - self.done) / rate if rate else 0
+        width = 30
+        filled = int(width * self.done / max(self.total, 1))
+        sys.stderr.write(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} runs  {rate:,.0f} runs/s  ETA {eta:,.0f}s "
+        )
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def _count(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def sweep_heading(scenarios: int, strategies: int, runs: int, seed: int, backend: str) -> str:
+    """The sweep's first line: on which backend, what ran, on which seeds."""
+    return (
+        f"racetrack sweep on {BACKEND_NAMES.get(backend, backend)}: {_count(scenarios, 'scenario', 'scenarios')} x "
+        f"{_count(strategies, 'strategy', 'strategies')}, {_count(runs, 'run', 'runs')} each (seeds {seed}..{seed + runs - 1})"
+    )
+
+
+def format_summary(summary: list[dict[str, Any]]) -> str:
+    """The sweep table: per scenario and strategy, runs, runs with any violation, and the
+    violations of each invariant."""
+    name_w = max([len("scenario"), *(len(e["scenario"]) for e in summary)])
+    strategy_w = max([len("strategy"), *(len(e["strategy"]) for e in summary)])
+    widths = {i: max(len(INVARIANT_COLUMNS[i]), 5) for i in INVARIANT_IDS}
+    lead = f"{'scenario':<{name_w}} {'strategy':<{strategy_w}} {'runs':>6} {'violating':>10}"
+    head = lead + "".join(f" {INVARIANT_COLUMNS[i]:>{widths[i]}}" for i in INVARIANT_IDS)
+    span = len(head) - len(lead) - 1
+    group = " " * (len(lead) + 1) + " violations of each invariant ".center(span, "-")
+    lines = [group, head, "-" * len(head)]
+    for e in summary:
+        lines.append(
+            f"{e['scenario']:<{name_w}} {e['strategy']:<{strategy_w}} {e['runs']:>6} {e['violating_runs']:>10}"
+            + "".join(f" {e['violations'][i]:>{widths[i]}}" for i in INVARIANT_IDS)
+        )
+    return "\n".join(lines)
+
+
+def verdict_lines(summary: list[dict[str, Any]], errors: dict[tuple[str, str], int]) -> list[str]:
+    """One line per scenario: the strategies that held in every run, those that broke and in how
+    many runs, and those with runs that could not finish (``errors`` per (scenario, strategy)):
+    a run that did not finish judged nothing, so its strategy is not counted as held."""
+    by_scenario: dict[str, list[dict[str, Any]]] = {}
+    for e in summary:
+        by_scenario.setdefault(e["scenario"], []).append(e)
+    width = max((len(name) for name in by_scenario), default=0) + 1
+    lines = []
+    for name, entries in by_scenario.items():
+        held = [e["strategy"] for e in entries if not e["violating_runs"] and not errors.get((name, e["strategy"]))]
+        broke = [f"{e['strategy']} {e['violating_runs']}/{e['runs']}" for e in entries if e["violating_runs"]]
+        failed = [f"{e['strategy']} {n}/{e['runs']}" for e in entries if (n := errors.get((name, e["strategy"]), 0))]
+        parts = []
+        if held:
+            parts.append("held: " + ", ".join(held))
+        if broke:
+            parts.append("broke: " + ", ".join([broke[0] + " runs", *broke[1:]]))
+        if failed:
+            parts.append("could not finish: " + ", ".join([failed[0] + " runs", *failed[1:]]))
+        lines.append(f"{name + ':':<{width}} " + "; ".join(parts))
+    return lines
+
+
+def differential_line(count: int, first: Sequence[str]) -> str:
+    if not count:
+        return "differential: memory and PostgreSQL agreed on every operation and the final rows"
+    return f"differential: {count} disagreement(s); first: {first[0]}"
+
+
+def backend_lines(summary: list[dict[str, Any]], errors: int) -> list[str]:
+    """Runs that could not finish, and the differential verdict, under the verdicts."""
+    lines = []
+    if errors:
+        lines.append(f"errors: {errors} run(s) could not finish (see the 'error' column of --out)")
+    compared = [e for e in summary if "disagreements" in e]
+    if compared:
+        count = sum(e["disagreements"] for e in compared)
+        first = [f"{e['scenario']} {e['strategy']} {e['first_disagreement']}" for e in compared if e.get("first_disagreement")]
+        lines.append(differential_line(count, first[:1]))
+    return lines

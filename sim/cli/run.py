@@ -1,0 +1,67 @@
+"""``racetrack run``: one seeded run of a scenario and a strategy, shown as a timeline with the
+verdict (exit 1 on a violation or a disagreement between the backends)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from sim.cli.args import add_backend_flags, add_scenario_argument, backend_spec, load_strategy_arg, seed
+from sim.cli.output import differential_line
+from sim.engine import scenario as scenarios
+from sim.judge.invariants import INVARIANTS
+from sim.judge.timeline import render
+from sim.runs.backends import close_backend, open_backend
+from sim.runs.runner import run_one
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("run", help="one run: a timeline and the verdict (exit 1 on a violation)")
+    add_scenario_argument(p)
+    p.add_argument("--strategy", default="naive", help="built-in name or module:attr (default: naive)")
+    p.add_argument("--seed", type=seed, default=0, help="run seed (default: 0)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the timeline")
+    add_backend_flags(p)
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    scenario = scenarios.load(args.scenario)
+    strategy = load_strategy_arg(args.strategy)
+    backend = open_backend(backend_spec(args))
+    try:
+        result = run_one(scenario, strategy, args.seed, backend)
+    finally:
+        close_backend(backend)
+    if args.json:
+        out = {
+            "scenario": result.scenario,
+            "strategy": result.strategy,
+            "backend": result.backend,
+            "seed": result.seed,
+            "violations": [{"invariant": v.invariant, "job": v.job, "detail": v.detail} for v in result.violations],
+            "ops": result.ops,
+        }
+        if result.disagreements is not None:
+            out["disagreements"] = list(result.disagreements)
+        print(json.dumps(out, sort_keys=False))
+    else:
+        header = (
+            f"racetrack run {scenario.name} --strategy {strategy.name} --seed {args.seed}  (backend {result.backend})\n"
+            f"{len(result.record.truth)} job(s), {result.ops} database operation(s), "
+            f"{result.record.end_us / 1000:.3f} ms simulated, timestamp tolerance {result.record.tolerance_us / 1000:.3f} ms"
+        )
+        print(render(result.record, result.violations, header))
+        print()
+        for crash in result.crashes:
+            print(f"handler crash: {crash}")
+        if result.disagreements is not None:
+            print(differential_line(len(result.disagreements), result.disagreements[:1]))
+        if result.violations:
+            print(f"verdict: {len(result.violations)} violation(s)")
+            for v in result.violations:
+                print(f"  {v.line()}")
+        else:
+            print(f"verdict: all {len(INVARIANTS)} invariants held")
+    return 1 if result.violations or result.disagreements else 0

@@ -1,0 +1,146 @@
+"""``racetrack sweep``: many seeded runs of scenarios x strategies (optionally over a parameter
+grid), streamed to a results file and summed up as a table and one verdict line per scenario;
+with ``--report DIR`` also the shortest counterexamples and the report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from sim.cli.args import (
+    add_backend_flags,
+    add_execution_flags,
+    add_seeds_flags,
+    backend_spec,
+    execution,
+    load_strategies,
+    strategy_refs,
+)
+from sim.cli.output import Progress, backend_lines, format_summary, sweep_heading, verdict_lines
+from sim.engine import scenario as scenarios
+from sim.runs import sweep
+from sim.runs.backends import BackendSpec
+from sim.runs.runner import plan, summarize
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("sweep", help="many seeded runs of scenarios x strategies; a table per pair")
+    p.add_argument("scenarios", nargs="*", help="scenario names or paths (default: every bundled scenario)")
+    p.add_argument("--strategies", help="comma-separated names or module:attr (default: every built-in)")
+    add_seeds_flags(p, runs=100)
+    p.add_argument("--out", help="write every run's result row to FILE.parquet or FILE.csv")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_backend_flags(p)
+    p.add_argument("--grid", action="append", metavar="PATH=V1,V2,...",
+                   help="sweep a parameter or distribution field over values (repeat for a cross product), "
+                        "e.g. job.duration.median_ms=10,50,100")
+    p.add_argument("--report", metavar="DIR", help="also write a report (and the shortest counterexample traces) into DIR")
+    add_execution_flags(p)
+    p.add_argument("--resume", action="store_true", help="continue the interrupted sweep whose partial results are FILE.partial (--out FILE)")
+    p.set_defaults(func=cmd_sweep)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    loaded = [scenarios.load(n) for n in args.scenarios or scenarios.bundled_names()]
+    loaded = _grid_variants(loaded, args.grid)
+    refs = strategy_refs(args.strategies)
+    spec = backend_spec(args)
+    out = Path(args.out) if args.out else None
+    report = Path(args.report) if args.report else None
+    if report is not None and out is None:
+        out = report / "results.parquet"
+    job = sweep.Sweep(tuple(loaded), tuple(refs), args.runs, args.seed, spec)
+    progress = Progress(job.total, enabled=not args.json)
+    picks: dict[tuple[str, str, str], tuple[Any, dict[str, Any]]] = {}
+    errors: Counter[tuple[str, str]] = Counter()
+    try:
+        run = sweep.SweepRun(job, execution(args), out, args.resume, on_rows=progress.step)
+        with run:
+            rows = _count_errors(run.rows(), errors)
+            if report is not None:
+                items = plan(loaded, load_strategies(refs), args.runs, args.seed)
+                rows = _keep_shortest(zip(items, rows, strict=True), picks)
+            summary = summarize(rows)  # folds rows as they stream: memory stays flat
+    except KeyboardInterrupt:
+        progress.close()
+        kept = ""
+        if out is not None:
+            kept = f"; {run.done} finished run(s) kept in {out.name}.partial; continue with: {_resume_command(args)}"
+        print(f"racetrack: interrupted{kept}", file=sys.stderr)
+        return 130
+    progress.close()
+    if report is not None:
+        assert out is not None
+        _sweep_report(list(picks.values()), report, out, spec)
+    if args.json:
+        print(json.dumps({"results": summary}))
+    else:
+        print(sweep_heading(len(loaded), len(refs), args.runs, args.seed, spec.kind))
+        print()
+        print(format_summary(summary))
+        print()
+        for line in [*verdict_lines(summary, errors), *backend_lines(summary, sum(errors.values()))]:
+            print(line)
+        if out is not None:
+            print(f"\nresults: {out} ({run.done} rows)")
+        if args.report:
+            print(f"report: {Path(args.report) / 'index.html'}")
+    # Under --backend both the sweep judges one thing: that the model agrees with PostgreSQL.
+    return 1 if any(e.get("disagreements") for e in summary) else 0
+
+
+def _count_errors(rows: Iterable[dict[str, Any]], errors: Counter[tuple[str, str]]) -> Iterator[dict[str, Any]]:
+    """Pass rows through, counting per (scenario, strategy) the runs that could not finish."""
+    for row in rows:
+        if row.get("error"):
+            errors[(row["scenario"], row["strategy"])] += 1
+        yield row
+
+
+def _resume_command(args: argparse.Namespace) -> str:
+    argv = [a for a in getattr(args, "argv", None) or sys.argv[1:] if a != "--resume"]
+    return "racetrack " + shlex.join([*argv, "--resume"])
+
+
+def _grid_variants(loaded: list[scenarios.Scenario], grid: list[str] | None) -> list[scenarios.Scenario]:
+    """Every scenario times the cross product of the ``--grid`` axes (unchanged without one)."""
+    if not grid:
+        return loaded
+    axes = [scenarios.parse_grid(g) for g in grid]
+    return [v for s in loaded for v in scenarios.grid_variants(s, axes)]
+
+
+def _keep_shortest(
+    pairs: Any, picks: dict[tuple[str, str, str], tuple[Any, dict[str, Any]]]
+) -> Any:
+    """Pass rows through, keeping per broken (base scenario, strategy, backend) the violating run
+    with the fewest operations (ties: lowest seed, then plan order), as ``save_shortest`` picks."""
+    from sim.engine.scenario import base_name
+
+    for item, row in pairs:
+        if row["violating"]:
+            key = (base_name(row["scenario"]), row["strategy"], row["backend"])
+            current = picks.get(key)
+            if current is None or (row["ops"], row["seed"]) < (current[1]["ops"], current[1]["seed"]):
+                picks[key] = (item, row)
+        yield row
+
+
+def _sweep_report(picks: list[tuple[Any, dict[str, Any]]], directory: Path, results: Path, spec: BackendSpec) -> None:
+    """``sweep --report DIR``: the results (DIR/results.parquet unless --out named a file, streamed
+    like any results file), the shortest counterexample of each broken pair in DIR/traces/, and
+    the report."""
+    from reports.compose import write_report
+    from sim.search.counterexamples import save_shortest
+
+    trace_dir = directory / "traces"
+    for stale in sorted(trace_dir.glob("*.json")) if trace_dir.is_dir() else []:
+        stale.unlink()  # traces of an earlier sweep into the same directory would be mixed in
+    written = save_shortest([i for i, _ in picks], [r for _, r in picks], trace_dir, spec)
+    write_report([results, *written], directory)
