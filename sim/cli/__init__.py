@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from sim.engine import scenario as scenarios
-from sim.judge.invariants import INVARIANTS
+from sim.judge.invariants import INVARIANTS, verdict_lines
 from sim.judge.timeline import render
 from sim.runs import sweep
 from sim.runs.backends import KINDS, BackendSpec, BackendUnavailable, close_backend, open_backend, run_errors
@@ -138,6 +138,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         }
         if result.disagreements is not None:
             out["disagreements"] = list(result.disagreements)
+        if result.unknown:
+            out["unknown"] = [{"invariant": u.invariant, "error": u.error} for u in result.unknown]
         print(json.dumps(out, sort_keys=False))
     else:
         header = (
@@ -151,13 +153,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"handler crash: {crash}")
         if result.disagreements is not None:
             print(_differential_line(len(result.disagreements), result.disagreements[:1]))
-        if result.violations:
-            print(f"verdict: {len(result.violations)} violation(s)")
-            for v in result.violations:
-                print(f"  {v.line()}")
-        else:
-            print(f"verdict: all {len(INVARIANTS)} invariants held")
-    return 1 if result.violations or result.disagreements else 0
+        print("\n".join(verdict_lines(result.violations, result.unknown)))
+    return 1 if result.violations or result.disagreements else 2 if result.unknown else 0
 
 
 def _strategy_refs(spec: str | None) -> list[str]:
