@@ -4,6 +4,12 @@ ground truth) to violations. No SimPy, no backend: testable with hand-written hi
 Each invariant has a stable ID used in output, result files, reports and scenario expectations.
 ``no-rejected-writes`` counts every rejected statement; every other invariant reports at most
 one violation per job (its first), so counts read as "jobs affected".
+
+Each checker's docstring is its precise rule and names the facts its violations carry;
+``docs/invariants.md`` is generated from them (``python -m sim.judge.invariants > docs/invariants.md``).
+:func:`judge` runs every checker check-safe: one that raises makes its invariant unknown.
+
+May import: ``sim.judge.violation``, ``sim.record``, ``tracker.ops``. No SimPy, no backend.
 """
 
 from __future__ import annotations
