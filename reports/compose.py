@@ -19,11 +19,11 @@ from pathlib import Path
 import pandas as pd
 
 from reports import plots
-from reports.inputs import INVARIANT_IDS, Inputs, TraceDoc, read_inputs
+from reports.inputs import Inputs, TraceDoc, read_inputs
 from reports.stats import cost_table, grid_axes, grid_table, pooled_errors, violation_table, with_base
-from reports.verdict import Counterexample, interval, overview, pct, scenario_verdict
+from reports.verdict import ShortestRun, interval, overview, pct, scenario_verdict
 from sim.engine.scenario import base_name
-from sim.judge.invariants import INVARIANTS
+from sim.judge.invariants import INVARIANT_IDS, INVARIANTS
 from sim.judge.timeline import step_line
 from sim.search.trace import record_from_data
 
@@ -86,15 +86,15 @@ def _shade(k: int) -> str:
     return "bad" if k > 0 else "ok"
 
 
-def shortest_counterexamples(frame: pd.DataFrame, traces: tuple[TraceDoc, ...]) -> dict[tuple[str, str, str], Counterexample]:
+def shortest_counterexamples(frame: pd.DataFrame, traces: tuple[TraceDoc, ...]) -> dict[tuple[str, str, str], ShortestRun]:
     """Per (base scenario, strategy, backend) the violating run with the fewest operations,
     from the results rows and any traces given (a trace wins a tie: it can be drawn)."""
-    best: dict[tuple[str, str, str], Counterexample] = {}
+    best: dict[tuple[str, str, str], ShortestRun] = {}
     bad = frame[frame["violating"]].sort_values(["ops", "seed", "variant"], kind="stable")
     for _, row in bad.iterrows():
         key = (str(row["scenario"]), str(row["strategy"]), str(row["backend"]))
         if key not in best:
-            best[key] = Counterexample(key[0], key[1], key[2], str(row["variant"]), int(row["seed"]), int(row["ops"]),
+            best[key] = ShortestRun(key[0], key[1], key[2], str(row["variant"]), int(row["seed"]), int(row["ops"]),
                                        str(row["first_violation"]), violations=int(row["violations"]))
     for trace in sorted(traces, key=lambda t: (t.ops, t.seed, t.path.name)):
         if not trace.violations:
@@ -103,7 +103,7 @@ def shortest_counterexamples(frame: pd.DataFrame, traces: tuple[TraceDoc, ...]) 
         current = best.get(key)
         if current is None or trace.ops < current.ops or (trace.ops == current.ops and current.trace is None):
             first = trace.violations[0]
-            best[key] = Counterexample(key[0], key[1], key[2], trace.scenario, trace.seed, trace.ops,
+            best[key] = ShortestRun(key[0], key[1], key[2], trace.scenario, trace.seed, trace.ops,
                                        f"{first['invariant']}: {first['job']}: {first['detail']}",
                                        trace=str(trace.path), violations=len(trace.violations))
     return best
@@ -187,7 +187,7 @@ def scenario_section(
     frame: pd.DataFrame,
     rates_all: pd.DataFrame,
     costs_all: pd.DataFrame,
-    shortest: dict[tuple[str, str, str], Counterexample],
+    shortest: dict[tuple[str, str, str], ShortestRun],
     traces: tuple[TraceDoc, ...],
     out: Path,
 ) -> Section:

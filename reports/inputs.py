@@ -1,7 +1,8 @@
 """Reading a report's inputs: sweep results files (Parquet or CSV, format ``racetrack-results/1``)
 and trace files (JSON, format ``racetrack-trace/1``), checked before anything is drawn.
 
-May import pandas and ``sim.search.trace`` (a reader); never SimPy, ``sim.engine.world`` or ``sim.runs.runner``
+May import pandas, ``sim.runs.columns`` (the declared columns) and ``sim.search.trace`` (a
+reader); never SimPy, ``sim.engine.world`` or ``sim.runs.runner``
 (a report reads what runs wrote, it does not run them). Bad input raises :class:`ReportInputError`
 whose message is the one line the user sees.
 """
@@ -15,20 +16,10 @@ from typing import Any
 
 import pandas as pd
 
-from sim.judge.invariants import INVARIANTS
+from sim.runs.columns import BY_NAME, REQUIRED_COLUMNS, RESULTS_FORMAT
 from sim.search.trace import TRACE_FORMAT, TraceError
 from sim.search.trace import read as read_trace
 from tracker.errors import UserError
-
-#: The results format this reader understands (``sim.runs.runner.RESULTS_FORMAT``; a test keeps them equal).
-RESULTS_FORMAT = "racetrack-results/1"
-INVARIANT_IDS = tuple(i.id for i in INVARIANTS)
-#: The columns a report needs (a subset of ``sim.runs.runner.RESULT_COLUMNS``; a test keeps them in step).
-REQUIRED_COLUMNS = (
-    "format", "scenario", "strategy", "backend", "seed", "jobs", "ops", "round_trips", "statements",
-    "lock_waits", "lock_wait_ms", "violating", "violations", *INVARIANT_IDS, "first_violation",
-    "visibility_lags_ms", "timestamp_errors_ms", "params",
-)
 
 
 class ReportInputError(UserError, ValueError):
@@ -104,9 +95,11 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     for column in ("scenario", "strategy", "backend"):
         out[column] = out[column].astype(str)
     out["first_violation"] = out["first_violation"].map(lambda v: "" if pd.isna(v) else str(v))
-    for column in ("seed", "jobs", "ops", "round_trips", "statements", "lock_waits", "violations", *INVARIANT_IDS):
-        out[column] = pd.to_numeric(out[column], errors="raise").astype("int64")
-    out["lock_wait_ms"] = pd.to_numeric(out["lock_wait_ms"], errors="raise").astype(float)
+    for column in REQUIRED_COLUMNS:  # the numbers, typed as declared
+        if BY_NAME[column].arrow == "int64":
+            out[column] = pd.to_numeric(out[column], errors="raise").astype("int64")
+        elif BY_NAME[column].arrow == "float64":
+            out[column] = pd.to_numeric(out[column], errors="raise").astype(float)
     violating = out["violating"]
     if violating.dtype == object:  # CSV keeps True/False as text when a column mixes kinds
         violating = violating.map(lambda v: str(v).strip().lower() in ("true", "1"))

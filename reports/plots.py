@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from reports.inputs import INVARIANT_IDS  # noqa: E402
+from sim.judge.invariants import INVARIANT_IDS  # noqa: E402
 
 plt.rcParams.update({
     "font.size": 9, "axes.titlesize": 10, "axes.spines.top": False, "axes.spines.right": False,

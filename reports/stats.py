@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports.inputs import INVARIANT_IDS
 from sim.engine.scenario import base_name
+from sim.judge.invariants import INVARIANT_IDS
 
 Z95 = 1.959963984540054  # the standard normal's 97.5th percentile
 GROUP = ["scenario", "strategy", "backend"]

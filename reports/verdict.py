@@ -13,11 +13,11 @@ from typing import Any
 
 import pandas as pd
 
-from reports.inputs import INVARIANT_IDS
+from sim.judge.invariants import INVARIANT_IDS
 
 
 @dataclass(frozen=True)
-class Counterexample:
+class ShortestRun:
     """The violating run with the fewest database operations for one scenario and strategy."""
 
     scenario: str
@@ -59,7 +59,7 @@ def scenario_verdict(
     costs: pd.DataFrame,
     grid: pd.DataFrame | None,
     axes: list[str],
-    shortest: dict[tuple[str, str], Counterexample],
+    shortest: dict[tuple[str, str], ShortestRun],
 ) -> list[str]:
     """Sentences for one (base) scenario; ``rates``/``costs`` hold only its rows."""
     backends = rates["backend"].nunique()
@@ -186,7 +186,7 @@ def grid_sentence(grid: pd.DataFrame, axes: list[str], strategy: str, backend: s
     return text + "."
 
 
-def counterexample_sentence(example: Counterexample) -> str:
+def counterexample_sentence(example: ShortestRun) -> str:
     where = f" at `{example.variant.split('[', 1)[1].rstrip(']')}`" if "[" in example.variant else ""
     invariant, _, rest = example.first_violation.partition(": ")
     job = rest.partition(": ")[0]

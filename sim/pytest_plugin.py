@@ -90,9 +90,7 @@ class Racetrack:
         from sim.runs.check import replay_command
 
         judged = tuple(invariants) if invariants else INVARIANT_IDS
-        unknown = [i for i in judged if i not in INVARIANT_IDS]
-        if unknown:
-            pytest.fail(f"racetrack: unknown invariant {unknown[0]!r}; known: {', '.join(INVARIANT_IDS)}", pytrace=False)
+        _require_known(judged)
         runs = runs or self.default_runs
         tallies = _tallies(strategy, scenario, runs, seed, workers)
         broken = [tallies[i] for i in judged if tallies[i].violating_runs]
@@ -119,16 +117,25 @@ class Racetrack:
         workers: int = 1,
     ) -> None:
         """Fail the test unless ``invariant`` is violated in at least one run (pins a known race)."""
+        _require_known([invariant])
         runs = runs or self.default_runs
-        tally = _tallies(strategy, scenario, runs, seed, workers).get(invariant)
-        if tally is None:
-            pytest.fail(f"racetrack: unknown invariant {invariant!r}", pytrace=False)
+        tally = _tallies(strategy, scenario, runs, seed, workers)[invariant]
         if not tally.violating_runs:
             pytest.fail(
                 f"racetrack: strategy {strategy} never violated {invariant} on scenario {scenario} "
                 f"in {runs} runs (seeds {seed}..{seed + runs - 1})",
                 pytrace=False,
             )
+
+
+def _require_known(ids: tuple[str, ...] | list[str]) -> None:
+    """Fail the test, in one line, when ``ids`` names an invariant that does not exist."""
+    from sim.judge.invariants import UnknownInvariant, require_known
+
+    try:
+        require_known(ids, "racetrack")
+    except UnknownInvariant as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 def _tallies(strategy: str, scenario: str, runs: int, seed: int, workers: int) -> dict:

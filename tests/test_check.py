@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sim.cli import main
 from sim.engine.scenario import bundled_dir, load
-from sim.runs.check import Expectation, Tally, judge
+from sim.runs.check import Expectation, Tally, judge_expectation
 from sim.runs.runner import run_one
 from tracker.strategies import load_strategy
 
@@ -59,10 +59,10 @@ def test_broken_expectation_names_strategy_invariant_rate_and_the_shortest_repla
 def test_violates_passes_when_other_invariants_also_fire():
     e = Expectation("s", load("seed-fast-jobs"), "naive", "violates:no-rejected-writes")
     tallies = {i: Tally(i, 0, None) for i in ("no-rejected-writes", "faithful-timestamps")}
-    assert not judge(e, tallies, 10, 0).passed
+    assert not judge_expectation(e, tallies, 10, 0).passed
     tallies["no-rejected-writes"] = Tally("no-rejected-writes", 3, None)
     tallies["faithful-timestamps"] = Tally("faithful-timestamps", 10, None)
-    verdict = judge(e, tallies, 10, 0)
+    verdict = judge_expectation(e, tallies, 10, 0)
     assert verdict.passed
     assert any("faithful-timestamps" in n and "not judged" in n for n in verdict.notes)
 

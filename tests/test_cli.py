@@ -234,3 +234,39 @@ def test_a_strategy_whose_runs_could_not_finish_is_not_called_held():
     ]
     (line,) = verdict_lines(summary, {("s", "atomic"): 2})
     assert line == "s: held: db-clock; broke: naive 7/10 runs; could not finish: atomic 2/10 runs"
+
+
+def _broken_ordered_timestamps(monkeypatch):
+    from sim.judge import invariants
+
+    def raises(record):
+        raise ValueError("checker bug")
+
+    broken = tuple(invariants.Invariant(i.id, i.summary, raises) if i.id == "ordered-timestamps" else i
+                   for i in invariants.INVARIANTS)
+    monkeypatch.setattr(invariants, "INVARIANTS", broken)
+
+
+def test_run_with_a_crashing_checker_prints_unknown_and_does_not_claim_every_invariant_held(capsys, monkeypatch):
+    _broken_ordered_timestamps(monkeypatch)
+    code, out, _ = run_cli(capsys, "run", "seed-fast-jobs", "--strategy", "atomic", "--seed", "7")
+    assert code == 2
+    assert "unknown: ordered-timestamps: ValueError: checker bug" in out
+    assert "invariants held" not in out
+    code, out, _ = run_cli(capsys, "run", "seed-fast-jobs", "--strategy", "naive", "--seed", "7")
+    assert code == 1 and "unknown: ordered-timestamps: ValueError: checker bug" in out
+
+
+def test_a_crashing_checker_fills_the_unknown_column_and_the_summary_count(monkeypatch):
+    from sim.engine.scenario import load as load_scenario
+    from sim.runs.runner import run_one, summarize
+    from tracker.strategies import load_strategy
+
+    row = run_one(load_scenario("seed-fast-jobs"), load_strategy("naive"), 7).row()
+    assert list(row) == list(RESULT_COLUMNS) and row["unknown"] == ""
+    assert "unknown" not in summarize([row])[0]
+    _broken_ordered_timestamps(monkeypatch)
+    broken = run_one(load_scenario("seed-fast-jobs"), load_strategy("naive"), 7).row()
+    assert broken["unknown"] == "ordered-timestamps" and broken["ordered-timestamps"] == 0
+    assert broken["no-rejected-writes"] == row["no-rejected-writes"] > 0
+    assert summarize([row, broken])[0]["unknown"] == 1

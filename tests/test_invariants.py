@@ -3,9 +3,22 @@ violating history and stays quiet on the clean one. No SimPy, no backend."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from sim.judge.invariants import INVARIANT_IDS, INVARIANTS, judge
+from sim.judge import invariants
+from sim.judge.invariants import (
+    INVARIANT_IDS,
+    INVARIANTS,
+    Invariant,
+    Unknown,
+    UnknownInvariant,
+    judge,
+    require_known,
+    verdict_lines,
+)
+from sim.judge.violation import Violation
 from sim.record.clocks import EPOCH_US
 from sim.record.history import Attempt, JobTruth, RunRecord, Step
 from tracker.ops import Insert, Update
@@ -65,16 +78,16 @@ CLEAN = record(
 
 
 def ids(rec):
-    return {v.invariant for v in judge(rec)}
+    return {v.invariant for v in judge(rec).violations}
 
 
 def test_the_clean_history_violates_nothing():
-    assert judge(CLEAN) == []
+    assert judge(CLEAN).violations == ()
 
 
 def test_no_rejected_writes_fires_on_a_rejected_statement():
     rec = record(list(CLEAN.steps) + [write(3, 500, None, COMPLETED, error=True)], COMPLETED)
-    (violation,) = judge(rec)
+    (violation,) = judge(rec).violations
     assert violation.invariant == "no-rejected-writes" and violation.step == 3
     assert "job_status_timestamps_check" in violation.detail
 
@@ -95,7 +108,7 @@ def test_terminal_status_fires_when_a_completed_job_is_left_active():
 def test_monotonic_status_fires_on_completed_then_active_but_not_on_a_retry():
     regressed = row(status="active", attempts=1, started_at=ts(10), completed_at=ts(60))
     rec = record(list(CLEAN.steps) + [write(3, 510, regressed, COMPLETED)], COMPLETED)
-    assert [v.step for v in judge(rec) if v.invariant == "monotonic-status"] == [3]
+    assert [v.step for v in judge(rec).violations if v.invariant == "monotonic-status"] == [3]
     retry_truth = JobTruth(
         job_id="job-1", created_us=0, max_attempts=2,
         attempts=(Attempt("job-1", 1, 1, "worker-1", 10 * MS, 20 * MS, "failed"),
@@ -113,7 +126,7 @@ def test_monotonic_status_fires_on_completed_then_active_but_not_on_a_retry():
 def test_first_start_kept_fires_when_started_at_is_overwritten():
     moved = dict(ACTIVE, started_at=ts(15))
     rec = record([write(0, 12, ACTIVE), write(1, 20, moved, ACTIVE)], moved)
-    assert [v.invariant for v in judge(rec) if v.invariant == "first-start-kept"] == ["first-start-kept"]
+    assert [v.invariant for v in judge(rec).violations if v.invariant == "first-start-kept"] == ["first-start-kept"]
 
 
 def test_faithful_timestamps_fires_outside_tolerance_and_on_a_missing_start():
@@ -121,7 +134,7 @@ def test_faithful_timestamps_fires_outside_tolerance_and_on_a_missing_start():
     assert "faithful-timestamps" in ids(record(CLEAN.steps, late, tolerance_ms=20))
     assert "faithful-timestamps" not in ids(record(CLEAN.steps, late, tolerance_ms=30))
     missing = dict(COMPLETED, started_at=None)
-    (v,) = [v for v in judge(record(CLEAN.steps, missing)) if v.invariant == "faithful-timestamps"]
+    (v,) = [v for v in judge(record(CLEAN.steps, missing)).violations if v.invariant == "faithful-timestamps"]
     assert "started_at is NULL" in v.detail
 
 
@@ -154,3 +167,53 @@ def test_monotonic_status_reads_an_initial_delay_as_older_than_the_first_start()
     active = row(status="active", attempts=1, started_at=ts(150))
     rec = record([write(0, 1, delayed), write(1, 155, active, delayed)], active, truth=truth)
     assert "monotonic-status" not in ids(rec)
+
+
+def test_a_violation_carries_the_values_that_broke_the_invariant():
+    moved = dict(ACTIVE, started_at=ts(15))
+    (v,) = [v for v in judge(record([write(0, 12, ACTIVE), write(1, 20, moved, ACTIVE)], moved)).violations
+            if v.invariant == "first-start-kept"]
+    assert dict(v.facts) == {"actor": "job-1.active#1", "first": ts(10), "now": ts(15)}
+    assert v.at_us == 20 * MS and v.step == 1
+
+
+def test_faithful_timestamps_facts_name_each_column_with_recorded_and_true_times():
+    late = dict(COMPLETED, completed_at=ts(60 + 25))
+    (v,) = [v for v in judge(record(CLEAN.steps, late, tolerance_ms=20)).violations if v.invariant == "faithful-timestamps"]
+    assert v.facts["tolerance_us"] == 20 * MS
+    assert v.facts["columns"] == [{"column": "completed_at", "recorded": ts(85), "true_us": [60 * MS], "error_us": 25 * MS}]
+    assert v.detail == "completed_at off by +25.000 ms (tolerance 20.000 ms)"
+
+
+def test_a_violation_reads_back_from_its_trace_data_equal_and_an_old_one_keeps_its_sentence():
+    rec = record(list(CLEAN.steps) + [write(3, 500, None, COMPLETED, error=True)], COMPLETED)
+    for v in judge(rec).violations:
+        data = json.loads(json.dumps(v.to_data()))
+        assert Violation.from_data(data) == v and data["detail"] == v.detail
+        old = {k: data[k] for k in ("invariant", "job", "detail", "at_us", "step")}
+        assert Violation.from_data(old).line() == v.line()
+
+
+def _raises(record):
+    raise RuntimeError("checker bug\nsecond line")
+
+
+def test_a_checker_that_raises_makes_its_invariant_unknown_and_the_others_still_judge(monkeypatch):
+    broken = list(INVARIANTS)
+    index = INVARIANT_IDS.index("ordered-timestamps")
+    broken[index] = Invariant("ordered-timestamps", broken[index].summary, _raises)
+    monkeypatch.setattr(invariants, "INVARIANTS", tuple(broken))
+    rec = record(list(CLEAN.steps) + [write(3, 500, None, COMPLETED, error=True)], dict(COMPLETED, attempts=0))
+    judged = judge(rec)
+    assert judged.unknown == (Unknown("ordered-timestamps", "RuntimeError: checker bug"),)
+    assert {v.invariant for v in judged.violations} == {"no-rejected-writes", "accurate-attempts"}
+    lines = verdict_lines(judged.violations, judged.unknown)
+    assert lines[0] == "verdict: 2 violation(s)" and lines[-1] == "unknown: ordered-timestamps: RuntimeError: checker bug"
+    assert verdict_lines((), judged.unknown)[0].startswith("verdict: no violation found, but 1 of 7")
+
+
+def test_an_unknown_invariant_is_named_in_one_wording():
+    with pytest.raises(UnknownInvariant) as caught:
+        require_known(["terminal-status", "no-such"], "--invariant")
+    assert str(caught.value) == f"--invariant: unknown invariant 'no-such' (known: {', '.join(INVARIANT_IDS)})"
+    require_known(INVARIANT_IDS, "anywhere")  # every real ID passes

@@ -313,9 +313,16 @@ def test_report_from_csv_matches_report_from_parquet(plain_results: Path, tmp_pa
 # --- boundaries --------------------------------------------------------------------------------
 
 
-def test_reports_read_the_format_the_runner_writes() -> None:
-    assert report_inputs.RESULTS_FORMAT == RESULTS_FORMAT
-    assert set(report_inputs.REQUIRED_COLUMNS) <= set(RESULT_COLUMNS)
+def test_reports_read_a_results_file_written_before_the_unknown_column(plain_results: Path, tmp_path: Path) -> None:
+    frame = pd.read_csv(plain_results)
+    assert list(frame.columns) == list(RESULT_COLUMNS) and (frame["format"] == RESULTS_FORMAT).all()
+    older = tmp_path / "older.csv"
+    frame.drop(columns=["unknown"]).to_csv(older, index=False)
+    assert len(report_inputs.read_results(older)) == len(frame)
+    lacking = tmp_path / "lacking.csv"
+    frame.drop(columns=["params"]).to_csv(lacking, index=False)
+    with pytest.raises(report_inputs.ReportInputError, match="without column.s. params"):
+        report_inputs.read_results(lacking)
 
 
 def test_reports_never_import_the_simulation() -> None:

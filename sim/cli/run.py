@@ -10,7 +10,7 @@ from typing import Any
 from sim.cli.args import add_backend_flags, add_scenario_argument, backend_spec, load_strategy_arg, seed
 from sim.cli.output import differential_line
 from sim.engine import scenario as scenarios
-from sim.judge.invariants import INVARIANTS
+from sim.judge.invariants import verdict_lines
 from sim.judge.timeline import render
 from sim.runs.backends import close_backend, open_backend
 from sim.runs.runner import run_one
@@ -45,6 +45,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         }
         if result.disagreements is not None:
             out["disagreements"] = list(result.disagreements)
+        if result.unknown:
+            out["unknown"] = [{"invariant": u.invariant, "error": u.error} for u in result.unknown]
         print(json.dumps(out, sort_keys=False))
     else:
         header = (
@@ -58,10 +60,5 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"handler crash: {crash}")
         if result.disagreements is not None:
             print(differential_line(len(result.disagreements), result.disagreements[:1]))
-        if result.violations:
-            print(f"verdict: {len(result.violations)} violation(s)")
-            for v in result.violations:
-                print(f"  {v.line()}")
-        else:
-            print(f"verdict: all {len(INVARIANTS)} invariants held")
-    return 1 if result.violations or result.disagreements else 0
+        print("\n".join(verdict_lines(result.violations, result.unknown)))
+    return 1 if result.violations or result.disagreements else 2 if result.unknown else 0

@@ -156,7 +156,7 @@ class OrderedRun:
         return len(self.schedule)
 
     def violations(self) -> list[Violation]:
-        return judge(self.record)
+        return list(judge(self.record).violations)
 
 
 @dataclass

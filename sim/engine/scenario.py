@@ -177,18 +177,21 @@ def validate_value(param: Param, value: Any) -> tuple[Any, str | None]:
     return (float(value) if param.kind in ("number", "probability") else value), None
 
 
-def _validate_expectation(value: Any) -> str | None:
-    from sim.judge.invariants import INVARIANT_IDS  # the IDs are the checkers' to own
-
+def _validate_expectation(value: Any, where: str) -> str | None:
     if not isinstance(value, str):
         return f"must be a string: {EXPECT_FORM} (got {value!r})"
     if value in ("clean", "any"):
         return None
     if value.startswith("violates:"):
+        from sim.judge.invariants import UnknownInvariant, require_known  # the IDs are the checkers' to own
+
         ids = [i.strip() for i in value[len("violates:") :].split(",") if i.strip()]
-        unknown = [i for i in ids if i not in INVARIANT_IDS]
-        if not ids or unknown:
-            return f"names unknown invariant {unknown[0] if unknown else '(none)'!r}; known: {', '.join(INVARIANT_IDS)}"
+        if not ids:
+            return f"must name at least one invariant: {EXPECT_FORM} (got {value!r})"
+        try:
+            require_known(ids, where)
+        except UnknownInvariant as exc:
+            raise ScenarioError(str(exc)) from None
         return None
     return f"must be {EXPECT_FORM} (got {value!r})"
 
@@ -204,7 +207,7 @@ def from_mapping(data: dict[str, Any], name: str, source: str, text: str = "") -
             if not isinstance(value, dict):
                 raise ScenarioError(f"{_where(source, text, key)}[expect] must be a table of strategy = expectation")
             for strategy, expectation in value.items():
-                reason = _validate_expectation(expectation)
+                reason = _validate_expectation(expectation, f"{_where(source, text, f'expect.{strategy}')}expect.{strategy}")
                 if reason:
                     raise ScenarioError(f"{_where(source, text, f'expect.{strategy}')}expect.{strategy} {reason}")
                 expect[strategy] = expectation

@@ -4,36 +4,24 @@ ground truth) to violations. No SimPy, no backend: testable with hand-written hi
 Each invariant has a stable ID used in output, result files, reports and scenario expectations.
 ``no-rejected-writes`` counts every rejected statement; every other invariant reports at most
 one violation per job (its first), so counts read as "jobs affected".
+
+Each checker's docstring is its precise rule and names the facts its violations carry;
+``docs/invariants.md`` is generated from them (``python -m sim.judge.invariants > docs/invariants.md``).
+:func:`judge` runs every checker check-safe: one that raises makes its invariant unknown.
+
+May import: ``sim.judge.violation``, ``sim.record``, ``tracker.ops``. No SimPy, no backend.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import inspect
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+from sim.judge.violation import Violation
 from sim.record.clocks import EPOCH_US
 from sim.record.history import JobTruth, RunRecord, Step
-from tracker.ops import Row, describe, format_timestamp
-
-
-@dataclass(frozen=True)
-class Violation:
-    invariant: str
-    job: str
-    detail: str
-    at_us: int | None = None  # true time when it happened (None: judged at the end)
-    step: int | None = None  # the step that caused it, when one did
-
-    def line(self) -> str:
-        return f"{self.invariant}: {self.job}: {self.detail}"
-
-
-def _ms(us: int) -> str:
-    return f"{us / 1000:.3f} ms"
-
-
-def _ts(us: int | None) -> str:
-    return "NULL" if us is None else format_timestamp(us)
+from tracker.ops import Row, describe
 
 
 def _job_order(job: str) -> tuple[int, str]:
@@ -58,22 +46,30 @@ def _versions(record: RunRecord) -> dict[str, list[tuple[Step, Row]]]:
 
 
 def no_rejected_writes(record: RunRecord) -> Iterator[Violation]:
+    """Every statement the database rejected (SQLSTATE class 23: a CHECK, NOT NULL or unique
+    constraint) is a violation: this invariant counts every rejected statement, not one per job.
+
+    Facts: the ``actor``, the ``operation``, the ``constraint`` that rejected it, and the row it
+    met (``row_status``, ``row_started_at``, ``row_completed_at``).
+    """
     for step in record.steps:
         if step.kind == "db" and step.rejected and step.error is not None:
             row = step.row_before or {}
             assert step.op is not None
-            yield Violation(
-                "no-rejected-writes",
-                step.job_id,
-                f"{step.actor} {describe(step.op)} rejected by {step.error[1]} at {_ms(step.executed_us)}"
-                f" (row had status={row.get('status')}, started_at={_ts(row.get('started_at'))},"
-                f" completed_at={_ts(row.get('completed_at'))})",
-                step.executed_us,
-                step.index,
-            )
+            facts = {"actor": step.actor, "operation": describe(step.op), "constraint": step.error[1],
+                     "row_status": row.get("status"), "row_started_at": row.get("started_at"),
+                     "row_completed_at": row.get("completed_at")}
+            yield Violation("no-rejected-writes", step.job_id, step.executed_us, step.index, facts)
 
 
 def ordered_timestamps(record: RunRecord) -> Iterator[Violation]:
+    """Every committed row version has ``created_at <= started_at <= completed_at/failed_at``.
+    It also checks ``completed_at``/``failed_at`` against ``created_at`` when there is no
+    ``started_at`` (the table's CHECK cannot see that case) and ``cancelled_at >= created_at``.
+
+    Facts: the ``actor`` that committed the version, and the first pair out of order: the
+    ``earlier`` column and its ``earlier_value``, the ``later`` column and its ``later_value``.
+    """
     for job, versions in _versions(record).items():
         for step, row in versions:
             created, started = row["created_at"], row["started_at"]
@@ -85,13 +81,8 @@ def ordered_timestamps(record: RunRecord) -> Iterator[Violation]:
             bad = [(a, va, b, vb) for a, va, b, vb in pairs if va is not None and vb is not None and vb < va]
             if bad:
                 a, va, b, vb = bad[0]
-                yield Violation(
-                    "ordered-timestamps",
-                    job,
-                    f"committed by {step.actor} at {_ms(step.executed_us)}: {b}={_ts(vb)} is before {a}={_ts(va)}",
-                    step.executed_us,
-                    step.index,
-                )
+                facts = {"actor": step.actor, "earlier": a, "earlier_value": va, "later": b, "later_value": vb}
+                yield Violation("ordered-timestamps", job, step.executed_us, step.index, facts)
                 break
 
 
@@ -99,21 +90,21 @@ EXPECTED_STATUS = {"completed": ("completed",), "failed": ("failed",), "removed"
 
 
 def terminal_status(record: RunRecord) -> Iterator[Violation]:
+    """Once the handlers settle, the final row's status is the job's real outcome: ``completed``
+    for a completed job, ``failed`` for a failed one; a removed job keeps a waiting status
+    (``pending``, ``waiting`` or ``delayed``) with ``cancelled`` true. A job with no row at all
+    violates it.
+
+    Facts: the final row's ``status`` and ``cancelled`` (both None when there is no row), the
+    job's true ``outcome`` and its time ``outcome_us``, and the ``expected`` statuses.
+    """
     for job, truth in _truths(record):
         row = record.rows.get(job)
-        if row is None:
-            yield Violation("terminal-status", job, f"no row, but the job {truth.outcome}")
-            continue
         allowed = EXPECTED_STATUS[truth.outcome]
-        if row["status"] not in allowed:
-            yield Violation(
-                "terminal-status",
-                job,
-                f"final status is {row['status']!r} but the job {truth.outcome} at {_ms(truth.outcome_us)}"
-                f" (expected {' or '.join(repr(a) for a in allowed)})",
-            )
-        elif truth.outcome == "removed" and not row["cancelled"]:
-            yield Violation("terminal-status", job, f"the job was removed at {_ms(truth.outcome_us)} but cancelled is false")
+        facts = {"status": None if row is None else row["status"], "cancelled": None if row is None else row["cancelled"],
+                 "outcome": truth.outcome, "outcome_us": truth.outcome_us, "expected": list(allowed)}
+        if row is None or row["status"] not in allowed or (truth.outcome == "removed" and not row["cancelled"]):
+            yield Violation("terminal-status", job, facts=facts)
 
 
 #: Which true state explains a row status.
@@ -162,6 +153,16 @@ def _explain(truth: JobTruth, status: str, attempt: object, at_us: int) -> int |
 
 
 def monotonic_status(record: RunRecord) -> Iterator[Violation]:
+    """Status never moves backwards (``completed -> active`` is a regression). Each committed
+    status reports a true state change: the one of the attempt named by the row's ``attempts``
+    when it names a real attempt in that state, else the latest entry into that state before the
+    write. A regression is a new status whose reported change is older than the one the row
+    already showed. (A first version judged by time alone; Hypothesis found it calling a late
+    attempt-1 ``active`` landing after attempt 2 started a regression of attempt 2.)
+
+    Facts: the ``actor``, the move ``from_status`` -> ``to_status``, the true time of the change
+    the new status reports (``reports_us``) and of the one the row already showed (``showed_us``).
+    """
     for job, versions in _versions(record).items():
         truth = record.truth.get(job)
         if truth is None:
@@ -172,36 +173,41 @@ def monotonic_status(record: RunRecord) -> Iterator[Violation]:
             if when is None:
                 continue
             if previous is not None and row["status"] != previous[0] and when < previous[1]:
-                yield Violation(
-                    "monotonic-status",
-                    job,
-                    f"{step.actor} moved status {previous[0]!r} -> {row['status']!r} at {_ms(step.executed_us)}"
-                    f" (reports the state of {_ms(when)}, the row already showed {_ms(previous[1])})",
-                    step.executed_us,
-                    step.index,
-                )
+                facts = {"actor": step.actor, "from_status": previous[0], "to_status": row["status"],
+                         "reports_us": when, "showed_us": previous[1]}
+                yield Violation("monotonic-status", job, step.executed_us, step.index, facts)
                 break
             previous = (row["status"], when)
 
 
 def first_start_kept(record: RunRecord) -> Iterator[Violation]:
+    """``started_at``, once a committed row version has it, is never overwritten (not even by
+    NULL).
+
+    Facts: the ``actor`` that changed it, the ``first`` value and the value it wrote (``now``).
+    """
     for job, versions in _versions(record).items():
         first: int | None = None
         for step, row in versions:
             if first is None:
                 first = row["started_at"]
             elif row["started_at"] != first:
-                yield Violation(
-                    "first-start-kept",
-                    job,
-                    f"{step.actor} changed started_at {_ts(first)} -> {_ts(row['started_at'])} at {_ms(step.executed_us)}",
-                    step.executed_us,
-                    step.index,
-                )
+                facts = {"actor": step.actor, "first": first, "now": row["started_at"]}
+                yield Violation("first-start-kept", job, step.executed_us, step.index, facts)
                 break
 
 
 def faithful_timestamps(record: RunRecord) -> Iterator[Violation]:
+    """The final row's times are within tolerance of the true times: ``started_at`` of the first
+    attempt's start, ``completed_at`` of the completion, ``failed_at`` of a failure (any failed
+    attempt, when the row has one), ``cancelled_at`` of the removal. The tolerance is
+    ``invariants.timestamp_slack_ms`` plus the largest error any host clock of the run can have
+    (offset + drift over the run + resolution): a strategy is not blamed for its clocks, only for
+    recording the wrong moment.
+
+    Facts: the ``tolerance_us`` and, per column out of tolerance (``columns``), the ``recorded``
+    time (None: NULL), the ``true_us`` times it may report and the ``error_us`` to the nearest.
+    """
     tol = record.tolerance_us
     for job, truth in _truths(record):
         row = record.rows.get(job)
@@ -223,25 +229,26 @@ def faithful_timestamps(record: RunRecord) -> Iterator[Violation]:
         for column, true_times in expected:
             assert true_times is not None
             value = row[column]
-            if value is None:
-                problems.append(f"{column} is NULL")
-                continue
-            error = min((value - (EPOCH_US + t) for t in true_times), key=abs)
-            if abs(error) > tol:
-                problems.append(f"{column} off by {error / 1000:+.3f} ms")
+            error = None if value is None else min((value - (EPOCH_US + t) for t in true_times), key=abs)
+            if error is None or abs(error) > tol:
+                problems.append({"column": column, "recorded": value, "true_us": list(true_times), "error_us": error})
         if problems:
-            yield Violation("faithful-timestamps", job, "; ".join(problems) + f" (tolerance {tol / 1000:.3f} ms)")
+            yield Violation("faithful-timestamps", job, facts={"tolerance_us": tol, "columns": problems})
 
 
 def accurate_attempts(record: RunRecord) -> Iterator[Violation]:
+    """The final row's ``attempts`` equals the attempts really started: distinct attempt
+    numbers (a stall re-run is the same attempt).
+
+    Facts: the ``recorded`` attempts and the number ``started``.
+    """
     for job, truth in _truths(record):
         row = record.rows.get(job)
         if row is None:
             continue
         if row["attempts"] != truth.attempts_started:
-            yield Violation(
-                "accurate-attempts", job, f"attempts is {row['attempts']} but {truth.attempts_started} attempt(s) started"
-            )
+            facts = {"recorded": row["attempts"], "started": truth.attempts_started}
+            yield Violation("accurate-attempts", job, facts=facts)
 
 
 @dataclass(frozen=True)
@@ -263,6 +270,91 @@ INVARIANTS: tuple[Invariant, ...] = (
 INVARIANT_IDS = tuple(i.id for i in INVARIANTS)
 
 
-def judge(record: RunRecord) -> list[Violation]:
-    """Every violation of every invariant, in invariant order then history order."""
-    return [v for inv in INVARIANTS for v in inv.check(record)]
+class UnknownInvariant(ValueError):
+    """An invariant ID that is not one of :data:`INVARIANT_IDS`; ``str()`` is the one line."""
+
+
+def require_known(ids: Iterable[str], where: str) -> None:
+    """Raise :class:`UnknownInvariant` (``<where>: unknown invariant 'x' (known: ...)``) for the
+    first of ``ids`` that names no invariant."""
+    for i in ids:
+        if i not in INVARIANT_IDS:
+            raise UnknownInvariant(f"{where}: unknown invariant {i!r} (known: {', '.join(INVARIANT_IDS)})")
+
+
+@dataclass(frozen=True)
+class Unknown:
+    """An invariant that could not be judged: its checker raised ``error`` (one line)."""
+
+    invariant: str
+    error: str
+
+    def line(self) -> str:
+        return f"unknown: {self.invariant}: {self.error}"
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """What :func:`judge` found: the violations, and the invariants it could not judge."""
+
+    violations: tuple[Violation, ...]
+    unknown: tuple[Unknown, ...] = ()
+
+
+def _one_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def judge(record: RunRecord) -> Judgement:
+    """Every violation of every invariant, in invariant order then history order. A checker
+    that raises (Jepsen's ``check-safe``) makes its invariant unknown; the others still judge."""
+    violations: list[Violation] = []
+    unknown: list[Unknown] = []
+    for inv in INVARIANTS:
+        try:
+            violations.extend(inv.check(record))
+        except Exception as exc:  # a checker's bug must not hide what the other checkers find
+            unknown.append(Unknown(inv.id, _one_line(exc)))
+    return Judgement(tuple(violations), tuple(unknown))
+
+
+def verdict_lines(violations: Iterable[Violation], unknown: Iterable[Unknown]) -> list[str]:
+    """The verdict of one judged run, as ``racetrack run`` prints it: the violations, then one
+    ``unknown: <id>: <error>`` line per invariant that could not be judged."""
+    found, missing = list(violations), list(unknown)
+    if found:
+        lines = [f"verdict: {len(found)} violation(s)", *(f"  {v.line()}" for v in found)]
+    elif missing:
+        lines = [f"verdict: no violation found, but {len(missing)} of {len(INVARIANTS)} invariants could not be judged"]
+    else:
+        lines = [f"verdict: all {len(INVARIANTS)} invariants held"]
+    return lines + [u.line() for u in missing]
+
+
+def reference() -> str:
+    """``docs/invariants.md``: every invariant's ID, summary and precise rule, written from
+    :data:`INVARIANTS` and the checkers' docstrings."""
+    parts = [
+        "<!-- Generated by `python -m sim.judge.invariants > docs/invariants.md` from sim/judge/invariants.py;"
+        " do not edit. -->",
+        "# Invariants",
+        "",
+        "Each invariant has a stable ID, used in output, result files (one column each, see",
+        "[results.md](results.md)), reports and scenario expectations (`[expect]`). A checker is a pure",
+        "function of a run's record (history, final rows, ground truth). `no-rejected-writes` counts every",
+        "rejected statement; every other invariant reports at most one violation per job (its first), so",
+        "counts read as \"jobs affected\". A checker that raises makes its invariant `unknown` for that run",
+        "(neither held nor violated); the others still judge.",
+        "",
+        "| id | holds when |",
+        "| --- | --- |",
+        *(f"| `{i.id}` | {i.summary} |" for i in INVARIANTS),
+    ]
+    for i in INVARIANTS:
+        parts += ["", f"## `{i.id}`", "", (inspect.getdoc(i.check) or "").replace("``", "`")]
+    return "\n".join(parts) + "\n"
+
+
+if __name__ == "__main__":
+    print(reference(), end="")

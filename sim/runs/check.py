@@ -57,7 +57,9 @@ def expectations(ref: str, scenario: Scenario) -> list[Expectation]:
 
 
 @dataclass(frozen=True)
-class Counterexample:
+class ShortestSeed:
+    """The violating seed with the fewest database operations (``racetrack run`` replays it)."""
+
     seed: int
     ops: int
 
@@ -68,7 +70,7 @@ class Tally:
 
     invariant: str
     violating_runs: int
-    shortest: Counterexample | None
+    shortest: ShortestSeed | None
 
 
 @dataclass
@@ -77,7 +79,7 @@ class TallyBuilder:
 
     runs: int = 0
     counts: dict[str, int] = field(default_factory=lambda: {i: 0 for i in INVARIANT_IDS})
-    shortest: dict[str, Counterexample] = field(default_factory=dict)
+    shortest: dict[str, ShortestSeed] = field(default_factory=dict)
 
     def add(self, row: dict[str, Any]) -> None:
         self.runs += 1
@@ -86,7 +88,7 @@ class TallyBuilder:
                 self.counts[invariant] += 1
                 best = self.shortest.get(invariant)
                 if best is None or (row["ops"], row["seed"]) < (best.ops, best.seed):
-                    self.shortest[invariant] = Counterexample(row["seed"], row["ops"])
+                    self.shortest[invariant] = ShortestSeed(row["seed"], row["ops"])
 
     def tallies(self) -> dict[str, Tally]:
         return {i: Tally(i, self.counts[i], self.shortest.get(i)) for i in INVARIANT_IDS}
@@ -114,7 +116,8 @@ class Verdict:
         return not self.expectation.judged
 
 
-def judge(expectation: Expectation, tallies: dict[str, Tally], runs: int, first_seed: int) -> Verdict:
+def judge_expectation(expectation: Expectation, tallies: dict[str, Tally], runs: int, first_seed: int) -> Verdict:
+    """Whether the tallies of ``runs`` seeded runs meet ``expectation`` (its ``[expect]`` entry)."""
     e = expectation
     problems: list[str] = []
     notes: list[str] = []
@@ -215,5 +218,5 @@ def check_scenario(
         with SweepRun(sweep, execution or Execution(), on_rows=on_rows) as run:
             for position, row in enumerate(run.rows()):
                 builders[position // runs].add(row)  # plan order: strategy by strategy
-    verdicts = {e.strategy: judge(e, b.tallies(), runs, seed) for e, b in zip(judged, builders, strict=True)}
+    verdicts = {e.strategy: judge_expectation(e, b.tallies(), runs, seed) for e, b in zip(judged, builders, strict=True)}
     return [verdicts[e.strategy] if e.judged else skipped(e) for e in wanted]

@@ -10,7 +10,7 @@ is there. Only when every run is done is the stream converted, in row groups of
 written beside it and renamed into place: a file under the real name is always complete, and the
 same sweep gives the same bytes however it was cut up, interrupted, resumed or parallelized.
 
-May import: ``sim.runs.runner`` (the columns), pyarrow, pandas (CSV formatting). Runs nothing.
+May import: ``sim.runs.columns`` (the declared columns), pyarrow, pandas (CSV formatting). Runs nothing.
 """
 
 from __future__ import annotations
@@ -23,23 +23,12 @@ from typing import IO, Any
 
 import pyarrow as pa
 
-from sim.runs.runner import RESULT_COLUMNS
+from sim.runs.columns import COLUMNS
 from tracker.errors import UserError
 
 FORMATS = (".parquet", ".csv")
 ROW_GROUP_ROWS = 10_000
 METADATA_KEY = b"racetrack.sweep"
-
-_TYPES: dict[str, pa.DataType] = {
-    "format": pa.string(), "scenario": pa.string(), "strategy": pa.string(), "backend": pa.string(),
-    "seed": pa.int64(), "jobs": pa.int64(), "ops": pa.int64(), "round_trips": pa.int64(),
-    "statements": pa.int64(), "lock_waits": pa.int64(), "lock_wait_ms": pa.float64(), "crashes": pa.int64(),
-    "violating": pa.bool_(), "violations": pa.int64(), "first_violation": pa.string(),
-    "lag_p50_ms": pa.float64(), "lag_p99_ms": pa.float64(), "lag_max_ms": pa.float64(),
-    "visibility_lags_ms": pa.string(), "timestamp_errors_ms": pa.string(), "sim_ms": pa.float64(),
-    "params": pa.string(), "error": pa.string(), "disagreements": pa.int64(), "first_disagreement": pa.string(),
-}
-
 
 class ResultsError(UserError, ValueError):
     """A results file that cannot be used as asked; ``str()`` is the one line the user sees."""
@@ -49,22 +38,9 @@ def partial_path(out: Path) -> Path:
     return out.with_name(out.name + ".partial")
 
 
-def column_type(column: str, sample: Any) -> pa.DataType:
-    """A column's Arrow type: declared, else (a column added by a newer row) the sample's."""
-    if column in _TYPES:
-        return _TYPES[column]
-    from sim.judge.invariants import INVARIANT_IDS
-
-    if column in INVARIANT_IDS:
-        return pa.int64()
-    for kind, arrow in ((bool, pa.bool_()), (int, pa.int64()), (float, pa.float64())):
-        if isinstance(sample, kind):
-            return arrow
-    return pa.string()
-
-
-def schema_for(row: dict[str, Any], fingerprint: dict[str, Any]) -> pa.Schema:
-    fields = [pa.field(c, column_type(c, row.get(c))) for c in RESULT_COLUMNS]
+def schema_for(fingerprint: dict[str, Any]) -> pa.Schema:
+    """The Arrow schema of a results file (the declared columns), carrying the sweep's fingerprint."""
+    fields = [pa.field(c.name, pa.type_for_alias(c.arrow)) for c in COLUMNS]
     return pa.schema(fields, metadata={METADATA_KEY: json.dumps(fingerprint, sort_keys=True)})
 
 
@@ -179,7 +155,7 @@ class PartialResults:
         if not rows:
             return
         if self._writer is None:
-            self._start(schema_for(rows[0], self.fingerprint))
+            self._start(schema_for(self.fingerprint))
         assert self._schema is not None
         self._write(pa.RecordBatch.from_pylist(rows, schema=self._schema))
 

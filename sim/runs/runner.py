@@ -1,7 +1,7 @@
 """One run and many: simulate, judge, and reduce a run to a result row.
 
 ``run_one`` is the unit everything else repeats (sweeps, searches, CI checks). A result row is a
-flat dict (the columns of the results file, see ``RESULT_COLUMNS``); the same inputs and seed
+flat dict (the columns of the results file, declared in :mod:`sim.runs.columns`); the same inputs and seed
 give the same row, whatever the backend, executor or worker count.
 """
 
@@ -15,22 +15,17 @@ from typing import Any
 
 from sim.engine.scenario import Scenario
 from sim.engine.world import Draws, World
-from sim.judge.invariants import INVARIANT_IDS, Violation, judge
+from sim.judge.invariants import INVARIANT_IDS, Unknown, Violation, judge
 from sim.record.clocks import EPOCH_US
 from sim.record.history import RunRecord
+from sim.runs.columns import COLUMN_NAMES, RESULTS_FORMAT
 from tracker.backend import TrackerBackend
 from tracker.memory import MemoryTracker
 from tracker.ops import Begin, Commit, Rollback
 from tracker.strategies import Strategy
 
-RESULTS_FORMAT = "racetrack-results/1"
-
-RESULT_COLUMNS = (
-    "format", "scenario", "strategy", "backend", "seed", "jobs", "ops", "round_trips", "statements",
-    "lock_waits", "lock_wait_ms", "crashes", "violating", "violations", *INVARIANT_IDS,
-    "first_violation", "lag_p50_ms", "lag_p99_ms", "lag_max_ms", "visibility_lags_ms",
-    "timestamp_errors_ms", "sim_ms", "params", "error", "disagreements", "first_disagreement",
-)
+#: The columns of a result row, in order (declared with their types in :mod:`sim.runs.columns`).
+RESULT_COLUMNS = COLUMN_NAMES
 
 
 @dataclass(frozen=True)
@@ -45,6 +40,8 @@ class RunResult:
     params: dict[str, Any] = field(default_factory=dict, compare=False)
     #: ``--backend both``: where memory and PostgreSQL answered differently (None: not compared).
     disagreements: tuple[str, ...] | None = None
+    #: Invariants that could not be judged (their checker raised): neither held nor violated.
+    unknown: tuple[Unknown, ...] = ()
 
     @property
     def ops(self) -> int:
@@ -85,6 +82,7 @@ class RunResult:
             "error": "",
             "disagreements": None if self.disagreements is None else len(self.disagreements),
             "first_disagreement": self.disagreements[0] if self.disagreements else "",
+            "unknown": ",".join(u.invariant for u in self.unknown),
         }
 
 
@@ -93,7 +91,7 @@ def error_row(item: SweepItem, backend: str, message: str) -> dict[str, Any]:
     row: dict[str, Any] = {c: None for c in RESULT_COLUMNS}
     row.update(
         format=RESULTS_FORMAT, scenario=item.scenario.name, strategy=item.strategy.name, backend=backend,
-        seed=item.seed, violating=False, violations=0, error=message, first_violation="", first_disagreement="",
+        seed=item.seed, violating=False, violations=0, error=message, first_violation="", first_disagreement="", unknown="",
         params=json.dumps(item.scenario.to_toml_table(), sort_keys=True),
         **{i: 0 for i in INVARIANT_IDS},
     )
@@ -154,16 +152,18 @@ def run_one(
     backend = backend or MemoryTracker()
     world = World(scenario, strategy, backend, seed, draws)
     record = world.run()
+    judgement = judge(record)
     return RunResult(
         scenario=scenario.name,
         strategy=strategy.name,
         backend=backend.name,
         seed=seed,
-        violations=tuple(judge(record)),
+        violations=judgement.violations,
         record=record,
         crashes=tuple(world.driver.crashes),
         params=scenario.to_toml_table(),
         disagreements=_disagreements(backend),
+        unknown=judgement.unknown,
     )
 
 
@@ -192,7 +192,8 @@ def plan(scenarios: Iterable[Scenario], strategies: Iterable[Strategy], runs: in
 
 
 def summarize(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (scenario, strategy, backend): runs, violating runs, violations per invariant."""
+    """Per (scenario, strategy, backend): runs, violating runs, violations per invariant (and,
+    only when some run had one, ``unknown``: how many invariants could not be judged)."""
     table: dict[tuple[str, str, str], dict[str, Any]] = {}
     for row in rows:
         key = (row["scenario"], row["strategy"], row["backend"])
@@ -208,6 +209,8 @@ def summarize(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             entry["disagreements"] = entry.get("disagreements", 0) + int(row["disagreements"])
             if row.get("first_disagreement") and "first_disagreement" not in entry:
                 entry["first_disagreement"] = f"seed {row['seed']}: {row['first_disagreement']}"
+        if row.get("unknown"):
+            entry["unknown"] = entry.get("unknown", 0) + len(str(row["unknown"]).split(","))
         entry["violating_runs"] += int(bool(row["violating"]))
         for i in INVARIANT_IDS:
             entry["violations"][i] += int(row[i])

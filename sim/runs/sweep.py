@@ -34,8 +34,9 @@ from typing import Any
 
 from sim.engine.scenario import Scenario
 from sim.runs.backends import BackendSpec, BackendUnavailable, close_backend, open_backend, run_errors
+from sim.runs.columns import RESULTS_FORMAT
 from sim.runs.results_file import PartialResults, ResultsError
-from sim.runs.runner import RESULTS_FORMAT, SweepItem, error_row, run_one
+from sim.runs.runner import SweepItem, error_row, run_one
 from tracker.backend import TrackerBackend
 from tracker.errors import UserError
 from tracker.strategies import Strategy, load_strategy

@@ -92,7 +92,7 @@ class Focus:
     invariants: tuple[str, ...] = ()
 
     def hits(self, record: RunRecord) -> list[Violation]:
-        return [v for v in judge(record) if not self.invariants or v.invariant in self.invariants]
+        return [v for v in judge(record).violations if not self.invariants or v.invariant in self.invariants]
 
 
 ALL = Focus()
@@ -140,7 +140,7 @@ def _as_counterexample(
     if not focus.hits(run.record):
         return None
     case, run = reduce_to_job(case, run, strategy, backend, focus)
-    return Counterexample(case, run, tuple(judge(run.record)))
+    return Counterexample(case, run, judge(run.record).violations)
 
 
 class _Budget:
@@ -526,11 +526,12 @@ def explore(
     exhaustive's is no bound (every order)."""
     if method not in METHODS:
         raise ExploreError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
-    from sim.judge.invariants import INVARIANT_IDS
+    from sim.judge.invariants import UnknownInvariant, require_known
 
-    unknown = [i for i in invariants if i not in INVARIANT_IDS]
-    if unknown:
-        raise ExploreError(f"unknown invariant {unknown[0]!r}: use one of {', '.join(INVARIANT_IDS)}")
+    try:
+        require_known(invariants, "--invariant")
+    except UnknownInvariant as exc:
+        raise ExploreError(str(exc)) from None
     focus = Focus(tuple(invariants))
     if runs is None and seconds is None:
         runs = DEFAULT_BUDGET[method]

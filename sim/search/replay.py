@@ -85,7 +85,7 @@ def replay_data(
         name = backend.name
     finally:
         close_backend(backend)
-    violations = tuple(judge(run.record))
+    violations = judge(run.record).violations
     wanted = {(v.invariant, v.job) for v in recorded}
     got = {(v.invariant, v.job) for v in violations}
     reproduced = bool(violations) if strict else bool(wanted & got)

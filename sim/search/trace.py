@@ -5,7 +5,9 @@ strategy, backend and seed, every step of the history (operations encoded with t
 expressions), the ground truth, the final rows and the violations. Format ``racetrack-trace/2``
 adds what a replay needs: the schedule (the order in which the database operations reached the
 server, one actor name per operation), the actors (job view, settings, host, start time,
-latencies) and the hosts' clocks. A plain run record (:func:`to_data` alone) is still written
+latencies) and the hosts' clocks. Each violation is stored as its record (``facts``: the values
+that broke the invariant) and its sentence (``detail``); a trace written before violations had
+facts still reads, its violations keeping their sentence. A plain run record (:func:`to_data` alone) is still written
 and read as ``racetrack-trace/1``; it cannot be replayed. Documented in the README; readers refuse
 other versions with :class:`TraceError`.
 """
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.engine.ordered import ActorSpec, Case
-from sim.judge.invariants import Violation
+from sim.judge.violation import Violation
 from sim.record.clocks import Clock
 from sim.record.history import Attempt, JobTruth, RunRecord, Step
 from tracker import ops
@@ -176,7 +178,7 @@ def to_data(
         "steps": [_step_data(s) for s in record.steps],
         "truth": {job: asdict(t) for job, t in record.truth.items()},
         "rows": record.rows,
-        "violations": [asdict(v) for v in violations],
+        "violations": [v.to_data() for v in violations],
         **(extra or {}),
     }
 
@@ -196,7 +198,7 @@ def record_from_data(data: dict[str, Any]) -> tuple[RunRecord, list[Violation]]:
         tolerance_us=int(data["tolerance_us"]),
         end_us=int(data["end_us"]),
     )
-    violations = [Violation(**v) for v in data["violations"]]
+    violations = [Violation.from_data(v) for v in data["violations"]]
     return record, violations
 
 
