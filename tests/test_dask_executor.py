@@ -14,7 +14,6 @@ from sim.engine.scenario import load
 from sim.runs.sweep import Execution, Sweep, SweepRun
 
 
-
 def _rows(execution: Execution) -> list[dict]:
     sweep = Sweep((load("seed-fast-jobs"),), ("naive", "atomic"), runs=6, seed=3)
     with SweepRun(sweep, execution) as run:
