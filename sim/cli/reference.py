@@ -99,7 +99,8 @@ def _help(action: argparse.Action, prog: str) -> str:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
+    """Text safe in a Markdown table cell: pipes escaped, ``<pid>`` not taken for HTML."""
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _synopsis(name: str, parser: argparse.ArgumentParser) -> str:

@@ -6,7 +6,7 @@ expressions), the ground truth, the final rows and the violations. Format ``race
 adds what a replay needs: the schedule (the order in which the database operations reached the
 server, one actor name per operation), the actors (job view, settings, host, start time,
 latencies) and the hosts' clocks. A plain run record (:func:`to_data` alone) is still written
-and read as ``racetrack-trace/1``; it cannot be replayed. Documented in the README; readers refuse
+and read as ``racetrack-trace/1``; it cannot be replayed. Documented in docs/traces.md; readers refuse
 other versions with :class:`TraceError`.
 """
 
