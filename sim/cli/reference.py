@@ -18,7 +18,7 @@ MACHINE_DEFAULT = "*as on the machine that runs it*"
 
 # The page that explains each command beyond its options.
 SEE_ALSO = {
-    "run": "[the README](../README.md#quick-start), [postgres.md](postgres.md)",
+    "run": "[the README](../README.md#one-run-one-race), [postgres.md](postgres.md)",
     "sweep": "[scaling.md](scaling.md), [scenarios.md](scenarios.md#grids---grid), [results.md](results.md), "
     "[reports.md](reports.md), [postgres.md](postgres.md)",
     "check": "[scenarios.md](scenarios.md#expectations-expect), [scaling.md](scaling.md)",
