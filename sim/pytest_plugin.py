@@ -8,11 +8,13 @@ invariant is violated, fails the test with the rates, the timeline of the shorte
 replays it. ``assert_violates`` pins a known race instead.
 
 Hypothesis settings profiles ``racetrack-dev`` (fast, local) and ``racetrack-ci`` (thorough,
-derandomized) are registered. The racetrack profile in force is ``racetrack-ci`` when ``CI`` is
-set to true (as CI services do), else ``racetrack-dev``; ``RACETRACK_PROFILE=dev|ci`` overrides.
-It sets ``assert_holds``'s default run count. The matching Hypothesis profile is *loaded* only when
-``RACETRACK_PROFILE`` asks for it (or ``--hypothesis-profile racetrack-ci`` does): merely having
-racetrack installed must not change the settings of a project's other Hypothesis tests.
+derandomized) are registered. The racetrack profile in force is, first that is set: the command
+line option ``--racetrack-profile dev|ci``, the environment variable ``RACETRACK_PROFILE``, the ini
+key ``racetrack_profile`` (pytest.ini, ``[tool.pytest.ini_options]``...); else ``racetrack-ci``
+when ``CI`` is set to true (as CI services do), else ``racetrack-dev``. It sets ``assert_holds``'s
+default run count. The matching Hypothesis profile is *loaded* only when one of those three asks
+for it explicitly (or ``--hypothesis-profile racetrack-ci`` does): merely having racetrack
+installed must not change the settings of a project's other Hypothesis tests.
 
 May import: pytest, hypothesis, ``sim`` (scenario, sweep, check, runner, timeline),
 ``tracker.strategies``.
@@ -40,28 +42,48 @@ for _name, _options in PROFILES.items():
     settings.register_profile(_name, **_options)  # type: ignore[arg-type]
 
 
-def profile_name(environ: Mapping[str, str] = os.environ) -> str:
-    """The profile this environment asks for (see the module docstring)."""
-    chosen = environ.get("RACETRACK_PROFILE", "").strip()
-    if chosen:
+def profile_name(environ: Mapping[str, str] = os.environ, option: str | None = None, ini: str | None = None) -> str:
+    """The profile asked for by the command line ``option``, else the environment, else the ``ini``
+    key, else ``CI`` (see the module docstring)."""
+    source = _explicit_choice(environ, option, ini)
+    if source:
+        chosen = source[1]
         return chosen if chosen.startswith("racetrack-") else f"racetrack-{chosen}"
     return "racetrack-ci" if environ.get("CI", "").strip().lower() in ("1", "true", "yes") else "racetrack-dev"
 
 
+def _explicit_choice(environ: Mapping[str, str], option: str | None, ini: str | None) -> tuple[str, str] | None:
+    """(where, value) of the first explicit choice of profile, or None when none was made."""
+    for where, value in (("--racetrack-profile", option), ("RACETRACK_PROFILE", environ.get("RACETRACK_PROFILE")),
+                         ("racetrack_profile (ini)", ini)):
+        if value and value.strip():
+            return where, value.strip()
+    return None
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    help_text = "racetrack profile: dev (200 runs per assert_holds) or ci (2000, derandomized Hypothesis)"
+    parser.getgroup("racetrack").addoption("--racetrack-profile", metavar="dev|ci", help=help_text)
+    parser.addini("racetrack_profile", help_text + "; RACETRACK_PROFILE and --racetrack-profile override it", default="")
+
+
+def _configured_profile(config: pytest.Config) -> str:
+    return profile_name(os.environ, config.getoption("racetrack_profile"), config.getini("racetrack_profile"))
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    name = profile_name()
+    name = _configured_profile(config)
+    explicit = _explicit_choice(os.environ, config.getoption("racetrack_profile"), config.getini("racetrack_profile"))
     if name not in PROFILES:
-        raise pytest.UsageError(
-            f"RACETRACK_PROFILE={os.environ.get('RACETRACK_PROFILE')!r}: use dev or ci (racetrack-dev, racetrack-ci)"
-        )
-    asked = bool(os.environ.get("RACETRACK_PROFILE", "").strip())
+        where, value = explicit or ("profile", name)
+        raise pytest.UsageError(f"{where}={value!r}: use dev or ci (racetrack-dev, racetrack-ci)")
     chose_own = config.getoption("hypothesis_profile", default=None) or getattr(settings, "_current_profile", "default") != "default"
-    if asked and not chose_own:
+    if explicit and not chose_own:
         settings.load_profile(name)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    name = profile_name()
+    name = _configured_profile(config)
     return f"racetrack: profile {name} (assert_holds default runs: {DEFAULT_RUNS.get(name, '?')})"
 
 
@@ -173,6 +195,6 @@ def _counterexample(strategy: str, scenario: str, seed: int) -> str:
 
 
 @pytest.fixture(scope="session")
-def racetrack() -> Racetrack:
+def racetrack(pytestconfig: pytest.Config) -> Racetrack:
     """Judge a strategy from a test: ``racetrack.assert_holds("my_pkg.handlers:HANDLERS")``."""
-    return Racetrack(profile_name())
+    return Racetrack(_configured_profile(pytestconfig))

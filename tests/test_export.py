@@ -62,6 +62,7 @@ def test_isolation_spec_has_the_schema_a_session_per_actor_and_the_traces_permut
     assert "created_at, updated_at) VALUES ('job-1', 'waiting', 1, '2025-10-12 16:36:52" in spec
 
 
+@pytest.mark.slow
 def test_pytest_export_passes_for_a_fixed_strategy_and_fails_for_naive(naive_trace, tmp_path) -> None:
     fixed, broken = tmp_path / "test_fixed.py", tmp_path / "test_broken.py"
     assert main(["export", str(naive_trace), "--pytest", str(fixed), "--strategy", "atomic"]) == 0

@@ -43,6 +43,7 @@ def parse_spec(spec: str) -> tuple[str, dict[str, tuple[str, str]], list[str]]:
     return setup.group(1), steps, permutation
 
 
+@pytest.mark.postgres
 def test_naive_counterexample_spec_reproduces_the_check_violation_on_postgresql(dsn) -> None:
     found = explore(scenarios.load("seed-fast-jobs"), load_strategy("naive"), "hypothesis", seed=0, runs=100).found
     assert found is not None

@@ -1,4 +1,5 @@
-"""A non-editable install carries the bundled scenarios and the schema (package data)."""
+"""A non-editable install carries the bundled scenarios, the schema and the ``py.typed`` markers
+(package data); Dask is an extra, not a requirement."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_wheel_ships_every_scenario_file_and_the_schema(tmp_path):
+@pytest.mark.slow
+def test_the_wheel_ships_every_scenario_file_the_schema_and_the_typing_markers(tmp_path):
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
         check=True, capture_output=True,
@@ -21,3 +25,9 @@ def test_the_wheel_ships_every_scenario_file_and_the_schema(tmp_path):
     assert bundled and bundled <= names
     assert "tracker/schema.sql" in names
     assert any(n.endswith("entry_points.txt") for n in names)
+    assert {"tracker/py.typed", "sim/py.typed"} <= names
+    (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+    requires = [line for line in zipfile.ZipFile(wheel).read(metadata).decode().splitlines() if line.startswith("Requires-Dist:")]
+    dask = [line for line in requires if "dask" in line]
+    assert dask and all("extra ==" in line for line in dask), dask  # only under extras
+    assert any('extra == "dask"' in line for line in dask) and any('extra == "dev"' in line for line in dask)

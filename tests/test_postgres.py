@@ -100,6 +100,7 @@ def test_every_constraint_of_the_schema_has_a_parity_case():
     assert names == set(REJECTED)
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize("constraint", sorted(REJECTED))
 def test_constraint_rejection_matches_memory(pg, constraint):
     steps = [SEEDED, ("b", REJECTED[constraint], T + 5 * MS)]
@@ -108,6 +109,7 @@ def test_constraint_rejection_matches_memory(pg, constraint):
     assert postgres[1][1][1] == constraint
 
 
+@pytest.mark.postgres
 def test_more_rejections_match_memory(pg):
     steps = [
         SEEDED,
@@ -127,6 +129,7 @@ def test_more_rejections_match_memory(pg):
     assert postgres[9][1] == ("25P02", None)
 
 
+@pytest.mark.postgres
 def test_expressions_and_guards_match_memory(pg):
     steps = [
         SEEDED,
@@ -150,6 +153,7 @@ def test_expressions_and_guards_match_memory(pg):
 # --- the simulated clock -----------------------------------------------------------------------
 
 
+@pytest.mark.postgres
 def test_defaults_and_trigger_follow_the_simulated_clock_at_transaction_start(pg):
     pg.reset()
     row = pg.execute("a", Insert("j", {"status": "waiting"}), T).value
@@ -164,6 +168,7 @@ def test_defaults_and_trigger_follow_the_simulated_clock_at_transaction_start(pg
 # --- lock waits --------------------------------------------------------------------------------
 
 
+@pytest.mark.postgres
 def test_update_waits_on_a_row_lock_and_rechecks_its_guard_when_the_blocker_commits(pg):
     steps = [
         SEEDED,
@@ -180,6 +185,7 @@ def test_update_waits_on_a_row_lock_and_rechecks_its_guard_when_the_blocker_comm
     assert postgres[6] == (None, None)  # the guard no longer matches the committed version
 
 
+@pytest.mark.postgres
 def test_an_error_in_a_transaction_releases_its_locks_at_once(pg):
     steps = [
         SEEDED,
@@ -196,6 +202,7 @@ def test_an_error_in_a_transaction_releases_its_locks_at_once(pg):
     assert postgres[5][0]["status"] == "active"
 
 
+@pytest.mark.postgres
 def test_row_lock_strategy_really_waits_on_postgres(dsn):
     backend = open_backend(BackendSpec("both", dsn=dsn))
     try:
@@ -212,6 +219,7 @@ def test_row_lock_strategy_really_waits_on_postgres(dsn):
 # --- differential agreement --------------------------------------------------------------------
 
 
+@pytest.mark.postgres
 def test_every_bundled_scenario_and_strategy_agrees_with_memory(dsn):
     items = list(plan([load(n) for n in bundled_names()], builtin_strategies(), runs=2, seed=0))
     rows = list(sweep.execute(items, BackendSpec("both", dsn=dsn)))
@@ -221,6 +229,7 @@ def test_every_bundled_scenario_and_strategy_agrees_with_memory(dsn):
     assert all(r["error"] == "" for r in rows)
 
 
+@pytest.mark.postgres
 def test_postgres_results_equal_memory_results(dsn):
     item = next(plan([load("seed-fast-jobs")], [load_strategy("naive")], runs=1, seed=3))
     memory_row = next(sweep.execute([item]))
@@ -231,6 +240,7 @@ def test_postgres_results_equal_memory_results(dsn):
     }
 
 
+@pytest.mark.postgres
 def test_differential_reports_the_first_disagreement(pg):
     class Lying(MemoryTracker):
         def execute(self, session, op, db_now_us):
@@ -250,6 +260,7 @@ def test_differential_reports_the_first_disagreement(pg):
 # --- isolation and safety ----------------------------------------------------------------------
 
 
+@pytest.mark.postgres
 def test_a_sweep_leaves_other_schemas_untouched_and_drops_its_own(dsn):
     canary = f"canary_{os.getpid()}"
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -272,6 +283,7 @@ def test_a_sweep_leaves_other_schemas_untouched_and_drops_its_own(dsn):
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(canary)))
 
 
+@pytest.mark.postgres
 def test_two_backends_on_one_server_get_their_own_schemas(dsn):
     first, second = PostgresTracker(dsn), PostgresTracker(dsn)
     try:
@@ -292,12 +304,14 @@ def test_server_is_chosen_from_dsn_then_database_url_then_pg_variables():
     assert choose_server(None, {"PGHOST": "db2"}).source == "PG* variables"
 
 
+@pytest.mark.postgres
 def test_run_json_under_both_lists_no_disagreements(dsn, capsys):
     code = main(["run", "seed-fast-jobs", "--strategy", "atomic", "--backend", "both", "--dsn", dsn, "--json"])
     out = json.loads(capsys.readouterr().out)
     assert (code, out["backend"], out["disagreements"]) == (0, "both", [])
 
 
+@pytest.mark.postgres
 def test_sweep_out_file_has_the_backend_columns(dsn, tmp_path, capsys):
     out = tmp_path / "rows.csv"
     code = main(["sweep", "seed-fast-jobs", "--strategies", "db-clock", "--runs", "2", "--backend", "both",
@@ -328,6 +342,7 @@ def test_unreachable_server_exits_2_with_one_line_naming_the_host(capsys, comman
     assert "s3cr3t" not in err
 
 
+@pytest.mark.postgres
 def test_missing_permission_exits_2(dsn, capsys):
     role = f"racetrack_noperm_{os.getpid()}"
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -342,6 +357,7 @@ def test_missing_permission_exits_2(dsn, capsys):
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
+@pytest.mark.postgres
 def test_bad_schema_prefix_exits_2(dsn, capsys):
     code = main(["run", "seed-fast-jobs", "--backend", "postgres", "--dsn", dsn, "--schema", "Bad-Name"])
     assert code == 2
@@ -351,6 +367,7 @@ def test_bad_schema_prefix_exits_2(dsn, capsys):
 # --- a server that goes away -------------------------------------------------------------------
 
 
+@pytest.mark.postgres
 def test_runs_that_lose_the_server_become_errors_and_the_sweep_goes_on(dsn):
     items = list(plan([load("seed-fast-jobs")], [load_strategy("atomic")], runs=4, seed=0))
     prefix = f"rtkill{os.getpid()}"
@@ -377,6 +394,7 @@ def test_runs_that_lose_the_server_become_errors_and_the_sweep_goes_on(dsn):
     assert summarize(rows)[0]["errors"] == len(errors)
 
 
+@pytest.mark.postgres
 def test_sweep_shows_runs_that_lost_the_server_as_errors_not_as_held(dsn, capsys, monkeypatch):
     real_run_one = sweep.run_one
 
@@ -395,6 +413,7 @@ def test_sweep_shows_runs_that_lost_the_server_as_errors_not_as_held(dsn, capsys
     assert "held" not in out and "errors: 1 run(s) could not finish" in out
 
 
+@pytest.mark.postgres
 def test_connection_lost_is_raised_not_hung(dsn):
     tracker = PostgresTracker(dsn)
     try:

@@ -1,5 +1,5 @@
-"""The pytest plugin, used the way a user would: the README's example, in a directory outside
-the repository, run by pytest in a subprocess."""
+"""The pytest plugin, used the way a user would: docs/pytest-plugin.md's example, in a directory
+outside the repository, run by pytest in a subprocess; the profile chosen each documented way."""
 
 from __future__ import annotations
 
@@ -10,19 +10,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from sim.pytest_plugin import profile_name
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-SECTION = "## CI gate, pytest plugin, and sweeps at scale"
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = ROOT / "docs" / "pytest-plugin.md"
 
 
 def _example_files() -> dict[str, str]:
-    """The README section's ```python blocks that start with a ``# path.py`` line."""
-    text = README.read_text()
-    section = text[text.index(SECTION) :]
-    section = section[: section.find("\n## ", 1)] if "\n## " in section[1:] else section
+    """The page's ```python blocks that start with a ``# path.py`` line."""
     files = {}
-    for block in re.findall(r"```python\n(.*?)```", section, flags=re.S):
+    for block in re.findall(r"```python\n(.*?)```", PAGE.read_text(), flags=re.S):
         first, _, rest = block.partition("\n")
         match = re.fullmatch(r"# (\S+\.py)", first.strip())
         if match:
@@ -30,19 +29,21 @@ def _example_files() -> dict[str, str]:
     return files
 
 
-def _pytest(where: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _pytest(where: Path, *args: str, profile: str | None = "dev") -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "RACETRACK_PROFILE", "PYTEST_ADDOPTS")}
-    env["RACETRACK_PROFILE"] = "dev"
+    if profile is not None:
+        env["RACETRACK_PROFILE"] = profile
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
         cwd=where, env=env, capture_output=True, text=True, timeout=300,
     )
 
 
-def test_readme_example_passes_for_good_handlers_outside_the_repo(tmp_path):
+@pytest.mark.slow
+def test_documented_example_passes_for_good_handlers_outside_the_repo(tmp_path):
     files = _example_files()
     assert set(files) == {"my_pkg/handlers.py", "test_status_handlers.py"}
-    assert not str(tmp_path).startswith(str(README.parent))
+    assert not str(tmp_path).startswith(str(ROOT))
     for name, body in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(body)
@@ -52,6 +53,7 @@ def test_readme_example_passes_for_good_handlers_outside_the_repo(tmp_path):
     assert "racetrack: profile racetrack-dev" in _pytest(tmp_path, "--co", "-v").stdout  # -v undoes -q: header shown
 
 
+@pytest.mark.slow
 def test_naive_handlers_fail_readably_with_the_shortest_counterexample(tmp_path):
     (tmp_path / "test_gate.py").write_text(
         "def test_naive_holds(racetrack):\n"
@@ -76,6 +78,53 @@ def test_profile_follows_ci_unless_racetrack_profile_says_otherwise():
     assert profile_name({"CI": "true"}) == "racetrack-ci"
     assert profile_name({"CI": "true", "RACETRACK_PROFILE": "dev"}) == "racetrack-dev"
     assert profile_name({"RACETRACK_PROFILE": "racetrack-ci"}) == "racetrack-ci"
+
+
+def test_profile_option_beats_environment_beats_ini_beats_ci():
+    assert profile_name({"CI": "true"}, ini="dev") == "racetrack-dev"
+    assert profile_name({"RACETRACK_PROFILE": "ci"}, ini="dev") == "racetrack-ci"
+    assert profile_name({"RACETRACK_PROFILE": "ci"}, option="dev", ini="ci") == "racetrack-dev"
+    assert profile_name({}, option=" ", ini="") == "racetrack-dev"  # blank is not a choice
+
+
+def _header_and_examples(where: Path, *args: str, profile: str | None = None) -> tuple[str, str]:
+    """The header's profile line, and the max_examples a Hypothesis test sees, under ``args``."""
+    (where / "test_profile.py").write_text(
+        "from hypothesis import settings\n"
+        "def test_show():\n"
+        "    print('max_examples', settings().max_examples)\n"
+    )
+    done = _pytest(where, "-s", "-v", *args, profile=profile)
+    assert done.returncode == 0, done.stdout + done.stderr
+    header = re.search(r"racetrack: profile \S+", done.stdout)
+    examples = re.search(r"max_examples \d+", done.stdout)
+    assert header and examples, done.stdout
+    return header.group(0), examples.group(0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("way", ["option", "ini", "environment"])
+def test_each_documented_way_chooses_the_ci_profile(tmp_path, way):
+    if way == "option":
+        seen = _header_and_examples(tmp_path, "--racetrack-profile", "ci")
+    elif way == "ini":
+        (tmp_path / "pytest.ini").write_text("[pytest]\nracetrack_profile = ci\n")
+        seen = _header_and_examples(tmp_path)
+    else:
+        seen = _header_and_examples(tmp_path, profile="ci")
+    # the header says so, and the Hypothesis profile is loaded because the choice was explicit
+    assert seen == ("racetrack: profile racetrack-ci", "max_examples 500")
+
+
+def test_without_a_choice_the_hypothesis_settings_are_untouched(tmp_path):
+    assert _header_and_examples(tmp_path) == ("racetrack: profile racetrack-dev", "max_examples 100")
+
+
+def test_a_bad_profile_stops_pytest_in_one_line_naming_where_it_came_from(tmp_path):
+    (tmp_path / "pytest.ini").write_text("[pytest]\nracetrack_profile = nightly\n")
+    done = _pytest(tmp_path, profile=None)
+    assert done.returncode != 0
+    assert "racetrack_profile (ini)='nightly': use dev or ci" in done.stdout + done.stderr
 
 
 def test_installing_the_plugin_does_not_change_other_hypothesis_tests(tmp_path):

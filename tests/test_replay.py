@@ -44,8 +44,7 @@ def test_forced_order_driver_following_a_simpy_runs_arrival_order_reproduces_it(
 
 @pytest.mark.parametrize(
     "kind",
-    ["memory", pytest.param("postgres", marks=pytest.mark.skipif(
-        "postgres" not in backends.KINDS, reason="the postgres backend is not in this branch (issue 3)"))],
+    ["memory", pytest.param("postgres", marks=pytest.mark.postgres)],
 )
 def test_row_lock_statement_waits_in_forced_order_until_the_holder_commits(kind: str) -> None:
     strategy = load_strategy("row-lock")
@@ -93,7 +92,7 @@ def test_every_saved_trace_reproduces_exactly_on_memory(saved_traces, method: st
     assert main(["replay", str(saved_traces[method])]) == 1
 
 
-@pytest.mark.skipif("postgres" not in backends.KINDS, reason="the postgres backend is not in this branch (issue 3)")
+@pytest.mark.postgres
 @pytest.mark.parametrize("method", ["random", "hypothesis", "exhaustive", "pct"])
 def test_every_saved_trace_reproduces_on_postgres(saved_traces, method: str) -> None:
     assert main(["replay", str(saved_traces[method]), "--backend", "postgres"]) == 1

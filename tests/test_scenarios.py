@@ -16,7 +16,7 @@ from sim.runs.runner import run_one
 from tracker.memory import MemoryTracker
 from tracker.strategies import BUILTIN, load_strategy
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+SCENARIOS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "scenarios.md"
 SEED_TESTS = ["process-success", "progress-tracking", "timestamps", "failed-error-details", "retry-backoff",
               "attempt-count", "cancel-waiting", "remove-delayed", "no-delay", "concurrent-jobs"]
 
@@ -32,8 +32,11 @@ def test_every_bundled_scenario_loads_and_says_what_it_is_for(name):
     assert set(loaded.expect) <= set(BUILTIN)
 
 
-def test_the_readme_documents_every_parameter_with_its_default():
-    assert scenarios.format_params_markdown() in README
+def test_the_scenarios_page_documents_every_parameter_with_its_default():
+    assert scenarios.format_params_markdown() in SCENARIOS_PAGE.read_text(), (
+        "docs/scenarios.md's parameter table is out of date: replace it with the output of "
+        "`racetrack scenarios --params`"
+    )
 
 
 def test_a_path_loads_like_a_name(tmp_path):

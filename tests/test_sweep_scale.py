@@ -146,6 +146,7 @@ def test_bad_workers_and_resume_without_out_are_exit_2(capsys):
     assert "--resume needs --out" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_unreachable_scheduler_is_one_line_exit_2_before_any_file_is_written(tmp_path, capsys):
     out = tmp_path / "x.parquet"
     assert main([*SWEEP, "--scheduler", "tcp://127.0.0.1:9", "--out", str(out)]) == 2
@@ -154,12 +155,14 @@ def test_unreachable_scheduler_is_one_line_exit_2_before_any_file_is_written(tmp
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_sweep_run_refuses_unreachable_scheduler_quickly():
     sweep = Sweep((load("seed-fast-jobs"),), ("naive",), runs=1)
     with pytest.raises(SweepError, match="cannot reach"):
         SweepRun(sweep, Execution(executor="dask", scheduler="tcp://127.0.0.1:9", connect_timeout_s=0.5)).__enter__()
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_finished_runs_and_says_how_to_resume(tmp_path):
     out = tmp_path / "c.parquet"
     argv = ["sweep", "seed-fast-jobs", "--strategies", "naive", "--runs", "3000", "--workers", "2", "--out", str(out)]
@@ -197,6 +200,7 @@ def test_unwritable_out_is_one_line_exit_2(tmp_path, capsys):
     assert err.count("\n") == 1 and "cannot write" in err
 
 
+@pytest.mark.postgres
 def test_postgres_sweep_on_two_workers_writes_the_same_bytes_as_one(tmp_path):
     from tracker.pg_server import choose_server
 

@@ -38,7 +38,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if named:
         missing = [sc.source for _, sc in targets if not sc.expect]
         if missing:
-            raise UsageError(f"{missing[0]}: no [expect] table, nothing to check (see README: Expectations)")
+            raise UsageError(f"{missing[0]}: no [expect] table, nothing to check (see docs/scenarios.md, Expectations)")
     targets = [(ref, sc) for ref, sc in targets if sc.expect]
     if not targets:
         raise UsageError("no bundled scenario has an [expect] table: nothing to check")

@@ -1,8 +1,8 @@
 """Scenario files: what a run simulates, read from TOML, validated, with a default for everything.
 
 :data:`PARAMS` is the whole format: every key, its default, what it allows, what it means. The
-README's table is generated from it (``racetrack scenarios --params``), validation reads it, and a
-test keeps the bundled files and the README in step with it. A bad file gives a
+docs/scenarios.md's table is generated from it (``racetrack scenarios --params``), validation reads it, and a
+test keeps the bundled files and docs/scenarios.md in step with it. A bad file gives a
 :class:`ScenarioError` whose message is one line naming the file, the line and the key.
 """
 
@@ -405,7 +405,7 @@ def base_name(scenario_name: str) -> str:
 
 
 def format_params_markdown() -> str:
-    """The README's table of every scenario parameter."""
+    """The table of every scenario parameter, as docs/scenarios.md shows it."""
     lines = ["| key | default | allowed | meaning |", "| --- | --- | --- | --- |"]
     for p in PARAMS:
         if p.kind == "dist":

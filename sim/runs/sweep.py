@@ -231,7 +231,7 @@ class _Dask:
         try:
             from distributed import Client, LocalCluster
         except ImportError:
-            raise SweepError("--executor dask needs the 'distributed' package: pip install 'dask[distributed]'") from None
+            raise SweepError('--executor dask needs Dask: pip install "racetrack[dask]"') from None
         self.spec = spec
         self.cluster = None
         timeout = f"{execution.connect_timeout_s}s"

@@ -8,7 +8,7 @@ server, one actor name per operation), the actors (job view, settings, host, sta
 latencies) and the hosts' clocks. Each violation is stored as its record (``facts``: the values
 that broke the invariant) and its sentence (``detail``); a trace written before violations had
 facts still reads, its violations keeping their sentence. A plain run record (:func:`to_data` alone) is still written
-and read as ``racetrack-trace/1``; it cannot be replayed. Documented in the README; readers refuse
+and read as ``racetrack-trace/1``; it cannot be replayed. Documented in docs/traces.md; readers refuse
 other versions with :class:`TraceError`.
 """
 
