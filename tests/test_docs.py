@@ -33,7 +33,7 @@ OTHER_FLAGS = {
     "--help": None,  # every command
     "--no-deps": None,  # pip
 }
-# Pages another branch writes (generated from the results format and the invariants' code).
+# Pages generated from the results format and the invariants' code (tests/test_generated_docs.py).
 WRITTEN_ELSEWHERE = {DOCS / "results.md", DOCS / "invariants.md"}
 
 
@@ -88,7 +88,7 @@ def test_every_racetrack_command_shown_exists_with_the_options_shown(page):
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_every_flag_named_exists_on_some_command(page):
-    every = set().union(*(option_strings(sub) for sub in _commands().values()))
+    every = set().union(option_strings(build_parser()), *(option_strings(sub) for sub in _commands().values()))
     text = re.sub(r"python benchmarks/\S+[^\n]*", "", _text(page))  # the benchmark's own flags: checked below
     for flag in sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", text))):
         if flag in every:
