@@ -116,6 +116,13 @@ class Racetrack:
         runs = runs or self.default_runs
         tallies = _tallies(strategy, scenario, runs, seed, workers)
         broken = [tallies[i] for i in judged if tallies[i].violating_runs]
+        unjudged = [t for i in judged if (t := tallies[i]).unknown_runs]
+        if not broken and unjudged:
+            pytest.fail(
+                f"racetrack: strategy {strategy} on scenario {scenario}: not shown to hold, "
+                + "; ".join(f"{t.invariant} could not be judged in {t.unknown_runs}/{runs} runs (its checker crashed)" for t in unjudged),
+                pytrace=False,
+            )
         if not broken:
             return
         shortest = min(broken, key=lambda t: (t.shortest.ops, t.shortest.seed) if t.shortest else (0, 0))

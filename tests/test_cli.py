@@ -270,3 +270,20 @@ def test_a_crashing_checker_fills_the_unknown_column_and_the_summary_count(monke
     assert broken["unknown"] == "ordered-timestamps" and broken["ordered-timestamps"] == 0
     assert broken["no-rejected-writes"] == row["no-rejected-writes"] > 0
     assert summarize([row, broken])[0]["unknown"] == 1
+
+
+def test_sweep_does_not_call_a_strategy_held_when_a_checker_crashed(capsys, monkeypatch):
+    _broken_ordered_timestamps(monkeypatch)
+    code, out, _ = run_cli(capsys, "sweep", "seed-fast-jobs", "--strategies", "atomic", "--runs", "2", "--workers", "1")
+    verdict = out.splitlines()[-1]
+    assert "held" not in verdict
+    assert verdict.endswith("an invariant's checker crashed (unknown): atomic 2 time(s)")
+
+
+def test_check_does_not_pass_a_clean_expectation_its_checker_could_not_judge(capsys, monkeypatch, tmp_path):
+    _broken_ordered_timestamps(monkeypatch)
+    scenario = tmp_path / "mine.toml"
+    scenario.write_text('description = "x"\n[job]\ncount = 2\n[expect]\natomic = "clean"\n')
+    code, out, _ = run_cli(capsys, "check", str(scenario), "--runs", "3", "--workers", "1")
+    assert code == 1
+    assert "FAIL" in out and "ordered-timestamps could not be judged in 3/3 runs (its checker crashed)" in out

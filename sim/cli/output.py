@@ -98,15 +98,16 @@ def format_summary(summary: list[dict[str, Any]]) -> str:
 
 def verdict_lines(summary: list[dict[str, Any]], errors: dict[tuple[str, str], int]) -> list[str]:
     """One line per scenario: the strategies that held in every run, those that broke and in how
-    many runs, and those with runs that could not finish (``errors`` per (scenario, strategy)):
-    a run that did not finish judged nothing, so its strategy is not counted as held."""
+    many runs, and those with runs that could not finish (``errors`` per (scenario, strategy)) or
+    an invariant that could not be judged: neither is counted as held."""
     by_scenario: dict[str, list[dict[str, Any]]] = {}
     for e in summary:
         by_scenario.setdefault(e["scenario"], []).append(e)
     width = max((len(name) for name in by_scenario), default=0) + 1
     lines = []
     for name, entries in by_scenario.items():
-        held = [e["strategy"] for e in entries if not e["violating_runs"] and not errors.get((name, e["strategy"]))]
+        held = [e["strategy"] for e in entries
+                if not e["violating_runs"] and not errors.get((name, e["strategy"])) and not e.get("unknown")]
         broke = [f"{e['strategy']} {e['violating_runs']}/{e['runs']}" for e in entries if e["violating_runs"]]
         failed = [f"{e['strategy']} {n}/{e['runs']}" for e in entries if (n := errors.get((name, e["strategy"]), 0))]
         parts = []
@@ -116,6 +117,9 @@ def verdict_lines(summary: list[dict[str, Any]], errors: dict[tuple[str, str], i
             parts.append("broke: " + ", ".join([broke[0] + " runs", *broke[1:]]))
         if failed:
             parts.append("could not finish: " + ", ".join([failed[0] + " runs", *failed[1:]]))
+        unjudged = [f"{e['strategy']} {e['unknown']}" for e in entries if e.get("unknown")]
+        if unjudged:
+            parts.append("an invariant's checker crashed (unknown): " + ", ".join([unjudged[0] + " time(s)", *unjudged[1:]]))
         lines.append(f"{name + ':':<{width}} " + "; ".join(parts))
     return lines
 

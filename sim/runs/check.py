@@ -71,6 +71,7 @@ class Tally:
     invariant: str
     violating_runs: int
     shortest: ShortestSeed | None
+    unknown_runs: int = 0  # runs whose checker for this invariant crashed
 
 
 @dataclass
@@ -80,9 +81,19 @@ class TallyBuilder:
     runs: int = 0
     counts: dict[str, int] = field(default_factory=lambda: {i: 0 for i in INVARIANT_IDS})
     shortest: dict[str, ShortestSeed] = field(default_factory=dict)
+    #: Runs in which an invariant could not be judged (its checker crashed), per invariant.
+    unknown: dict[str, int] = field(default_factory=dict)
+    #: Runs that could not finish (a lost server): they judged nothing.
+    errors: int = 0
+    first_error: str = ""
 
     def add(self, row: dict[str, Any]) -> None:
         self.runs += 1
+        if row.get("error"):
+            self.errors += 1
+            self.first_error = self.first_error or f"seed {row['seed']}: {row['error']}"
+        for invariant in filter(None, str(row.get("unknown") or "").split(",")):
+            self.unknown[invariant] = self.unknown.get(invariant, 0) + 1
         for invariant in INVARIANT_IDS:
             if row[invariant]:
                 self.counts[invariant] += 1
@@ -91,7 +102,14 @@ class TallyBuilder:
                     self.shortest[invariant] = ShortestSeed(row["seed"], row["ops"])
 
     def tallies(self) -> dict[str, Tally]:
-        return {i: Tally(i, self.counts[i], self.shortest.get(i)) for i in INVARIANT_IDS}
+        return {i: Tally(i, self.counts[i], self.shortest.get(i), self.unknown.get(i, 0)) for i in INVARIANT_IDS}
+
+    def unjudged(self) -> tuple[str, ...]:
+        """Lines for what these runs could not judge (a ``clean`` verdict cannot rest on them)."""
+        lines = [f"{i} could not be judged in {n}/{self.runs} runs (its checker crashed)" for i, n in sorted(self.unknown.items())]
+        if self.errors:
+            lines.append(f"{self.errors}/{self.runs} runs could not finish; first: {self.first_error}")
+        return tuple(lines)
 
 
 def replay_command(ref: str, strategy: str, seed: int) -> str:
@@ -116,8 +134,13 @@ class Verdict:
         return not self.expectation.judged
 
 
-def judge_expectation(expectation: Expectation, tallies: dict[str, Tally], runs: int, first_seed: int) -> Verdict:
-    """Whether the tallies of ``runs`` seeded runs meet ``expectation`` (its ``[expect]`` entry)."""
+def judge_expectation(
+    expectation: Expectation, tallies: dict[str, Tally], runs: int, first_seed: int, unjudged: tuple[str, ...] = ()
+) -> Verdict:
+    """Whether the tallies of ``runs`` seeded runs meet ``expectation`` (its ``[expect]`` entry).
+
+    ``unjudged`` (:meth:`TallyBuilder.unjudged`) names what the runs could not judge: a ``clean``
+    expectation fails on it (clean was not shown), a ``violates:`` one only notes it."""
     e = expectation
     problems: list[str] = []
     notes: list[str] = []
@@ -132,7 +155,7 @@ def judge_expectation(expectation: Expectation, tallies: dict[str, Tally], runs:
         )
 
     if e.expect == "clean":
-        problems = [shown(t) for t in violated]
+        problems = [shown(t) for t in violated] + list(unjudged)
     elif e.must_violate:
         for invariant in e.must_violate:
             t = tallies[invariant]
@@ -146,6 +169,7 @@ def judge_expectation(expectation: Expectation, tallies: dict[str, Tally], runs:
         for t in violated:
             if t.invariant not in e.must_violate:
                 notes.append(f"also (not judged): {t.invariant} {t.violating_runs}/{runs}")
+        notes.extend(unjudged)
     return Verdict(e, runs, first_seed, tallies, tuple(problems), tuple(notes))
 
 
@@ -218,5 +242,7 @@ def check_scenario(
         with SweepRun(sweep, execution or Execution(), on_rows=on_rows) as run:
             for position, row in enumerate(run.rows()):
                 builders[position // runs].add(row)  # plan order: strategy by strategy
-    verdicts = {e.strategy: judge_expectation(e, b.tallies(), runs, seed) for e, b in zip(judged, builders, strict=True)}
+    verdicts = {
+        e.strategy: judge_expectation(e, b.tallies(), runs, seed, b.unjudged()) for e, b in zip(judged, builders, strict=True)
+    }
     return [verdicts[e.strategy] if e.judged else skipped(e) for e in wanted]
