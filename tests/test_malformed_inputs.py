@@ -4,17 +4,17 @@ no traceback, never exit 1 (which means "an invariant was violated"), no hang.""
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import io
 import json
 import os
-import faulthandler
 import sys
 from pathlib import Path
 
+import malformed_corpus as corpus
 import pytest
 
 from sim.cli import main
-import malformed_corpus as corpus
 
 HANG_SECONDS = 120  # far beyond any case's honest answer (the slowest is a refused connection)
 
