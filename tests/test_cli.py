@@ -250,7 +250,7 @@ def _broken_ordered_timestamps(monkeypatch):
 def test_run_with_a_crashing_checker_prints_unknown_and_does_not_claim_every_invariant_held(capsys, monkeypatch):
     _broken_ordered_timestamps(monkeypatch)
     code, out, _ = run_cli(capsys, "run", "seed-fast-jobs", "--strategy", "atomic", "--seed", "7")
-    assert code == 2
+    assert code == 3  # an invariant that cannot be judged is a bug in racetrack: the internal-error code
     assert "unknown: ordered-timestamps: ValueError: checker bug" in out
     assert "invariants held" not in out
     code, out, _ = run_cli(capsys, "run", "seed-fast-jobs", "--strategy", "naive", "--seed", "7")
@@ -287,3 +287,27 @@ def test_check_does_not_pass_a_clean_expectation_its_checker_could_not_judge(cap
     code, out, _ = run_cli(capsys, "check", str(scenario), "--runs", "3", "--workers", "1")
     assert code == 1
     assert "FAIL" in out and "ordered-timestamps could not be judged in 3/3 runs (its checker crashed)" in out
+
+
+def test_an_internal_error_is_exit_3_one_line_and_a_log_without_secrets(capsys, monkeypatch):
+    def bug(*args, **kwargs):
+        raise RuntimeError("an assumption broke at postgresql://u:s3cret@db/x")
+
+    monkeypatch.setattr("sim.cli.run.run_one", bug)
+    code, out, err = run_cli(capsys, "run", "seed-fast-jobs")
+    assert (code, out) == (3, "")
+    assert err.count("\n") == 1 and err.startswith("racetrack: internal error: RuntimeError: ")
+    assert "s3cret" not in err and "a bug in racetrack" in err
+    log = Path(err.rsplit("the full report is in ", 1)[1].rstrip(")\n"))
+    text = log.read_text()
+    log.unlink()
+    assert "Traceback" in text and "RuntimeError" in text and "s3cret" not in text
+
+
+def test_redact_hides_passwords_in_urls_and_parameters():
+    from sim.cli.args import redact
+
+    assert redact("--dsn postgresql://me:pa:ss@h/db x") == "--dsn postgresql://me:***@h/db x"
+    assert redact("host=h password=secret dbname=d") == "host=h password=*** dbname=d"
+    assert redact("redis://:tok@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
+    assert redact("postgresql://me@h/db") == "postgresql://me@h/db"

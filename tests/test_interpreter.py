@@ -63,14 +63,19 @@ def test_an_uncaught_tracker_error_is_unhandled_not_a_crash() -> None:
 
 
 def test_both_drivers_report_a_crash_with_the_same_location() -> None:
-    """The SimPy run records the crash with file and line; the run goes on and is judged."""
+    """A crash ends the run as an error naming the handler's file and line, in both drivers."""
     strategy = Strategy("crashy", "crashes on active", on_active=selects_then_divides)
     result = run_one(load("process-success"), strategy, 0)
     line = selects_then_divides.__code__.co_firstlineno + 2
-    assert result.crashes and all(c.endswith(f"(test_interpreter.py:{line} in selects_then_divides)") for c in result.crashes)
+    where = f"(test_interpreter.py:{line} in selects_then_divides)"
+    assert result.crashes and all(c.endswith(where) for c in result.crashes)
+    assert result.error == f"strategy crashy: job-1.active#1 handler crashed: ZeroDivisionError: division by zero {where}"
     errors = [s.error[2] for s in result.record.steps if s.kind == "error"]
     assert errors and errors[0].startswith("handler crashed: ZeroDivisionError")
 
+    import pytest
+
+    from sim.engine.limits import StrategyFailed
     from sim.engine.ordered import FollowSchedule, run_ordered, schedule_of
     from sim.engine.world import World, case_from_world
     from tracker.memory import MemoryTracker
@@ -78,5 +83,6 @@ def test_both_drivers_report_a_crash_with_the_same_location() -> None:
     scenario = load("process-success")
     world = World(scenario, strategy, MemoryTracker(), 0)
     record = world.run()
-    ordered = run_ordered(case_from_world(world, record, scenario, 0), strategy, MemoryTracker(), FollowSchedule(list(schedule_of(record))))
-    assert ordered.crashes == tuple(result.crashes)
+    with pytest.raises(StrategyFailed) as failed:
+        run_ordered(case_from_world(world, record, scenario, 0), strategy, MemoryTracker(), FollowSchedule(list(schedule_of(record))))
+    assert str(failed.value) == f"{result.error} (the run was not judged)"

@@ -398,10 +398,10 @@ def test_runs_that_lose_the_server_become_errors_and_the_sweep_goes_on(dsn):
 def test_sweep_shows_runs_that_lost_the_server_as_errors_not_as_held(dsn, capsys, monkeypatch):
     real_run_one = sweep.run_one
 
-    def lose_seed_1(scenario, strategy, seed, backend):
+    def lose_seed_1(scenario, strategy, seed, backend, **limits):
         if seed == 1:
             raise ConnectionLost("lost the connection to PostgreSQL")
-        return real_run_one(scenario, strategy, seed, backend)
+        return real_run_one(scenario, strategy, seed, backend, **limits)
 
     monkeypatch.setattr(sweep, "run_one", lose_seed_1)  # --workers 1 runs the chunks in this process
     code = main(["sweep", "seed-fast-jobs", "--strategies", "atomic", "--runs", "3", "--workers", "1",

@@ -164,3 +164,32 @@ def test_replay_on_an_unreachable_server_exits_2_in_one_line(saved_traces, capsy
     assert main(["replay", str(saved_traces["random"]), "--backend", "postgres", "--dsn", dsn]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "secret" not in err
+
+
+def test_a_trace_edited_by_hand_is_refused_naming_the_field(tmp_path):
+    from sim.search import trace as traces
+
+    path = tmp_path / "t.json"
+    found = explore(scenarios.load("seed-fast-jobs"), load_strategy("naive"), "random", seed=0, runs=50).found
+    assert found is not None
+    data = traces.counterexample_data(found.case, found.run.record, found.run.schedule, found.violations,
+                                      strategy="naive", backend="memory", found_by={"method": "random", "seed": 0})
+    traces.write(path, data)
+    written = json.loads(path.read_text())
+    assert written["digest"] == traces.digest(written) and traces.read(path)["seed"] == data["seed"]
+
+    edited = {**written, "seed": written["seed"] + 1}
+    path.write_text(json.dumps(edited))
+    with pytest.raises(traces.TraceError, match="digest: the trace's content does not match its digest"):
+        traces.read(path)
+
+    repeated = {k: v for k, v in written.items() if k != "digest"}
+    repeated["schedule"] = written["schedule"] * 50
+    path.write_text(json.dumps(repeated))
+    with pytest.raises(traces.TraceError, match=r"schedule: lists \d+ operation\(s\) of '.*' but its steps record \d+"):
+        traces.read(path)
+    negative = {k: v for k, v in written.items() if k != "digest"}
+    negative["params"] = {**written["params"], "job.count": -4}
+    path.write_text(json.dumps(negative))
+    with pytest.raises(traces.TraceError, match=r"params.job.count: must be >= 1 \(got -4\)"):
+        traces.read(path)

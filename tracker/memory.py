@@ -210,7 +210,35 @@ def matches(where: tuple[Cond, ...], row: Row | None, now_us: int) -> bool:
 def _check_columns(verb: str, values: Any) -> None:
     for column in values:
         if column not in COLUMNS or column == "job_id":
-            raise ValueError(f"{verb} may not set column {column!r}")
+            raise ValueError(f"{verb} may not set column {column!r} (the columns of {TABLE}: {', '.join(COLUMNS)})")
+
+
+_INT4 = (-(2**31), 2**31 - 1)
+_A_VALUE = {"integer": "a 32-bit integer", "text": "a str", "boolean": "a bool",
+            "timestamptz": "a timestamp (int microseconds since 1970)", "jsonb": "JSON"}
+
+
+def _fits(sql_type: str, value: Any) -> bool:
+    """Whether PostgreSQL would store ``value`` in a column of ``sql_type`` as the value it is."""
+    if value is None or sql_type == "jsonb":
+        return True
+    if sql_type == "boolean":
+        return isinstance(value, bool)
+    if sql_type == "text":
+        return isinstance(value, str)
+    if isinstance(value, bool) or not isinstance(value, int):
+        return False
+    if sql_type == "integer":
+        return _INT4[0] <= value <= _INT4[1]
+    return -(2**62) < value < 2**62  # timestamptz: microseconds since 1970
+
+
+def _check_types(verb: str, values: dict[str, Any]) -> None:
+    """A value of the wrong type is a bug in the handler (PostgreSQL would refuse the statement's
+    text, not a constraint): said naming the column, its type and the value."""
+    for column, value in values.items():
+        if not _fits(COLUMNS[column], value):
+            raise ValueError(f"{verb} sets {column} ({COLUMNS[column]}) to {value!r}, which is not {_A_VALUE[COLUMNS[column]]}")
 
 
 @dataclass
@@ -324,7 +352,9 @@ class MemoryTracker:
     def _insert(self, session: str, state: _Session, op: Insert, now_us: int) -> Outcome:
         _check_columns("INSERT", op.values)
         row = _defaults(now_us)
-        row.update({k: evaluate(v, None, now_us) for k, v in op.values.items()})
+        values = {k: evaluate(v, None, now_us) for k, v in op.values.items()}
+        _check_types("INSERT", values)
+        row.update(values)
         row["job_id"] = op.job_id
         error = check_row(row)
         if error:
@@ -362,7 +392,9 @@ class MemoryTracker:
                 return Done(value=None)
         assert row is not None
         new = dict(row)
-        new.update({k: evaluate(v, row, now_us) for k, v in op.set.items()})
+        values = {k: evaluate(v, row, now_us) for k, v in op.set.items()}
+        _check_types("UPDATE", values)
+        new.update(values)
         new["updated_at"] = now_us  # the BEFORE UPDATE trigger
         error = check_row(new)
         if error:

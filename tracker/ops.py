@@ -221,9 +221,16 @@ class Rollback:
 
 @dataclass(frozen=True)
 class Sleep:
-    """Wait ``ms`` milliseconds (``await setTimeout(ms)``); never touches the database."""
+    """Wait ``ms`` milliseconds (``await setTimeout(ms)``); never touches the database. ``ms`` is
+    a finite number from 0 to a day: anything else is a bug in the handler, raised where it is
+    written."""
 
     ms: float
+
+    def __post_init__(self) -> None:
+        ms = self.ms
+        if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not 0 <= ms <= 86_400_000:
+            raise ValueError(f"Sleep(ms) needs a number of milliseconds from 0 to 86400000 (a day), got {ms!r}")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ raised where the problem is found and caught once, in :func:`main`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tomllib
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 
 from sim.cli import check, explore, export, listing, replay, report, run, sweep
-from sim.cli.args import CliParser, UsageError
+from sim.cli.args import INTERNAL_ERROR, CliParser, UsageError, redact
 from tracker.errors import UserError
 
 __all__ = ["UsageError", "build_parser", "entry", "main", "version"]
@@ -61,6 +62,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # a bug in racetrack itself: exit 3, never 1 (which means a violation)
+        log = _internal_error_log(exc)
+        first = redact(str(exc).splitlines()[0]) if str(exc) else ""
+        print(f"racetrack: internal error: {type(exc).__name__}: {first}"
+              f" (a bug in racetrack, not in your input; the full report is in {log})", file=sys.stderr)
+        return INTERNAL_ERROR
+
+
+def _internal_error_log(exc: BaseException) -> str:
+    """Write the traceback to a log file of its own and return its path."""
+    import tempfile
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    try:
+        fd, path = tempfile.mkstemp(prefix="racetrack-internal-error-", suffix=".log")
+        with os.fdopen(fd, "w", encoding="utf-8") as log:
+            log.write(redact(f"racetrack {version()} {' '.join(sys.argv[1:])}\n\n{text}"))
+        return path
+    except OSError:
+        return "(no log: the temporary folder cannot be written)"
 
 
 def entry() -> None:

@@ -9,14 +9,28 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
+from sim.engine.limits import DEFAULT_LIMITS, Limits
 from sim.runs import sweep
 from sim.runs.backends import KINDS, BackendSpec
 from tracker.errors import UserError
 from tracker.strategies import BUILTIN, Strategy, load_strategy
+
+#: The exit code of an internal error, a bug in racetrack (0, 1 and 2 are the documented verdicts;
+#: 130 is Ctrl-C).
+INTERNAL_ERROR = 3
+
+_PASSWORD_IN_URL = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.IGNORECASE)
+_PASSWORD_PARAM = re.compile(r"(\bpassword\s*=\s*)(\S+)", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """``text`` with every password in a connection URL or a ``password=`` parameter replaced."""
+    return _PASSWORD_PARAM.sub(r"\1***", _PASSWORD_IN_URL.sub(r"\1***@", text))
 
 
 class UsageError(UserError):
@@ -33,8 +47,15 @@ class CliParser(argparse.ArgumentParser):
 # --- argument types ----------------------------------------------------------------------------
 
 
-def whole(name: str, minimum: int) -> Callable[[str], int]:
-    """An argument type: a whole number >= ``minimum``, or one line naming the flag."""
+#: Upper bounds: far beyond any honest use, low enough that a typo cannot fork a thousand
+#: processes or queue a run that would not end this year.
+MAX_RUNS = 10_000_000
+MAX_SEED = 2**63 - 1
+MAX_WORKERS = max(64, 8 * (os.cpu_count() or 1))
+
+
+def whole(name: str, minimum: int, maximum: int | None = None, why: str = "") -> Callable[[str], int]:
+    """An argument type: a whole number in [``minimum``, ``maximum``], or one line naming the flag."""
 
     def parse(text: str) -> int:
         try:
@@ -43,16 +64,53 @@ def whole(name: str, minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"{name} must be a whole number (got {text!r})") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"{name} must be >= {minimum} (got {value})")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"{name} must be <= {maximum:,}{why} (got {value:,})")
         return value
 
     return parse
 
 
-def positive(name: str) -> Callable[[str], int]:
-    return whole(name, 1)
+def positive(name: str, maximum: int | None = None, why: str = "") -> Callable[[str], int]:
+    return whole(name, 1, maximum, why)
 
 
-seed = whole("--seed", 0)
+seed = whole("--seed", 0, MAX_SEED)
+
+
+def output_file(flag: str) -> Callable[[str], str]:
+    """An argument type: a file path racetrack may write (not a folder; its folder creatable),
+    checked before any work starts so that a long run does not fail at its last step."""
+
+    def parse(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError("needs a file path")
+        problem = unwritable(text)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{text}: {problem}")
+        return text
+
+    return parse
+
+
+def unwritable(path_text: str) -> str | None:
+    """Why a file cannot be written at ``path_text`` (None: it can, as far as can be told now)."""
+    path = os.path.abspath(path_text)
+    if os.path.isdir(path):
+        return "is a folder; name a file"
+    folder = os.path.dirname(path)
+    while not os.path.exists(folder):  # the nearest existing folder must let us create the rest
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    if not os.path.isdir(folder):
+        return f"{folder} is not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot write in {folder}"
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        return "exists and cannot be written"
+    return None
 
 
 def positive_float(name: str) -> Callable[[str], float]:
@@ -122,7 +180,8 @@ def backend_spec(args: argparse.Namespace) -> BackendSpec:
 
 
 def add_execution_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workers", type=positive("--workers"), default=sweep.default_workers(),
+    p.add_argument("--workers", type=positive("--workers", MAX_WORKERS, " (8 per core here, at least 64)"),
+                   default=sweep.default_workers(),
                    help="worker processes (default: all cores, here %(default)s); results do not depend on it")
     p.add_argument("--executor", choices=sweep.EXECUTORS, default="local",
                    help="local: a process pool on this machine; dask: a Dask cluster (default: local)")
@@ -134,11 +193,26 @@ def execution(args: argparse.Namespace) -> sweep.Execution:
     return sweep.Execution(workers=args.workers, executor=args.executor, scheduler=args.scheduler)
 
 
+def add_limit_flags(p: argparse.ArgumentParser) -> None:
+    """Limits that stop a runaway handler (the run becomes an error naming the handler)."""
+    d = DEFAULT_LIMITS
+    p.add_argument("--max-ops", type=positive("--max-ops", 100_000_000), default=d.ops_per_handler,
+                   help=f"operations one handler may yield (default: {d.ops_per_handler:,})")
+    p.add_argument("--max-sim-seconds", type=positive_float("--max-sim-seconds"), default=d.sim_seconds,
+                   help=f"simulated seconds one run may last (default: {d.sim_seconds:g})")
+    p.add_argument("--max-run-seconds", type=positive_float("--max-run-seconds"), default=d.wall_seconds,
+                   help=f"wall-clock seconds one run may take (default: {d.wall_seconds:g})")
+
+
+def limits_of(args: argparse.Namespace) -> Limits:
+    return Limits(args.max_ops, args.max_sim_seconds, args.max_run_seconds)
+
+
 def add_scenario_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", help="a bundled scenario name or a path to a .toml file")
 
 
 def add_seeds_flags(p: argparse.ArgumentParser, runs: int) -> None:
     """``--runs`` and ``--seed`` of the commands that run many seeds (run i uses seed+i)."""
-    p.add_argument("--runs", type=positive("--runs"), default=runs, help=f"runs per scenario and strategy (default: {runs})")
+    p.add_argument("--runs", type=positive("--runs", MAX_RUNS), default=runs, help=f"runs per scenario and strategy (default: {runs})")
     p.add_argument("--seed", type=seed, default=0, help="first seed; run i uses seed+i (default: 0)")

@@ -11,12 +11,15 @@ from sim.cli.args import (
     UsageError,
     add_backend_flags,
     add_execution_flags,
+    add_limit_flags,
     add_seeds_flags,
     backend_spec,
     execution,
+    limits_of,
+    output_file,
     user_modules_from_cwd,
 )
-from sim.cli.output import Progress
+from sim.cli.output import Progress, write_output
 from sim.engine import scenario as scenarios
 
 
@@ -24,9 +27,10 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("check", help="judge the scenarios' [expect] tables: exit 0 only if every expectation holds")
     p.add_argument("scenarios", nargs="*", help="scenario names or paths (default: every bundled scenario with [expect])")
     add_seeds_flags(p, runs=200)
-    p.add_argument("--junit", metavar="FILE", help="also write JUnit XML: one testcase per scenario and strategy")
+    p.add_argument("--junit", metavar="FILE", type=output_file("--junit"), help="also write JUnit XML: one testcase per scenario and strategy")
     add_backend_flags(p)
     add_execution_flags(p)
+    add_limit_flags(p)
     p.set_defaults(func=cmd_check)
 
 
@@ -48,7 +52,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     verdicts = []
     try:
         for ref, sc in targets:
-            verdicts += check.check_scenario(ref, sc, args.runs, args.seed, execution(args), backend_spec(args), progress.step)
+            verdicts += check.check_scenario(ref, sc, args.runs, args.seed, execution(args), backend_spec(args), progress.step, limits=limits_of(args))
     finally:
         progress.close()
     for v in verdicts:
@@ -60,9 +64,5 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"({args.runs} runs each, seeds {args.seed}..{args.seed + args.runs - 1})"
     )
     if args.junit:
-        junit = Path(args.junit)
-        junit.parent.mkdir(parents=True, exist_ok=True)
-        tmp = junit.with_name(junit.name + ".partial")
-        tmp.write_bytes(check.junit_xml(verdicts))
-        tmp.replace(junit)
+        write_output(Path(args.junit), check.junit_xml(verdicts), "--junit")
     return 1 if failed else 0

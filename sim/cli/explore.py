@@ -9,8 +9,19 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sim.cli.args import UsageError, add_scenario_argument, load_strategy_arg, positive, positive_float, seed
+from sim.cli.args import (
+    UsageError,
+    add_limit_flags,
+    add_scenario_argument,
+    limits_of,
+    load_strategy_arg,
+    output_file,
+    positive,
+    positive_float,
+    seed,
+)
 from sim.engine import scenario as scenarios
+from sim.engine.limits import applied
 
 DEFAULT_TRACE = "racetrack-counterexample.json"
 
@@ -22,20 +33,21 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--method", choices=("random", "hypothesis", "exhaustive", "pct"), default="hypothesis",
                    help="how to search (default: hypothesis)")
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--budget", type=positive("--budget"),
+    budget.add_argument("--budget", type=positive("--budget", 100_000_000),
                         help="runs (random, pct), examples (hypothesis) or most interleavings (exhaustive)")
     budget.add_argument("--time", type=positive_float("--time"), help="wall-clock seconds instead of a run budget")
     p.add_argument("--seed", type=seed, default=0, help="search seed (default: 0)")
-    p.add_argument("--jobs", type=positive("--jobs"), help="override job.count (exhaustive: default 1)")
+    p.add_argument("--jobs", type=positive("--jobs", 100_000), help="override job.count (exhaustive: default 1)")
     p.add_argument("--invariants", help="comma-separated invariant IDs that count (default: every invariant)")
-    p.add_argument("--depth", type=positive("--depth"), default=2, help="PCT bug depth d (default: 2)")
+    p.add_argument("--depth", type=positive("--depth", 100), default=2, help="PCT bug depth d (default: 2)")
     p.add_argument("--window", type=positive_float("--window"),
                    help="most ms an operation may be held back behind the earliest ready one (pct default: 100; exhaustive: no bound)")
     p.add_argument("--database", default=".hypothesis/examples",
                    help="Hypothesis example database directory (default: .hypothesis/examples)")
     p.add_argument("--no-database", action="store_true", help="do not read or save Hypothesis examples")
-    p.add_argument("--out", help=f"trace file to write (default: ./{DEFAULT_TRACE})")
+    p.add_argument("--out", type=output_file("--out"), help=f"trace file to write (default: ./{DEFAULT_TRACE})")
     p.add_argument("--json", action="store_true", help='print {"found", "method", "explored", "seconds", "ops", "trace"}')
+    add_limit_flags(p)
     p.set_defaults(func=cmd_explore)
 
 
@@ -51,11 +63,14 @@ def cmd_explore(args: argparse.Namespace) -> int:
         scenario = scenario.with_values({"job.count": jobs})
     if args.method == "exhaustive" and args.time is not None:
         raise UsageError("--time does not apply to --method exhaustive (it enumerates; --budget caps the interleavings)")
-    result = ex.explore(
-        scenario, strategy, args.method, seed=args.seed, runs=args.budget, seconds=args.time,
-        depth=args.depth, window_ms=args.window, database=None if args.no_database else args.database,
-        invariants=tuple(i.strip() for i in (args.invariants or "").split(",") if i.strip()),
-    )
+    if args.invariants is not None and not [i for i in args.invariants.split(",") if i.strip()]:
+        raise UsageError("--invariants needs at least one invariant ID (see 'racetrack invariants')")
+    with applied(limits_of(args)):
+        result = ex.explore(
+            scenario, strategy, args.method, seed=args.seed, runs=args.budget, seconds=args.time,
+            depth=args.depth, window_ms=args.window, database=None if args.no_database else args.database,
+            invariants=tuple(i.strip() for i in (args.invariants or "").split(",") if i.strip()),
+        )
     out = Path(args.out or DEFAULT_TRACE)
     found = result.found
     if found is not None:

@@ -7,14 +7,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from sim.cli.args import UsageError, load_strategy_arg
+from sim.cli.args import UsageError, load_strategy_arg, output_file
+from sim.cli.output import write_output
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("export", help="write a trace as a pytest regression test and/or an isolation tester spec")
     p.add_argument("trace", help="a trace file written by explore")
-    p.add_argument("--pytest", metavar="FILE", help="write a pytest module that fails while the violation reproduces")
-    p.add_argument("--isolation", metavar="FILE", help="write a PostgreSQL isolation tester spec (.spec)")
+    p.add_argument("--pytest", metavar="FILE", type=output_file("--pytest"), help="write a pytest module that fails while the violation reproduces")
+    p.add_argument("--isolation", metavar="FILE", type=output_file("--isolation"), help="write a PostgreSQL isolation tester spec (.spec)")
     p.add_argument("--strategy", help="the strategy the pytest test replays (default: the trace's)")
     p.set_defaults(func=cmd_export)
 
@@ -32,8 +33,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         outputs.append((Path(args.pytest), export.pytest_file(data, strategy, args.trace)))
     if args.isolation:
         outputs.append((Path(args.isolation), export.isolation_spec(data, args.trace)))
-    for path, text in outputs:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+    for (path, text), flag in zip(outputs, [f for f in ("--pytest", "--isolation") if getattr(args, f[2:])], strict=True):
+        write_output(path, text.encode("utf-8"), flag)
         print(f"wrote {path}")
     return 0

@@ -10,9 +10,11 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from sim.judge.invariants import INVARIANT_IDS
+from tracker.errors import UserError
 
 #: The sweep table's column heading for each invariant: a word of its ID, short enough that the
 #: whole table fits in 120 columns (``racetrack invariants`` lists the IDs with what they mean).
@@ -130,14 +132,28 @@ def differential_line(count: int, first: Sequence[str]) -> str:
     return f"differential: {count} disagreement(s); first: {first[0]}"
 
 
-def backend_lines(summary: list[dict[str, Any]], errors: int) -> list[str]:
+def backend_lines(summary: list[dict[str, Any]], errors: int, out: Path | None = None) -> list[str]:
     """Runs that could not finish, and the differential verdict, under the verdicts."""
     lines = []
     if errors:
-        lines.append(f"errors: {errors} run(s) could not finish (see the 'error' column of --out)")
+        where = f"the 'error' column of {out}" if out is not None else "rerun with --out FILE.parquet for each run's error"
+        lines.append(f"errors: {errors} run(s) could not finish ({where})")
     compared = [e for e in summary if "disagreements" in e]
     if compared:
         count = sum(e["disagreements"] for e in compared)
         first = [f"{e['scenario']} {e['strategy']} {e['first_disagreement']}" for e in compared if e.get("first_disagreement")]
         lines.append(differential_line(count, first[:1]))
     return lines
+
+
+def write_output(path: Path, data: bytes, flag: str) -> None:
+    """Write a file the user asked for, whole or not at all (through ``FILE.partial``); a file
+    system error is one line naming the flag and the path."""
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"{flag} {path}: cannot write ({exc.strerror or exc})") from None

@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sim.cli.args import UsageError, add_backend_flags, backend_spec, load_strategy_arg
+from sim.cli.args import UsageError, add_backend_flags, add_limit_flags, backend_spec, limits_of, load_strategy_arg
+from sim.engine.limits import applied
 from tracker.strategies import StrategyNotFound
 
 
@@ -19,6 +20,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--strategy", help="replay another strategy's handlers in the trace's order (default: the trace's)")
     p.add_argument("--strict", action="store_true", help="any violation counts, not only the trace's own")
     p.add_argument("--json", action="store_true", help='print {"reproduced", "exact", "strategy", "backend", "ops", "violations"}')
+    add_limit_flags(p)
     p.set_defaults(func=cmd_replay)
 
 
@@ -30,7 +32,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     data = trace.read(Path(args.trace))
     strategy = load_strategy_arg(args.strategy) if args.strategy is not None else None
     try:
-        result = replay_data(data, strategy, backend_spec(args), strict=args.strict)
+        with applied(limits_of(args)):
+            result = replay_data(data, strategy, backend_spec(args), strict=args.strict)
     except (trace.TraceError, StrategyNotFound) as exc:
         # What is wrong is inside the trace (its format, its schedule, the strategy it names):
         # the user needs to know which file.

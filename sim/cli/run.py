@@ -7,13 +7,23 @@ import argparse
 import json
 from typing import Any
 
-from sim.cli.args import add_backend_flags, add_scenario_argument, backend_spec, load_strategy_arg, seed
+from sim.cli.args import (
+    INTERNAL_ERROR,
+    add_backend_flags,
+    add_limit_flags,
+    add_scenario_argument,
+    backend_spec,
+    limits_of,
+    load_strategy_arg,
+    seed,
+)
 from sim.cli.output import differential_line
 from sim.engine import scenario as scenarios
 from sim.judge.invariants import verdict_lines
 from sim.judge.timeline import render
 from sim.runs.backends import close_backend, open_backend
 from sim.runs.runner import run_one
+from tracker.errors import UserError
 
 
 def add_parser(sub: Any) -> None:
@@ -23,6 +33,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=seed, default=0, help="run seed (default: 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the timeline")
     add_backend_flags(p)
+    add_limit_flags(p)
     p.set_defaults(func=cmd_run)
 
 
@@ -31,9 +42,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     strategy = load_strategy_arg(args.strategy)
     backend = open_backend(backend_spec(args))
     try:
-        result = run_one(scenario, strategy, args.seed, backend)
+        result = run_one(scenario, strategy, args.seed, backend, limits=limits_of(args))
     finally:
         close_backend(backend)
+    if result.error:
+        raise UserError(f"{result.error} (the run was not judged)")
     if args.json:
         out = {
             "scenario": result.scenario,
@@ -54,11 +67,33 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{len(result.record.truth)} job(s), {result.ops} database operation(s), "
             f"{result.record.end_us / 1000:.3f} ms simulated, timestamp tolerance {result.record.tolerance_us / 1000:.3f} ms"
         )
-        print(render(result.record, result.violations, header))
+        print(_bounded(render(result.record, result.violations, header)))
         print()
         for crash in result.crashes:
             print(f"handler crash: {crash}")
         if result.disagreements is not None:
             print(differential_line(len(result.disagreements), result.disagreements[:1]))
-        print("\n".join(verdict_lines(result.violations, result.unknown)))
-    return 1 if result.violations or result.disagreements else 2 if result.unknown else 0
+        verdict = verdict_lines(result.violations, result.unknown)
+        if len(verdict) > MAX_VERDICT_LINES:
+            more = len(verdict) - MAX_VERDICT_LINES
+            verdict = [*verdict[:MAX_VERDICT_LINES], f"  ... {more:,} more violation(s) (--json prints them all)"]
+        print("\n".join(verdict))
+    return 1 if result.violations or result.disagreements else INTERNAL_ERROR if result.unknown else 0
+
+
+#: A timeline longer than this is cut: a run of 100,000 jobs would print hundreds of megabytes.
+MAX_TIMELINE_LINES = 2_000
+MAX_VERDICT_LINES = 200
+
+
+def _bounded(timeline: str) -> str:
+    """The timeline, or its first lines and every later line that marks a violation."""
+    lines = timeline.splitlines()
+    if len(lines) <= MAX_TIMELINE_LINES:
+        return timeline
+    head = lines[: MAX_TIMELINE_LINES // 2]
+    marked = [line for line in lines[len(head):] if "<-- " in line][: MAX_TIMELINE_LINES // 4]
+    notice = (f"... {len(lines) - len(head):,} more lines; showing only the {len(marked):,} that mark a violation "
+              "(--json prints every violation; a smaller job.count gives a whole timeline)")
+    return "\n".join([*head, notice, *marked])
+

@@ -16,10 +16,13 @@ from typing import Any
 from sim.cli.args import (
     add_backend_flags,
     add_execution_flags,
+    add_limit_flags,
     add_seeds_flags,
     backend_spec,
     execution,
+    limits_of,
     load_strategies,
+    output_file,
     strategy_refs,
 )
 from sim.cli.output import Progress, backend_lines, format_summary, sweep_heading, verdict_lines
@@ -34,7 +37,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("scenarios", nargs="*", help="scenario names or paths (default: every bundled scenario)")
     p.add_argument("--strategies", help="comma-separated names or module:attr (default: every built-in)")
     add_seeds_flags(p, runs=100)
-    p.add_argument("--out", help="write every run's result row to FILE.parquet or FILE.csv")
+    p.add_argument("--out", type=output_file("--out"), help="write every run's result row to FILE.parquet or FILE.csv")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_backend_flags(p)
     p.add_argument("--grid", action="append", metavar="PATH=V1,V2,...",
@@ -43,6 +46,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--report", metavar="DIR", help="also write a report (and the shortest counterexample traces) into DIR")
     add_execution_flags(p)
     p.add_argument("--resume", action="store_true", help="continue the interrupted sweep whose partial results are FILE.partial (--out FILE)")
+    add_limit_flags(p)
     p.set_defaults(func=cmd_sweep)
 
 
@@ -55,14 +59,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     report = Path(args.report) if args.report else None
     if report is not None and out is None:
         out = report / "results.parquet"
-    job = sweep.Sweep(tuple(loaded), tuple(refs), args.runs, args.seed, spec)
+    job = sweep.Sweep(tuple(loaded), tuple(refs), args.runs, args.seed, spec, limits_of(args))
     progress = Progress(job.total, enabled=not args.json)
     picks: dict[tuple[str, str, str], tuple[Any, dict[str, Any]]] = {}
     errors: Counter[tuple[str, str]] = Counter()
+    strategy_errors: Counter[tuple[str, str]] = Counter()
+    first_error: list[str] = []
     try:
         run = sweep.SweepRun(job, execution(args), out, args.resume, on_rows=progress.step)
         with run:
-            rows = _count_errors(run.rows(), errors)
+            rows = _count_errors(run.rows(), errors, strategy_errors, first_error)
             if report is not None:
                 items = plan(loaded, load_strategies(refs), args.runs, args.seed)
                 rows = _keep_shortest(zip(items, rows, strict=True), picks)
@@ -85,21 +91,33 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print()
         print(format_summary(summary))
         print()
-        for line in [*verdict_lines(summary, errors), *backend_lines(summary, sum(errors.values()))]:
+        for line in [*verdict_lines(summary, errors), *backend_lines(summary, sum(errors.values()), out)]:
             print(line)
         if out is not None:
             print(f"\nresults: {out} ({run.done} rows)")
         if args.report:
             print(f"report: {Path(args.report) / 'index.html'}")
+    if strategy_errors:
+        # A strategy that crashed or ran away is the user's bug, not a finding about the race.
+        print(f"racetrack: {sum(strategy_errors.values())} run(s) were not judged; first: {first_error[0]}", file=sys.stderr)
+        return 2
     # Under --backend both the sweep judges one thing: that the model agrees with PostgreSQL.
     return 1 if any(e.get("disagreements") for e in summary) else 0
 
 
-def _count_errors(rows: Iterable[dict[str, Any]], errors: Counter[tuple[str, str]]) -> Iterator[dict[str, Any]]:
-    """Pass rows through, counting per (scenario, strategy) the runs that could not finish."""
+def _count_errors(
+    rows: Iterable[dict[str, Any]], errors: Counter[tuple[str, str]], strategy_errors: Counter[tuple[str, str]],
+    first_error: list[str],
+) -> Iterator[dict[str, Any]]:
+    """Pass rows through, counting per (scenario, strategy) the runs that could not finish, and
+    among them those the strategy's own code stopped (a crash, a limit)."""
     for row in rows:
         if row.get("error"):
             errors[(row["scenario"], row["strategy"])] += 1
+            if str(row["error"]).startswith("strategy "):
+                strategy_errors[(row["scenario"], row["strategy"])] += 1
+                if not first_error:
+                    first_error.append(f"{row['scenario']} seed {row['seed']}: {row['error']}")
         yield row
 
 

@@ -60,6 +60,9 @@ class Dist:
         return parse_dist(table)
 
 
+#: The longest time a distribution may name: a day, in milliseconds.
+MAX_MS = 86_400_000.0
+
 FORMS = "{ fixed_ms = X }, { min_ms = A, max_ms = B } or { median_ms = M, p99_ms = P }"
 
 
@@ -71,6 +74,8 @@ def parse_dist(table: object) -> Dist:
     for key, value in table.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValueError(f"{key} must be a number (got {value!r})")
+        if value > MAX_MS:
+            raise ValueError(f"{key} must be <= {MAX_MS:.0f} (a day; got {value:g})")
     if keys == {"fixed_ms"}:
         if table["fixed_ms"] < 0:
             raise ValueError(f"fixed_ms must be >= 0 (got {table['fixed_ms']})")

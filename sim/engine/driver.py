@@ -28,6 +28,13 @@ from tracker.ops import Commit, DbOp, ReadClock, Rollback, Sleep
 from tracker.strategies import HandlerContext, HandlerFn, JobView
 
 
+class _Refused(Exception):
+    """The backend cannot execute an operation at all (not a constraint: a bug in the handler)."""
+
+    def __init__(self, cause: Exception) -> None:
+        self.cause = cause
+
+
 @dataclass(frozen=True)
 class Actor:
     """One running handler: its own database session, on a host with a clock."""
@@ -53,6 +60,7 @@ class Driver:
         backend: TrackerBackend,
         db_clock: Clock,
         one_way_us: Callable[[str], int],
+        ops_per_handler: int = 10_000,
     ) -> None:
         self.env = env
         self.backend = backend
@@ -61,6 +69,12 @@ class Driver:
         self.steps: list[Step] = []
         self.crashes: list[str] = []
         self.running = 0
+        self.ops_per_handler = ops_per_handler
+        #: The generators still running, by actor (to say where a failure run stopped).
+        self.live: dict[str, types.GeneratorType] = {}
+        #: Why the run cannot be judged (the first handler that crashed or reached a limit): it
+        #: ends as an error row, not as a verdict on the strategy.
+        self.failure: str | None = None
         self._rows = RowVisibility()
         self._waiters: dict[str, list[tuple[str, simpy.Event]]] = {}
 
@@ -77,11 +91,24 @@ class Driver:
         send: Any = None
         throw: BaseException | None = None
         discarded = False
+        ops = 0
+        if not isinstance(gen, interpreter.Crashed):
+            self.live[actor.name] = gen
         try:
             while True:
                 step = gen if isinstance(gen, interpreter.Crashed) else interpreter.advance(gen, send, throw)
                 if not isinstance(step, interpreter.Yielded):
                     self._ended(actor, step)
+                    break
+                ops += 1
+                if ops > self.ops_per_handler:
+                    assert not isinstance(gen, interpreter.Crashed)
+                    self.failure = self.failure or (
+                        f"{actor.name} ({interpreter.suspended_at(gen)}) yielded more than "
+                        f"{self.ops_per_handler:,} operations (--max-ops)"
+                    )
+                    self.steps.append(error_step(len(self.steps), actor, self.now, f"stopped: {self.failure}"))
+                    gen.close()
                     break
                 op = step.op
                 send, throw = None, None
@@ -92,7 +119,12 @@ class Driver:
                     send = actor.clock.read(self.now)
                     self.steps.append(clock_step(len(self.steps), actor, self.now, send))
                 else:
-                    outcome = yield from self._db(actor, op)  # type: ignore[arg-type]
+                    try:
+                        outcome = yield from self._db(actor, op)  # type: ignore[arg-type]
+                    except _Refused as refused:
+                        assert not isinstance(gen, interpreter.Crashed)
+                        self._ended(actor, interpreter.refused(gen, refused.cause))
+                        break
                     if outcome.error is not None:
                         throw = outcome.error
                     else:
@@ -102,6 +134,7 @@ class Driver:
             raise
         finally:
             self.running -= 1
+            self.live.pop(actor.name, None)
             if not discarded:
                 self.backend.end_session(actor.name)  # a pool would roll back what was left open
                 self._rows.end(actor.name)
@@ -112,6 +145,7 @@ class Driver:
             self.steps.append(error_step(len(self.steps), actor, self.now, step.message))
         if isinstance(step, interpreter.Crashed):
             self.crashes.append(f"{actor.name}: {step.summary} ({step.where})")
+            self.failure = self.failure or f"{actor.name} {step.message}"
 
     def _db(self, actor: Actor, op: DbOp) -> Generator[simpy.Event, Any, Done]:
         sent = self.now
@@ -120,7 +154,10 @@ class Driver:
         db_now = self.db_clock.read(arrived)
         job_id = getattr(op, "job_id", actor.job_id)
         before = self._rows.visible(actor.name, job_id)
-        outcome = self.backend.execute(actor.name, op, db_now)
+        try:
+            outcome = self.backend.execute(actor.name, op, db_now)
+        except (ValueError, TypeError) as exc:  # an operation the table cannot take at all
+            raise _Refused(exc) from None
         blocked_by: tuple[str, ...] = ()
         while isinstance(outcome, Blocked):
             blocked_by += tuple(b for b in outcome.blockers if b not in blocked_by)

@@ -99,16 +99,43 @@ def start(fn: Any, *args: Any) -> types.GeneratorType | Crashed:
     return gen
 
 
+def user_frame(exc: BaseException) -> str | None:
+    """Where ``exc`` was raised in the strategy's own code (its innermost frame there), if it was;
+    through the exceptions it was raised from (SimPy re-raises a process's exception as a copy)."""
+    chain: BaseException | None = exc
+    while chain is not None:
+        where = None
+        tb = chain.__traceback__
+        while tb is not None:
+            filename = os.path.abspath(tb.tb_frame.f_code.co_filename)
+            if not filename.startswith(_MACHINERY) and filename != _OPS_FILE and "site-packages" not in filename:
+                where = f"{os.path.basename(filename)}:{tb.tb_lineno} in {tb.tb_frame.f_code.co_name}"
+            tb = tb.tb_next
+        if where:
+            return where
+        chain = chain.__cause__
+    return None
+
+
 def _crashed(exc: BaseException, fn: Any) -> Crashed:
     """Where ``exc`` was raised: the innermost frame of the strategy's own code."""
-    where = None
-    tb = exc.__traceback__
-    while tb is not None:
-        filename = os.path.abspath(tb.tb_frame.f_code.co_filename)
-        if not filename.startswith(_MACHINERY) and filename != _OPS_FILE:
-            where = f"{os.path.basename(filename)}:{tb.tb_lineno} in {tb.tb_frame.f_code.co_name}"
-        tb = tb.tb_next
-    return Crashed(f"{type(exc).__name__}: {exc}", where or _where_defined(fn))
+    return Crashed(f"{type(exc).__name__}: {exc}", user_frame(exc) or _where_defined(fn))
+
+
+def suspended_at(gen: types.GeneratorType) -> str:
+    """Where a handler waits: the file and line of the ``yield`` it is suspended at."""
+    frame = gen.gi_frame
+    code = gen.gi_code
+    line = frame.f_lineno if frame is not None else code.co_firstlineno
+    return f"{os.path.basename(code.co_filename)}:{line} in {code.co_name}"
+
+
+def refused(gen: types.GeneratorType, exc: Exception) -> Crashed:
+    """The operation ``gen`` yielded cannot be executed at all (a column the table does not have, a
+    value of the wrong type): a bug at the handler's ``yield``, which is closed."""
+    where = suspended_at(gen)
+    gen.close()
+    return Crashed(f"{type(exc).__name__}: {exc}", where)
 
 
 def advance(gen: types.GeneratorType, send: Any = None, throw: BaseException | None = None) -> Outcome:

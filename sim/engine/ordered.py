@@ -37,7 +37,8 @@ import types
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from sim.engine import interpreter
+from sim.engine import interpreter, limits
+from sim.engine.limits import LimitExceeded, StrategyFailed, wall_clock_limit
 from sim.judge.invariants import Violation, judge
 from sim.record.clocks import Clock
 from sim.record.history import JobTruth, RowVisibility, RunRecord, Step, clock_step, db_step, error_step
@@ -150,6 +151,8 @@ class OrderedRun:
     #: The ready actors at each scheduled operation (the choice points).
     choices: tuple[tuple[str, ...], ...]
     crashes: tuple[str, ...] = ()
+    #: Why the run cannot be judged (a handler crashed or reached a limit).
+    failure: str | None = None
 
     @property
     def ops(self) -> int:
@@ -168,6 +171,7 @@ class _Live:
     local_us: int = 0
     pending: DbOp | None = None
     done_ops: int = 0
+    yielded: int = 0
     #: While blocked: (op, sent, arrival, db_now, row before, blockers so far, reply latency)
     blocked: tuple[DbOp, int, int, int, Row | None, tuple[str, ...], int] | None = None
 
@@ -193,6 +197,9 @@ class _Run:
         self.crashes: list[str] = []
         self.waiters: dict[str, list[str]] = {}
         self.vis = RowVisibility()
+        self.ops_per_handler = limits.current().ops_per_handler
+        #: Why the run cannot be judged (a handler crashed or reached a limit), as in the SimPy driver.
+        self.failure: str | None = None
 
     def run(self) -> OrderedRun:
         self.backend.reset()
@@ -224,7 +231,7 @@ class _Run:
             tolerance_us=tolerance,
             end_us=end,
         )
-        return OrderedRun(record, tuple(self.schedule), tuple(self.choices), tuple(self.crashes))
+        return OrderedRun(record, tuple(self.schedule), tuple(self.choices), tuple(self.crashes), self.failure)
 
     def _offered(self, ready: tuple[str, ...]) -> tuple[str, ...]:
         """The ready actors a search may pick (see the module docstring)."""
@@ -260,10 +267,17 @@ class _Run:
         while True:
             step = a.gen if isinstance(a.gen, interpreter.Crashed) else interpreter.advance(a.gen, send, throw)
             if not isinstance(step, interpreter.Yielded):
-                if isinstance(step, (interpreter.Unhandled, interpreter.Crashed)):
-                    self._error(a, step.message)
-                if isinstance(step, interpreter.Crashed):
-                    self.crashes.append(f"{a.spec.name}: {step.summary} ({step.where})")
+                self._ended(a, step)
+                return
+            a.yielded += 1
+            if a.yielded > self.ops_per_handler:
+                assert not isinstance(a.gen, interpreter.Crashed)
+                self.failure = self.failure or (
+                    f"{a.spec.name} ({interpreter.suspended_at(a.gen)}) yielded more than "
+                    f"{self.ops_per_handler:,} operations (--max-ops)"
+                )
+                self._error(a, f"stopped: {self.failure}")
+                a.gen.close()
                 self._finish(a)
                 return
             op = step.op
@@ -277,6 +291,14 @@ class _Run:
                 a.pending = op  # type: ignore[assignment]
                 a.state = "ready"
                 return
+
+    def _ended(self, a: _Live, step: interpreter.Outcome) -> None:
+        if isinstance(step, (interpreter.Unhandled, interpreter.Crashed)):
+            self._error(a, step.message)
+        if isinstance(step, interpreter.Crashed):
+            self.crashes.append(f"{a.spec.name}: {step.summary} ({step.where})")
+            self.failure = self.failure or f"{a.spec.name} {step.message}"
+        self._finish(a)
 
     def _finish(self, a: _Live) -> None:
         a.state = "done"
@@ -301,7 +323,12 @@ class _Run:
         db_now = self.case.clocks["db"].read(arrival)
         job_id = getattr(op, "job_id", a.spec.job_id)
         before = self.vis.visible(a.spec.name, job_id)
-        outcome = self.backend.execute(a.spec.name, op, db_now)
+        try:
+            outcome = self.backend.execute(a.spec.name, op, db_now)
+        except (ValueError, TypeError) as exc:  # an operation the table cannot take at all
+            assert a.gen is not None and not isinstance(a.gen, interpreter.Crashed)
+            self._ended(a, interpreter.refused(a.gen, exc))
+            return
         if isinstance(outcome, Blocked):
             a.state = "blocked"
             a.blocked = (op, sent, arrival, db_now, before, outcome.blockers, reply)
@@ -358,8 +385,18 @@ def run_ordered(
     case: Case, strategy: Strategy, backend: TrackerBackend, scheduler: Scheduler, window_us: int | None = None
 ) -> OrderedRun:
     """Run ``case``'s handlers (``strategy``'s) in the order ``scheduler`` chooses; with
-    ``window_us``, among the actors a search may pick (module docstring)."""
-    return _Run(case, strategy, backend, scheduler, window_us).run()
+    ``window_us``, among the actors a search may pick (module docstring). A handler that crashes
+    or reaches a limit raises :class:`StrategyFailed` (one line: the handler, its file and line)."""
+    run = _Run(case, strategy, backend, scheduler, window_us)
+    try:
+        with wall_clock_limit(limits.current().wall_seconds, f"a forced-order run of {case.scenario} with {strategy.name}"):
+            done = run.run()
+    except LimitExceeded as exc:
+        where = interpreter.user_frame(exc)
+        raise StrategyFailed(f"strategy {strategy.name}: {exc}" + (f"; it was running {where}" if where else "")) from None
+    if done.failure:
+        raise StrategyFailed(f"strategy {strategy.name}: {done.failure} (the run was not judged)")
+    return done
 
 
 # --- cases from finished SimPy runs ------------------------------------------------------------

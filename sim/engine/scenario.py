@@ -41,6 +41,11 @@ def _p(path: str, default: Any, kind: str, doc: str, **kw: Any) -> Param:
     return Param(path, default, kind, doc, **kw)
 
 
+#: Upper bounds of times in milliseconds: a day for delays and locks, an hour for a clock's offset
+#: (a laptop can be seconds off; beyond an hour the scenario describes a broken host, not a race).
+MAX_MS = 86_400_000.0
+MAX_OFFSET_MS = 3_600_000.0
+
 PARAMS: tuple[Param, ...] = (
     _p("description", "", "text", "One line saying what the scenario is for."),
     _p("job.count", 5, "int", "Jobs the producer adds in one run.", minimum=1, maximum=100_000),
@@ -48,28 +53,28 @@ PARAMS: tuple[Param, ...] = (
     _p("job.duration", {"median_ms": 50, "p99_ms": 200}, "dist", "Processing time of one attempt."),
     _p("job.fail_probability", 0.0, "probability", "Chance that an attempt fails."),
     _p("job.attempts", 1, "int", "BullMQ `opts.attempts`: attempts allowed (1 = no retry).", minimum=1, maximum=100),
-    _p("job.delay_ms", 0.0, "number", "BullMQ `opts.delay`: the job starts delayed this long.", minimum=0),
+    _p("job.delay_ms", 0.0, "number", "BullMQ `opts.delay`: the job starts delayed this long.", minimum=0, maximum=MAX_MS),
     _p("job.progress_updates", 0, "int", "`job.updateProgress` calls per attempt, evenly spread.", minimum=0, maximum=100),
     _p("backoff.type", "exponential", "choice", "Retry backoff.", choices=("none", "fixed", "exponential")),
-    _p("backoff.delay_ms", 1000.0, "number", "Backoff base: fixed wait, or `round(2^(n-1) * delay)`.", minimum=0),
+    _p("backoff.delay_ms", 1000.0, "number", "Backoff base: fixed wait, or `round(2^(n-1) * delay)`.", minimum=0, maximum=MAX_MS),
     _p("backoff.jitter", 0.0, "probability", "Wait is uniform in [max*(1-jitter), max)."),
     _p("workers.count", 1, "int", "Worker hosts, each with its own clock.", minimum=1, maximum=1000),
     _p("workers.concurrency", 1, "int", "Jobs one worker runs at once.", minimum=1, maximum=1000),
-    _p("workers.lock_duration_ms", 30000.0, "number", "Job lock; a frozen worker loses it after this.", minimum=0, exclusive_minimum=True),
-    _p("workers.stalled_interval_ms", 30000.0, "number", "Stall checker period: detection lags lock expiry by up to this.", minimum=0, exclusive_minimum=True),
+    _p("workers.lock_duration_ms", 30000.0, "number", "Job lock; a frozen worker loses it after this.", minimum=0, exclusive_minimum=True, maximum=MAX_MS),
+    _p("workers.stalled_interval_ms", 30000.0, "number", "Stall checker period: detection lags lock expiry by up to this.", minimum=0, exclusive_minimum=True, maximum=MAX_MS),
     _p("workers.max_stalled_count", 1, "int", "Stalls allowed before the job fails (0 = at-most-once).", minimum=0, maximum=100),
     _p("stalls.probability", 0.0, "probability", "Chance that an attempt's worker freezes past its lock (the job is re-run)."),
     _p("cancel.probability", 0.0, "probability", "Chance the producer removes a job after adding it."),
     _p("cancel.after", {"fixed_ms": 10}, "dist", "When, after adding, the producer tries to remove it."),
-    _p("handlers.active_delay_ms", 500.0, "number", "Fixed delay the integration gives 'active' handlers.", minimum=0),
-    _p("handlers.completed_delay_ms", 300.0, "number", "Fixed delay for 'completed' handlers.", minimum=0),
-    _p("handlers.failed_delay_ms", 0.0, "number", "Fixed delay for 'failed' handlers.", minimum=0),
-    _p("handlers.progress_delay_ms", 0.0, "number", "Fixed delay for 'progress' handlers.", minimum=0),
-    _p("handlers.removed_delay_ms", 0.0, "number", "Fixed delay for 'removed' handlers.", minimum=0),
+    _p("handlers.active_delay_ms", 500.0, "number", "Fixed delay the integration gives 'active' handlers.", minimum=0, maximum=MAX_MS),
+    _p("handlers.completed_delay_ms", 300.0, "number", "Fixed delay for 'completed' handlers.", minimum=0, maximum=MAX_MS),
+    _p("handlers.failed_delay_ms", 0.0, "number", "Fixed delay for 'failed' handlers.", minimum=0, maximum=MAX_MS),
+    _p("handlers.progress_delay_ms", 0.0, "number", "Fixed delay for 'progress' handlers.", minimum=0, maximum=MAX_MS),
+    _p("handlers.removed_delay_ms", 0.0, "number", "Fixed delay for 'removed' handlers.", minimum=0, maximum=MAX_MS),
     _p("network.db_rtt", {"median_ms": 3, "p99_ms": 30}, "dist", "Round trip to the database; each direction is half a draw, drawn per operation."),
-    _p("clocks.max_offset_ms", 5.0, "number", "Each host's clock offset is uniform in [-max, +max] (the database's too).", minimum=0),
+    _p("clocks.max_offset_ms", 5.0, "number", "Each host's clock offset is uniform in [-max, +max] (the database's too).", minimum=0, maximum=MAX_OFFSET_MS),
     _p("clocks.max_drift_ppm", 50.0, "number", "Each host's clock rate error is uniform in [-max, +max] ppm.", minimum=0, maximum=100_000),
-    _p("invariants.timestamp_slack_ms", 50.0, "number", "`faithful-timestamps` allows this plus the clocks' worst error.", minimum=0),
+    _p("invariants.timestamp_slack_ms", 50.0, "number", "`faithful-timestamps` allows this plus the clocks' worst error.", minimum=0, maximum=MAX_MS),
 )
 PARAM_BY_PATH = {p.path: p for p in PARAMS}
 SECTIONS = sorted({p.path.split(".")[0] for p in PARAMS if "." in p.path} | {"expect"})

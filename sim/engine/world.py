@@ -24,6 +24,7 @@ the same world, and a search (Hypothesis) can substitute its own choices.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -31,8 +32,10 @@ from typing import Any
 
 import simpy
 
+from sim.engine import interpreter
 from sim.engine.distributions import Dist
 from sim.engine.driver import Actor, Driver
+from sim.engine.limits import DEFAULT_LIMITS, Limits
 from sim.engine.ordered import ActorSpec, Case, latencies_of
 from sim.engine.scenario import Scenario
 from sim.record.clocks import Clock
@@ -144,8 +147,10 @@ class World:
         backend: TrackerBackend,
         seed: int | str,
         draws: Draws | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.scenario = scenario
+        self.limits = limits
         self.strategy = strategy
         self.backend = backend
         self.draws = draws or Draws(seed)
@@ -157,7 +162,9 @@ class World:
             offset_ms, drift = self.draws.clock(host, s["clocks.max_offset_ms"], s["clocks.max_drift_ppm"])
             self.clocks[host] = Clock(host, us(offset_ms), drift, 1 if host == "db" else 1000)
         rtt = s.dist("network.db_rtt")
-        self.driver = Driver(self.env, backend, self.clocks["db"], lambda actor: us(self.draws.one_way_ms(actor, rtt)))
+        self.driver = Driver(
+            self.env, backend, self.clocks["db"], lambda actor: us(self.draws.one_way_ms(actor, rtt)), limits.ops_per_handler
+        )
         self.queue: simpy.Store = simpy.Store(self.env)
         self.jobs: list[_Job] = []
         self.spawned: list[Spawned] = []
@@ -182,7 +189,11 @@ class World:
         for w in range(self.scenario["workers.count"]):
             for _ in range(self.scenario["workers.concurrency"]):
                 self.env.process(self._slot(f"worker-{w + 1}"))
-        self.env.run()
+        self._run_within_limits()
+        return self.record()
+
+    def record(self) -> RunRecord:
+        """What the run recorded so far (all of it, once :meth:`run` returned)."""
         for wait in self.driver.stuck():
             self.driver.crashes.append(f"deadlock: {wait} and nothing can release it")
         end = int(self.now)
@@ -207,6 +218,25 @@ class World:
             tolerance_us=tolerance,
             end_us=end,
         )
+
+    def _run_within_limits(self) -> None:
+        """``env.run()``, stopped at the simulated-time limit or when a handler ran away."""
+        limit_us = self.limits.sim_seconds * 1_000_000
+        env, driver = self.env, self.driver
+        while True:
+            at = env.peek()
+            if at == math.inf:
+                return
+            if at > limit_us:
+                stuck = ", ".join(f"{name} ({interpreter.suspended_at(gen)})" for name, gen in sorted(driver.live.items()))
+                driver.failure = driver.failure or (
+                    f"the run went past {self.limits.sim_seconds:g} simulated seconds (--max-sim-seconds)"
+                    + (f"; still running: {stuck}" if stuck else "")
+                )
+                return
+            if driver.failure is not None:
+                return
+            env.step()
 
     # -- the producer --------------------------------------------------------------------------
 

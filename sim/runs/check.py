@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sim.engine.limits import DEFAULT_LIMITS, Limits
 from sim.engine.scenario import Scenario
 from sim.judge.invariants import INVARIANT_IDS
 from sim.runs.backends import BackendSpec
@@ -226,6 +227,7 @@ def check_scenario(
     execution: Execution | None = None,
     backend: BackendSpec | None = None,
     on_rows: Callable[[int], None] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> list[Verdict]:
     """Run every judged strategy of ``scenario``'s ``[expect]`` on the same seeds and judge it.
     Raises :class:`~sim.runs.sweep.SweepError` (one line) for a strategy that cannot be loaded."""
@@ -238,7 +240,7 @@ def check_scenario(
             raise SweepError(f"{scenario.source}: [expect] {e.strategy}: {exc}") from None
     builders = [TallyBuilder() for _ in judged]
     if judged:
-        sweep = Sweep((scenario,), tuple(e.strategy for e in judged), runs, seed, backend or BackendSpec())
+        sweep = Sweep((scenario,), tuple(e.strategy for e in judged), runs, seed, backend or BackendSpec(), limits)
         with SweepRun(sweep, execution or Execution(), on_rows=on_rows) as run:
             for position, row in enumerate(run.rows()):
                 builders[position // runs].add(row)  # plan order: strategy by strategy

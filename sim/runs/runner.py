@@ -13,9 +13,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from sim.engine.interpreter import user_frame
+from sim.engine.limits import DEFAULT_LIMITS, LimitExceeded, Limits, wall_clock_limit
 from sim.engine.scenario import Scenario
 from sim.engine.world import Draws, World
-from sim.judge.invariants import INVARIANT_IDS, Unknown, Violation, judge
+from sim.judge.invariants import INVARIANT_IDS, Judgement, Unknown, Violation, judge
 from sim.record.clocks import EPOCH_US
 from sim.record.history import RunRecord
 from sim.runs.columns import COLUMN_NAMES, RESULTS_FORMAT
@@ -42,6 +44,8 @@ class RunResult:
     disagreements: tuple[str, ...] | None = None
     #: Invariants that could not be judged (their checker raised): neither held nor violated.
     unknown: tuple[Unknown, ...] = ()
+    #: Why the run was not judged (a handler crashed or reached a limit); empty when it was.
+    error: str = ""
 
     @property
     def ops(self) -> int:
@@ -79,7 +83,7 @@ class RunResult:
             "timestamp_errors_ms": json.dumps(errors),
             "sim_ms": round(self.record.end_us / 1000, 3),
             "params": json.dumps(self.params, sort_keys=True),
-            "error": "",
+            "error": self.error,
             "disagreements": None if self.disagreements is None else len(self.disagreements),
             "first_disagreement": self.disagreements[0] if self.disagreements else "",
             "unknown": ",".join(u.invariant for u in self.unknown),
@@ -147,12 +151,21 @@ def run_one(
     seed: int,
     backend: TrackerBackend | None = None,
     draws: Draws | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> RunResult:
-    """Simulate one run and judge it."""
+    """Simulate one run and judge it. A run whose handler crashed or reached a limit is not
+    judged: its result carries ``error`` (the handler, its file and line, what happened)."""
     backend = backend or MemoryTracker()
-    world = World(scenario, strategy, backend, seed, draws)
-    record = world.run()
-    judgement = judge(record)
+    world = World(scenario, strategy, backend, seed, draws, limits)
+    try:
+        with wall_clock_limit(limits.wall_seconds, f"seed {seed} of {scenario.name} with {strategy.name}"):
+            record = world.run()
+    except LimitExceeded as exc:
+        where = user_frame(exc)
+        world.driver.failure = f"{exc}" + (f"; it was running {where}" if where else "")
+        record = world.record()
+    error = f"strategy {strategy.name}: {world.driver.failure}" if world.driver.failure else ""
+    judgement = Judgement((), ()) if error else judge(record)
     return RunResult(
         scenario=scenario.name,
         strategy=strategy.name,
@@ -164,6 +177,7 @@ def run_one(
         params=scenario.to_toml_table(),
         disagreements=_disagreements(backend),
         unknown=judgement.unknown,
+        error=error,
     )
 
 
@@ -203,7 +217,7 @@ def summarize(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
              "violations": {i: 0 for i in INVARIANT_IDS}},
         )
         entry["runs"] += 1
-        if key[2] != "memory":  # only a server can go away mid-run
+        if key[2] != "memory" or row.get("error"):  # a server can go away; a strategy can crash
             entry["errors"] = entry.get("errors", 0) + int(bool(row.get("error")))
         if row.get("disagreements") is not None:
             entry["disagreements"] = entry.get("disagreements", 0) + int(row["disagreements"])

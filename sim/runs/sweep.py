@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sim.engine.limits import DEFAULT_LIMITS, Limits
 from sim.engine.scenario import Scenario
 from sim.runs.backends import BackendSpec, BackendUnavailable, close_backend, open_backend, run_errors
 from sim.runs.columns import RESULTS_FORMAT
@@ -60,6 +61,7 @@ class Sweep:
     runs: int
     seed: int = 0
     backend: BackendSpec = BackendSpec()
+    limits: Limits = DEFAULT_LIMITS
 
     @property
     def total(self) -> int:
@@ -75,7 +77,7 @@ class Sweep:
                     count = min(size, self.runs - start)
                     first = max(skip - position, 0)
                     if first < count:
-                        yield Chunk(scenario, strategy, self.seed + start + first, count - first)
+                        yield Chunk(scenario, strategy, self.seed + start + first, count - first, self.limits)
                     position += count
 
     def fingerprint(self) -> dict[str, Any]:
@@ -88,6 +90,7 @@ class Sweep:
             "runs": self.runs,
             "seed": self.seed,
             "backend": {"kind": self.backend.kind, "schema": self.backend.schema},
+            **({"limits": changed} if (changed := self.limits.fingerprint()) else {}),
         }
 
 
@@ -99,6 +102,7 @@ class Chunk:
     strategy: str
     seed: int
     count: int
+    limits: Limits = DEFAULT_LIMITS
 
 
 @dataclass(frozen=True)
@@ -148,7 +152,7 @@ def run_chunk(chunk: Chunk, spec: BackendSpec) -> list[dict[str, Any]]:
     rows = []
     for seed in range(chunk.seed, chunk.seed + chunk.count):
         try:
-            rows.append(run_one(chunk.scenario, strategy, seed, backend).row())
+            rows.append(run_one(chunk.scenario, strategy, seed, backend, limits=chunk.limits).row())
         except spoilers as exc:
             rows.append(error_row(SweepItem(chunk.scenario, strategy, seed), backend.name, str(exc)))
     return rows

@@ -32,7 +32,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sim.engine import limits
 from sim.engine.distributions import Dist
+from sim.engine.interpreter import user_frame
+from sim.engine.limits import LimitExceeded, StrategyFailed, wall_clock_limit
 from sim.engine.ordered import (
     Case,
     FirstReady,
@@ -125,8 +128,16 @@ def reduce_to_job(
 
 
 def _simulate(scenario: Scenario, strategy: Strategy, seed: int, draws: Draws | None = None) -> tuple[World, RunRecord]:
-    world = World(scenario, strategy, MemoryTracker(), seed, draws)
-    return world, world.run()
+    world = World(scenario, strategy, MemoryTracker(), seed, draws, limits.current())
+    try:
+        with wall_clock_limit(limits.current().wall_seconds, f"seed {seed} of {scenario.name} with {strategy.name}"):
+            record = world.run()
+    except LimitExceeded as exc:
+        where = user_frame(exc)
+        raise StrategyFailed(f"strategy {strategy.name}: {exc}" + (f"; it was running {where}" if where else "")) from None
+    if world.driver.failure:
+        raise StrategyFailed(f"strategy {strategy.name}: {world.driver.failure} (the run was not judged)")
+    return world, record
 
 
 def _as_counterexample(

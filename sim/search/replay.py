@@ -20,7 +20,7 @@ from sim.engine.ordered import Case, FollowSchedule, OrderedRun, run_ordered
 from sim.judge.invariants import Violation, judge
 from sim.record.history import RunRecord, Step
 from sim.runs.backends import BackendSpec, BackendUnavailable, close_backend, open_backend
-from sim.search.trace import TRACE_FORMAT, TraceError, case_from_data, record_from_data
+from sim.search.trace import TRACE_FORMAT, TraceError, case_from_data, record_from_data, structural_problem
 from tracker.strategies import Strategy, load_strategy
 
 
@@ -64,6 +64,9 @@ def replay_data(
     cannot be replayed and ``StrategyNotFound`` for an unknown strategy."""
     if data.get("format") != TRACE_FORMAT:
         raise TraceError(f"trace format {data.get('format')!r} cannot be replayed (replay needs {TRACE_FORMAT!r}: it has the schedule)")
+    problem = structural_problem(data)
+    if problem:
+        raise TraceError(problem)
     try:
         case = case_from_data(data)
         recorded_record, recorded = record_from_data(data)
@@ -89,5 +92,6 @@ def replay_data(
     wanted = {(v.invariant, v.job) for v in recorded}
     got = {(v.invariant, v.job) for v in violations}
     reproduced = bool(violations) if strict else bool(wanted & got)
-    exact = own and follow.skipped == 0 and follow.extra == 0 and same_steps(recorded_record, run.record)
+    unused = len(schedule) - follow.next  # entries the run never reached
+    exact = own and follow.skipped == 0 and follow.extra == 0 and unused == 0 and same_steps(recorded_record, run.record)
     return ReplayResult(case, run, strategy.name, name, tuple(recorded), violations, reproduced, exact, follow.skipped, follow.extra)

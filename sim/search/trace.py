@@ -14,12 +14,15 @@ other versions with :class:`TraceError`.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from sim.engine.ordered import ActorSpec, Case
+from sim.engine.scenario import PARAM_BY_PATH, validate_value
 from sim.judge.violation import Violation
 from sim.record.clocks import Clock
 from sim.record.history import Attempt, JobTruth, RunRecord, Step
@@ -202,12 +205,23 @@ def record_from_data(data: dict[str, Any]) -> tuple[RunRecord, list[Violation]]:
     return record, violations
 
 
+def digest(data: dict[str, Any]) -> str:
+    """The SHA-256 of a trace's content (every field but ``digest``), as written."""
+    body = {k: v for k, v in data.items() if k != "digest"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, indent=1).encode("utf-8")).hexdigest()
+
+
 def write(path: Path, data: dict[str, Any]) -> None:
-    """Write a trace document (sorted keys, so equal runs give equal bytes)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a trace document (sorted keys, so equal runs give equal bytes), with its digest."""
+    data = {**data, "digest": digest(data)}
     tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(data, sort_keys=True, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(data, sort_keys=True, indent=1) + "\n", encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)  # never a half-written trace beside the one asked for
+        raise TraceError(f"{path}: cannot write the trace ({exc.strerror or exc})") from None
 
 
 def read(path: Path) -> dict[str, Any]:
@@ -224,6 +238,12 @@ def read(path: Path) -> dict[str, Any]:
         raise TraceError(
             f"{path}: trace format {data['format']!r} is not supported (this racetrack reads {', '.join(READABLE_FORMATS)})"
         )
+    if "digest" in data and data["digest"] != digest(data):
+        raise TraceError(f"{path}: digest: the trace's content does not match its digest (edited by hand?); "
+                         "write a new trace with racetrack explore")
+    problem = structural_problem(data)
+    if problem:
+        raise TraceError(f"{path}: {problem}")
     try:
         record_from_data(data)
         if data["format"] == TRACE_FORMAT:
@@ -233,6 +253,42 @@ def read(path: Path) -> dict[str, Any]:
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise TraceError(f"{path}: malformed trace ({type(exc).__name__}: {exc})") from None
     return data
+
+
+def structural_problem(data: dict[str, Any]) -> str | None:
+    """The first field of a trace that cannot be true of any run racetrack writes (None: none),
+    named as ``field: what is wrong``."""
+    for key, kind in (("scenario", str), ("strategy", str), ("seed", int), ("steps", list), ("params", dict)):
+        if key in data and (not isinstance(data[key], kind) or isinstance(data[key], bool)):
+            return f"{key}: must be a {kind.__name__} (got {type(data[key]).__name__})"
+    if isinstance(data.get("seed"), int) and data["seed"] < 0:
+        return f"seed: must be >= 0 (got {data['seed']})"
+    for key, value in (data.get("params") or {}).items():
+        param = PARAM_BY_PATH.get(key)
+        if param is None:
+            return f"params.{key}: not a scenario parameter"
+        _, reason = validate_value(param, value)
+        if reason:
+            return f"params.{key}: {reason}"
+    if data.get("format") != TRACE_FORMAT:
+        return None
+    actors = data.get("actors")
+    if not isinstance(actors, list) or not all(isinstance(a, dict) and isinstance(a.get("name"), str) for a in actors):
+        return "actors: must be a list of actors, each with a name"
+    schedule = data.get("schedule")
+    if not isinstance(schedule, list) or not all(isinstance(n, str) for n in schedule):
+        return "schedule: must be a list of actor names"
+    names = {a["name"] for a in actors}
+    unknown = [n for n in schedule if n not in names]
+    if unknown:
+        return f"schedule: names {unknown[0]!r}, which is not one of the trace's actors"
+    ran = Counter(st.get("actor") for st in data.get("steps", []) if isinstance(st, dict) and st.get("kind") == "db")
+    scheduled = Counter(schedule)
+    if ran != scheduled:
+        actor = sorted(str(a) for a in (ran - scheduled) + (scheduled - ran))[0]
+        return (f"schedule: lists {scheduled.get(actor, 0)} operation(s) of {actor!r} but its steps record "
+                f"{ran.get(actor, 0)}: the schedule is not the order of the recorded run")
+    return None
 
 
 # --- what a replay needs (racetrack-trace/2) ---------------------------------------------------

@@ -1,0 +1,271 @@
+"""A corpus of user mistakes: command lines, scenario files, traces, results files, strategies and
+DSNs that a user can get wrong. Each must give one clear line on stderr and exit 2: never a
+traceback, never exit 1 (which means "an invariant was violated"), never a hang.
+
+A case is ``(name, argv, files)``: ``files`` maps a relative path to its text (written in a fresh
+folder that is the working directory); ``{dir}`` in argv is that folder.
+"""
+
+from __future__ import annotations
+
+import json
+
+GOOD_SCENARIO = 'description = "x"\n[job]\ncount = 2\n'
+
+SCENARIO_MISTAKES = {
+    "toml-syntax": "[job\ncount = 2\n",
+    "unknown-section": "[jobs]\ncount = 2\n",
+    "unknown-key": "[job]\ncounts = 2\n",
+    "top-level-unknown": "colour = 'red'\n",
+    "count-string": '[job]\ncount = "ten"\n',
+    "count-zero": "[job]\ncount = 0\n",
+    "count-negative": "[job]\ncount = -3\n",
+    "count-float": "[job]\ncount = 2.5\n",
+    "count-bool": "[job]\ncount = true\n",
+    "count-huge": "[job]\ncount = 100000000\n",
+    "attempts-zero": "[job]\nattempts = 0\n",
+    "fail-probability-above-1": "[job]\nfail_probability = 1.5\n",
+    "fail-probability-negative": "[job]\nfail_probability = -0.1\n",
+    "fail-probability-nan": "[job]\nfail_probability = nan\n",
+    "delay-inf": "[job]\ndelay_ms = inf\n",
+    "delay-negative": "[job]\ndelay_ms = -1\n",
+    "dist-not-table": "[job]\nduration = 50\n",
+    "dist-unknown-field": "[job]\nduration = { mean_ms = 50 }\n",
+    "dist-min-above-max": "[job]\nduration = { min_ms = 9, max_ms = 3 }\n",
+    "dist-p99-below-median": "[job]\nduration = { median_ms = 50, p99_ms = 10 }\n",
+    "dist-negative-fixed": "[job]\nduration = { fixed_ms = -5 }\n",
+    "dist-nan": "[job]\nduration = { fixed_ms = nan }\n",
+    "dist-mixed-forms": "[job]\nduration = { fixed_ms = 5, median_ms = 3 }\n",
+    "dist-empty": "[job]\nduration = {}\n",
+    "backoff-type-unknown": '[backoff]\ntype = "linear"\n',
+    "backoff-type-number": "[backoff]\ntype = 3\n",
+    "jitter-above-1": "[backoff]\njitter = 2\n",
+    "workers-zero": "[workers]\ncount = 0\n",
+    "concurrency-huge": "[workers]\nconcurrency = 1000000\n",
+    "lock-zero": "[workers]\nlock_duration_ms = 0\n",
+    "stall-probability-text": '[stalls]\nprobability = "often"\n',
+    "clock-offset-overflow": "[clocks]\nmax_offset_ms = 1e308\n",
+    "clock-drift-negative": "[clocks]\nmax_drift_ppm = -5\n",
+    "rtt-zero-median": "[network]\ndb_rtt = { median_ms = 0, p99_ms = 30 }\n",
+    "section-is-value": "job = 3\n",
+    "expect-bad-form": '[expect]\nnaive = "broken"\n',
+    "expect-unknown-invariant": '[expect]\nnaive = "violates:no-such-thing"\n',
+    "expect-not-string": "[expect]\nnaive = 1\n",
+    "description-not-text": "description = 5\n",
+    "handlers-delay-negative": "[handlers]\nactive_delay_ms = -500\n",
+    "slack-negative": "[invariants]\ntimestamp_slack_ms = -1\n",
+    "empty-file-bad-utf8": None,  # written as bytes below
+}
+
+VALID_TRACE_KEYS = ("format", "scenario", "strategy", "seed", "case", "schedule")
+
+
+def scenario_cases() -> list[tuple[str, list[str], dict[str, str | bytes]]]:
+    cases: list[tuple[str, list[str], dict[str, str | bytes]]] = []
+    for name, text in SCENARIO_MISTAKES.items():
+        content: str | bytes = text if text is not None else b"\xff\xfe not utf-8 \xff"
+        cases.append((f"scenario/{name}/run", ["run", "bad.toml"], {"bad.toml": content}))
+    # the same file reaches other commands too: each must say the same one line
+    for name in ("unknown-key", "count-zero", "dist-min-above-max", "expect-unknown-invariant"):
+        text = SCENARIO_MISTAKES[name]
+        assert text is not None
+        cases.append((f"scenario/{name}/sweep", ["sweep", "bad.toml", "--runs", "2"], {"bad.toml": text}))
+        cases.append((f"scenario/{name}/explore", ["explore", "bad.toml", "--budget", "2"], {"bad.toml": text}))
+    cases.append(("scenario/{name}/check", ["check", "bad.toml"], {"bad.toml": SCENARIO_MISTAKES["expect-bad-form"] or ""}))
+    cases.append(("scenario/missing-file", ["run", "nope.toml"], {}))
+    cases.append(("scenario/unknown-name", ["run", "no-such-scenario"], {}))
+    cases.append(("scenario/a-directory", ["run", "adir.toml"], {"adir.toml/x": "x"}))
+    return cases
+
+
+def cli_cases() -> list[tuple[str, list[str], dict[str, str | bytes]]]:
+    c: list[tuple[str, list[str], dict[str, str | bytes]]] = [
+        ("cli/no-command", [], {}),
+        ("cli/unknown-command", ["frobnicate"], {}),
+        ("cli/unknown-flag", ["run", "seed-fast-jobs", "--frob"], {}),
+        ("cli/run-no-scenario", ["run"], {}),
+        ("cli/run-seed-text", ["run", "seed-fast-jobs", "--seed", "abc"], {}),
+        ("cli/run-seed-negative", ["run", "seed-fast-jobs", "--seed", "-1"], {}),
+        ("cli/run-seed-float", ["run", "seed-fast-jobs", "--seed", "1.5"], {}),
+        ("cli/run-strategy-empty", ["run", "seed-fast-jobs", "--strategy", ""], {}),
+        ("cli/run-strategy-unknown", ["run", "seed-fast-jobs", "--strategy", "nave"], {}),
+        ("cli/run-strategy-no-module", ["run", "seed-fast-jobs", "--strategy", "no_such_mod:S"], {}),
+        ("cli/run-strategy-no-attr", ["run", "seed-fast-jobs", "--strategy", "mystrat:NOPE"], {"mystrat.py": "X = 1\n"}),
+        ("cli/run-strategy-not-strategy", ["run", "seed-fast-jobs", "--strategy", "mystrat:X"], {"mystrat.py": "X = 1\n"}),
+        ("cli/run-strategy-import-error", ["run", "seed-fast-jobs", "--strategy", "brokenmod:S"], {"brokenmod.py": "import no_such_dependency\n"}),
+        ("cli/run-strategy-syntax-error", ["run", "seed-fast-jobs", "--strategy", "syntaxmod:S"], {"syntaxmod.py": "def (:\n"}),
+        ("cli/run-backend-unknown", ["run", "seed-fast-jobs", "--backend", "mysql"], {}),
+        ("cli/sweep-runs-zero", ["sweep", "--runs", "0"], {}),
+        ("cli/sweep-runs-negative", ["sweep", "--runs", "-5"], {}),
+        ("cli/sweep-runs-text", ["sweep", "--runs", "many"], {}),
+        ("cli/sweep-runs-huge", ["sweep", "--runs", "1000000000000"], {}),
+        ("cli/sweep-workers-zero", ["sweep", "--workers", "0", "--runs", "1"], {}),
+        ("cli/sweep-workers-huge", ["sweep", "--workers", "10000", "--runs", "1"], {}),
+        ("cli/sweep-strategies-empty", ["sweep", "--strategies", "", "--runs", "1"], {}),
+        ("cli/sweep-strategies-commas", ["sweep", "--strategies", ",,", "--runs", "1"], {}),
+        ("cli/sweep-strategies-one-bad", ["sweep", "--strategies", "naive,nope", "--runs", "1"], {}),
+        ("cli/sweep-out-bad-suffix", ["sweep", "seed-fast-jobs", "--runs", "1", "--out", "r.txt"], {}),
+        ("cli/sweep-out-is-directory", ["sweep", "seed-fast-jobs", "--runs", "1", "--out", "adir.parquet"], {"adir.parquet/x": "x"}),
+        ("cli/sweep-out-unwritable", ["sweep", "seed-fast-jobs", "--runs", "1", "--out", "/proc/racetrack/r.parquet"], {}),
+        ("cli/sweep-resume-without-out", ["sweep", "seed-fast-jobs", "--runs", "1", "--resume"], {}),
+        ("cli/sweep-resume-nothing", ["sweep", "seed-fast-jobs", "--runs", "1", "--out", "r.parquet", "--resume"], {}),
+        ("cli/sweep-grid-no-equals", ["sweep", "seed-fast-jobs", "--runs", "1", "--grid", "job.count"], {}),
+        ("cli/sweep-grid-unknown-path", ["sweep", "seed-fast-jobs", "--runs", "1", "--grid", "job.colour=1,2"], {}),
+        ("cli/sweep-grid-bad-value", ["sweep", "seed-fast-jobs", "--runs", "1", "--grid", "job.count=a,b"], {}),
+        ("cli/sweep-grid-out-of-range", ["sweep", "seed-fast-jobs", "--runs", "1", "--grid", "job.count=0,1"], {}),
+        ("cli/sweep-grid-empty-values", ["sweep", "seed-fast-jobs", "--runs", "1", "--grid", "job.count="], {}),
+        ("cli/sweep-executor-unknown", ["sweep", "--executor", "spark", "--runs", "1"], {}),
+        ("cli/sweep-scheduler-not-url", ["sweep", "seed-fast-jobs", "--runs", "1", "--scheduler", "not a url"], {}),
+        ("cli/sweep-report-is-file", ["sweep", "seed-fast-jobs", "--runs", "1", "--report", "afile"], {"afile": "x"}),
+        ("cli/check-runs-zero", ["check", "--runs", "0"], {}),
+        ("cli/check-junit-is-directory", ["check", "seed-fast-jobs", "--runs", "1", "--junit", "adir"], {"adir/x": "x"}),
+        ("cli/check-junit-unwritable", ["check", "seed-fast-jobs", "--runs", "1", "--junit", "/proc/racetrack/j.xml"], {}),
+        ("cli/check-no-expect", ["check", "mine.toml"], {"mine.toml": GOOD_SCENARIO}),
+        ("cli/explore-method-unknown", ["explore", "seed-fast-jobs", "--method", "magic"], {}),
+        ("cli/explore-budget-zero", ["explore", "seed-fast-jobs", "--budget", "0"], {}),
+        ("cli/explore-budget-and-time", ["explore", "seed-fast-jobs", "--budget", "3", "--time", "1"], {}),
+        ("cli/explore-time-zero", ["explore", "seed-fast-jobs", "--time", "0"], {}),
+        ("cli/explore-time-nan", ["explore", "seed-fast-jobs", "--time", "nan"], {}),
+        ("cli/explore-time-inf", ["explore", "seed-fast-jobs", "--time", "inf"], {}),
+        ("cli/explore-depth-zero", ["explore", "seed-fast-jobs", "--method", "pct", "--depth", "0"], {}),
+        ("cli/explore-window-negative", ["explore", "seed-fast-jobs", "--method", "pct", "--window", "-1"], {}),
+        ("cli/explore-invariants-unknown", ["explore", "seed-fast-jobs", "--invariants", "no-such", "--budget", "2"], {}),
+        ("cli/explore-invariants-empty", ["explore", "seed-fast-jobs", "--invariants", ",", "--budget", "2", "--method", "random"], {}),
+        ("cli/explore-jobs-zero", ["explore", "seed-fast-jobs", "--jobs", "0"], {}),
+        ("cli/explore-exhaustive-time", ["explore", "seed-fast-jobs", "--method", "exhaustive", "--time", "1"], {}),
+        ("cli/explore-out-is-directory", ["explore", "seed-fast-jobs", "--method", "random", "--budget", "50", "--out", "adir"], {"adir/x": "x"}),
+        ("cli/explore-out-unwritable", ["explore", "seed-fast-jobs", "--method", "random", "--budget", "50", "--out", "/proc/racetrack/t.json"], {}),
+        ("cli/replay-no-trace", ["replay"], {}),
+        ("cli/replay-missing-trace", ["replay", "nope.json"], {}),
+        ("cli/replay-strategy-unknown", ["replay", "t.json", "--strategy", "nope"], {}),
+        ("cli/export-nothing-asked", ["export", "t.json"], {}),
+        ("cli/export-pytest-is-directory", ["export", "t.json", "--pytest", "adir"], {"adir/x": "x"}),
+        ("cli/export-isolation-unwritable", ["export", "t.json", "--isolation", "/proc/racetrack/x.spec"], {}),
+        ("cli/export-strategy-unknown", ["export", "t.json", "--pytest", "x.py", "--strategy", "nope"], {}),
+        ("cli/report-no-inputs", ["report", "-o", "out"], {}),
+        ("cli/report-no-out", ["report", "r.csv"], {}),
+        ("cli/report-out-is-file", ["report", "r.csv", "-o", "afile"], {"afile": "x"}),
+        ("cli/report-missing-input", ["report", "nope.parquet", "-o", "out"], {}),
+        ("cli/report-unknown-suffix", ["report", "r.txt", "-o", "out"], {"r.txt": "hello"}),
+        ("cli/scenarios-extra-arg", ["scenarios", "extra"], {}),
+        ("cli/invariants-extra-flag", ["invariants", "--all"], {}),
+    ]
+    return c
+
+
+def _trace_variants(good: dict) -> dict[str, object]:
+    """Ways to break a valid trace (``good``) by hand."""
+    first_actor = good["actors"][0]["name"]
+    return {
+        "not-json": "{ this is not json",
+        "json-list": [1, 2, 3],
+        "empty-object": {},
+        "wrong-format": {**good, "format": "racetrack-trace/99"},
+        "format-number": {**good, "format": 2},
+        "digest-mismatch": {**good, "seed": good["seed"] + 1},
+        "no-actors": {k: v for k, v in good.items() if k not in ("actors", "digest")},
+        "actors-not-list": {**{k: v for k, v in good.items() if k != "digest"}, "actors": 5},
+        "no-schedule": {k: v for k, v in good.items() if k not in ("schedule", "digest")},
+        "schedule-not-list": {**{k: v for k, v in good.items() if k != "digest"}, "schedule": first_actor},
+        "schedule-unknown-actor": {**{k: v for k, v in good.items() if k != "digest"}, "schedule": ["nobody#1"] * 3},
+        "schedule-repeated": {**{k: v for k, v in good.items() if k != "digest"}, "schedule": list(good["schedule"]) * 50},
+        "schedule-truncated": {**{k: v for k, v in good.items() if k != "digest"}, "schedule": list(good["schedule"])[:1]},
+        "seed-text": {**{k: v for k, v in good.items() if k != "digest"}, "seed": "zero"},
+        "seed-negative": {**{k: v for k, v in good.items() if k != "digest"}, "seed": -3},
+        "strategy-unknown": {**{k: v for k, v in good.items() if k != "digest"}, "strategy": "no-such-strategy"},
+        "strategy-number": {**{k: v for k, v in good.items() if k != "digest"}, "strategy": 7},
+        "scenario-number": {**{k: v for k, v in good.items() if k != "digest"}, "scenario": 7},
+        "negative-job-count": {**{k: v for k, v in good.items() if k != "digest"}, "params": {**good["params"], "job.count": -4}},
+        "unknown-param": {**{k: v for k, v in good.items() if k != "digest"}, "params": {**good["params"], "job.colour": 1}},
+        "clocks-no-db": {**{k: v for k, v in good.items() if k != "digest"},
+                         "clocks": {h: c for h, c in good["clocks"].items() if h != "db"}},
+        "steps-not-list": {**{k: v for k, v in good.items() if k != "digest"}, "steps": {}},
+    }
+
+
+def trace_cases(good_trace: dict) -> list[tuple[str, list[str], dict[str, str | bytes]]]:
+    cases: list[tuple[str, list[str], dict[str, str | bytes]]] = []
+    for name, value in _trace_variants(good_trace).items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        cases.append((f"trace/{name}/replay", ["replay", "t.json"], {"t.json": text}))
+        if name in ("not-json", "wrong-format", "digest-mismatch", "schedule-unknown-actor", "strategy-unknown"):
+            cases.append((f"trace/{name}/export", ["export", "t.json", "--isolation", "x.spec"], {"t.json": text}))
+            cases.append((f"trace/{name}/report", ["report", "t.json", "-o", "out"], {"t.json": text}))
+    cases.append(("trace/binary", ["replay", "t.json"], {"t.json": b"\x00\x01\x02\xff"}))
+    return cases
+
+
+def results_cases() -> list[tuple[str, list[str], dict[str, str | bytes]]]:
+    return [
+        ("results/empty-csv", ["report", "r.csv", "-o", "out"], {"r.csv": ""}),
+        ("results/header-only", ["report", "r.csv", "-o", "out"], {"r.csv": "a,b,c\n"}),
+        ("results/garbage-csv", ["report", "r.csv", "-o", "out"], {"r.csv": "\x00\x01,,,\n\"unterminated\n"}),
+        ("results/not-parquet", ["report", "r.parquet", "-o", "out"], {"r.parquet": "this is not parquet"}),
+        ("results/empty-parquet", ["report", "r.parquet", "-o", "out"], {"r.parquet": b""}),
+        ("results/wrong-format-column", ["report", "r.csv", "-o", "out"], {"r.csv": "format,scenario\nother/1,x\n"}),
+        ("results/json-not-trace", ["report", "r.json", "-o", "out"], {"r.json": '{"hello": 1}'}),
+        ("results/partial-as-input", ["report", "r.parquet.partial", "-o", "out"], {"r.parquet.partial": "x"}),
+        ("results/resume-corrupt-partial", ["sweep", "seed-fast-jobs", "--runs", "2", "--out", "r.parquet", "--resume"],
+         {"r.parquet.partial": "corrupt"}),
+    ]
+
+
+BAD_HANDLERS = {
+    "not-a-generator": "def h(job, ctx):\n    return Update(job.id, {'status': 'active'})\n",
+    "yields-a-string": "def h(job, ctx):\n    yield 'UPDATE job_status SET status = 1'\n",
+    "unknown-column": "def h(job, ctx):\n    yield Update(job.id, {'colour': 'red'})\n",
+    "wrong-type": "def h(job, ctx):\n    yield Update(job.id, {'attempts': 'many'})\n",
+    "sleep-nan": "def h(job, ctx):\n    yield Sleep(float('nan'))\n",
+    "sleep-inf": "def h(job, ctx):\n    yield Sleep(float('inf'))\n",
+    "sleep-negative": "def h(job, ctx):\n    yield Sleep(-5)\n",
+    "sleep-text": "def h(job, ctx):\n    yield Sleep('5')\n",
+    "raises": "def h(job, ctx):\n    yield Select(job.id)\n    raise RuntimeError('boom')\n",
+    "wrong-signature": "def h(job):\n    yield Select(job.id)\n",
+    "select-loop": "def h(job, ctx):\n    while True:\n        yield Select(job.id)\n",
+    "sleep-loop": "def h(job, ctx):\n    while True:\n        yield Sleep(1)\n",
+    "clock-loop": "def h(job, ctx):\n    while True:\n        yield ReadClock()\n",
+    "busy-loop": "def h(job, ctx):\n    yield Select(job.id)\n    while True:\n        pass\n",
+}
+
+STRATEGY_MODULE = """from tracker.ops import ReadClock, Select, Sleep, Update
+from tracker.strategies import Strategy
+
+{handler}
+
+S = Strategy("bad", "a strategy with a mistake", on_active=h)
+"""
+
+
+def strategy_cases() -> list[tuple[str, list[str], dict[str, str | bytes]]]:
+    """Strategy code with a mistake. These end each run as an error naming the handler, its file and
+    line; a command that judges exits 2 (the strategy is broken), never 1, never a hang."""
+    cases = []
+    for name, handler in BAD_HANDLERS.items():
+        files: dict[str, str | bytes] = {"badstrat.py": STRATEGY_MODULE.format(handler=handler)}
+        cases.append((f"strategy/{name}/run", ["run", "process-success", "--strategy", "badstrat:S"], files))
+        if name == "busy-loop":  # the wall-clock limit stops it; the default (minutes) is too long for a test
+            cases[-1] = (cases[-1][0], [*cases[-1][1], "--max-run-seconds", "2"], files)
+        if name in ("unknown-column", "select-loop", "busy-loop", "not-a-generator"):
+            cases.append((f"strategy/{name}/sweep", ["sweep", "process-success", "--strategies", "badstrat:S", "--runs", "2",
+                                                     "--workers", "1", "--max-run-seconds", "2"], files))
+        if name in ("raises", "select-loop", "unknown-column"):
+            cases.append((f"strategy/{name}/explore", ["explore", "process-success", "--strategy", "badstrat:S",
+                                                       "--method", "random", "--budget", "3"], files))
+    return cases
+
+
+def dsn_cases() -> list[tuple[str, list[str], dict[str, str | bytes]]]:
+    run = ["run", "process-success", "--backend", "postgres", "--dsn"]
+    return [
+        ("dsn/not-a-url", [*run, "this is not a dsn"], {}),
+        ("dsn/unknown-scheme", [*run, "mysql://root@127.0.0.1/test"], {}),
+        ("dsn/unreachable-port", [*run, "postgresql://postgres:secret@127.0.0.1:1/test?connect_timeout=2"], {}),
+        ("dsn/unknown-database", [*run, "postgresql://postgres@127.0.0.1:5432/no_such_database_xyz"], {}),
+        ("dsn/bad-connect-timeout", [*run, "postgresql://postgres@127.0.0.1:5432/test?connect_timeout=abc"], {}),
+        ("dsn/unknown-option", [*run, "postgresql://postgres@127.0.0.1:5432/test?frobnicate=1"], {}),
+        ("dsn/bad-port", [*run, "postgresql://postgres@127.0.0.1:notaport/test"], {}),
+        ("dsn/schema-bad-name", ["run", "process-success", "--backend", "postgres", "--dsn",
+                                 "postgresql://postgres@127.0.0.1:5432/test", "--schema", "bad name; drop"], {}),
+        ("dsn/sweep-unreachable", ["sweep", "process-success", "--runs", "1", "--backend", "both", "--dsn",
+                                   "postgresql://postgres:secret@127.0.0.1:1/test?connect_timeout=2"], {}),
+    ]
