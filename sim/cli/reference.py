@@ -40,7 +40,9 @@ Every command and every option of `racetrack`, as `racetrack COMMAND --help` lis
 
 Exit codes everywhere: **0** the command did its job and no invariant it judges was violated,
 **1** a violation was found where the command judges, **2** bad input or an unusable environment
-(one line on stderr naming the file, field or value and what is allowed; never a traceback),
+(one line on stderr naming the file, field or value and what is allowed; never a traceback), also
+a strategy whose handler crashed or ran away (the line names the handler, its file and line),
+**3** an internal error, a bug in racetrack (one line and the path of a log with the traceback),
 **130** interrupted (Ctrl-C; a sweep says how to resume).
 """
 
