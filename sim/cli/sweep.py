@@ -104,7 +104,10 @@ def _count_errors(rows: Iterable[dict[str, Any]], errors: Counter[tuple[str, str
 
 
 def _resume_command(args: argparse.Namespace) -> str:
-    argv = [a for a in getattr(args, "argv", None) or sys.argv[1:] if a != "--resume"]
+    from tracker.pg_server import mask_password
+
+    # the password stays secret: the command names '***' where it was (PGPASSWORD or ~/.pgpass supplies it)
+    argv = [mask_password(a, a) for a in getattr(args, "argv", None) or sys.argv[1:] if a != "--resume"]
     return "racetrack " + shlex.join([*argv, "--resume"])
 
 
