@@ -89,6 +89,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(line)
         if out is not None:
             print(f"\nresults: {out} ({run.done} rows)")
+            if run.errors:
+                print(f"{run.errors} run(s) could not finish; retry exactly those with: {_resume_command(args)}")
         if args.report:
             print(f"report: {Path(args.report) / 'index.html'}")
     # Under --backend both the sweep judges one thing: that the model agrees with PostgreSQL.

@@ -393,6 +393,7 @@ class SweepRun:
         self.results: PartialResults | None = None
         self.executor: Any = None
         self.completed = False
+        self.errors = 0  # rows of runs that could not finish: --resume retries them
 
     def __enter__(self) -> SweepRun:
         if self.out is not None:
@@ -417,8 +418,9 @@ class SweepRun:
     def rows(self) -> Iterator[dict[str, Any]]:
         skip = 0
         if self.results is not None:
-            for row in self.results.resumed_rows():
+            for row in self.results.resumed_rows(self._retry):
                 skip += 1
+                self.errors += bool(row.get("error"))
                 yield row
             if skip and self.on_rows:
                 self.on_rows(skip)
@@ -429,8 +431,17 @@ class SweepRun:
                 self.results.append(rows)
             if self.on_rows:
                 self.on_rows(len(rows))
+            self.errors += sum(1 for r in rows if r.get("error"))
             yield from rows
         self.completed = True
+
+    def _retry(self, position: int, row: dict[str, Any]) -> dict[str, Any]:
+        """Run again the plan's run at ``position`` (its earlier row is an error row)."""
+        pair, run = divmod(position, self.sweep.runs)
+        scenario_index, strategy_index = divmod(pair, len(self.sweep.strategies))
+        chunk = Chunk(self.sweep.scenarios[scenario_index], self.sweep.strategies[strategy_index], self.sweep.seed + run, 1)
+        [again] = self.executor.submit(chunk).result()
+        return dict(again)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
@@ -439,7 +450,7 @@ class SweepRun:
         finally:
             if self.results is not None:
                 if self.completed and exc_type is None:
-                    self.results.finalize()
+                    self.results.finalize(keep_partial=self.errors > 0)
                 else:
                     self.results.close()
 
