@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -205,9 +206,9 @@ def _start_worker(parent: int) -> None:
 def _drop_schemas_and_exit(signum: int, frame: Any) -> None:
     # Terminated (an aborted sweep, or the parent died): the interrupted statement may hold a
     # connection's lock, so the schemas are dropped over fresh connections.
-    from tracker.postgres import drop_open_trackers_from_outside
-
-    drop_open_trackers_from_outside()
+    postgres = sys.modules.get("tracker.postgres")  # never imported: no schema to drop (and no import here)
+    if postgres is not None:
+        postgres.drop_open_trackers_from_outside()
     os._exit(128 + signum)
 
 
