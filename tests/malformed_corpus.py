@@ -78,6 +78,41 @@ def scenario_cases() -> list[tuple[str, list[str], dict[str, str | bytes]]]:
     return cases
 
 
+_TABLE = "CREATE TABLE job_status (job_id text PRIMARY KEY, status text NOT NULL DEFAULT 'pending'{extra});\n"
+
+TABLE_SQL_MISTAKES = {
+    "syntax-error": "CREATE TABLE job_status (job_id text PRIMARY KEY,, status text);\n",
+    "no-table": "CREATE TYPE s AS ENUM ('a');\n",
+    "two-tables": _TABLE.format(extra="") + _TABLE.format(extra="").replace("job_status", "other"),
+    "no-primary-key": "CREATE TABLE job_status (job_id text, status text);\n",
+    "two-column-key": "CREATE TABLE job_status (job_id text, n int, status text, PRIMARY KEY (job_id, n));\n",
+    "schema-qualified": "CREATE TABLE public.job_status (job_id text PRIMARY KEY);\n",
+    "unmodelled-uuid": _TABLE.format(extra=",\n owner uuid"),
+    "unmodelled-foreign-key": _TABLE.format(extra=",\n owner text REFERENCES owners (id)"),
+    "unmodelled-text-order": _TABLE.format(extra=",\n CHECK (status < 'z')"),
+    "unmodelled-arithmetic": _TABLE.format(extra=",\n n int CHECK (n + 1 > 0)"),
+    "unmodelled-unique": _TABLE.format(extra=",\n owner text UNIQUE"),
+    "unmodelled-trigger": _TABLE.format(extra="") + (
+        "CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.status := 'x'; RETURN NEW; END $$;\n"
+        "CREATE TRIGGER t BEFORE UPDATE ON job_status FOR EACH ROW EXECUTE FUNCTION f();\n"),
+    "unknown-column-in-check": _TABLE.format(extra=",\n CHECK (nope IS NULL)"),
+    "bad-enum-label": "CREATE TYPE s AS ENUM ('a');\n" + _TABLE.format(extra="").replace("text NOT NULL DEFAULT 'pending'", "s NOT NULL DEFAULT 'pending'"),
+}
+
+
+def table_sql_cases() -> list[tuple[str, list[str], dict[str, str | bytes]]]:
+    """A table SQL file no backend can use, or the memory model cannot reproduce exactly."""
+    cases: list[tuple[str, list[str], dict[str, str | bytes]]] = []
+    for name, text in TABLE_SQL_MISTAKES.items():
+        cases.append((f"table-sql/{name}/flag", ["run", "seed-fast-jobs", "--table-sql", "t.sql"], {"t.sql": text}))
+        cases.append((f"table-sql/{name}/scenario", ["sweep", "s.toml", "--runs", "1", "--workers", "1"],
+                      {"t.sql": text, "s.toml": '[table]\nsql = "t.sql"\n'}))
+    cases.append(("table-sql/missing-flag-file", ["run", "seed-fast-jobs", "--table-sql", "nope.sql"], {}))
+    cases.append(("table-sql/missing-scenario-file", ["run", "s.toml"], {"s.toml": '[table]\nsql = "nope.sql"\n'}))
+    cases.append(("table-sql/not-a-string", ["run", "s.toml"], {"s.toml": "[table]\nsql = 3\n"}))
+    return cases
+
+
 def cli_cases() -> list[tuple[str, list[str], dict[str, str | bytes]]]:
     c: list[tuple[str, list[str], dict[str, str | bytes]]] = [
         ("cli/no-command", [], {}),

@@ -1,11 +1,12 @@
-"""The in-memory model of the tracker: the seed's table, its constraints, its trigger, and READ
+"""The in-memory model of the tracker: the tracked table (a :class:`~tracker.table.Table` read
+from SQL: the bundled ``schema.sql`` or the user's own), its constraints, its trigger, and READ
 COMMITTED transactions with row locks, as PostgreSQL behaves for the operations in
-``tracker.ops``.
+``tracker.ops``. A table it cannot reproduce exactly is refused (:class:`UnmodelledTable`).
 
 It is a *model* that must agree with PostgreSQL (``--backend both`` checks it statement by
 statement), not a stand-in for it. What it models:
 
-* defaults and the ``updated_at`` trigger use ``now()``: the database clock at the start of the
+* defaults and the ``updated_at``-style trigger use ``now()``: the database clock at the start of the
   current transaction (at the statement for autocommit statements);
 * NOT NULL, then CHECK constraints in alphabetical order of name (as PostgreSQL evaluates them),
   then the primary key; a failure raises the same SQLSTATE and constraint name as PostgreSQL;
@@ -28,10 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tracker.backend import Blocked, Done, Outcome
+from tracker.errors import UserError
 from tracker.ops import (
-    COLUMNS,
-    STATUSES,
-    TABLE,
     Begin,
     Case,
     Coalesce,
@@ -49,39 +48,21 @@ from tracker.ops import (
     TrackerError,
     Update,
 )
+from tracker.table import INT_RANGES, KINDS, Table
+from tracker.table import evaluate as evaluate_sql
+from tracker.table_sql import bundled_table
 
-NOT_NULL_COLUMNS = ("job_id", "status", "attempts", "max_attempts", "created_at", "updated_at", "cancelled")
-PRIMARY_KEY = f"{TABLE}_pkey"
+
+class UnmodelledTable(UserError):
+    """A table the memory model cannot reproduce exactly; the line names the construct."""
 
 
-def _defaults(now_us: int) -> Row:
-    return {
-        "job_id": None,
-        "status": "pending",
-        "attempts": 0,
-        "max_attempts": 1,
-        "created_at": now_us,
-        "updated_at": now_us,
-        "started_at": None,
-        "completed_at": None,
-        "failed_at": None,
-        "error_message": None,
-        "progress": None,
-        "cancelled": False,
-        "cancelled_at": None,
-    }
+def _defaults(table: Table, now_us: int) -> Row:
+    return {c.name: None if c.default is None else evaluate_sql(c.default, {}, now_us) for c in table.columns}
 
 
 # --- SQL three-valued logic --------------------------------------------------------------------
 # True / False / None (unknown). A CHECK passes unless it is False; a WHERE matches only if True.
-
-
-def _and(*values: bool | None) -> bool | None:
-    if any(v is False for v in values):
-        return False
-    if any(v is None for v in values):
-        return None
-    return True
 
 
 def _or(*values: bool | None) -> bool | None:
@@ -114,43 +95,34 @@ def _cmp(a: Any, op: str, b: Any) -> bool | None:
     raise ValueError(f"unknown comparison {op!r}")
 
 
-def _ordered(later: Any, earlier: Any) -> bool:
-    """``later IS NULL OR earlier IS NULL OR later >= earlier``: false only when both are set."""
-    return later is None or earlier is None or later >= earlier
+def checks_of(table: Table) -> dict[str, Callable[[Row], bool | None]]:
+    """Each CHECK constraint of ``table`` as a predicate, by name (False only when SQL's is false)."""
+    def predicate(expr: Any) -> Callable[[Row], bool | None]:
+        return lambda row: evaluate_sql(expr, row, 0)
+
+    return {c.name: predicate(c.expr) for c in table.checks}
 
 
-#: Each CHECK constraint of ``schema.sql`` as a predicate, by name. A CHECK passes unless its
-#: expression is false (NULL passes): each predicate returns False only when SQL's would be false.
-CHECKS: dict[str, Callable[[Row], bool | None]] = {
-    f"{TABLE}_attempts_check": lambda r: _and(
-        _cmp(r["attempts"], ">=", 0), _cmp(r["attempts"], "<=", r["max_attempts"])
-    ),
-    f"{TABLE}_cancelled_check": lambda r: r["cancelled"] is not True or r["cancelled_at"] is not None,
-    f"{TABLE}_completed_check": lambda r: r["status"] != "completed" or r["completed_at"] is not None,
-    f"{TABLE}_failed_check": lambda r: r["status"] != "failed" or r["failed_at"] is not None,
-    f"{TABLE}_status_check": lambda r: r["status"] is None or r["status"] in STATUSES,
-    f"{TABLE}_timestamps_check": lambda r: (
-        _ordered(r["started_at"], r["created_at"])
-        and (r["started_at"] is None or _ordered(r["completed_at"], r["started_at"]))
-        and (r["started_at"] is None or _ordered(r["failed_at"], r["started_at"]))
-    ),
-}
-_CHECK_ORDER = sorted(CHECKS)
+#: The bundled table's CHECK constraints and NOT NULL columns, by the names PostgreSQL gives them.
+CHECKS = checks_of(bundled_table())
+NOT_NULL_COLUMNS = tuple(c.name for c in bundled_table().columns if c.not_null)
 
 
-def check_row(row: Row) -> TrackerError | None:
-    """The error PostgreSQL would raise for storing ``row``, or ``None`` if it is allowed."""
-    for column in NOT_NULL_COLUMNS:
-        if row[column] is None:
+def check_row(row: Row, table: Table | None = None, now_us: int = 0) -> TrackerError | None:
+    """The error PostgreSQL would raise for storing ``row``, or ``None`` if it is allowed: NOT
+    NULL in column order, then the CHECKs in name order."""
+    table = table or bundled_table()
+    for column in table.columns:
+        if column.not_null and row[column.name] is None:
             return TrackerError(
                 "23502",
-                f"{TABLE}_{column}_not_null",
-                f'null value in column "{column}" of relation "{TABLE}" violates not-null constraint',
+                f"{table.name}_{column.name}_not_null",
+                f'null value in column "{column.name}" of relation "{table.name}" violates not-null constraint',
             )
-    for name in _CHECK_ORDER:
-        if CHECKS[name](row) is False:
+    for check in table.checks:
+        if evaluate_sql(check.expr, row, now_us) is False:
             return TrackerError(
-                "23514", name, f'new row for relation "{TABLE}" violates check constraint "{name}"'
+                "23514", check.name, f'new row for relation "{table.name}" violates check constraint "{check.name}"'
             )
     return None
 
@@ -159,7 +131,7 @@ def evaluate(expr: Any, row: Row | None, now_us: int) -> Any:
     """The value of an expression against ``row`` (the version before the statement)."""
     if isinstance(expr, Col):
         if row is None or expr.name not in row:
-            raise ValueError(f"column {expr.name!r} is not a column of {TABLE}")
+            raise ValueError(f"column {expr.name!r} is not a column of the table")
         return row[expr.name]
     if isinstance(expr, DbNow):
         return now_us
@@ -180,10 +152,12 @@ def evaluate(expr: Any, row: Row | None, now_us: int) -> Any:
     return copy.deepcopy(expr) if isinstance(expr, (dict, list)) else expr
 
 
-def cond_value(cond: Cond, row: Row | None, now_us: int) -> bool | None:
-    """One guard term in three-valued logic."""
+def cond_value(cond: Cond, row: Row | None, now_us: int, labels: tuple[str, ...] = ()) -> bool | None:
+    """One guard term in three-valued logic (``labels``: the enum order of the column's type)."""
     if row is None:
         return None
+    if cond.column not in row:
+        raise ValueError(f"a guard names column {cond.column!r}, which is not a column of the table")
     current = row[cond.column]
     if cond.op == "is null":
         return current is None
@@ -194,51 +168,61 @@ def cond_value(cond: Cond, row: Row | None, now_us: int) -> bool | None:
             return None
         inside = _or(*(_cmp(current, "=", v) for v in cond.value))
         return inside if cond.op == "in" else _not(inside)
-    return _cmp(current, cond.op, evaluate(cond.value, row, now_us))
+    other = evaluate(cond.value, row, now_us)
+    if labels and current is not None and other is not None:
+        current, other = labels.index(current), labels.index(other)
+    return _cmp(current, cond.op, other)
 
 
-def matches(where: tuple[Cond, ...], row: Row | None, now_us: int) -> bool:
+def matches(where: tuple[Cond, ...], row: Row | None, now_us: int, table: Table | None = None) -> bool:
     """A WHERE clause matches only when it is true (not false, not unknown)."""
     if row is None:
         return False
     for cond in where:
-        if cond_value(cond, row, now_us) is not True:
+        column = table.column(cond.column) if table is not None else None
+        labels = column.labels if column is not None and column.kind == "enum" else ()
+        if cond_value(cond, row, now_us, labels) is not True:
             return False
     return True
 
 
-def _check_columns(verb: str, values: Any) -> None:
+def _check_columns(table: Table, verb: str, values: Any) -> None:
     for column in values:
-        if column not in COLUMNS or column == "job_id":
-            raise ValueError(f"{verb} may not set column {column!r} (the columns of {TABLE}: {', '.join(COLUMNS)})")
+        if column not in table.names or column == table.key:
+            raise ValueError(
+                f"{verb} may not set column {column!r} (the columns of {table.name}: {', '.join(table.names)})"
+            )
 
 
-_INT4 = (-(2**31), 2**31 - 1)
-_A_VALUE = {"integer": "a 32-bit integer", "text": "a str", "boolean": "a bool",
-            "timestamptz": "a timestamp (int microseconds since 1970)", "jsonb": "JSON"}
-
-
-def _fits(sql_type: str, value: Any) -> bool:
-    """Whether PostgreSQL would store ``value`` in a column of ``sql_type`` as the value it is."""
-    if value is None or sql_type == "jsonb":
+def _fits(kind: str, value: Any, labels: tuple[str, ...] = ()) -> bool:
+    """Whether PostgreSQL would store ``value`` in a column of ``kind`` as the value it is."""
+    if value is None or kind == "jsonb":
         return True
-    if sql_type == "boolean":
+    if kind == "boolean":
         return isinstance(value, bool)
-    if sql_type == "text":
+    if kind in ("text", "enum"):
         return isinstance(value, str)
     if isinstance(value, bool) or not isinstance(value, int):
         return False
-    if sql_type == "integer":
-        return _INT4[0] <= value <= _INT4[1]
+    if kind in INT_RANGES:
+        return INT_RANGES[kind][0] <= value <= INT_RANGES[kind][1]
     return -(2**62) < value < 2**62  # timestamptz: microseconds since 1970
 
 
-def _check_types(verb: str, values: dict[str, Any]) -> None:
+def _check_types(table: Table, verb: str, values: dict[str, Any]) -> TrackerError | None:
     """A value of the wrong type is a bug in the handler (PostgreSQL would refuse the statement's
-    text, not a constraint): said naming the column, its type and the value."""
-    for column, value in values.items():
-        if not _fits(COLUMNS[column], value):
-            raise ValueError(f"{verb} sets {column} ({COLUMNS[column]}) to {value!r}, which is not {_A_VALUE[COLUMNS[column]]}")
+    text, not a constraint): said naming the column, its type and the value. A string that is no
+    label of an enum column is the server's error (22P02), as PostgreSQL raises it."""
+    for name, value in values.items():
+        column = table.column(name)
+        assert column is not None
+        if not _fits(column.kind, value):
+            raise ValueError(f"{verb} sets {name} ({column.sql_type}) to {value!r}, which is not {KINDS[column.kind]}")
+        if column.kind == "enum" and value is not None and value not in column.labels:
+            return TrackerError(
+                "22P02", None, f'invalid input value for enum {column.sql_type.strip(chr(34))}: "{value}"'
+            )
+    return None
 
 
 @dataclass
@@ -255,11 +239,14 @@ class _Session:
 
 
 class MemoryTracker:
-    """The job_status table in memory. State: committed rows, sessions, row locks."""
+    """The tracked table in memory. State: committed rows, sessions, row locks."""
 
     name = "memory"
 
-    def __init__(self) -> None:
+    def __init__(self, table: Table | None = None) -> None:
+        self.table = table or bundled_table()
+        if self.table.unmodelled:
+            raise UnmodelledTable(self.table.unmodelled)
         self.reset()
 
     def reset(self) -> None:
@@ -350,13 +337,18 @@ class MemoryTracker:
         return Done(value=None if row is None else dict(row))
 
     def _insert(self, session: str, state: _Session, op: Insert, now_us: int) -> Outcome:
-        _check_columns("INSERT", op.values)
-        row = _defaults(now_us)
+        table = self.table
+        _check_columns(table, "INSERT", op.values)
+        row = _defaults(table, now_us)
         values = {k: evaluate(v, None, now_us) for k, v in op.values.items()}
-        _check_types("INSERT", values)
+        error = _check_types(table, "INSERT", values)
+        if error:
+            return Done(error=error)
         row.update(values)
-        row["job_id"] = op.job_id
-        error = check_row(row)
+        row[table.key] = op.job_id
+        if table.stamped_on_insert:
+            row.update(dict.fromkeys(table.stamped, now_us))  # the BEFORE INSERT trigger
+        error = check_row(row, table, now_us)
         if error:
             return Done(error=error)
         if op.job_id not in self._committed and op.job_id not in state.writes:
@@ -370,17 +362,18 @@ class MemoryTracker:
             return Done(
                 error=TrackerError(
                     "23505",
-                    PRIMARY_KEY,
-                    f'duplicate key value violates unique constraint "{PRIMARY_KEY}"',
+                    table.key_constraint,
+                    f'duplicate key value violates unique constraint "{table.key_constraint}"',
                 )
             )
         self._write(session, state, op.job_id, row)
         return Done(value=None if row is None else dict(row))
 
     def _update(self, session: str, state: _Session, op: Update, now_us: int, resumed: bool) -> Outcome:
-        _check_columns("UPDATE", op.set)
+        table = self.table
+        _check_columns(table, "UPDATE", op.set)
         row = self._visible(state, op.job_id)
-        if not matches(op.where, row, now_us):
+        if not matches(op.where, row, now_us, table):
             return Done(value=None)
         blocked = self._blockers(session, op.job_id)
         if blocked:
@@ -388,15 +381,17 @@ class MemoryTracker:
         if resumed:
             # Waited for a blocker: re-check the guard on the version it left (EvalPlanQual).
             row = self._visible(state, op.job_id)
-            if not matches(op.where, row, now_us):
+            if not matches(op.where, row, now_us, table):
                 return Done(value=None)
         assert row is not None
         new = dict(row)
         values = {k: evaluate(v, row, now_us) for k, v in op.set.items()}
-        _check_types("UPDATE", values)
+        error = _check_types(table, "UPDATE", values)
+        if error:
+            return Done(error=error)
         new.update(values)
-        new["updated_at"] = now_us  # the BEFORE UPDATE trigger
-        error = check_row(new)
+        new.update(dict.fromkeys(table.stamped, now_us))  # the BEFORE UPDATE trigger
+        error = check_row(new, table, now_us)
         if error:
             return Done(error=error)
         self._write(session, state, op.job_id, new)

@@ -3,14 +3,16 @@
 :class:`PostgresTracker` implements the backend contract (``tracker.backend``) with psycopg 3.
 
 * **Its own schema.** It creates ``<prefix>_<pid>_<n>`` (prefix ``racetrack``, ``--schema`` sets
-  it), builds the table there from ``tracker/schema.sql``, and drops that schema, and only that
+  it), builds the table there from its SQL (``tracker/schema.sql``, or the user's file: a
+  :class:`~tracker.table.Table`), and drops that schema, and only that
   one, at :meth:`close`. It never reads or writes anything outside it; two sweeps against one
   server each have their own schema.
 * **SQL.** Every value is a bound parameter; every identifier is quoted by ``psycopg.sql``.
 * **The simulated database clock.** The schema holds a function ``now()`` that returns
   ``current_setting('racetrack.now')::timestamptz``. The table is created with that schema first
-  on the ``search_path`` (before ``pg_catalog``), so ``DEFAULT now()`` binds to it; the trigger
-  function is pinned to the same ``search_path``; ``DbNow()`` is emitted as ``<schema>.now()``.
+  on the ``search_path`` (before ``pg_catalog``), so ``DEFAULT now()`` binds to it (the table's
+  SQL spells ``CURRENT_TIMESTAMP`` as ``now()``, see ``tracker.table_sql.for_postgres``); the
+  file's functions (the trigger's) are pinned to the same ``search_path``; ``DbNow()`` is emitted as ``<schema>.now()``.
   ``BEGIN`` sets the setting transaction-locally to the driver's ``db_now_us`` (so ``now()`` is
   the transaction's start, as in PostgreSQL); an autocommit INSERT or UPDATE sets it at the
   statement's instant in the statement itself (``... FROM (SELECT set_config(...))``: the row is
@@ -47,7 +49,6 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime, timedelta
-from importlib import resources
 from typing import Any
 
 import psycopg
@@ -61,9 +62,7 @@ from tracker.backend import Blocked, Done, Outcome
 from tracker.errors import UserError
 from tracker.leftovers import drop_schema, schema_marker
 from tracker.ops import (
-    COLUMNS,
     COND_OPS,
-    TABLE,
     Begin,
     Case,
     Coalesce,
@@ -82,6 +81,8 @@ from tracker.ops import (
     Update,
 )
 from tracker.pg_server import ServerUnavailable, describe_server, mask_password, one_line
+from tracker.table import Table
+from tracker.table_sql import bundled_table
 
 DEFAULT_PREFIX = "racetrack"
 CLOCK_SETTING = "racetrack.now"
@@ -94,6 +95,11 @@ _INT8 = struct.Struct("!q")
 _schema_numbers = itertools.count(1)
 #: Trackers of this process not closed yet: closed at exit, or their schemas dropped from outside on SIGTERM.
 _open_trackers: weakref.WeakSet[PostgresTracker] = weakref.WeakSet()
+
+
+class TableRefused(UserError):
+    """PostgreSQL would not create the user's table (its SQL is wrong for the server): one line
+    naming the file and the server's reason."""
 
 
 class ConnectionLost(UserError):
@@ -153,14 +159,16 @@ class Compiler:
     column's type, so the text depends only on the operation's shape and prepares well.
     """
 
-    def __init__(self, schema: str, quote: Callable[[sql.Composable], str]) -> None:
-        self.table = quote(sql.Identifier(schema, TABLE))
+    def __init__(self, schema: str, quote: Callable[[sql.Composable], str], table: Table | None = None) -> None:
+        spec = table or bundled_table()
+        self.name, self.types, self.key = spec.name, spec.types, spec.key
+        self.table = quote(sql.Identifier(schema, spec.name))
         self.now = quote(sql.SQL("{}.now()").format(sql.Identifier(schema)))
-        self.cols = {name: quote(sql.Identifier(name)) for name in COLUMNS}
+        self.cols = {name: quote(sql.Identifier(name)) for name in self.types}
 
     def column(self, name: str) -> str:
         if name not in self.cols:
-            raise ValueError(f"column {name!r} is not a column of {TABLE}")
+            raise ValueError(f"column {name!r} is not a column of {self.name}")
         return self.cols[name]
 
     def value(self, expr: Any, sql_type: str, params: list[Any]) -> str:
@@ -181,7 +189,7 @@ class Compiler:
 
     def cond(self, cond: Cond, params: list[Any]) -> str:
         column = self.column(cond.column)
-        sql_type = COLUMNS[cond.column]
+        sql_type = self.types[cond.column]
         if cond.op not in COND_OPS:
             raise ValueError(f"unknown comparison {cond.op!r}")
         if cond.op in ("is null", "is not null"):
@@ -215,14 +223,14 @@ class Compiler:
         if isinstance(op, Select):
             params.append(op.job_id)
             lock = " FOR UPDATE" if op.for_update else ""
-            return f"SELECT * FROM {self.table} WHERE {self.cols['job_id']} = %s{lock}", params, False
+            return f"SELECT * FROM {self.table} WHERE {self.cols[self.key]} = %s{lock}", params, False
         if isinstance(op, Insert):
-            bad = set(op.values) - set(COLUMNS) | ({"job_id"} & set(op.values))
+            bad = set(op.values) - set(self.types) | ({self.key} & set(op.values))
             if bad:
                 raise ValueError(f"INSERT names columns it may not set: {sorted(bad)}")
-            names = [self.cols["job_id"]] + [self.cols[c] for c in op.values]
+            names = [self.cols[self.key]] + [self.cols[c] for c in op.values]
             params.append(op.job_id)
-            values = ["%s"] + [self.value(v, COLUMNS[c], params) for c, v in op.values.items()]
+            values = ["%s"] + [self.value(v, self.types[c], params) for c, v in op.values.items()]
             conflict = " ON CONFLICT DO NOTHING" if op.on_conflict_do_nothing else ""
             if clock is None:
                 source = f"VALUES ({', '.join(values)})"
@@ -235,12 +243,12 @@ class Compiler:
                 clock is not None,
             )
         if isinstance(op, Update):
-            bad = set(op.set) - set(COLUMNS) | ({"job_id"} & set(op.set))
+            bad = set(op.set) - set(self.types) | ({self.key} & set(op.set))
             if bad:
                 raise ValueError(f"UPDATE sets columns it may not set: {sorted(bad)}")
-            sets = [f"{self.cols[c]} = {self.value(v, COLUMNS[c], params)}" for c, v in op.set.items()]
+            sets = [f"{self.cols[c]} = {self.value(v, self.types[c], params)}" for c, v in op.set.items()]
             if not sets:  # SET nothing is not SQL; the trigger still stamps updated_at
-                sets = [f"{self.cols['updated_at']} = {self.cols['updated_at']}"]
+                sets = [f"{self.cols[self.key]} = {self.cols[self.key]}"]
             source = ""
             if clock is not None:
                 source = clock_from
@@ -250,7 +258,7 @@ class Compiler:
             params.extend(where_params)
             guard = f" AND {where}" if where else ""
             return (
-                f"UPDATE {self.table} SET {', '.join(sets)}{source} WHERE {self.cols['job_id']} = %s{guard}"
+                f"UPDATE {self.table} SET {', '.join(sets)}{source} WHERE {self.cols[self.key]} = %s{guard}"
                 f" RETURNING {self.table}.*",
                 params,
                 clock is not None,
@@ -289,13 +297,13 @@ def reads_now(op: DbOp) -> bool:
     return isinstance(op, (Insert, Update))
 
 
-def tracker_error(exc: psycopg.Error) -> TrackerError:
+def tracker_error(exc: psycopg.Error, table: str = "job_status") -> TrackerError:
     """PostgreSQL's error as the handler sees it: SQLSTATE and constraint name."""
     diag = exc.diag
     sqlstate = diag.sqlstate or ""
     constraint = diag.constraint_name
     if sqlstate == "23502" and constraint is None and diag.column_name:
-        constraint = f"{diag.table_name or TABLE}_{diag.column_name}_not_null"  # PostgreSQL < 18
+        constraint = f"{diag.table_name or table}_{diag.column_name}_not_null"  # PostgreSQL < 18
     if sqlstate == "25P02":
         constraint = None
     return TrackerError(sqlstate, constraint, diag.message_primary or one_line(str(exc)))
@@ -321,10 +329,14 @@ class PostgresTracker:
 
     name = "postgres"
 
-    def __init__(self, dsn: str, prefix: str | None = None, lock_timeout_ms: int = 20_000) -> None:
+    def __init__(
+        self, dsn: str, prefix: str | None = None, lock_timeout_ms: int = 20_000, table: Table | None = None
+    ) -> None:
         prefix = prefix or DEFAULT_PREFIX
         check_prefix(prefix)
         self.dsn = dsn
+        self.spec = table or bundled_table()
+        self._enum_oids: list[int] = []
         self.where = describe_server(dsn)
         self.lock_timeout_ms = lock_timeout_ms
         self.schema = f"{prefix}_{os.getpid()}_{next(_schema_numbers)}"
@@ -346,7 +358,7 @@ class PostgresTracker:
             self.monitor = self.admin  # close() closes it once more, harmlessly
             self.close()
             raise
-        self.compiler = Compiler(self.schema, lambda c: c.as_string(self.admin))
+        self.compiler = Compiler(self.schema, lambda c: c.as_string(self.admin), self.spec)
 
     # -- setup ----------------------------------------------------------------------------------
 
@@ -365,7 +377,14 @@ class PostgresTracker:
             # racetrack's own sessions only: losing the last commits on a crash loses nothing of value
             cur.execute("SET synchronous_commit TO off")
             cur.execute("SELECT set_config('lock_timeout', %s, false)", [f"{self.lock_timeout_ms}ms"])
+        self._read_enums_as_text(conn)
         return conn
+
+    def _read_enums_as_text(self, conn: psycopg.Connection[Any]) -> None:
+        """The table's enum values come back as ``str``, as the model holds them."""
+        for oid in self._enum_oids:
+            conn.adapters.register_loader(oid, psycopg.types.string.TextLoader)
+            conn.adapters.register_loader(oid, psycopg.types.string.TextBinaryLoader)
 
     def _lost(self, exc: BaseException) -> ConnectionLost:
         """The server went away: pooled connections are as dead as this one; reconnect next run."""
@@ -381,7 +400,7 @@ class PostgresTracker:
 
     def _create_schema(self) -> None:
         schema = sql.Identifier(self.schema)
-        ddl = resources.files("tracker").joinpath("schema.sql").read_text()
+        ddl = self.spec.sql
         try:
             with self.admin.transaction():
                 self.admin.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
@@ -396,13 +415,26 @@ class PostgresTracker:
                     ).format(schema, sql.Literal(CLOCK_SETTING))
                 )
                 self.admin.execute(ddl.encode(), prepare=False)  # no parameters: one multi-statement script
-                self.admin.execute(
-                    sql.SQL("ALTER FUNCTION {}.job_status_set_updated_at() SET search_path TO {}, pg_catalog").format(
-                        schema, schema
+                for function in self.spec.functions:
+                    self.admin.execute(
+                        sql.SQL("ALTER FUNCTION {} SET search_path TO {}, pg_catalog").format(
+                            sql.Identifier(self.schema, function), schema
+                        )
                     )
+                found = self.admin.execute(
+                    "SELECT t.oid FROM pg_catalog.pg_type t WHERE t.typtype = 'e' AND t.typnamespace = %s::regnamespace",
+                    [self.schema],
                 )
+                self._enum_oids = [r["oid"] for r in found.fetchall()]
+            self._read_enums_as_text(self.admin)
         except psycopg.Error as exc:
             self._created = False
+            if isinstance(exc, psycopg.errors.SyntaxErrorOrAccessRuleViolation | psycopg.errors.DataException) or (
+                exc.sqlstate or ""
+            ).startswith(("42", "22", "2B", "0A")):
+                raise TableRefused(
+                    f"{self.spec.source}: PostgreSQL refused the table SQL: {one_line(str(exc))}"
+                ) from None
             raise ServerUnavailable(self._say(f"cannot create schema {self.schema}", exc)) from None
 
     # -- the contract ---------------------------------------------------------------------------
@@ -419,7 +451,7 @@ class PostgresTracker:
             if self.monitor.closed or self.monitor.broken:
                 self.monitor = self._connect()
             # DELETE, not TRUNCATE: a run leaves a few dozen rows, and TRUNCATE's new files cost ms
-            self.admin.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(self.schema, TABLE)))
+            self.admin.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(self.schema, self.spec.name)))
         except psycopg.OperationalError as exc:
             raise self._lost(exc) from None
 
@@ -468,9 +500,12 @@ class PostgresTracker:
     def rows(self) -> dict[str, Row]:
         try:
             cur = self.admin.execute(
-                sql.SQL("SELECT * FROM {} ORDER BY job_id").format(sql.Identifier(self.schema, TABLE)), binary=True
+                sql.SQL("SELECT * FROM {} ORDER BY {}").format(
+                    sql.Identifier(self.schema, self.spec.name), sql.Identifier(self.spec.key)
+                ),
+                binary=True,
             )
-            found = {r["job_id"]: dict(r) for r in cur.fetchall()}
+            found = {r[self.spec.key]: dict(r) for r in cur.fetchall()}
         except psycopg.OperationalError as exc:
             raise self._lost(exc) from None
         order = [j for j in self._commit_order if j in found] + [j for j in found if j not in self._commit_order]
@@ -536,7 +571,7 @@ class PostgresTracker:
         except psycopg.OperationalError as exc:
             raise self._lost(exc) from None
         except psycopg.Error as exc:
-            return Done(error=tracker_error(exc))
+            return Done(error=tracker_error(exc, self.spec.name))
         if status == "COMMIT":  # an aborted transaction's COMMIT answers ROLLBACK
             self._commit_order.update(dict.fromkeys(state.inserted))
         state.in_tx, state.inserted = False, []
@@ -579,7 +614,7 @@ class PostgresTracker:
                 raise ConnectionLost(f"a statement waited on a row lock past lock_timeout at {self.where}") from None
             raise self._lost(exc) from None
         except psycopg.Error as exc:
-            return Done(error=tracker_error(exc))
+            return Done(error=tracker_error(exc, self.spec.name))
 
     def _finish(self, session: str, state: _Session, op: DbOp, outcome: Outcome) -> Outcome:
         """Book what a finished statement locked (for Blocked answers and for may-wait guesses)."""

@@ -8,6 +8,7 @@ that they ask it the same way and say the same thing when it is wrong.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import sys
@@ -15,10 +16,13 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from sim.engine.limits import DEFAULT_LIMITS, Limits
+from sim.engine.scenario import Scenario
 from sim.runs import sweep
 from sim.runs.backends import KINDS, BackendSpec
 from tracker.errors import UserError
 from tracker.strategies import BUILTIN, Strategy, load_strategy
+from tracker.table import Table
+from tracker.table_sql import load_table
 
 #: The exit code of an internal error, a bug in racetrack (0, 1 and 2 are the documented verdicts;
 #: 130 is Ctrl-C).
@@ -173,6 +177,23 @@ def add_backend_flags(p: argparse.ArgumentParser) -> None:
                    help="memory (default), postgres (a real server), both (differential: compare every operation)")
     p.add_argument("--dsn", help="PostgreSQL connection string (default: DATABASE_URL, else PG* variables, else an embedded server)")
     p.add_argument("--schema", help="prefix of racetrack's own schema on the server (default: racetrack; _<pid>_<n> is added)")
+    p.add_argument("--table-sql", metavar="FILE",
+                   help="SQL file creating the tracked table, as in your migrations (overrides the scenario's table.sql)")
+
+
+def with_table_sql(args: argparse.Namespace, scenario: Scenario) -> Scenario:
+    """``scenario`` tracking the table of ``--table-sql`` when it is given."""
+    path = getattr(args, "table_sql", None)
+    if not path:
+        return scenario
+    return scenario.with_table(_table_of(path), path)
+
+
+@functools.cache
+def _table_of(path: str) -> Table:
+    if not os.path.isfile(path):
+        raise UsageError(f"--table-sql {path}: no such file")
+    return load_table(path)
 
 
 def backend_spec(args: argparse.Namespace) -> BackendSpec:

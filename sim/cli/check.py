@@ -18,6 +18,7 @@ from sim.cli.args import (
     limits_of,
     output_file,
     user_modules_from_cwd,
+    with_table_sql,
 )
 from sim.cli.output import Progress, write_output
 from sim.engine import scenario as scenarios
@@ -38,7 +39,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from sim.runs import check
 
     named = bool(args.scenarios)
-    targets = [(ref, scenarios.load(ref)) for ref in (args.scenarios or scenarios.bundled_names())]
+    targets = [(ref, with_table_sql(args, scenarios.load(ref))) for ref in (args.scenarios or scenarios.bundled_names())]
     if named:
         missing = [sc.source for _, sc in targets if not sc.expect]
         if missing:

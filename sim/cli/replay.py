@@ -33,6 +33,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     strategy = load_strategy_arg(args.strategy) if args.strategy is not None else None
     try:
         with applied(limits_of(args)):
+            if args.table_sql:
+                raise UsageError("replay --table-sql: a trace replays against the bundled table only")
             result = replay_data(data, strategy, backend_spec(args), strict=args.strict)
     except (trace.TraceError, StrategyNotFound) as exc:
         # What is wrong is inside the trace (its format, its schedule, the strategy it names):

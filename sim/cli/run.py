@@ -16,6 +16,7 @@ from sim.cli.args import (
     limits_of,
     load_strategy_arg,
     seed,
+    with_table_sql,
 )
 from sim.cli.output import differential_line
 from sim.engine import scenario as scenarios
@@ -38,9 +39,9 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    scenario = scenarios.load(args.scenario)
+    scenario = with_table_sql(args, scenarios.load(args.scenario))
     strategy = load_strategy_arg(args.strategy)
-    backend = open_backend(backend_spec(args))
+    backend = open_backend(backend_spec(args), scenario.table)
     try:
         result = run_one(scenario, strategy, args.seed, backend, limits=limits_of(args))
     finally:

@@ -24,6 +24,7 @@ from sim.cli.args import (
     load_strategies,
     output_file,
     strategy_refs,
+    with_table_sql,
 )
 from sim.cli.output import Progress, backend_lines, format_summary, sweep_heading, verdict_lines
 from sim.engine import scenario as scenarios
@@ -51,7 +52,7 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    loaded = [scenarios.load(n) for n in args.scenarios or scenarios.bundled_names()]
+    loaded = [with_table_sql(args, scenarios.load(n)) for n in args.scenarios or scenarios.bundled_names()]
     loaded = _grid_variants(loaded, args.grid)
     refs = strategy_refs(args.strategies)
     spec = backend_spec(args)

@@ -19,6 +19,8 @@ from typing import Any
 
 from sim.engine.distributions import FORMS, Dist, parse_dist
 from tracker.errors import UserError
+from tracker.table import Table
+from tracker.table_sql import TableSqlError, load_table
 
 
 class ScenarioError(UserError, ValueError):
@@ -75,7 +77,11 @@ PARAMS: tuple[Param, ...] = (
     _p("clocks.max_offset_ms", 5.0, "number", "Each host's clock offset is uniform in [-max, +max] (the database's too).", minimum=0, maximum=MAX_OFFSET_MS),
     _p("clocks.max_drift_ppm", 50.0, "number", "Each host's clock rate error is uniform in [-max, +max] ppm.", minimum=0, maximum=100_000),
     _p("invariants.timestamp_slack_ms", 50.0, "number", "`faithful-timestamps` allows this plus the clocks' worst error.", minimum=0, maximum=MAX_MS),
+    _p("table.sql", "", "text", "SQL file (path relative to the scenario file) creating the tracked table, as in your migrations; default: the bundled `job_status` ([own-table.md](own-table.md))."),
 )
+#: Keys that say which table a run tracks, not how the world behaves: results carry them only when
+#: set, so a scenario without them records exactly what it did before they existed.
+TABLE_KEYS = ("table.sql",)
 PARAM_BY_PATH = {p.path: p for p in PARAMS}
 SECTIONS = sorted({p.path.split(".")[0] for p in PARAMS if "." in p.path} | {"expect"})
 EXPECT_FORM = '"clean", "violates:<invariant>[,<invariant>...]" or "any"'
@@ -90,6 +96,8 @@ class Scenario:
     source: str
     values: dict[str, Any] = field(hash=False)
     expect: dict[str, str] = field(default_factory=dict, hash=False)
+    #: The tracked table (None: the bundled ``job_status``), from ``table.sql`` or ``--table-sql``.
+    table: Table | None = None
 
     def __getitem__(self, path: str) -> Any:
         return self.values[path]
@@ -101,12 +109,18 @@ class Scenario:
 
     def with_values(self, changes: dict[str, Any]) -> Scenario:
         """A copy with some parameters changed (already validated values)."""
-        return Scenario(self.name, self.source, {**self.values, **changes}, dict(self.expect))
+        return Scenario(self.name, self.source, {**self.values, **changes}, dict(self.expect), self.table)
+
+    def with_table(self, table: Table | None, path: str) -> Scenario:
+        """A copy that tracks ``table`` (read from ``path``, which results record)."""
+        return Scenario(self.name, self.source, {**self.values, "table.sql": path}, dict(self.expect), table)
 
     def to_toml_table(self) -> dict[str, Any]:
         """Every parameter as plain TOML-able data (distributions as their tables)."""
         out: dict[str, Any] = {}
         for path, value in self.values.items():
+            if path in TABLE_KEYS and value == PARAM_BY_PATH[path].default:
+                continue
             out[path] = value.to_toml() if isinstance(value, Dist) else value
         return out
 
@@ -201,7 +215,7 @@ def _validate_expectation(value: Any, where: str) -> str | None:
     return f"must be {EXPECT_FORM} (got {value!r})"
 
 
-def from_mapping(data: dict[str, Any], name: str, source: str, text: str = "") -> Scenario:
+def from_mapping(data: dict[str, Any], name: str, source: str, text: str = "", base: Path | None = None) -> Scenario:
     """Validate parsed TOML; raise :class:`ScenarioError` naming the first bad key."""
     values: dict[str, Any] = {}
     expect: dict[str, str] = {}
@@ -241,7 +255,16 @@ def from_mapping(data: dict[str, Any], name: str, source: str, text: str = "") -
         if reason:
             raise ScenarioError(f"{_where(source, text, param.path)}{param.path} {reason}")
         values[param.path] = converted
-    return Scenario(name=name, source=source, values=values, expect=expect)
+    table = None
+    if values["table.sql"]:
+        sql_path = (base or Path.cwd()) / values["table.sql"]
+        if not sql_path.is_file():
+            raise ScenarioError(f"{_where(source, text, 'table.sql')}table.sql: no such file {str(sql_path)!r}")
+        try:
+            table = load_table(sql_path, values["table.sql"])
+        except TableSqlError as exc:
+            raise ScenarioError(f"{_where(source, text, 'table.sql')}table.sql: {exc}") from None
+    return Scenario(name=name, source=source, values=values, expect=expect, table=table)
 
 
 def bundled_dir() -> Path:
@@ -279,7 +302,7 @@ def load_file(path: Path, name: str, source: str | None = None) -> Scenario:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{source}: invalid TOML: {exc}") from None
-    return from_mapping(data, name, source, text)
+    return from_mapping(data, name, source, text, path.resolve().parent)
 
 
 @dataclass(frozen=True)
@@ -400,7 +423,7 @@ def grid_variants(scenario: Scenario, axes: list[GridAxis]) -> list[Scenario]:
                 raise ScenarioError(f"--grid {given}: in {scenario.source} {path} {exc}") from None
         label = ",".join(f"{a.path}={a.texts[i]}" for a, i in zip(axes, combo, strict=True))
         variant = scenario.with_values(changes)
-        variants.append(Scenario(f"{scenario.name}[{label}]", variant.source, variant.values, variant.expect))
+        variants.append(Scenario(f"{scenario.name}[{label}]", variant.source, variant.values, variant.expect, variant.table))
     return variants
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from tracker.backend import TrackerBackend
 from tracker.errors import UserError
 from tracker.memory import MemoryTracker
+from tracker.table import Table
 
 KINDS = ("memory", "postgres", "both")
 
@@ -29,24 +30,27 @@ class BackendSpec:
     schema: str | None = None
 
 
-def open_backend(spec: BackendSpec) -> TrackerBackend:
-    """A ready backend for ``spec``. The caller closes it (``close_backend``) when done."""
+def open_backend(spec: BackendSpec, table: Table | None = None) -> TrackerBackend:
+    """A ready backend for ``spec`` tracking ``table`` (None: the bundled one). The caller closes
+    it (``close_backend``) when done."""
     if spec.kind == "memory":
-        return MemoryTracker()
+        return MemoryTracker(table)
     if spec.kind not in KINDS:
         raise ValueError(f"unknown backend {spec.kind!r}: use one of {', '.join(KINDS)}")
     from tracker.differential import DifferentialTracker
     from tracker.pg_server import ServerUnavailable, choose_server
     from tracker.postgres import PostgresTracker
 
+    memory = MemoryTracker(table) if spec.kind == "both" else None  # an unmodelled table fails before any server work
     try:
         server = choose_server(spec.dsn)
-        postgres = PostgresTracker(server.dsn, spec.schema)
+        postgres = PostgresTracker(server.dsn, spec.schema, table=table)
     except (ServerUnavailable, ValueError) as exc:
         raise BackendUnavailable(str(exc)) from None
     if spec.kind == "postgres":
         return postgres
-    return DifferentialTracker(MemoryTracker(), postgres)
+    assert memory is not None
+    return DifferentialTracker(memory, postgres)
 
 
 def run_errors() -> tuple[type[Exception], ...]:

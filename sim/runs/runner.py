@@ -155,7 +155,7 @@ def run_one(
 ) -> RunResult:
     """Simulate one run and judge it. A run whose handler crashed or reached a limit is not
     judged: its result carries ``error`` (the handler, its file and line, what happened)."""
-    backend = backend or MemoryTracker()
+    backend = backend or MemoryTracker(scenario.table)
     world = World(scenario, strategy, backend, seed, draws, limits)
     try:
         with wall_clock_limit(limits.wall_seconds, f"seed {seed} of {scenario.name} with {strategy.name}"):

@@ -43,6 +43,7 @@ from sim.runs.runner import SweepItem, error_row, run_one
 from tracker.backend import TrackerBackend
 from tracker.errors import UserError
 from tracker.strategies import Strategy, load_strategy
+from tracker.table import Table
 
 EXECUTORS = ("local", "dask")
 CONNECT_TIMEOUT_S = 3.0
@@ -148,12 +149,12 @@ def _thread_lock() -> threading.Lock:
     return lock
 
 
-def _worker_backend(spec: BackendSpec) -> TrackerBackend:
+def _worker_backend(spec: BackendSpec, table: Table | None) -> TrackerBackend:
     _thread_lock()
     backends = _local.backends
-    if spec not in backends:
-        backends[spec] = open_backend(spec)
-    return backends[spec]
+    if (spec, table) not in backends:
+        backends[(spec, table)] = open_backend(spec, table)
+    return backends[(spec, table)]
 
 
 def close_worker_backends() -> None:
@@ -170,7 +171,7 @@ def run_chunk(chunk: Chunk, spec: BackendSpec) -> list[dict[str, Any]]:
     """Run one chunk (in whatever process or thread) and return its rows in seed order."""
     strategy = _worker_strategy(chunk.strategy)
     with _thread_lock():
-        backend = _worker_backend(spec)
+        backend = _worker_backend(spec, chunk.scenario.table)
         spoilers = run_errors() if spec.kind != "memory" else ()
         rows = []
         for seed in range(chunk.seed, chunk.seed + chunk.count):
@@ -181,16 +182,21 @@ def run_chunk(chunk: Chunk, spec: BackendSpec) -> list[dict[str, Any]]:
     return rows
 
 
-def _resolve_server(spec: BackendSpec) -> BackendSpec:
-    """Choose the PostgreSQL server here, once, and check it can be opened (one line on failure)."""
+def _resolve_server(spec: BackendSpec, tables: Iterable[Table | None] = (None,)) -> BackendSpec:
+    """Choose the PostgreSQL server here, once, and check it can be opened with every table the
+    sweep tracks (one line on failure)."""
+    tables = list(dict.fromkeys(tables))
     if spec.kind == "memory":
+        for table in tables:
+            close_backend(open_backend(spec, table))  # a table the model cannot take: said once, here
         return spec
     from tracker.pg_server import ServerUnavailable, choose_server
 
     try:
         choice = choose_server(spec.dsn)
         resolved = BackendSpec(spec.kind, choice.dsn or spec.dsn, spec.schema)
-        close_backend(open_backend(resolved))
+        for table in tables:
+            close_backend(open_backend(resolved, table))
     except (ServerUnavailable, BackendUnavailable) as exc:
         raise SweepError(str(exc)) from None
     return resolved
@@ -406,7 +412,7 @@ class SweepRun:
                 self.results = PartialResults.check(self.out, self.sweep.fingerprint(), self.resume)
             except ResultsError as exc:
                 raise SweepError(str(exc)) from None
-        self.executor = _executor(_resolve_server(self.sweep.backend), self.execution)
+        self.executor = _executor(_resolve_server(self.sweep.backend, (s.table for s in self.sweep.scenarios)), self.execution)
         if self.results is not None:
             try:
                 self.results.open()
@@ -489,10 +495,14 @@ def execute(
     """Yield each item's result row, in order, in this process (items carry strategy objects,
     which need not be loadable by name; use :class:`SweepRun` to run on several workers)."""
     spec = spec or BackendSpec()
-    backend = open_backend(spec)
+    backends: dict[Table | None, TrackerBackend] = {}
     spoilers = run_errors() if spec.kind != "memory" else ()
     try:
         for item in items:
+            table = item.scenario.table
+            if table not in backends:
+                backends[table] = open_backend(spec, table)
+            backend = backends[table]
             try:
                 row = run_one(item.scenario, item.strategy, item.seed, backend).row()
             except spoilers as exc:
@@ -501,4 +511,5 @@ def execute(
                 on_row(row)
             yield row
     finally:
-        close_backend(backend)
+        for backend in backends.values():
+            close_backend(backend)

@@ -46,10 +46,13 @@ def save_shortest(
     written: list[Path] = []
     if not picks:
         return written
-    backend = open_backend(spec or BackendSpec())
+    backends: dict[Any, Any] = {}
     try:
         for item, row in picks:
-            result = run_one(item.scenario, item.strategy, item.seed, backend)
+            table = item.scenario.table
+            if table not in backends:
+                backends[table] = open_backend(spec or BackendSpec(), table)
+            result = run_one(item.scenario, item.strategy, item.seed, backends[table])
             data = traces.to_data(
                 result.record, result.violations, scenario=result.scenario, params=result.params,
                 strategy=result.strategy, backend=result.backend, seed=result.seed,
@@ -58,5 +61,6 @@ def save_shortest(
             traces.write(path, data)
             written.append(path)
     finally:
-        close_backend(backend)
+        for backend in backends.values():
+            close_backend(backend)
     return written

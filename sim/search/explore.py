@@ -128,7 +128,7 @@ def reduce_to_job(
 
 
 def _simulate(scenario: Scenario, strategy: Strategy, seed: int, draws: Draws | None = None) -> tuple[World, RunRecord]:
-    world = World(scenario, strategy, MemoryTracker(), seed, draws, limits.current())
+    world = World(scenario, strategy, MemoryTracker(scenario.table), seed, draws, limits.current())
     try:
         with wall_clock_limit(limits.current().wall_seconds, f"seed {seed} of {scenario.name} with {strategy.name}"):
             record = world.run()
@@ -547,7 +547,7 @@ def explore(
     if runs is None and seconds is None:
         runs = DEFAULT_BUDGET[method]
     budget = _Budget(runs, seconds)
-    backend = open_backend(backend_spec or BackendSpec())
+    backend = open_backend(backend_spec or BackendSpec(), scenario.table)
     try:
         if method == "random":
             return explore_random(scenario, strategy, seed, budget, backend, focus)

@@ -1,0 +1,34 @@
+-- The seed's table with the status as an enum type that also has a 'cancelled' status.
+CREATE TYPE job_state AS ENUM ('pending', 'waiting', 'delayed', 'active', 'completed', 'failed', 'cancelled');
+
+CREATE TABLE job_status (
+    job_id        text        PRIMARY KEY,
+    status        job_state   NOT NULL DEFAULT 'pending',
+    attempts      integer     NOT NULL DEFAULT 0,
+    max_attempts  integer     NOT NULL DEFAULT 1,
+    created_at    timestamptz NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    started_at    timestamptz,
+    completed_at  timestamptz,
+    failed_at     timestamptz,
+    error_message text,
+    progress      jsonb,
+    cancelled     boolean     NOT NULL DEFAULT false,
+    cancelled_at  timestamptz,
+    CHECK (attempts BETWEEN 0 AND max_attempts),
+    CHECK (status <> 'completed' OR completed_at IS NOT NULL),
+    CHECK (status < 'completed' OR started_at IS NOT NULL OR status = 'cancelled' OR status = 'failed'),
+    CHECK (status <> 'cancelled' OR cancelled_at IS NOT NULL),
+    CONSTRAINT job_status_timestamps_check
+        CHECK (started_at IS NULL OR started_at >= created_at)
+);
+
+CREATE FUNCTION touch_updated_at() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.updated_at = CURRENT_TIMESTAMP;
+    RETURN NEW;
+END;
+$$;
+
+CREATE TRIGGER job_status_touch BEFORE UPDATE ON job_status
+    FOR EACH ROW EXECUTE FUNCTION touch_updated_at();
