@@ -295,6 +295,55 @@ def tracker_error(exc: psycopg.Error) -> TrackerError:
     return TrackerError(sqlstate, constraint, diag.message_primary or one_line(str(exc)))
 
 
+# --- statements shared by every connection to the table (this module's and the live driver's) ---
+
+BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
+#: Set the simulated database clock for the session (autocommit statements) or the transaction.
+SET_CLOCK = "SELECT pg_catalog.set_config(%s, %s, false)"
+SET_CLOCK_LOCAL = "SELECT pg_catalog.set_config(%s, %s, true)"
+
+
+def session_settings(schema: str, lock_timeout_ms: int) -> list[tuple[sql.Composable | str, list[Any]]]:
+    """What every session runs once after connecting: (statement, parameters)."""
+    return [
+        (sql.SQL("SET search_path TO {}, pg_catalog").format(sql.Identifier(schema)), []),
+        ("SET TimeZone TO 'UTC'", []),
+        # racetrack's own sessions only: losing the last commits on a crash loses nothing of value
+        ("SET synchronous_commit TO off", []),
+        ("SELECT set_config('lock_timeout', %s, false)", [f"{lock_timeout_ms}ms"]),
+    ]
+
+
+def schema_statements(schema: str) -> list[sql.Composable | bytes]:
+    """The statements that create ``schema`` with the table, its ``now()`` and its trigger, to run
+    in one transaction in this order (none takes parameters)."""
+    name = sql.Identifier(schema)
+    ddl = resources.files("tracker").joinpath("schema.sql").read_text()
+    return [
+        sql.SQL("CREATE SCHEMA {}").format(name),
+        sql.SQL("SET LOCAL search_path TO {}, pg_catalog").format(name),
+        sql.SQL(
+            "CREATE FUNCTION {}.now() RETURNS timestamptz LANGUAGE sql STABLE AS "
+            "$$ SELECT pg_catalog.current_setting({})::timestamptz $$"
+        ).format(name, sql.Literal(CLOCK_SETTING)),
+        ddl.encode(),  # one multi-statement script
+        sql.SQL("ALTER FUNCTION {}.job_status_set_updated_at() SET search_path TO {}, pg_catalog").format(name, name),
+    ]
+
+
+def select_rows(schema: str) -> sql.Composable:
+    return sql.SQL("SELECT * FROM {} ORDER BY job_id").format(sql.Identifier(schema, TABLE))
+
+
+def delete_rows(schema: str) -> sql.Composable:
+    # DELETE, not TRUNCATE: a run leaves a few dozen rows, and TRUNCATE's new files cost ms
+    return sql.SQL("DELETE FROM {}").format(sql.Identifier(schema, TABLE))
+
+
+def drop_schema(schema: str) -> sql.Composable:
+    return sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+
+
 # --- sessions ----------------------------------------------------------------------------------
 
 
@@ -347,12 +396,8 @@ class PostgresTracker:
         except psycopg.Error as exc:
             raise ServerUnavailable(self._say("cannot connect to PostgreSQL", exc)) from None
         with conn.cursor() as cur:
-            search_path = sql.SQL("SET search_path TO {}, pg_catalog").format(sql.Identifier(self.schema))
-            cur.execute(search_path)
-            cur.execute("SET TimeZone TO 'UTC'")
-            # racetrack's own sessions only: losing the last commits on a crash loses nothing of value
-            cur.execute("SET synchronous_commit TO off")
-            cur.execute("SELECT set_config('lock_timeout', %s, false)", [f"{self.lock_timeout_ms}ms"])
+            for statement, params in session_settings(self.schema, self.lock_timeout_ms):
+                cur.execute(statement, params or None)
         return conn
 
     def _lost(self, exc: BaseException) -> ConnectionLost:
@@ -366,25 +411,11 @@ class PostgresTracker:
         return mask_password(f"{what} at {self.where}: {one_line(str(exc)) or type(exc).__name__}", self.dsn)
 
     def _create_schema(self) -> None:
-        schema = sql.Identifier(self.schema)
-        ddl = resources.files("tracker").joinpath("schema.sql").read_text()
         try:
             with self.admin.transaction():
-                self.admin.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
-                self._created = True
-                self.admin.execute(sql.SQL("SET LOCAL search_path TO {}, pg_catalog").format(schema))
-                self.admin.execute(
-                    sql.SQL(
-                        "CREATE FUNCTION {}.now() RETURNS timestamptz LANGUAGE sql STABLE AS "
-                        "$$ SELECT pg_catalog.current_setting({})::timestamptz $$"
-                    ).format(schema, sql.Literal(CLOCK_SETTING))
-                )
-                self.admin.execute(ddl.encode(), prepare=False)  # no parameters: one multi-statement script
-                self.admin.execute(
-                    sql.SQL("ALTER FUNCTION {}.job_status_set_updated_at() SET search_path TO {}, pg_catalog").format(
-                        schema, schema
-                    )
-                )
+                for statement in schema_statements(self.schema):
+                    self.admin.execute(statement, prepare=False)
+                    self._created = True
         except psycopg.Error as exc:
             self._created = False
             raise ServerUnavailable(self._say(f"cannot create schema {self.schema}", exc)) from None
@@ -402,8 +433,7 @@ class PostgresTracker:
                 self.admin = self._connect()
             if self.monitor.closed or self.monitor.broken:
                 self.monitor = self._connect()
-            # DELETE, not TRUNCATE: a run leaves a few dozen rows, and TRUNCATE's new files cost ms
-            self.admin.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(self.schema, TABLE)))
+            self.admin.execute(delete_rows(self.schema))
         except psycopg.OperationalError as exc:
             raise self._lost(exc) from None
 
@@ -451,9 +481,7 @@ class PostgresTracker:
 
     def rows(self) -> dict[str, Row]:
         try:
-            cur = self.admin.execute(
-                sql.SQL("SELECT * FROM {} ORDER BY job_id").format(sql.Identifier(self.schema, TABLE)), binary=True
-            )
+            cur = self.admin.execute(select_rows(self.schema), binary=True)
             found = {r["job_id"]: dict(r) for r in cur.fetchall()}
         except psycopg.OperationalError as exc:
             raise self._lost(exc) from None
@@ -468,7 +496,7 @@ class PostgresTracker:
             self._threads.shutdown(wait=False, cancel_futures=True)
         try:
             if self._created and not self.admin.broken:
-                self.admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.schema)))
+                self.admin.execute(drop_schema(self.schema))
                 self._created = False
         except psycopg.Error:
             pass  # the server is gone: nothing to drop it from
@@ -493,10 +521,8 @@ class PostgresTracker:
                     state.conn.execute("BEGIN")  # PostgreSQL warns and goes on; so does the model
                     return Done()
                 with state.conn.pipeline():
-                    state.conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
-                    state.conn.execute(
-                        "SELECT pg_catalog.set_config(%s, %s, true)", [CLOCK_SETTING, micros_to_text(db_now_us)]
-                    )
+                    state.conn.execute(BEGIN)
+                    state.conn.execute(SET_CLOCK_LOCAL, [CLOCK_SETTING, micros_to_text(db_now_us)])
                 state.in_tx = True
                 return Done()
             status = state.conn.execute("COMMIT" if isinstance(op, Commit) else "ROLLBACK").statusmessage
@@ -537,7 +563,7 @@ class PostgresTracker:
                     cur.execute(query, params)
                 else:
                     with conn.pipeline():
-                        cur.execute("SELECT pg_catalog.set_config(%s, %s, false)", [CLOCK_SETTING, clock])
+                        cur.execute(SET_CLOCK, [CLOCK_SETTING, clock])
                         cur.execute(query, params)
                 row = cur.fetchone()
             return Done(value=None if row is None else dict(row))
