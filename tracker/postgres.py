@@ -303,7 +303,7 @@ SET_CLOCK = "SELECT pg_catalog.set_config(%s, %s, false)"
 SET_CLOCK_LOCAL = "SELECT pg_catalog.set_config(%s, %s, true)"
 
 
-def session_settings(schema: str, lock_timeout_ms: int) -> list[tuple[sql.Composable | str, list[Any]]]:
+def session_settings(schema: str, lock_timeout_ms: int) -> list[tuple[sql.Composed | str, list[Any]]]:
     """What every session runs once after connecting: (statement, parameters)."""
     return [
         (sql.SQL("SET search_path TO {}, pg_catalog").format(sql.Identifier(schema)), []),
@@ -314,7 +314,7 @@ def session_settings(schema: str, lock_timeout_ms: int) -> list[tuple[sql.Compos
     ]
 
 
-def schema_statements(schema: str) -> list[sql.Composable | bytes]:
+def schema_statements(schema: str) -> list[sql.Composed | bytes]:
     """The statements that create ``schema`` with the table, its ``now()`` and its trigger, to run
     in one transaction in this order (none takes parameters)."""
     name = sql.Identifier(schema)
@@ -331,16 +331,16 @@ def schema_statements(schema: str) -> list[sql.Composable | bytes]:
     ]
 
 
-def select_rows(schema: str) -> sql.Composable:
+def select_rows(schema: str) -> sql.Composed:
     return sql.SQL("SELECT * FROM {} ORDER BY job_id").format(sql.Identifier(schema, TABLE))
 
 
-def delete_rows(schema: str) -> sql.Composable:
+def delete_rows(schema: str) -> sql.Composed:
     # DELETE, not TRUNCATE: a run leaves a few dozen rows, and TRUNCATE's new files cost ms
     return sql.SQL("DELETE FROM {}").format(sql.Identifier(schema, TABLE))
 
 
-def drop_schema(schema: str) -> sql.Composable:
+def drop_schema(schema: str) -> sql.Composed:
     return sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
 
 

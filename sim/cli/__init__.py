@@ -576,6 +576,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_scenarios)
     p = sub.add_parser("invariants", help="list the invariants and their IDs")
     p.set_defaults(func=cmd_invariants)
+    from sim.cli import calibrate, live  # live mode's commands own their modules
+
+    live.add_live_parser(sub)
+    calibrate.add_calibrate_parser(sub)
     return parser
 
 

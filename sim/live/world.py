@@ -248,9 +248,9 @@ class LiveWorld:
         queue = Queue(QUEUE, opts)
         workers: list[Any] = []
         try:
-            for host in self.hosts[2:]:
+            for number, host in enumerate(self.hosts[2:]):
                 worker = Worker(
-                    QUEUE, self._processor(host, lambda w=len(workers): workers[w]),
+                    QUEUE, self._processor(host, self._worker_at(workers, number)),
                     {
                         **opts, "concurrency": s["workers.concurrency"],
                         "lockDuration": max(1, round(s["workers.lock_duration_ms"])),
@@ -291,6 +291,10 @@ class LiveWorld:
             tolerance_us=tolerance,
             end_us=end,
         )
+
+    @staticmethod
+    def _worker_at(workers: list[Any], number: int) -> Callable[[], Any]:
+        return lambda: workers[number]
 
     async def _produce_and_settle(self, queue: Any) -> None:
         assert self.driver is not None
@@ -399,8 +403,8 @@ class LiveWorld:
     def _view(self, host: str, bull_job: Any, attempt: int, **extra: Any) -> JobView:
         assert self.time is not None
         clock, api = self.clocks[host], self.clocks["api"]
-        read = lambda ms: None if self.time.of_ms(ms) is None else clock.read(self.time.of_ms(ms))  # noqa: E731
-        extra.setdefault("processed_on_us", read(getattr(bull_job, "processedOn", None)))
+        processed = self.time.of_ms(getattr(bull_job, "processedOn", None))
+        extra.setdefault("processed_on_us", None if processed is None else clock.read(processed))
         return JobView(
             id=bull_job.id, attempt=attempt, attempts_made=int(bull_job.attemptsMade or 0),
             attempts_started=int(getattr(bull_job, "attemptsStarted", 0) or 0),
