@@ -140,8 +140,8 @@ def test_truth_reads_retries_stalls_and_removals_from_the_events_stream():
         (f"{ms + 5}-0", {"event": "delayed", "jobId": "job-1", "delay": "0"}),  # attempt 1 failed, retried
         (f"{ms + 9}-0", {"event": "waiting", "jobId": "job-1", "prev": "delayed"}),
         (f"{ms + 9}-1", {"event": "active", "jobId": "job-1", "prev": "waiting"}),
-        (f"{ms + 12}-0", {"event": "stalled", "jobId": "job-1"}),  # the same attempt runs again
-        (f"{ms + 12}-1", {"event": "waiting", "jobId": "job-1", "prev": "stalled"}),
+        (f"{ms + 12}-0", {"event": "waiting", "jobId": "job-1", "prev": "active"}),  # a stall: the same
+        (f"{ms + 12}-1", {"event": "stalled", "jobId": "job-1"}),  # attempt runs again
         (f"{ms + 13}-0", {"event": "active", "jobId": "job-1", "prev": "waiting"}),
         (f"{ms + 20}-0", {"event": "completed", "jobId": "job-1", "prev": "active"}),
         (f"{ms + 3}-0", {"event": "added", "jobId": "job-2"}),
@@ -179,3 +179,14 @@ def test_calibrate_json_has_the_documented_shape(capsys, tmp_path):
     fitted = scenarios.load(str(fit))  # the fitted file is a valid scenario with measured distributions
     assert fitted.dist("job.duration").kind in ("lognormal", "fixed")
     assert fitted["job.count"] == 2
+
+
+@needs_redis
+def test_a_provoked_stall_reruns_the_attempt_and_bullmq_fails_it_past_max_stalled_count():
+    # Every attempt freezes (its lock is no longer renewed): BullMQ's stall checker takes it back
+    # after lock_duration (200 ms) plus up to one stalled_interval (100 ms), twice, then fails it.
+    scenario = short("stalled-redelivery", **{"job.count": 1, "stalls.probability": 1.0})
+    (run,) = live(scenario, "atomic").runs
+    truth = run.result.record.truth["job-1"]
+    assert [a.outcome for a in truth.attempts] == ["stalled", "stalled", "failed"]
+    assert truth.attempts_started == 1 and truth.outcome == "failed"

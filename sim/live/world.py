@@ -512,7 +512,9 @@ def truth_from_events(
     """Per job, what BullMQ's events stream says happened, in run time (us since ``start_us``).
 
     A retried failure shows as 'delayed' (backoff) or 'waiting' (none) while the job is active; a
-    stall as 'stalled'; the final failure as 'failed'.
+    stall as 'waiting' (prev 'active') directly followed by 'stalled' (one script writes both); the
+    final failure as 'failed' (past ``maxStalledCount`` BullMQ fails the job when a worker next
+    takes it: an 'active' and at once a 'failed').
     """
     state: dict[str, str] = {}
     created: dict[str, int] = {}
@@ -531,7 +533,7 @@ def truth_from_events(
             if how != "stalled":
                 made[job] = made.get(job, 0) + 1
 
-    for entry_id, fields in entries:
+    for position, (entry_id, fields) in enumerate(entries):
         job = fields.get("jobId")
         event = fields.get("event")
         if not job or not event:
@@ -539,8 +541,16 @@ def truth_from_events(
         at = int(str(entry_id).split("-")[0]) * 1000 - start_us
         moves = transitions.setdefault(job, [])
         was = state.get(job)
+        following = entries[position + 1][1] if position + 1 < len(entries) else {}
         if event == "added":
             created[job] = at
+        elif event == "waiting" and was == "active" and following.get("event") == "stalled" and following.get("jobId") == job:
+            # The stall checker's script writes 'waiting' (prev 'active') and then 'stalled': not a failure.
+            end(job, at, "stalled")
+            moves.append((at, "waiting"))
+            state[job] = "stalled"
+        elif event == "stalled":
+            state[job] = "waiting"
         elif event in ("waiting", "delayed"):
             if was == "active":  # a failed attempt that will be retried
                 end(job, at, "failed")
@@ -552,10 +562,6 @@ def truth_from_events(
             open_run[job] = (made.get(job, 0) + 1, runs[job], at)
             moves.append((at, "active"))
             state[job] = "active"
-        elif event == "stalled":
-            end(job, at, "stalled")
-            moves.append((at, "waiting"))
-            state[job] = "waiting"
         elif event in ("completed", "failed"):
             end(job, at, event)
             moves.append((at, event))
