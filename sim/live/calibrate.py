@@ -125,6 +125,7 @@ def measurements(live: list[LiveRun]) -> dict[str, Any]:
         "round_trips": {k: summary(v) for k, v in sorted(pooled(live, "round_trips").items())},
         "listener_delays": {k: summary(v) for k, v in sorted(pooled(live, "listener_delays").items())},
         "durations": summary([d for run in live for d in run.measured.durations]),
+        "promotion_delays": summary([d for run in live for d in run.measured.promotion_delays]),
     }
 
 

@@ -96,11 +96,13 @@ def statement_kind(op: DbOp) -> str:
 @dataclass
 class Measured:
     """What the live world really did, for calibration: per-kind round trips (us), how long after
-    a state change its listener started (us, per event), attempt durations (us)."""
+    a state change its listener started (us, per event), attempt durations (us), and how late
+    BullMQ moved a delayed job (retry backoff, ``opts.delay``) to wait after it was due (us)."""
 
     round_trips: dict[str, list[int]] = field(default_factory=dict)
     listener_delays: dict[str, list[int]] = field(default_factory=dict)
     durations: list[int] = field(default_factory=list)
+    promotion_delays: list[int] = field(default_factory=list)
 
 
 class LiveDriver:
@@ -471,6 +473,7 @@ class LiveWorld:
     async def _truth(self, client: Any) -> dict[str, JobTruth]:
         assert self.time is not None
         entries = await client.xrange(f"{self.prefix}:{QUEUE}:events")
+        self.measured.promotion_delays.extend(promotion_delays(entries))
         return truth_from_events(entries, self.time.start_us, {j: job.hosts for j, job in self.jobs.items()}, self.scenario["job.attempts"])
 
     def _measure_listener_delays(self, truth: dict[str, JobTruth]) -> None:
@@ -504,6 +507,20 @@ class LiveWorld:
                 await client.delete(key)
         finally:
             await queue.close()
+
+
+def promotion_delays(entries: list[tuple[str, dict[str, str]]]) -> list[int]:
+    """For every delayed job that went to wait: how long after it was due (the 'delayed' entry's
+    ``delay`` field) the 'waiting' entry came, in us."""
+    due: dict[str, int] = {}
+    out = []
+    for entry_id, fields in entries:
+        job, event = fields.get("jobId"), fields.get("event")
+        if event == "delayed" and job and fields.get("delay"):
+            due[job] = int(fields["delay"])
+        elif event == "waiting" and job in due and fields.get("prev") == "delayed":
+            out.append((int(str(entry_id).split("-")[0]) - due.pop(job)) * 1000)
+    return out
 
 
 def truth_from_events(
