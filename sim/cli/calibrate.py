@@ -59,6 +59,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             "runs": {"sim": len(sim), "live": len(live)},
             "invariants": [c.as_json() for c in comparisons],
             "consistent": consistent,
+            "paired": {c.invariant: f"{c.paired_agree}/{c.live_n}" for c in comparisons},
             "measured": measured,
             "matched": {"network.db_rtt": matched.dist("network.db_rtt").to_toml()},
         }
@@ -66,13 +67,16 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     else:
         print(f"racetrack calibrate {scenario.name} --strategy {strategy.name}: {len(live)} live run(s), {len(sim)} simulated")
         print(f"simulated with network.db_rtt = {matched.dist('network.db_rtt').to_toml()} (the live round trips)")
-        head = f"{'invariant':<22} {'sim rate':>8} {'sim 95% CI':>16} {'live rate':>9} {'live 95% CI':>16}  consistent"
+        head = (
+            f"{'invariant':<22} {'sim rate':>8} {'sim 95% CI':>16} {'live rate':>9} {'live 95% CI':>16}  "
+            f"{'same seed agrees':>16}  consistent"
+        )
         print(head)
         print("-" * len(head))
         for c in comparisons:
             print(
                 f"{c.invariant:<22} {c.sim_k / c.sim_n:>8.3f} {_pct(c.sim_ci):>16} {c.live_k / c.live_n:>9.3f} "
-                f"{_pct(c.live_ci):>16}  {'yes' if c.consistent else 'NO'}"
+                f"{_pct(c.live_ci):>16}  {f'{c.paired_agree}/{c.live_n}':>16}  {'yes' if c.consistent else 'NO'}"
             )
         print()
         print("measured live (ms): " + json.dumps(measured))
