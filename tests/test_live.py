@@ -193,3 +193,13 @@ def test_a_provoked_stall_reruns_the_attempt_and_bullmq_fails_it_past_max_stalle
     truth = run.result.record.truth["job-1"]
     assert [a.outcome for a in truth.attempts] == ["stalled", "stalled", "failed"]
     assert truth.attempts_started == 1 and truth.outcome == "failed"
+
+
+def test_calibration_calls_rates_consistent_when_intervals_overlap_or_every_seed_agrees():
+    from sim.live.calibrate import Comparison
+
+    assert Comparison("x", 100, 200, 3, 5).consistent  # 0.5 [0.43, 0.57] vs 0.6 [0.23, 0.88]
+    apart = Comparison("x", 1, 200, 4, 5, paired_agree=4)  # 0.005 [0.001, 0.03] vs 0.8 [0.38, 0.96]
+    assert not apart.overlap and not apart.consistent
+    assert Comparison("x", 1, 200, 4, 5, paired_agree=5).consistent  # same verdict on every live seed
+    assert Comparison("x", 0, 200, 0, 5).as_json()["live_ci"] == [0.0, 0.4345]

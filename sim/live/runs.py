@@ -112,6 +112,9 @@ async def run_batch(
                 batch.error = mask_url(f"the live run lost a server: {one_line(str(exc)) or type(exc).__name__}")
                 break
             assert world.driver is not None
+            if world.truth_mismatches:
+                batch.error = f"seed {seed + i}: BullMQ's record contradicts itself: {world.truth_mismatches[0]}"
+                break
             result = RunResult(
                 scenario=scenario.name, strategy=strategy.name, backend="postgres", seed=seed + i,
                 violations=tuple(judge(record)), record=record, crashes=tuple(world.driver.crashes),

@@ -233,6 +233,8 @@ class LiveWorld:
         }
         self.prefix = f"racetrack-live-{os.getpid()}-{next(_runs)}-{secrets.token_hex(4)}"
         self.measured = Measured()
+        #: Where the events stream and a job's hash disagree (the truth would be in doubt).
+        self.truth_mismatches: list[str] = []
         self.jobs: dict[str, _Job] = {}
         self.time: Timebase | None = None
         self.driver: LiveDriver | None = None
@@ -440,7 +442,9 @@ class LiveWorld:
     def _on_failed(self, host: str, bull_job: Any, err: Any) -> None:
         job = self.jobs[bull_job.id]
         made = int(bull_job.attemptsMade or 0)
-        will_retry = made < int(bull_job.opts.get("attempts", 1)) and "stalled more than" not in str(err)
+        from bullmq import UnrecoverableError  # a deferred failure (stalled too often) is not retried
+
+        will_retry = made < int(bull_job.opts.get("attempts", 1)) and not isinstance(err, UnrecoverableError)
         if not will_retry:
             job.settled.set()
         view = self._view(
@@ -477,7 +481,15 @@ class LiveWorld:
         assert self.time is not None
         entries = await client.xrange(f"{self.prefix}:{QUEUE}:events")
         self.measured.promotion_delays.extend(promotion_delays(entries))
-        return truth_from_events(entries, self.time.start_us, {j: job.hosts for j, job in self.jobs.items()}, self.scenario["job.attempts"])
+        truth = truth_from_events(entries, self.time.start_us, {j: job.hosts for j, job in self.jobs.items()}, self.scenario["job.attempts"])
+        for job_id, jt in truth.items():
+            fields = await client.hgetall(f"{self.prefix}:{QUEUE}:{job_id}")
+            if not fields:
+                continue  # a removed job's hash is gone; its events remain
+            made = sum(1 for a in jt.attempts if a.outcome != "stalled")
+            if int(fields.get("atm", 0)) != made:  # the stream and the job's own record must agree
+                self.truth_mismatches.append(f"{job_id}: BullMQ's attemptsMade is {fields.get('atm')}, the events show {made}")
+        return truth
 
     def _measure_listener_delays(self, truth: dict[str, JobTruth]) -> None:
         """How long after each state change its listener started (the k-th 'active' of a job
