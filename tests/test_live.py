@@ -203,3 +203,31 @@ def test_calibration_calls_rates_consistent_when_intervals_overlap_or_every_seed
     assert not apart.overlap and not apart.consistent
     assert Comparison("x", 1, 200, 4, 5, paired_agree=5).consistent  # same verdict on every live seed
     assert Comparison("x", 0, 200, 0, 5).as_json()["live_ci"] == [0.0, 0.4345]
+
+
+def test_async_tracker_records_a_real_lock_wait_and_who_held_the_lock():
+    from sim.live.postgres import AsyncTracker
+    from tracker.ops import Begin, Commit, Insert, Update
+    from tracker.pg_server import choose_server
+
+    async def scene():
+        db = AsyncTracker(choose_server().dsn)
+        await db.open()
+        try:
+            now = 1_760_287_012_000_000
+            await db.execute("setup", Insert("job-1", {"status": "waiting"}), now)
+            await db.execute("holder", Begin(), now)
+            _, held = await db.execute("holder", Update("job-1", {"status": "active"}), now)
+            waiter = asyncio.ensure_future(db.execute("waiter", Update("job-1", {"progress": {"percent": 50}}), now))
+            await asyncio.sleep(0.2)  # the waiter cannot finish while the holder's transaction is open
+            assert not waiter.done()
+            await db.execute("holder", Commit(), now)
+            outcome, blockers = await waiter
+            rows = await db.rows()
+        finally:
+            await db.close()
+        return held, outcome, blockers, rows
+
+    held, outcome, blockers, rows = asyncio.run(scene())
+    assert held == () and blockers == ("holder",)
+    assert outcome.error is None and rows["job-1"]["status"] == "active" and rows["job-1"]["progress"] == {"percent": 50}

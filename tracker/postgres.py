@@ -301,6 +301,8 @@ BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
 #: Set the simulated database clock for the session (autocommit statements) or the transaction.
 SET_CLOCK = "SELECT pg_catalog.set_config(%s, %s, false)"
 SET_CLOCK_LOCAL = "SELECT pg_catalog.set_config(%s, %s, true)"
+#: Which backends hold the lock a backend waits for (empty: it waits for none).
+BLOCKING_PIDS = "SELECT pg_catalog.pg_blocking_pids(%s) AS pids"
 
 
 def session_settings(schema: str, lock_timeout_ms: int) -> list[tuple[sql.Composed | str, list[Any]]]:
@@ -617,7 +619,7 @@ class PostgresTracker:
 
     def _blocking(self, pid: int) -> list[int]:
         try:
-            row = self.monitor.execute("SELECT pg_catalog.pg_blocking_pids(%s) AS pids", [pid]).fetchone()
+            row = self.monitor.execute(BLOCKING_PIDS, [pid]).fetchone()
         except psycopg.OperationalError as exc:
             raise self._lost(exc) from None
         return list(row["pids"]) if row else []

@@ -10,13 +10,16 @@ statement (or a transaction) is sent. No SQL text lives here.
 
 What differs is who decides the order: nothing. Each session (one handler invocation) has its own
 connection from a small pool and its statements go over the wire when the handler asks; lock waits
-happen in the server, for real. Every round trip is counted per kind for calibration.
+happen in the server, for real. While another session has a transaction open, a statement that
+could wait and is still running after a couple of milliseconds is watched from a monitor connection (``pg_blocking_pids``, as the isolation tester does), so a lock
+wait is recorded with the sessions that held it.
 
 Imports ``tracker``, psycopg (async) and the standard library.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 from typing import Any
@@ -26,11 +29,12 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from tracker.backend import Done
-from tracker.ops import Begin, Commit, DbOp, Rollback, Row
+from tracker.ops import Begin, Commit, DbOp, Rollback, Row, Select
 from tracker.pg_server import ServerUnavailable, describe_server, mask_password, one_line
 from tracker.postgres import (
     ADAPTERS,
     BEGIN,
+    BLOCKING_PIDS,
     CLOCK_SETTING,
     SET_CLOCK,
     SET_CLOCK_LOCAL,
@@ -47,6 +51,9 @@ from tracker.postgres import (
 )
 
 DEFAULT_PREFIX = "racetrack_live"
+#: A statement that has not answered after this long is watched for lock waits, then this often.
+WATCH_AFTER_S = 0.002
+WATCH_EVERY_S = 0.002
 _numbers = itertools.count(1)
 
 
@@ -68,6 +75,8 @@ class AsyncTracker:
         self._admin: psycopg.AsyncConnection[Any] | None = None
         self._idle: list[psycopg.AsyncConnection[Any]] = []
         self._sessions: dict[str, psycopg.AsyncConnection[Any]] = {}
+        self._pid_session: dict[int, str] = {}
+        self._monitor: psycopg.AsyncConnection[Any] | None = None
         self._in_tx: set[str] = set()
         self._created = False
 
@@ -106,12 +115,39 @@ class AsyncTracker:
         fresh = [await self._connect() for _ in range(max(0, sessions - len(self._idle)))]
         self._idle.extend(fresh)
 
-    async def execute(self, session: str, op: DbOp, db_now_us: int) -> Done:
-        """Run one operation for ``session`` now; its answer (or the error the handler sees)."""
-        assert self.compiler is not None, "open() first"
+    async def execute(self, session: str, op: DbOp, db_now_us: int) -> tuple[Done, tuple[str, ...]]:
+        """Run one operation for ``session`` now: its answer (or the error the handler sees), and
+        the sessions whose locks it waited for."""
         conn = self._sessions.get(session)
         if conn is None:
             conn = self._sessions[session] = self._idle.pop() if self._idle else await self._connect()
+            self._pid_session[conn.info.backend_pid] = session
+        if not (self._in_tx - {session}) or (isinstance(op, Select) and not op.for_update):
+            # Only another session's open transaction holds a row lock across round trips (an
+            # autocommit write holds it for microseconds); a plain SELECT never waits for one.
+            return await self._execute(session, conn, op, db_now_us), ()
+        running = asyncio.ensure_future(self._execute(session, conn, op, db_now_us))
+        blockers: tuple[str, ...] = ()
+        done, _ = await asyncio.wait({running}, timeout=WATCH_AFTER_S)
+        while not done:  # still running: is it waiting for a lock?
+            for pid in await self._blocking(conn.info.backend_pid):
+                name = self._pid_session.get(pid, f"backend {pid}")
+                blockers += (name,) if name not in blockers else ()
+            done, _ = await asyncio.wait({running}, timeout=WATCH_EVERY_S)
+        return running.result(), blockers
+
+    async def _blocking(self, pid: int) -> list[int]:
+        if self._monitor is None:
+            self._monitor = await self._connect()
+        try:
+            cur = await self._monitor.execute(BLOCKING_PIDS, [pid])
+            row = await cur.fetchone()
+        except psycopg.OperationalError as exc:
+            raise LiveDatabaseLost(self._say("lost the connection to PostgreSQL", exc)) from None
+        return list(row["pids"]) if row else []
+
+    async def _execute(self, session: str, conn: psycopg.AsyncConnection[Any], op: DbOp, db_now_us: int) -> Done:
+        assert self.compiler is not None, "open() first"
         try:
             if isinstance(op, Begin):
                 if session in self._in_tx:
@@ -148,6 +184,7 @@ class AsyncTracker:
         self._in_tx.discard(session)
         if conn is None:
             return
+        self._pid_session.pop(conn.info.backend_pid, None)
         try:
             if conn.info.transaction_status != TransactionStatus.IDLE:
                 await conn.execute("ROLLBACK")
@@ -179,6 +216,6 @@ class AsyncTracker:
                     self._created = False
             except psycopg.Error:
                 pass  # the server is gone: nothing to drop it from
-        for conn in [*self._idle, *([self._admin] if self._admin else [])]:
+        for conn in [*self._idle, *(c for c in (self._admin, self._monitor) if c is not None)]:
             await conn.close()
         self._idle.clear()

@@ -173,17 +173,19 @@ class LiveDriver:
         sent = self.time.now()
         db_now = self.db_clock.read(sent)
         before = self._rows.visible(actor.name, getattr(op, "job_id", actor.job_id))
-        outcome = await self.db.execute(actor.name, op, db_now)
+        outcome, blocked_by = await self.db.execute(actor.name, op, db_now)
         replied = self.time.now()
-        # The server ran it somewhere between: the midpoint is the best single guess.
+        # The server ran it somewhere between: the midpoint is the best single guess. A statement
+        # that waited for a lock counts its wait from its sending (the round trip is ~1 ms).
         executed = (sent + replied) // 2
+        arrived = sent if blocked_by else executed
         self.measured.round_trips.setdefault(statement_kind(op), []).append(replied - sent)
         committed = self._rows.track(actor.name, op, outcome)
         job_id = getattr(op, "job_id", actor.job_id)
         self.steps.append(
             db_step(
-                len(self.steps), actor, op, sent_us=sent, arrived_us=executed, executed_us=executed, replied_us=replied,
-                db_now_us=db_now, blocked_by=(), outcome=outcome, row_before=before,
+                len(self.steps), actor, op, sent_us=sent, arrived_us=arrived, executed_us=executed, replied_us=replied,
+                db_now_us=db_now, blocked_by=blocked_by, outcome=outcome, row_before=before,
                 row_after=self._rows.visible(actor.name, job_id), committed=committed,
             )
         )
