@@ -2,8 +2,8 @@
 
 Pure functions of a results frame (as :mod:`reports.inputs` reads it). Groups keep the order
 strategies first appear in (a sweep's plan order), so tables read the same way every time.
-May import pandas, numpy and ``sim.engine.scenario.base_name`` (a pure name rule); nothing that runs a
-simulation.
+May import pandas, numpy, ``sim.engine.scenario.base_name`` (a pure name rule) and
+``sim.judge.rates.wilson``; nothing that runs a simulation.
 """
 
 from __future__ import annotations
@@ -16,29 +16,9 @@ import pandas as pd
 
 from sim.engine.scenario import base_name
 from sim.judge.invariants import INVARIANT_IDS
+from sim.judge.rates import wilson
 
-Z95 = 1.959963984540054  # the standard normal's 97.5th percentile
 GROUP = ["scenario", "strategy", "backend"]
-
-
-def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval for ``k`` successes in ``n`` trials (``(nan, nan)`` for n = 0).
-
-    Unlike the normal approximation it stays inside [0, 1] and is not degenerate at k = 0 or
-    k = n: 0 of 20 gives [0, 0.161], not [0, 0].
-    """
-    if n <= 0:
-        return (math.nan, math.nan)
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    low, high = max(0.0, centre - half), min(1.0, centre + half)
-    if k == 0:
-        low = 0.0  # exact: rounding must not leave a hair above zero
-    if k == n:
-        high = 1.0
-    return (low, high)
 
 
 def with_base(frame: pd.DataFrame) -> pd.DataFrame:

@@ -309,6 +309,61 @@ def tracker_error(exc: psycopg.Error, table: str = "job_status") -> TrackerError
     return TrackerError(sqlstate, constraint, diag.message_primary or one_line(str(exc)))
 
 
+# --- statements shared by every connection to the table (this module's and the live driver's) ---
+
+BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
+#: Set the simulated database clock for the session (autocommit statements) or the transaction.
+SET_CLOCK = "SELECT pg_catalog.set_config(%s, %s, false)"
+SET_CLOCK_LOCAL = "SELECT pg_catalog.set_config(%s, %s, true)"
+#: Which backends hold the lock a backend waits for (empty: it waits for none).
+BLOCKING_PIDS = "SELECT pg_catalog.pg_blocking_pids(%s) AS pids"
+
+
+def session_settings(schema: str, lock_timeout_ms: int) -> list[tuple[sql.Composed | str, list[Any]]]:
+    """What every session runs once after connecting: (statement, parameters)."""
+    return [
+        (sql.SQL("SET search_path TO {}, pg_catalog").format(sql.Identifier(schema)), []),
+        ("SET TimeZone TO 'UTC'", []),
+        # racetrack's own sessions only: losing the last commits on a crash loses nothing of value
+        ("SET synchronous_commit TO off", []),
+        ("SELECT set_config('lock_timeout', %s, false)", [f"{lock_timeout_ms}ms"]),
+    ]
+
+
+def schema_statements(schema: str, table: Table) -> list[sql.Composed | bytes]:
+    """The statements that create ``schema``, mark it as racetrack's (``racetrack clean`` drops
+    it once its process is gone), and create its ``now()`` and the table's SQL as the user wrote
+    it; to run in one transaction in this order (none takes parameters)."""
+    name = sql.Identifier(schema)
+    return [
+        sql.SQL("CREATE SCHEMA {}").format(name),
+        sql.SQL("COMMENT ON SCHEMA {} IS {}").format(name, sql.Literal(schema_marker())),
+        sql.SQL("SET LOCAL search_path TO {}, pg_catalog").format(name),
+        sql.SQL(
+            "CREATE FUNCTION {}.now() RETURNS timestamptz LANGUAGE sql STABLE AS "
+            "$$ SELECT pg_catalog.current_setting({})::timestamptz $$"
+        ).format(name, sql.Literal(CLOCK_SETTING)),
+        table.sql.encode(),  # one multi-statement script
+        *(
+            sql.SQL("ALTER FUNCTION {} SET search_path TO {}, pg_catalog").format(sql.Identifier(schema, function), name)
+            for function in table.functions
+        ),
+    ]
+
+
+def select_rows(schema: str, table: Table) -> sql.Composed:
+    return sql.SQL("SELECT * FROM {} ORDER BY {}").format(sql.Identifier(schema, table.name), sql.Identifier(table.key))
+
+
+def delete_rows(schema: str, table: Table) -> sql.Composed:
+    # DELETE, not TRUNCATE: a run leaves a few dozen rows, and TRUNCATE's new files cost ms
+    return sql.SQL("DELETE FROM {}").format(sql.Identifier(schema, table.name))
+
+
+def drop_schema_statement(schema: str) -> sql.Composed:
+    return sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+
+
 # --- sessions ----------------------------------------------------------------------------------
 
 
@@ -371,12 +426,8 @@ class PostgresTracker:
         except psycopg.Error as exc:
             raise ServerUnavailable(self._say("cannot connect to PostgreSQL", exc)) from None
         with conn.cursor() as cur:
-            search_path = sql.SQL("SET search_path TO {}, pg_catalog").format(sql.Identifier(self.schema))
-            cur.execute(search_path)
-            cur.execute("SET TimeZone TO 'UTC'")
-            # racetrack's own sessions only: losing the last commits on a crash loses nothing of value
-            cur.execute("SET synchronous_commit TO off")
-            cur.execute("SELECT set_config('lock_timeout', %s, false)", [f"{self.lock_timeout_ms}ms"])
+            for statement, params in session_settings(self.schema, self.lock_timeout_ms):
+                cur.execute(statement, params or None)
         self._read_enums_as_text(conn)
         return conn
 
@@ -399,28 +450,11 @@ class PostgresTracker:
         return mask_password(f"{what} at {self.where}: {one_line(str(exc)) or type(exc).__name__}{said}", self.dsn)
 
     def _create_schema(self) -> None:
-        schema = sql.Identifier(self.schema)
-        ddl = self.spec.sql
         try:
             with self.admin.transaction():
-                self.admin.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
-                self._created = True
-                # the proof that it is racetrack's, and whose: `racetrack clean` drops it once that process is gone
-                self.admin.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(schema, sql.Literal(schema_marker())))
-                self.admin.execute(sql.SQL("SET LOCAL search_path TO {}, pg_catalog").format(schema))
-                self.admin.execute(
-                    sql.SQL(
-                        "CREATE FUNCTION {}.now() RETURNS timestamptz LANGUAGE sql STABLE AS "
-                        "$$ SELECT pg_catalog.current_setting({})::timestamptz $$"
-                    ).format(schema, sql.Literal(CLOCK_SETTING))
-                )
-                self.admin.execute(ddl.encode(), prepare=False)  # no parameters: one multi-statement script
-                for function in self.spec.functions:
-                    self.admin.execute(
-                        sql.SQL("ALTER FUNCTION {} SET search_path TO {}, pg_catalog").format(
-                            sql.Identifier(self.schema, function), schema
-                        )
-                    )
+                for statement in schema_statements(self.schema, self.spec):
+                    self.admin.execute(statement, prepare=False)
+                    self._created = True
                 found = self.admin.execute(
                     "SELECT t.oid FROM pg_catalog.pg_type t WHERE t.typtype = 'e' AND t.typnamespace = %s::regnamespace",
                     [self.schema],
@@ -450,8 +484,7 @@ class PostgresTracker:
                 self.admin = self._connect()
             if self.monitor.closed or self.monitor.broken:
                 self.monitor = self._connect()
-            # DELETE, not TRUNCATE: a run leaves a few dozen rows, and TRUNCATE's new files cost ms
-            self.admin.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(self.schema, self.spec.name)))
+            self.admin.execute(delete_rows(self.schema, self.spec))
         except psycopg.OperationalError as exc:
             raise self._lost(exc) from None
 
@@ -499,12 +532,7 @@ class PostgresTracker:
 
     def rows(self) -> dict[str, Row]:
         try:
-            cur = self.admin.execute(
-                sql.SQL("SELECT * FROM {} ORDER BY {}").format(
-                    sql.Identifier(self.schema, self.spec.name), sql.Identifier(self.spec.key)
-                ),
-                binary=True,
-            )
+            cur = self.admin.execute(select_rows(self.schema, self.spec), binary=True)
             found = {r[self.spec.key]: dict(r) for r in cur.fetchall()}
         except psycopg.OperationalError as exc:
             raise self._lost(exc) from None
@@ -522,7 +550,7 @@ class PostgresTracker:
                 if self.admin.closed or self.admin.broken:  # a killed connection: the schema is still there
                     self.admin.close()
                     self.admin = self._connect()
-                self.admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.schema)))
+                self.admin.execute(drop_schema_statement(self.schema))
                 self._created = False
         except (psycopg.Error, ServerUnavailable):
             pass  # the server is gone: nothing to drop it from (`racetrack clean` will)
@@ -561,10 +589,8 @@ class PostgresTracker:
                     state.conn.execute("BEGIN")  # PostgreSQL warns and goes on; so does the model
                     return Done()
                 with state.conn.pipeline():
-                    state.conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
-                    state.conn.execute(
-                        "SELECT pg_catalog.set_config(%s, %s, true)", [CLOCK_SETTING, micros_to_text(db_now_us)]
-                    )
+                    state.conn.execute(BEGIN)
+                    state.conn.execute(SET_CLOCK_LOCAL, [CLOCK_SETTING, micros_to_text(db_now_us)])
                 state.in_tx = True
                 return Done()
             status = state.conn.execute("COMMIT" if isinstance(op, Commit) else "ROLLBACK").statusmessage
@@ -605,7 +631,7 @@ class PostgresTracker:
                     cur.execute(query, params)
                 else:
                     with conn.pipeline():
-                        cur.execute("SELECT pg_catalog.set_config(%s, %s, false)", [CLOCK_SETTING, clock])
+                        cur.execute(SET_CLOCK, [CLOCK_SETTING, clock])
                         cur.execute(query, params)
                 row = cur.fetchone()
             return Done(value=None if row is None else dict(row))
@@ -659,7 +685,7 @@ class PostgresTracker:
 
     def _blocking(self, pid: int) -> list[int]:
         try:
-            row = self.monitor.execute("SELECT pg_catalog.pg_blocking_pids(%s) AS pids", [pid]).fetchone()
+            row = self.monitor.execute(BLOCKING_PIDS, [pid]).fetchone()
         except psycopg.OperationalError as exc:
             raise self._lost(exc) from None
         return list(row["pids"]) if row else []

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
-from sim.cli import check, clean, explore, export, listing, replay, report, run, sweep
+from sim.cli import calibrate, check, clean, explore, export, listing, live, replay, report, run, sweep
 from sim.cli.args import INTERNAL_ERROR, CliParser, UsageError, redact
 from tracker.errors import UserError
 
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = CliParser(prog="racetrack", description="Find, explain and compare races between a job queue's status handlers.")
     parser.add_argument("--version", action="version", version=f"racetrack {version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=CliParser)
-    for command in (run, sweep, check, explore, replay, export, report, clean):
+    for command in (run, sweep, check, explore, replay, export, report, live, calibrate, clean):
         command.add_parser(sub)
     listing.add_parsers(sub)
     return parser

@@ -1,0 +1,122 @@
+"""``racetrack live``: a scenario's workload on a real BullMQ queue and PostgreSQL, judged like a
+simulated run (docs/live.md).
+
+Exit 0 when every run held every invariant, 1 when one was violated, 2 for bad input or an
+unusable Redis or PostgreSQL (one line), 130 when interrupted (finished runs are still printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from sim.cli.args import MAX_RUNS, load_strategy_arg, positive, positive_float, seed
+from sim.engine import scenario as scenarios
+from sim.judge.timeline import render
+from sim.live.runs import LiveBatch, LiveRun, live_row, run_batch
+from tracker.strategies import Strategy
+
+
+def add_server_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--redis", metavar="URL", help="Redis for the queue (default: REDIS_URL, else an embedded Redis)")
+    p.add_argument("--dsn", help="PostgreSQL for the table (default: DATABASE_URL, PG* variables, else embedded)")
+
+
+def load_inputs(scenario: str, strategy: str) -> tuple[scenarios.Scenario, Strategy]:
+    return scenarios.load(scenario), load_strategy_arg(strategy)
+
+
+class LiveProgress:
+    """One line per finished run on stderr, when stderr is a terminal."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done = total, 0
+        self.enabled = sys.stderr.isatty()
+
+    def __call__(self, run: LiveRun) -> None:
+        self.done += 1
+        if self.enabled:
+            verdict = f"{len(run.result.violations)} violation(s)" if run.result.violations else "clean"
+            sys.stderr.write(f"\rlive run {self.done}/{self.total} (seed {run.result.seed}): {verdict}, {run.seconds:.1f} s   ")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.done:
+            sys.stderr.write("\n")
+
+
+def run_live_batch(scenario: scenarios.Scenario, strategy: Strategy, args: argparse.Namespace, runs: int) -> LiveBatch:
+    """Run the batch; Ctrl-C stops it and keeps the runs that finished (``interrupted``)."""
+    batch = LiveBatch()
+    progress = LiveProgress(runs)
+    try:
+        asyncio.run(
+            run_batch(
+                scenario, strategy, runs=runs, seed=args.seed, redis_url=args.redis, dsn=args.dsn,
+                time_s=getattr(args, "time", None), batch=batch, on_run=progress,
+            )
+        )
+    except KeyboardInterrupt:
+        batch.interrupted = True
+    finally:
+        progress.close()
+    return batch
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    scenario, strategy = load_inputs(args.scenario, args.strategy)
+    batch = run_live_batch(scenario, strategy, args, args.runs)
+    if args.json:
+        for run in batch.runs:
+            print(json.dumps(live_row(run)))
+    else:
+        print_runs(batch.runs, scenario, strategy)
+    if batch.interrupted:
+        print(f"racetrack: interrupted; {len(batch.runs)} finished run(s) kept", file=sys.stderr)
+        return 130
+    if batch.error:
+        print(f"racetrack: {batch.error}", file=sys.stderr)
+        return 2
+    unjudged = [r.result.error for r in batch.runs if r.result.error]
+    if unjudged:
+        print(f"racetrack: {len(unjudged)} run(s) were not judged; first: {unjudged[0]}", file=sys.stderr)
+        return 2
+    return 1 if any(r.result.violations for r in batch.runs) else 0
+
+
+def print_runs(runs: list[LiveRun], scenario: scenarios.Scenario, strategy: Strategy) -> None:
+    if len(runs) == 1:
+        run = runs[0]
+        result = run.result
+        header = (
+            f"racetrack live {scenario.name} --strategy {strategy.name} --seed {result.seed}\n"
+            f"{len(result.record.truth)} job(s), {result.ops} database round trip(s), {run.seconds:.3f} s, "
+            f"timestamp tolerance {result.record.tolerance_us / 1000:.3f} ms"
+        )
+        print(render(result.record, result.violations, header))
+        print()
+    for run in runs:
+        result = run.result
+        for crash in result.crashes:
+            print(f"handler crash: {crash}")
+        verdict = f"{len(result.violations)} violation(s)" if result.violations else "all invariants held"
+        print(f"seed {result.seed}: {verdict} ({run.seconds:.1f} s)")
+        for v in result.violations[:5]:
+            print(f"  {v.line()}")
+        if len(result.violations) > 5:
+            print(f"  ... and {len(result.violations) - 5} more")
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("live", help="run a scenario on a real BullMQ queue and PostgreSQL and judge it (exit 1 on a violation)")
+    p.add_argument("scenario", help="a bundled scenario name or a path to a .toml file")
+    p.add_argument("--strategy", default="naive", help="built-in name or module:attr (default: naive)")
+    p.add_argument("--runs", type=positive("--runs", MAX_RUNS), default=1, help="live runs, seeds seed, seed+1, ... (default: 1)")
+    p.add_argument("--seed", type=seed, default=0, help="first seed (default: 0)")
+    p.add_argument("--time", type=positive_float("--time"), metavar="SECONDS", help="start no new run after this many seconds")
+    p.add_argument("--json", action="store_true", help="one JSON result row per run (a sweep row plus mode and seconds)")
+    add_server_flags(p)
+    p.set_defaults(func=cmd_live)
