@@ -20,7 +20,6 @@ from sim.cli.args import (
     user_modules_from_cwd,
 )
 from sim.cli.output import Progress, write_output
-from sim.engine import scenario as scenarios
 
 
 def add_parser(sub: Any) -> None:
@@ -35,6 +34,7 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from sim.engine import scenario as scenarios
     from sim.runs import check
 
     named = bool(args.scenarios)

@@ -9,10 +9,12 @@ else ``DATABASE_URL``, else libpq's ``PG*`` variables, else an embedded server.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from tracker.backend import TrackerBackend
 from tracker.errors import UserError
-from tracker.memory import MemoryTracker
+
+if TYPE_CHECKING:  # the model is imported when a backend is opened: the command line's parser
+    from tracker.backend import TrackerBackend  # needs only KINDS and BackendSpec
 
 KINDS = ("memory", "postgres", "both")
 
@@ -31,6 +33,8 @@ class BackendSpec:
 
 def open_backend(spec: BackendSpec) -> TrackerBackend:
     """A ready backend for ``spec``. The caller closes it (``close_backend``) when done."""
+    from tracker.memory import MemoryTracker
+
     if spec.kind == "memory":
         return MemoryTracker()
     if spec.kind not in KINDS:
