@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from reports import plots
+from reports.drawing import Figures
 from reports.inputs import Inputs, TraceDoc, read_inputs
 from reports.stats import cost_table, grid_axes, grid_table, pooled_errors, violation_table, with_base
 from reports.verdict import ShortestRun, interval, overview, pct, scenario_verdict
@@ -135,8 +136,10 @@ class Section:
     images: tuple[str, ...]
 
 
-def build(inputs: Inputs, out: Path) -> Report:
-    """Compute everything and draw the figures into ``out``; return the document."""
+def build(inputs: Inputs, out: Path, figures: Figures | None = None) -> Report:
+    """Compute everything and draw the figures into ``out`` (through ``figures``: they may still
+    be drawing when this returns; without it, drawn here before returning); return the document."""
+    figures = figures or Figures(workers=1)
     frame = with_base(inputs.results)
     rates_all = violation_table(frame)
     costs_all = cost_table(frame)
@@ -171,7 +174,7 @@ def build(inputs: Inputs, out: Path) -> Report:
     body: list[Block] = []
     images: list[str] = []
     for scenario in pd.unique(frame["scenario"]):
-        section = scenario_section(str(scenario), frame, rates_all, costs_all, shortest, inputs.traces, out)
+        section = scenario_section(str(scenario), frame, rates_all, costs_all, shortest, inputs.traces, out, figures)
         verdict += section.verdict
         body += section.body
         images += section.images
@@ -190,6 +193,7 @@ def scenario_section(
     shortest: dict[tuple[str, str, str], ShortestRun],
     traces: tuple[TraceDoc, ...],
     out: Path,
+    figures: Figures,
 ) -> Section:
     """Tables, figures and verdict of one (base) scenario; figures are written into ``out``."""
     backends = frame["backend"].nunique()
@@ -205,7 +209,7 @@ def scenario_section(
     images: list[str] = []
     body: list[Block] = [Heading(2, f"Scenario {scenario}"), Heading(3, "Violation rate by strategy and invariant")]
     body.append(_rates_table(rates, backends))
-    images.append(plots.violation_rates(rates, scenario, out / f"rates-{s}.png").name)
+    images.append(figures.draw(plots.violation_rates, rates, scenario, path=out / f"rates-{s}.png"))
     body.append(Image(images[-1], f"{scenario}: violation rate by strategy and invariant"))
     body += [Heading(3, "Cost per job"), _cost_table(costs, backends)]
     if grid is not None:
@@ -213,7 +217,7 @@ def scenario_section(
         pooled = f" ({', '.join(f'`{a}`' for a in axes[2:])} pooled)" if len(axes) > 2 else ""
         body.append(Para(f"Share of runs violating any invariant at each grid point of `{axes[0]}`"
                          + (f" x `{axes[1]}`" if len(axes) > 1 else "") + pooled + ", one panel per strategy."))
-        images.append(plots.heatmaps(grid, axes, scenario, out / f"grid-{s}.png").name)
+        images.append(figures.draw(plots.heatmaps, grid, axes, scenario, path=out / f"grid-{s}.png"))
         body.append(Image(images[-1], f"{scenario}: violation probability over the grid"))
         body.append(_grid_table(grid, axes, backends))
     body.append(Heading(3, "Timestamp error"))
@@ -221,7 +225,7 @@ def scenario_section(
     if any(errors.values()):
         body.append(Para("Recorded minus true time of `started_at`, `completed_at` and `failed_at`, every job of every run; "
                          "negative means the row claims it happened earlier than it did."))
-        images.append(plots.timestamp_errors(errors, scenario, out / f"errors-{s}.png").name)
+        images.append(figures.draw(plots.timestamp_errors, errors, scenario, path=out / f"errors-{s}.png"))
         body.append(Image(images[-1], f"{scenario}: timestamp error per strategy"))
     else:
         body.append(Para("No run recorded a timestamp to compare with the truth."))
@@ -239,7 +243,7 @@ def scenario_section(
         if example.trace:
             trace = by_path[example.trace].data
             name = f"timeline-{s}-{slug(strategy)}-{slug(backend)}.png"
-            images.append(plots.swimlane(trace, out / name).name)
+            images.append(figures.draw(plots.swimlane, trace, path=out / name))
             job, _ = plots.focus(trace)
             body.append(Image(name, f"{strategy}: swimlane timeline of the counterexample on {job}"))
             body.append(Pre(transcript(trace, job)))
@@ -422,8 +426,9 @@ def write_report(paths: list[Path], out: Path, inputs: Inputs | None = None) -> 
     """Read ``paths`` and write the report into ``out`` (created if needed)."""
     inputs = inputs or read_inputs(paths)
     out.mkdir(parents=True, exist_ok=True)
-    report = build(inputs, out)
-    (out / "report.md").write_text(to_markdown(report), encoding="utf-8")
-    (out / "index.html").write_text(to_html(report, out), encoding="utf-8")
-    report.summary.round(6).to_csv(out / "summary.csv", index=False)
+    with Figures() as figures:  # the figures are drawn in worker processes while the rest is written
+        report = build(inputs, out, figures)
+        (out / "report.md").write_text(to_markdown(report), encoding="utf-8")
+        report.summary.round(6).to_csv(out / "summary.csv", index=False)
+    (out / "index.html").write_text(to_html(report, out), encoding="utf-8")  # embeds the finished PNGs
     return report

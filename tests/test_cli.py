@@ -177,7 +177,7 @@ def test_a_user_error_from_any_layer_is_caught_once_by_main(capsys, monkeypatch)
     def broken_run(*args, **kwargs):
         raise TraceError("somewhere deep: a message for the user")
 
-    monkeypatch.setattr("sim.cli.run.run_one", broken_run)
+    monkeypatch.setattr("sim.runs.runner.run_one", broken_run)  # sim.cli.run imports it when it runs
     code, out, err = run_cli(capsys, "run", "seed-fast-jobs")
     assert (code, out, err) == (2, "", "racetrack: somewhere deep: a message for the user\n")
 
@@ -293,7 +293,7 @@ def test_an_internal_error_is_exit_3_one_line_and_a_log_without_secrets(capsys, 
     def bug(*args, **kwargs):
         raise RuntimeError("an assumption broke at postgresql://u:s3cret@db/x")
 
-    monkeypatch.setattr("sim.cli.run.run_one", bug)
+    monkeypatch.setattr("sim.runs.runner.run_one", bug)
     code, out, err = run_cli(capsys, "run", "seed-fast-jobs")
     assert (code, out) == (3, "")
     assert err.count("\n") == 1 and err.startswith("racetrack: internal error: RuntimeError: ")

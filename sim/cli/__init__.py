@@ -13,10 +13,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tomllib
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
+from typing import Any, NoReturn
 
 from sim.cli import calibrate, check, clean, explore, export, listing, live, replay, report, run, sweep
 from sim.cli.args import INTERNAL_ERROR, CliParser, UsageError, redact
@@ -28,6 +27,9 @@ __all__ = ["UsageError", "build_parser", "entry", "main", "version"]
 def version() -> str:
     """The installed distribution's version; from a source tree that is not installed, the
     version its pyproject.toml declares."""
+    import tomllib
+    from importlib import metadata  # ~15 ms: paid by --version and error logs only
+
     try:
         return metadata.version("racetrack")
     except metadata.PackageNotFoundError:
@@ -38,9 +40,23 @@ def version() -> str:
             return "unknown"
 
 
+class _PrintVersion(argparse.Action):
+    """``--version``: argparse's own version action, except that the version is looked up only
+    when asked for (reading the installed distribution's metadata costs more than the rest of
+    building the parser)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show program's version number and exit", **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> NoReturn:
+        print(f"racetrack {version()}")  # on stdout, as argparse's version action prints it
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = CliParser(prog="racetrack", description="Find, explain and compare races between a job queue's status handlers.")
-    parser.add_argument("--version", action="version", version=f"racetrack {version()}")
+    parser.add_argument("--version", action=_PrintVersion)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=CliParser)
     for command in (run, sweep, check, explore, replay, export, report, live, calibrate, clean):
         command.add_parser(sub)

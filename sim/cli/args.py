@@ -13,16 +13,22 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from sim.engine.limits import DEFAULT_LIMITS, Limits
-from sim.engine.scenario import Scenario
-from sim.runs import sweep
 from sim.runs.backends import KINDS, BackendSpec
 from tracker.errors import UserError
 from tracker.strategies import BUILTIN, Strategy, load_strategy
-from tracker.table import Table
-from tracker.table_sql import load_table
+
+if TYPE_CHECKING:
+    from sim.engine.scenario import Scenario
+    from sim.runs import sweep
+    from tracker.table import Table
+
+#: ``--executor``'s choices, as ``sim.runs.sweep.EXECUTORS`` (a test keeps the two equal): the
+#: parser is built for every command, even ``racetrack --help``, and importing the sweep module
+#: would import the simulation (SimPy) with it.
+EXECUTORS = ("local", "dask")
 
 #: The exit code of an internal error, a bug in racetrack (0, 1 and 2 are the documented verdicts;
 #: 130 is Ctrl-C).
@@ -191,6 +197,8 @@ def with_table_sql(args: argparse.Namespace, scenario: Scenario) -> Scenario:
 
 @functools.cache
 def _table_of(path: str) -> Table:
+    from tracker.table_sql import load_table  # pglast: only when a table is given
+
     if not os.path.isfile(path):
         raise UsageError(f"--table-sql {path}: no such file")
     return load_table(path)
@@ -200,17 +208,24 @@ def backend_spec(args: argparse.Namespace) -> BackendSpec:
     return BackendSpec(kind=args.backend, dsn=args.dsn, schema=args.schema)
 
 
+def default_workers() -> int:
+    """``--workers``' default, as ``sim.runs.sweep.default_workers`` (a test keeps the two equal)."""
+    return os.cpu_count() or 1
+
+
 def add_execution_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=positive("--workers", MAX_WORKERS, " (8 per core here, at least 64)"),
-                   default=sweep.default_workers(),
+                   default=default_workers(),
                    help="worker processes (default: all cores, here %(default)s); results do not depend on it")
-    p.add_argument("--executor", choices=sweep.EXECUTORS, default="local",
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
                    help="local: a process pool on this machine; dask: a Dask cluster (default: local)")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                    help="the Dask scheduler to use (implies --executor dask; without it, dask starts a LocalCluster of --workers)")
 
 
 def execution(args: argparse.Namespace) -> sweep.Execution:
+    from sim.runs import sweep
+
     return sweep.Execution(workers=args.workers, executor=args.executor, scheduler=args.scheduler)
 
 

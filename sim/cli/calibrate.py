@@ -16,7 +16,6 @@ from typing import Any
 
 from sim.cli.args import MAX_RUNS, UsageError, positive, positive_float, seed
 from sim.cli.live import add_server_flags, load_inputs, run_live_batch
-from sim.live import calibrate as cal
 
 
 def _pct(ci: tuple[float, float]) -> str:
@@ -24,6 +23,8 @@ def _pct(ci: tuple[float, float]) -> str:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    from sim.live import calibrate as cal
+
     scenario, strategy = load_inputs(args.scenario, args.strategy)
     if args.fit and not args.fit.endswith(".toml"):
         raise UsageError(f"--fit {args.fit}: the fitted scenario is written as TOML; name it OUT.toml")

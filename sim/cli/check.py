@@ -21,7 +21,6 @@ from sim.cli.args import (
     with_table_sql,
 )
 from sim.cli.output import Progress, write_output
-from sim.engine import scenario as scenarios
 
 
 def add_parser(sub: Any) -> None:
@@ -36,6 +35,7 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from sim.engine import scenario as scenarios
     from sim.runs import check
 
     named = bool(args.scenarios)

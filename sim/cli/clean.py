@@ -15,8 +15,6 @@ import json
 import os
 from typing import Any
 
-from tracker.pg_server import PG_ENV, ServerUnavailable, describe_server, mask_password, one_line, reap_embedded_servers
-
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("clean", help="remove the schemas and embedded servers that killed racetrack processes left")
@@ -30,6 +28,14 @@ def cmd_clean(args: argparse.Namespace) -> int:
     import psycopg
 
     from tracker.leftovers import drop_abandoned
+    from tracker.pg_server import (
+        PG_ENV,
+        ServerUnavailable,
+        describe_server,
+        mask_password,
+        one_line,
+        reap_embedded_servers,
+    )
 
     removed: list[dict[str, Any]] = []
     for server in reap_embedded_servers():

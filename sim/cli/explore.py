@@ -20,7 +20,6 @@ from sim.cli.args import (
     positive_float,
     seed,
 )
-from sim.engine import scenario as scenarios
 from sim.engine.limits import applied
 
 DEFAULT_TRACE = "racetrack-counterexample.json"
@@ -52,6 +51,7 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
+    from sim.engine import scenario as scenarios
     from sim.judge.timeline import transcript
     from sim.search import explore as ex
     from sim.search import trace

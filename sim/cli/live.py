@@ -11,13 +11,14 @@ import argparse
 import asyncio
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sim.cli.args import MAX_RUNS, load_strategy_arg, positive, positive_float, seed
 from sim.engine import scenario as scenarios
-from sim.judge.timeline import render
-from sim.live.runs import LiveBatch, LiveRun, live_row, run_batch
 from tracker.strategies import Strategy
+
+if TYPE_CHECKING:  # live mode (asyncio, psycopg, bullmq) is imported when a live command runs
+    from sim.live.runs import LiveBatch, LiveRun
 
 
 def add_server_flags(p: argparse.ArgumentParser) -> None:
@@ -50,6 +51,8 @@ class LiveProgress:
 
 def run_live_batch(scenario: scenarios.Scenario, strategy: Strategy, args: argparse.Namespace, runs: int) -> LiveBatch:
     """Run the batch; Ctrl-C stops it and keeps the runs that finished (``interrupted``)."""
+    from sim.live.runs import LiveBatch, run_batch
+
     batch = LiveBatch()
     progress = LiveProgress(runs)
     try:
@@ -67,6 +70,8 @@ def run_live_batch(scenario: scenarios.Scenario, strategy: Strategy, args: argpa
 
 
 def cmd_live(args: argparse.Namespace) -> int:
+    from sim.live.runs import live_row
+
     scenario, strategy = load_inputs(args.scenario, args.strategy)
     batch = run_live_batch(scenario, strategy, args, args.runs)
     if args.json:
@@ -88,6 +93,8 @@ def cmd_live(args: argparse.Namespace) -> int:
 
 
 def print_runs(runs: list[LiveRun], scenario: scenarios.Scenario, strategy: Strategy) -> None:
+    from sim.judge.timeline import render
+
     if len(runs) == 1:
         run = runs[0]
         result = run.result

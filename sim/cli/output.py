@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sim.judge.invariants import INVARIANT_IDS
 from tracker.errors import UserError
 
 #: The sweep table's column heading for each invariant: a word of its ID, short enough that the
@@ -82,6 +81,8 @@ def sweep_heading(scenarios: int, strategies: int, runs: int, seed: int, backend
 def format_summary(summary: list[dict[str, Any]]) -> str:
     """The sweep table: per scenario and strategy, runs, runs with any violation, and the
     violations of each invariant."""
+    from sim.judge.invariants import INVARIANT_IDS
+
     name_w = max([len("scenario"), *(len(e["scenario"]) for e in summary)])
     strategy_w = max([len("strategy"), *(len(e["strategy"]) for e in summary)])
     widths = {i: max(len(INVARIANT_COLUMNS[i]), 5) for i in INVARIANT_IDS}

@@ -19,11 +19,6 @@ from sim.cli.args import (
     with_table_sql,
 )
 from sim.cli.output import differential_line
-from sim.engine import scenario as scenarios
-from sim.judge.invariants import verdict_lines
-from sim.judge.timeline import render
-from sim.runs.backends import close_backend, open_backend
-from sim.runs.runner import run_one
 from tracker.errors import UserError
 
 
@@ -39,6 +34,12 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from sim.engine import scenario as scenarios
+    from sim.judge.invariants import verdict_lines
+    from sim.judge.timeline import render
+    from sim.runs.backends import close_backend, open_backend
+    from sim.runs.runner import run_one
+
     scenario = with_table_sql(args, scenarios.load(args.scenario))
     strategy = load_strategy_arg(args.strategy)
     backend = open_backend(backend_spec(args), scenario.table)

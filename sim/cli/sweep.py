@@ -11,7 +11,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sim.cli.args import (
     add_backend_flags,
@@ -27,10 +27,10 @@ from sim.cli.args import (
     with_table_sql,
 )
 from sim.cli.output import Progress, backend_lines, format_summary, sweep_heading, verdict_lines
-from sim.engine import scenario as scenarios
-from sim.runs import sweep
 from sim.runs.backends import BackendSpec
-from sim.runs.runner import plan, summarize
+
+if TYPE_CHECKING:
+    from sim.engine.scenario import Scenario
 
 
 def add_parser(sub: Any) -> None:
@@ -52,6 +52,10 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from sim.engine import scenario as scenarios
+    from sim.runs import sweep
+    from sim.runs.runner import plan, summarize
+
     loaded = [with_table_sql(args, scenarios.load(n)) for n in args.scenarios or scenarios.bundled_names()]
     loaded = _grid_variants(loaded, args.grid)
     refs = strategy_refs(args.strategies)
@@ -132,8 +136,10 @@ def _resume_command(args: argparse.Namespace) -> str:
     return "racetrack " + shlex.join([*argv, "--resume"])
 
 
-def _grid_variants(loaded: list[scenarios.Scenario], grid: list[str] | None) -> list[scenarios.Scenario]:
+def _grid_variants(loaded: list[Scenario], grid: list[str] | None) -> list[Scenario]:
     """Every scenario times the cross product of the ``--grid`` axes (unchanged without one)."""
+    from sim.engine import scenario as scenarios
+
     if not grid:
         return loaded
     axes = [scenarios.parse_grid(g) for g in grid]

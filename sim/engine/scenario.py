@@ -20,7 +20,6 @@ from typing import Any
 from sim.engine.distributions import FORMS, Dist, parse_dist
 from tracker.errors import UserError
 from tracker.table import Table
-from tracker.table_sql import TableSqlError, load_table
 
 
 class ScenarioError(UserError, ValueError):
@@ -260,6 +259,8 @@ def from_mapping(data: dict[str, Any], name: str, source: str, text: str = "", b
         sql_path = (base or Path.cwd()) / values["table.sql"]
         if not sql_path.is_file():
             raise ScenarioError(f"{_where(source, text, 'table.sql')}table.sql: no such file {str(sql_path)!r}")
+        from tracker.table_sql import TableSqlError, load_table  # pglast: only when a scenario names a table
+
         try:
             table = load_table(sql_path, values["table.sql"])
         except TableSqlError as exc:

@@ -9,11 +9,13 @@ else ``DATABASE_URL``, else libpq's ``PG*`` variables, else an embedded server.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from tracker.backend import TrackerBackend
 from tracker.errors import UserError
-from tracker.memory import MemoryTracker
-from tracker.table import Table
+
+if TYPE_CHECKING:  # the model is imported when a backend is opened: the command line's parser
+    from tracker.backend import TrackerBackend  # needs only KINDS and BackendSpec
+    from tracker.table import Table
 
 KINDS = ("memory", "postgres", "both")
 
@@ -33,6 +35,8 @@ class BackendSpec:
 def open_backend(spec: BackendSpec, table: Table | None = None) -> TrackerBackend:
     """A ready backend for ``spec`` tracking ``table`` (None: the bundled one). The caller closes
     it (``close_backend``) when done."""
+    from tracker.memory import MemoryTracker
+
     if spec.kind == "memory":
         return MemoryTracker(table)
     if spec.kind not in KINDS:

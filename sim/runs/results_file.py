@@ -10,7 +10,8 @@ is there. Only when every run is done is the stream converted, in row groups of
 written beside it and renamed into place: a file under the real name is always complete, and the
 same sweep gives the same bytes however it was cut up, interrupted, resumed or parallelized.
 
-May import: ``sim.runs.columns`` (the declared columns), pyarrow, pandas (CSV formatting). Runs nothing.
+May import: ``sim.runs.columns`` (the declared columns), pyarrow, pandas (CSV formatting), both only inside
+the functions that need them (importing this module stays cheap). Runs nothing.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
-
-import pyarrow as pa
+from typing import IO, TYPE_CHECKING, Any
 
 from sim.runs.columns import COLUMNS
 from tracker.errors import UserError
+
+if TYPE_CHECKING:  # pyarrow (and numpy under it) is imported where a file is read or written:
+    import pyarrow as pa  # a command that writes no results file starts without it
 
 FORMATS = (".parquet", ".csv")
 ROW_GROUP_ROWS = 10_000
@@ -40,6 +42,8 @@ def partial_path(out: Path) -> Path:
 
 def schema_for(fingerprint: dict[str, Any]) -> pa.Schema:
     """The Arrow schema of a results file (the declared columns), carrying the sweep's fingerprint."""
+    import pyarrow as pa
+
     fields = [pa.field(c.name, pa.type_for_alias(c.arrow)) for c in COLUMNS]
     return pa.schema(fields, metadata={METADATA_KEY: json.dumps(fingerprint, sort_keys=True)})
 
@@ -60,6 +64,8 @@ def _differences(stored: dict[str, Any], current: dict[str, Any]) -> str:
 
 
 def read_fingerprint(partial: Path) -> dict[str, Any]:
+    import pyarrow as pa
+
     try:
         with open(partial, "rb") as f:
             schema = pa.ipc.open_stream(f).schema
@@ -74,6 +80,8 @@ def read_fingerprint(partial: Path) -> dict[str, Any]:
 
 def _whole_batches(reader: Any) -> Iterator[pa.RecordBatch]:
     """The batches of a stream, stopping quietly at a cut-off tail (a killed sweep)."""
+    import pyarrow as pa
+
     while True:
         try:
             yield reader.read_next_batch()
@@ -127,6 +135,8 @@ class PartialResults:
         """On resume: the rows already done, copied into a fresh stream that then takes the new
         ones (the old stream may end in a cut-off batch, which is dropped). A row whose run could
         not finish (``error`` set) is replaced by ``retry(position, row)``: it is run again."""
+        import pyarrow as pa
+
         if not self.resume:
             return
         self._fresh = self.partial.with_name(self.partial.name + ".resuming")
@@ -147,6 +157,8 @@ class PartialResults:
         self._fresh = None
 
     def _start(self, schema: pa.Schema) -> None:
+        import pyarrow as pa
+
         assert self._file is not None
         self._schema = schema
         # zstd: a million rows of JSON-heavy columns would otherwise take ~1.5 GB of disk
@@ -159,6 +171,8 @@ class PartialResults:
         self.rows += batch.num_rows
 
     def append(self, rows: list[dict[str, Any]]) -> None:
+        import pyarrow as pa
+
         if not rows:
             return
         if self._writer is None:
@@ -181,6 +195,8 @@ class PartialResults:
     def finalize(self, keep_partial: bool = False) -> None:
         """Convert the stream into ``OUT`` (written beside it, then renamed) and drop the stream
         (kept with ``keep_partial``: runs that could not finish are retried from it by --resume)."""
+        import pyarrow as pa
+
         self.close()
         staging = self.out.with_name(self.out.name + ".finalizing")
         with open(self.partial, "rb") as source:
@@ -197,6 +213,8 @@ class PartialResults:
 def _row_groups(reader: Any) -> Iterator[pa.Table]:
     """The stream's rows re-cut into tables of exactly ROW_GROUP_ROWS (the last one shorter),
     so the output does not depend on how the sweep was chunked."""
+    import pyarrow as pa
+
     pending: list[pa.RecordBatch] = []
     held = 0
     for batch in _whole_batches(reader):
