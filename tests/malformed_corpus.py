@@ -54,6 +54,19 @@ SCENARIO_MISTAKES = {
     "description-not-text": "description = 5\n",
     "handlers-delay-negative": "[handlers]\nactive_delay_ms = -500\n",
     "slack-negative": "[invariants]\ntimestamp_slack_ms = -1\n",
+    "host-offset-not-table": "[clocks.workers]\noffset = -50\n",
+    "host-offset-min-above-max": "[clocks.workers]\noffset = { min_ms = -10, max_ms = -50 }\n",
+    "host-offset-mixed-units": "[clocks.db]\noffset = { min_s = -1, max_ms = 5 }\n",
+    "host-offset-beyond-an-hour": "[clocks.api]\noffset = { fixed_s = -7200 }\n",
+    "host-offset-text": '[clocks.workers]\noffset = { fixed_ms = "late" }\n',
+    "host-drift-in-ms": "[clocks.workers]\ndrift = { fixed_ms = 5 }\n",
+    "host-drift-huge": "[clocks.db]\ndrift = { min_ppm = -1e9, max_ppm = 0 }\n",
+    "host-unknown-group": "[clocks.redis]\noffset = { fixed_ms = 5 }\n",
+    "host-unknown-key": "[clocks.workers]\nskew = { fixed_ms = 5 }\n",
+    "host-group-not-table": "[clocks]\nworkers = 5\n",
+    "host-step-without-when": "[clocks.workers]\nstep = { fixed_ms = -200 }\n",
+    "host-step-at-without-step": "[clocks.db]\nstep_at = { fixed_ms = 200 }\n",
+    "host-step-at-negative": "[clocks.db]\nstep = { fixed_ms = 5 }\nstep_at = { fixed_ms = -1 }\n",
     "empty-file-bad-utf8": None,  # written as bytes below
 }
 

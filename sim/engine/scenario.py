@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sim.engine.distributions import FORMS, Dist, parse_dist
+from sim.engine.distributions import FORMS, SIGNED_FORMS, Dist, SignedRange, parse_dist, parse_signed
 from tracker.errors import UserError
 
 
@@ -29,7 +29,7 @@ class ScenarioError(UserError, ValueError):
 class Param:
     path: str
     default: Any
-    kind: str  # int, number, probability, dist, choice, text
+    kind: str  # int, number, probability, dist, choice, text, signed_ms, signed_ppm
     doc: str
     minimum: float | None = None
     exclusive_minimum: bool = False
@@ -45,6 +45,22 @@ def _p(path: str, default: Any, kind: str, doc: str, **kw: Any) -> Param:
 #: (a laptop can be seconds off; beyond an hour the scenario describes a broken host, not a race).
 MAX_MS = 86_400_000.0
 MAX_OFFSET_MS = 3_600_000.0
+
+#: Clocks per host group (``db``, ``api``: the producer, ``workers``: each worker draws its own).
+#: Unset (``None``), a group keeps the ``clocks.max_*`` draw; these keys are left out of a run's
+#: ``params`` while unset, so results of scenarios that do not use them stay as they were.
+CLOCK_HOST_GROUPS = ("db", "api", "workers")
+MAX_DRIFT_PPM = 100_000.0
+CLOCK_HOST_PARAMS: tuple[Param, ...] = tuple(
+    param
+    for group, who in (("db", "the database's"), ("api", "the producer's"), ("workers", "each worker's"))
+    for param in (
+        _p(f"clocks.{group}.offset", None, "signed_ms", f"Range {who} clock offset is drawn from (replaces `clocks.max_offset_ms` for it)."),
+        _p(f"clocks.{group}.drift", None, "signed_ppm", f"Range {who} clock rate error is drawn from (replaces `clocks.max_drift_ppm` for it)."),
+        _p(f"clocks.{group}.step", None, "signed_ms", f"An NTP correction: {who} clock jumps by a value drawn from this range (needs `step_at`)."),
+        _p(f"clocks.{group}.step_at", None, "dist", f"When (true time since the run began) {who} clock jumps."),
+    )
+)
 
 PARAMS: tuple[Param, ...] = (
     _p("description", "", "text", "One line saying what the scenario is for."),
@@ -74,6 +90,7 @@ PARAMS: tuple[Param, ...] = (
     _p("network.db_rtt", {"median_ms": 3, "p99_ms": 30}, "dist", "Round trip to the database; each direction is half a draw, drawn per operation."),
     _p("clocks.max_offset_ms", 5.0, "number", "Each host's clock offset is uniform in [-max, +max] (the database's too).", minimum=0, maximum=MAX_OFFSET_MS),
     _p("clocks.max_drift_ppm", 50.0, "number", "Each host's clock rate error is uniform in [-max, +max] ppm.", minimum=0, maximum=100_000),
+    *CLOCK_HOST_PARAMS,
     _p("invariants.timestamp_slack_ms", 50.0, "number", "`faithful-timestamps` allows this plus the clocks' worst error.", minimum=0, maximum=MAX_MS),
 )
 PARAM_BY_PATH = {p.path: p for p in PARAMS}
@@ -107,7 +124,9 @@ class Scenario:
         """Every parameter as plain TOML-able data (distributions as their tables)."""
         out: dict[str, Any] = {}
         for path, value in self.values.items():
-            out[path] = value.to_toml() if isinstance(value, Dist) else value
+            if value is None:  # an optional key left unset (see CLOCK_HOST_PARAMS)
+                continue
+            out[path] = value.to_toml() if isinstance(value, (Dist, SignedRange)) else value
         return out
 
 
@@ -117,7 +136,8 @@ class Scenario:
 def _line_of(text: str, path: str) -> int | None:
     """The line where ``path`` (``section.key`` or ``key``) is set, for error messages."""
     section, _, key = path.rpartition(".")
-    if "." in section:  # a field inside an inline table: point at the table's line
+    has_header = re.search(rf"^\s*\[\s*{re.escape(section)}\s*\]", text, re.M) is not None
+    if "." in section and not has_header:  # a field inside an inline table: point at the table's line
         section, _, key = section.rpartition(".")
     current = ""
     for number, line in enumerate(text.splitlines(), start=1):
@@ -166,6 +186,12 @@ def validate_value(param: Param, value: Any) -> tuple[Any, str | None]:
     if param.kind == "dist":
         try:
             return parse_dist(value), None
+        except ValueError as exc:
+            return None, str(exc)
+    if param.kind in ("signed_ms", "signed_ppm"):
+        unit = param.kind.removeprefix("signed_")
+        try:
+            return parse_signed(value, unit, MAX_OFFSET_MS if unit == "ms" else MAX_DRIFT_PPM), None
         except ValueError as exc:
             return None, str(exc)
     if param.kind == "choice":
@@ -224,24 +250,58 @@ def from_mapping(data: dict[str, Any], name: str, source: str, text: str = "") -
             )
         if not isinstance(value, dict):
             raise ScenarioError(f"{_where(source, text, key)}{key} must be a table ([{key}])")
-        allowed = [p.path.split(".", 1)[1] for p in PARAMS if p.path.startswith(key + ".")]
+        allowed = list(dict.fromkeys(p.path.split(".")[1] for p in PARAMS if p.path.startswith(key + ".")))
         for sub in value:
             if sub not in allowed:
                 raise ScenarioError(
                     f"{_where(source, text, f'{key}.{sub}')}unknown key {key}.{sub}; allowed in [{key}]: "
                     + ", ".join(allowed)
                 )
+            _check_subtable(key, sub, value[sub], source, text)
     for param in PARAMS:
         section, _, sub = param.path.rpartition(".")
-        container = data.get(section, {}) if section else data
+        container = _container(data, section) if "." in section else data.get(section, {}) if section else data
         if sub not in container:
-            values[param.path] = parse_dist(param.default) if param.kind == "dist" else param.default
+            values[param.path] = parse_dist(param.default) if param.kind == "dist" and param.default is not None else param.default
             continue
         converted, reason = validate_value(param, container[sub])
         if reason:
             raise ScenarioError(f"{_where(source, text, param.path)}{param.path} {reason}")
         values[param.path] = converted
+    _check_together(values, source, text)
     return Scenario(name=name, source=source, values=values, expect=expect)
+
+
+def _check_subtable(section: str, sub: str, value: Any, source: str, text: str) -> None:
+    """A table inside a section (``[clocks.workers]``): a table whose keys are all known."""
+    inner = [p.path.split(".")[2] for p in PARAMS if p.path.startswith(f"{section}.{sub}.")]
+    if not inner:
+        return
+    if not isinstance(value, dict):
+        raise ScenarioError(f"{_where(source, text, f'{section}.{sub}')}{section}.{sub} must be a table ([{section}.{sub}])")
+    for key in value:
+        if key not in inner:
+            raise ScenarioError(
+                f"{_where(source, text, f'{section}.{sub}.{key}')}unknown key {section}.{sub}.{key}; "
+                f"allowed in [{section}.{sub}]: " + ", ".join(inner)
+            )
+
+
+def _container(data: dict[str, Any], section: str) -> dict[str, Any]:
+    """The table at a dotted ``section`` (``clocks.workers``), or an empty one."""
+    table: Any = data
+    for part in section.split("."):
+        table = table.get(part, {}) if isinstance(table, dict) else {}
+    return table if isinstance(table, dict) else {}
+
+
+def _check_together(values: dict[str, Any], source: str, text: str) -> None:
+    """Keys that only mean something with another one."""
+    for group in CLOCK_HOST_GROUPS:
+        step, at = f"clocks.{group}.step", f"clocks.{group}.step_at"
+        if (values[step] is None) != (values[at] is None):
+            given, missing = (step, at) if values[at] is None else (at, step)
+            raise ScenarioError(f"{_where(source, text, given)}{given} needs {missing} too (how far the clock jumps, and when)")
 
 
 def bundled_dir() -> Path:
@@ -382,6 +442,8 @@ def grid_variants(scenario: Scenario, axes: list[GridAxis]) -> list[Scenario]:
             if axis.field is None:
                 changes[axis.path] = axis.values[i]
                 continue
+            if scenario[axis.param.path] is None:
+                raise ScenarioError(f"--grid {axis.path}: {axis.param.path} is not set in {scenario.source}; set it there to sweep its fields")
             table = tables.setdefault(axis.param.path, scenario.dist(axis.param.path).to_toml())
             if axis.field not in table:
                 raise ScenarioError(
@@ -413,7 +475,11 @@ def format_params_markdown() -> str:
     """The table of every scenario parameter, as docs/scenarios.md shows it."""
     lines = ["| key | default | allowed | meaning |", "| --- | --- | --- | --- |"]
     for p in PARAMS:
-        if p.kind == "dist":
+        if p.kind in ("signed_ms", "signed_ppm"):
+            allowed, default = "a range: " + SIGNED_FORMS[p.kind.removeprefix("signed_")], "unset"
+        elif p.kind == "dist" and p.default is None:
+            allowed, default = "a distribution: " + FORMS, "unset"
+        elif p.kind == "dist":
             allowed = "a distribution: " + FORMS
             default = "{ " + ", ".join(f"{k} = {v:g}" for k, v in p.default.items()) + " }"
         elif p.kind == "choice":

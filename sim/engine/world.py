@@ -27,13 +27,13 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import simpy
 
 from sim.engine import interpreter
-from sim.engine.distributions import Dist
+from sim.engine.distributions import Dist, SignedRange
 from sim.engine.driver import Actor, Driver
 from sim.engine.limits import DEFAULT_LIMITS, Limits
 from sim.engine.ordered import ActorSpec, Case, latencies_of
@@ -93,11 +93,47 @@ class Draws:
             self.clocks.uniform(-max_drift_ppm, max_drift_ppm),
         )
 
+    def host_clock(self, host: str, offset: SignedRange, drift: SignedRange) -> tuple[float, float]:
+        """(offset in ms, drift in ppm) for a host whose scenario names its ranges; the same
+        stream, one draw each, as :meth:`clock`."""
+        return offset.sample(self.clocks), drift.sample(self.clocks)
+
+    def clock_step(self, host: str, at: Dist, by: SignedRange) -> tuple[float, float]:
+        """(when in ms of true time, how far in ms) a host's clock is stepped: its own stream, so
+        a step leaves every other draw as it was."""
+        rng = random.Random(f"racetrack:{self.seed}:clock-step:{host}")
+        return at.sample(rng), by.sample(rng)
+
     def one_way_ms(self, actor: str, rtt: Dist) -> float:
         rng = self._actors.get(actor)
         if rng is None:
             rng = self._actors[actor] = random.Random(f"racetrack:{self.seed}:net:{actor}")
         return rtt.sample(rng) / 2
+
+
+def clock_group(host: str) -> str:
+    """The scenario's ``[clocks.<group>]`` a host takes its clock from."""
+    return host if host in ("db", "api") else "workers"
+
+
+def host_clock(scenario: Scenario, draws: Draws, host: str) -> Clock:
+    """A host's clock: ``[clocks.<group>]`` ranges where the scenario sets them, else the
+    symmetric ``clocks.max_*`` draw (the draw every scenario made before groups existed)."""
+    s, group = scenario, clock_group(host)
+    offset, drift = s[f"clocks.{group}.offset"], s[f"clocks.{group}.drift"]
+    if offset is None and drift is None:
+        offset_ms, drift_ppm = draws.clock(host, s["clocks.max_offset_ms"], s["clocks.max_drift_ppm"])
+    else:
+        max_offset, max_drift = s["clocks.max_offset_ms"], s["clocks.max_drift_ppm"]
+        offset_ms, drift_ppm = draws.host_clock(
+            host, offset or SignedRange("ms", -max_offset, max_offset), drift or SignedRange("ppm", -max_drift, max_drift)
+        )
+    clock = Clock(host, us(offset_ms), drift_ppm, 1 if host == "db" else 1000)
+    step = s[f"clocks.{group}.step"]
+    if step is not None:
+        at_ms, by_ms = draws.clock_step(host, s.dist(f"clocks.{group}.step_at"), step)
+        clock = replace(clock, step_at_us=us(at_ms), step_us=us(by_ms))
+    return clock
 
 
 @dataclass(frozen=True)
@@ -159,8 +195,7 @@ class World:
         hosts = ["api", "db"] + [f"worker-{i + 1}" for i in range(s["workers.count"])]
         self.clocks: dict[str, Clock] = {}
         for host in hosts:
-            offset_ms, drift = self.draws.clock(host, s["clocks.max_offset_ms"], s["clocks.max_drift_ppm"])
-            self.clocks[host] = Clock(host, us(offset_ms), drift, 1 if host == "db" else 1000)
+            self.clocks[host] = host_clock(s, self.draws, host)
         rtt = s.dist("network.db_rtt")
         self.driver = Driver(
             self.env, backend, self.clocks["db"], lambda actor: us(self.draws.one_way_ms(actor, rtt)), limits.ops_per_handler

@@ -306,6 +306,7 @@ def case_data(case: Case) -> dict[str, Any]:
             for a in case.actors
         ],
         "clocks": {h: {"offset_us": c.offset_us, "drift_ppm": c.drift_ppm, "resolution_us": c.resolution_us}
+                   | ({"step_at_us": c.step_at_us, "step_us": c.step_us} if c.step_us else {})
                    for h, c in case.clocks.items()},
         "slack_us": case.slack_us,
         "default_latency": list(case.default_latency),
@@ -325,7 +326,8 @@ def case_from_data(data: dict[str, Any]) -> Case:
         )
         for a in data["actors"]
     )
-    clocks = {str(h): Clock(str(h), int(c["offset_us"]), float(c["drift_ppm"]), int(c["resolution_us"]))
+    clocks = {str(h): Clock(str(h), int(c["offset_us"]), float(c["drift_ppm"]), int(c["resolution_us"]),
+                            int(c.get("step_at_us", 0)), int(c.get("step_us", 0)))
               for h, c in data["clocks"].items()}
     if "db" not in clocks:
         raise KeyError("clocks has no 'db' host")
