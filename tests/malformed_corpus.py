@@ -67,6 +67,17 @@ SCENARIO_MISTAKES = {
     "host-step-without-when": "[clocks.workers]\nstep = { fixed_ms = -200 }\n",
     "host-step-at-without-step": "[clocks.db]\nstep_at = { fixed_ms = 200 }\n",
     "host-step-at-negative": "[clocks.db]\nstep = { fixed_ms = 5 }\nstep_at = { fixed_ms = -1 }\n",
+    "network-read-rtt-not-dist": "[network]\nread_rtt = 5\n",
+    "network-commit-rtt-negative": "[network]\ncommit_rtt = { fixed_ms = -1 }\n",
+    "network-host-rtt-unknown-group": "[network.redis]\ndb_rtt = { fixed_ms = 1 }\n",
+    "network-host-unknown-key": "[network.workers]\nrtt = { fixed_ms = 1 }\n",
+    "network-pause-probability-above-1": "[network]\npause_probability = 2\npause = { fixed_ms = 1000 }\n",
+    "network-pause-without-probability": "[network]\npause = { fixed_ms = 1000 }\n",
+    "network-probability-without-pause": "[network]\npause_probability = 0.1\n",
+    "network-pool-zero": "[network]\npool_size = 0\n",
+    "network-pool-float": "[network]\npool_size = 1.5\n",
+    "network-client-unknown": '[network]\nclient = "grpc"\n',
+    "network-http-rtt-text": '[network]\nclient = "http"\nhttp_rtt = "slow"\n',
     "empty-file-bad-utf8": None,  # written as bytes below
 }
 

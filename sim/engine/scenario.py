@@ -62,6 +62,21 @@ CLOCK_HOST_PARAMS: tuple[Param, ...] = tuple(
     )
 )
 
+#: Latency as production has it (``sim.engine.network``); unset, a run is the plain driver's.
+NETWORK_PARAMS: tuple[Param, ...] = (
+    *(
+        _p(f"network.{kind}_rtt", None, "dist", f"Round trip of {what}, instead of `db_rtt`.")
+        for kind, what in (("read", "a `SELECT`"), ("write", "an `INSERT`/`UPDATE`"), ("begin", "a `BEGIN`"), ("commit", "a `COMMIT`/`ROLLBACK`"))
+    ),
+    _p("network.api.db_rtt", None, "dist", "Round trip from the producer's host, instead of `db_rtt` (an operation kind's own wins)."),
+    _p("network.workers.db_rtt", None, "dist", "Round trip from the workers' hosts, instead of `db_rtt` (an operation kind's own wins)."),
+    _p("network.pause_probability", None, "probability", "Chance that one direction of an operation also waits a `pause` (needs `pause`)."),
+    _p("network.pause", None, "dist", "A heavy-tail pause: a GC pause, a TCP retransmit (needs `pause_probability`)."),
+    _p("network.pool_size", None, "int", "Connections in each host process's pool; handlers queue for one (unset: one per handler).", minimum=1, maximum=10_000),
+    _p("network.client", None, "choice", "`http`: every call is its own transaction over PostgREST, with one more round trip.", choices=("sql", "http")),
+    _p("network.http_rtt", None, "dist", "The HTTP hop's round trip in `client = \"http\"` (unset: `db_rtt`)."),
+)
+
 PARAMS: tuple[Param, ...] = (
     _p("description", "", "text", "One line saying what the scenario is for."),
     _p("job.count", 5, "int", "Jobs the producer adds in one run.", minimum=1, maximum=100_000),
@@ -88,6 +103,7 @@ PARAMS: tuple[Param, ...] = (
     _p("handlers.progress_delay_ms", 0.0, "number", "Fixed delay for 'progress' handlers.", minimum=0, maximum=MAX_MS),
     _p("handlers.removed_delay_ms", 0.0, "number", "Fixed delay for 'removed' handlers.", minimum=0, maximum=MAX_MS),
     _p("network.db_rtt", {"median_ms": 3, "p99_ms": 30}, "dist", "Round trip to the database; each direction is half a draw, drawn per operation."),
+    *NETWORK_PARAMS,
     _p("clocks.max_offset_ms", 5.0, "number", "Each host's clock offset is uniform in [-max, +max] (the database's too).", minimum=0, maximum=MAX_OFFSET_MS),
     _p("clocks.max_drift_ppm", 50.0, "number", "Each host's clock rate error is uniform in [-max, +max] ppm.", minimum=0, maximum=100_000),
     *CLOCK_HOST_PARAMS,
@@ -297,6 +313,12 @@ def _container(data: dict[str, Any], section: str) -> dict[str, Any]:
 
 def _check_together(values: dict[str, Any], source: str, text: str) -> None:
     """Keys that only mean something with another one."""
+    if (values["network.pause"] is None) != (values["network.pause_probability"] is None):
+        given, missing = (
+            ("network.pause", "network.pause_probability") if values["network.pause_probability"] is None
+            else ("network.pause_probability", "network.pause")
+        )
+        raise ScenarioError(f"{_where(source, text, given)}{given} needs {missing} too (how often, and how long)")
     for group in CLOCK_HOST_GROUPS:
         step, at = f"clocks.{group}.step", f"clocks.{group}.step_at"
         if (values[step] is None) != (values[at] is None):
@@ -483,15 +505,15 @@ def format_params_markdown() -> str:
             allowed = "a distribution: " + FORMS
             default = "{ " + ", ".join(f"{k} = {v:g}" for k, v in p.default.items()) + " }"
         elif p.kind == "choice":
-            allowed, default = " \\| ".join(p.choices), f'"{p.default}"'
+            allowed, default = " \\| ".join(p.choices), "unset" if p.default is None else f'"{p.default}"'
         elif p.kind == "text":
             allowed, default = "string", '""'
         elif p.kind == "probability":
-            allowed, default = "0 to 1", f"{p.default:g}"
+            allowed, default = "0 to 1", "unset" if p.default is None else f"{p.default:g}"
         else:
             lo = "" if p.minimum is None else (f"> {p.minimum:g}" if p.exclusive_minimum else f">= {p.minimum:g}")
             hi = "" if p.maximum is None else f"<= {p.maximum:g}"
             allowed = ("whole number " if p.kind == "int" else "number ") + ", ".join(x for x in (lo, hi) if x)
-            default = f"{p.default:g}"
+            default = "unset" if p.default is None else f"{p.default:g}"
         lines.append(f"| `{p.path}` | `{default}` | {allowed.strip()} | {p.doc} |")
     return "\n".join(lines)

@@ -36,11 +36,13 @@ from sim.engine import interpreter
 from sim.engine.distributions import Dist, SignedRange
 from sim.engine.driver import Actor, Driver
 from sim.engine.limits import DEFAULT_LIMITS, Limits
+from sim.engine.network import NETWORK_KEYS, NetworkDriver, latency_dist
 from sim.engine.ordered import ActorSpec, Case, latencies_of
 from sim.engine.scenario import Scenario
 from sim.record.clocks import Clock
 from sim.record.history import Attempt, JobTruth, RunRecord
 from tracker.backend import TrackerBackend
+from tracker.ops import DbOp
 from tracker.strategies import HandlerContext, JobView, Strategy
 
 
@@ -104,6 +106,16 @@ class Draws:
         rng = random.Random(f"racetrack:{self.seed}:clock-step:{host}")
         return at.sample(rng), by.sample(rng)
 
+    def pause_ms(self, actor: str, p: float, pause: Dist) -> float:
+        """A heavy-tail pause added to one direction of an actor's operation (0: none); a stream
+        of its own, so the latencies themselves are drawn as without pauses."""
+        rng = self._actors.get(f"pause:{actor}")
+        if rng is None:
+            rng = self._actors[f"pause:{actor}"] = random.Random(f"racetrack:{self.seed}:pause:{actor}")
+        hit = rng.random() < p
+        length = pause.sample(rng)  # drawn either way: the stream stays aligned
+        return length if hit else 0.0
+
     def one_way_ms(self, actor: str, rtt: Dist) -> float:
         rng = self._actors.get(actor)
         if rng is None:
@@ -134,6 +146,25 @@ def host_clock(scenario: Scenario, draws: Draws, host: str) -> Clock:
         at_ms, by_ms = draws.clock_step(host, s.dist(f"clocks.{group}.step_at"), step)
         clock = replace(clock, step_at_us=us(at_ms), step_us=us(by_ms))
     return clock
+
+
+def network_driver(
+    env: simpy.Environment, s: Scenario, backend: TrackerBackend, db_clock: Clock, draws: Draws, limits: Limits
+) -> NetworkDriver:
+    """The driver of a scenario that sets ``network`` keys beyond ``db_rtt`` (``sim.engine.network``)."""
+    http = s["network.client"] == "http"
+    http_rtt = s["network.http_rtt"] or s.dist("network.db_rtt")
+    p, pause = s["network.pause_probability"], s["network.pause"]
+
+    def one_way(actor: Actor, op: DbOp) -> int:
+        ms = draws.one_way_ms(actor.name, latency_dist(s.values, clock_group(actor.host), op))
+        if http:
+            ms += draws.one_way_ms(f"{actor.name}@http", http_rtt)
+        if pause is not None:
+            ms += draws.pause_ms(actor.name, p, pause)
+        return us(ms)
+
+    return NetworkDriver(env, backend, db_clock, one_way, limits.ops_per_handler, s["network.pool_size"], http)
 
 
 @dataclass(frozen=True)
@@ -199,7 +230,7 @@ class World:
         rtt = s.dist("network.db_rtt")
         self.driver = Driver(
             self.env, backend, self.clocks["db"], lambda actor: us(self.draws.one_way_ms(actor, rtt)), limits.ops_per_handler
-        )
+        ) if not any(s[key] is not None for key in NETWORK_KEYS) else network_driver(self.env, s, backend, self.clocks["db"], self.draws, limits)
         self.queue: simpy.Store = simpy.Store(self.env)
         self.jobs: list[_Job] = []
         self.spawned: list[Spawned] = []
