@@ -78,6 +78,15 @@ SCENARIO_MISTAKES = {
     "network-pool-float": "[network]\npool_size = 1.5\n",
     "network-client-unknown": '[network]\nclient = "grpc"\n',
     "network-http-rtt-text": '[network]\nclient = "http"\nhttp_rtt = "slow"\n',
+    "classes-not-table": "[job]\nclasses = 3\n",
+    "classes-empty": "[job]\nclasses = {}\n",
+    "class-not-table": "[job.classes]\nfast = 0.5\n",
+    "class-without-share": "[job.classes.fast]\nduration = { fixed_ms = 50 }\n",
+    "class-share-above-1": "[job.classes.fast]\nshare = 1.5\n",
+    "class-shares-not-1": "[job.classes.fast]\nshare = 0.5\n[job.classes.slow]\nshare = 0.2\n",
+    "class-unknown-key": "[job.classes.fast]\nshare = 1\nspeed = 3\n",
+    "class-attempts-zero": "[job.classes.fast]\nshare = 1\nattempts = 0\n",
+    "class-duration-bad": "[job.classes.fast]\nshare = 1\nduration = { fixed_ms = -5 }\n",
     "empty-file-bad-utf8": None,  # written as bytes below
 }
 

@@ -210,3 +210,44 @@ def test_a_worker_far_behind_the_database_breaks_row_lock_but_not_atomic():
     for seed in range(3):
         assert run_one(laptop, load_strategy("row-lock"), seed).violations
         assert not run_one(laptop, load_strategy("atomic"), seed).violations
+
+
+# --- job classes -------------------------------------------------------------------------------
+
+CLASSES = """[job]
+count = 200
+interarrival = { fixed_ms = 1 }
+duration = { fixed_ms = 10 }
+[job.classes.fast]
+share = 0.9
+duration = { fixed_ms = 50 }
+[job.classes.slow]
+share = 0.1
+duration = { fixed_ms = 5000 }
+attempts = 4
+fail_probability = 1
+"""
+
+
+def test_each_job_takes_its_class_parameters_in_about_its_share(tmp_path):
+    world = _world(CLASSES, tmp_path)
+    record = world.run()
+    slow = [t for t in record.truth.values() if t.max_attempts == 4]
+    fast = [t for t in record.truth.values() if t.max_attempts == 1]
+    assert len(slow) + len(fast) == 200 and 8 <= len(slow) <= 35
+    assert all(a.end_us - a.start_us == 5_000_000 and a.outcome == "failed" for t in slow for a in t.attempts)
+    assert all(len(t.attempts) == 4 for t in slow)
+    assert all(a.end_us - a.start_us == 50_000 and a.outcome == "completed" for t in fast for a in t.attempts)
+
+
+def test_a_jobs_class_does_not_move_its_other_draws(tmp_path):
+    """Classes draw from a stream of their own: a job of a class that changes nothing sees the
+    world it saw without classes."""
+    plain = "[job]\ncount = 20\nfail_probability = 0.3\nattempts = 2\n"
+    same = plain + "[job.classes.a]\nshare = 0.5\n[job.classes.b]\nshare = 0.5\n"
+    assert _world(same, tmp_path).run().truth == _world(plain, tmp_path).run().truth
+
+
+def test_job_classes_round_trip_to_params():
+    table = scenarios.load("mixed-jobs").to_toml_table()["job.classes"]
+    assert table["slow"] == {"share": 0.1, "duration": {"median_ms": 5000.0, "p99_ms": 8000.0}, "fail_probability": 0.5, "attempts": 4}

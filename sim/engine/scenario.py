@@ -86,6 +86,7 @@ PARAMS: tuple[Param, ...] = (
     _p("job.attempts", 1, "int", "BullMQ `opts.attempts`: attempts allowed (1 = no retry).", minimum=1, maximum=100),
     _p("job.delay_ms", 0.0, "number", "BullMQ `opts.delay`: the job starts delayed this long.", minimum=0, maximum=MAX_MS),
     _p("job.progress_updates", 0, "int", "`job.updateProgress` calls per attempt, evenly spread.", minimum=0, maximum=100),
+    _p("job.classes", None, "classes", "Job classes mixed in one run: `[job.classes.NAME]` tables of `share` and their own job keys (see below)."),
     _p("backoff.type", "exponential", "choice", "Retry backoff.", choices=("none", "fixed", "exponential")),
     _p("backoff.delay_ms", 1000.0, "number", "Backoff base: fixed wait, or `round(2^(n-1) * delay)`.", minimum=0, maximum=MAX_MS),
     _p("backoff.jitter", 0.0, "probability", "Wait is uniform in [max*(1-jitter), max)."),
@@ -142,7 +143,7 @@ class Scenario:
         for path, value in self.values.items():
             if value is None:  # an optional key left unset (see CLOCK_HOST_PARAMS)
                 continue
-            out[path] = value.to_toml() if isinstance(value, (Dist, SignedRange)) else value
+            out[path] = value.to_toml() if isinstance(value, (Dist, SignedRange, JobClasses)) else value
         return out
 
 
@@ -208,6 +209,11 @@ def validate_value(param: Param, value: Any) -> tuple[Any, str | None]:
         unit = param.kind.removeprefix("signed_")
         try:
             return parse_signed(value, unit, MAX_OFFSET_MS if unit == "ms" else MAX_DRIFT_PPM), None
+        except ValueError as exc:
+            return None, str(exc)
+    if param.kind == "classes":
+        try:
+            return parse_job_classes(value), None
         except ValueError as exc:
             return None, str(exc)
     if param.kind == "choice":
@@ -282,10 +288,62 @@ def from_mapping(data: dict[str, Any], name: str, source: str, text: str = "") -
             continue
         converted, reason = validate_value(param, container[sub])
         if reason:
-            raise ScenarioError(f"{_where(source, text, param.path)}{param.path} {reason}")
+            sep = "" if reason.startswith((".", " ")) else " "  # a job class's own key: job.classes.slow.share
+            raise ScenarioError(f"{_where(source, text, param.path)}{param.path}{sep}{reason}")
         values[param.path] = converted
     _check_together(values, source, text)
     return Scenario(name=name, source=source, values=values, expect=expect)
+
+
+#: What a job class may set besides its ``share``: the ``[job]`` keys that describe one job.
+CLASS_KEYS = ("duration", "fail_probability", "attempts", "delay_ms", "progress_updates")
+
+
+@dataclass(frozen=True)
+class JobClasses:
+    """Job classes: ``(name, share, {job path: value})`` in file order; each job draws one."""
+
+    classes: tuple[tuple[str, float, dict[str, Any]], ...]
+
+    def to_toml(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, share, values in self.classes:
+            table: dict[str, Any] = {"share": share}
+            for path, value in values.items():
+                table[path.split(".", 1)[1]] = value.to_toml() if isinstance(value, Dist) else value
+            out[name] = table
+        return out
+
+
+def parse_job_classes(table: object) -> JobClasses:
+    """:class:`JobClasses` from ``[job.classes]``; ``ValueError`` with a one-line reason naming the
+    class and key (the caller prefixes ``job.classes``)."""
+    if not isinstance(table, dict) or not table:
+        raise ValueError("must hold at least one [job.classes.NAME] table (share = 0.9, duration = ...)")
+    classes = []
+    for name, body in table.items():
+        if not isinstance(body, dict):
+            raise ValueError(f".{name} must be a table ([job.classes.{name}]) (got {body!r})")
+        if "share" not in body:
+            raise ValueError(f".{name} needs share = a probability (the fraction of jobs of this class)")
+        values: dict[str, Any] = {}
+        for key, value in body.items():
+            if key == "share":
+                reason = _check_number(Param("share", 0.0, "probability", ""), value)
+                if reason:
+                    raise ValueError(f".{name}.share {reason}")
+                continue
+            if key not in CLASS_KEYS:
+                raise ValueError(f".{name}: unknown key {key!r}; allowed: share, {', '.join(CLASS_KEYS)}")
+            converted, reason = validate_value(PARAM_BY_PATH[f"job.{key}"], value)
+            if reason:
+                raise ValueError(f".{name}.{key} {reason}")
+            values[f"job.{key}"] = converted
+        classes.append((str(name), float(body["share"]), values))
+    total = sum(share for _, share, _ in classes)
+    if abs(total - 1.0) > 1e-9:
+        raise ValueError(f" shares must add up to 1 (got {total:g})")
+    return JobClasses(tuple(classes))
 
 
 def _check_subtable(section: str, sub: str, value: Any, source: str, text: str) -> None:
@@ -497,7 +555,9 @@ def format_params_markdown() -> str:
     """The table of every scenario parameter, as docs/scenarios.md shows it."""
     lines = ["| key | default | allowed | meaning |", "| --- | --- | --- | --- |"]
     for p in PARAMS:
-        if p.kind in ("signed_ms", "signed_ppm"):
+        if p.kind == "classes":
+            allowed, default = f"tables `[job.classes.NAME]` of `share` (0 to 1, all adding up to 1) and any of {', '.join(CLASS_KEYS)}", "unset"
+        elif p.kind in ("signed_ms", "signed_ppm"):
             allowed, default = "a range: " + SIGNED_FORMS[p.kind.removeprefix("signed_")], "unset"
         elif p.kind == "dist" and p.default is None:
             allowed, default = "a distribution: " + FORMS, "unset"

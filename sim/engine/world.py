@@ -116,6 +116,15 @@ class Draws:
         length = pause.sample(rng)  # drawn either way: the stream stays aligned
         return length if hit else 0.0
 
+    def job_class(self, job: int, shares: list[tuple[str, float]]) -> str:
+        """The class of a job (``job.classes``): its own stream, so a job's other draws stay."""
+        draw = random.Random(f"racetrack:{self.seed}:job-class:{job}").random()
+        for name, share in shares:
+            if draw < share:
+                return name
+            draw -= share
+        return shares[-1][0]
+
     def one_way_ms(self, actor: str, rtt: Dist) -> float:
         rng = self._actors.get(actor)
         if rng is None:
@@ -234,6 +243,9 @@ class World:
         self.queue: simpy.Store = simpy.Store(self.env)
         self.jobs: list[_Job] = []
         self.spawned: list[Spawned] = []
+        #: Each job's class (``job.classes``), and the scenario each class sees.
+        self._job_classes: dict[int, str] = {}
+        self._class_scenarios: dict[str, Scenario] = {}
         self._contexts = {
             host: HandlerContext(
                 host=host,
@@ -314,7 +326,7 @@ class World:
             self.env.process(self._add(index))
 
     def _add(self, index: int) -> Generator[simpy.Event, Any, None]:
-        s = self.scenario
+        s = self._job_scenario(index)
         delay_ms = s["job.delay_ms"]
         job = _Job(index, f"job-{index + 1}", s["job.attempts"], delayed=delay_ms > 0)
         self.jobs.append(job)
@@ -356,7 +368,7 @@ class World:
                 yield from self._attempt(job, worker)
 
     def _attempt(self, job: _Job, worker: str) -> Generator[simpy.Event, Any, None]:
-        s, draws, clock = self.scenario, self.draws, self.clocks[worker]
+        s, draws, clock = self._job_scenario(job.index), self.draws, self.clocks[worker]
         job.attempts_started += 1
         job.runs += 1
         run = job.current_run = job.runs
@@ -439,6 +451,21 @@ class World:
         self._emit("stalled", job, checker, self._view(job, number))
 
     # -- bookkeeping ---------------------------------------------------------------------------
+
+    def _job_scenario(self, index: int) -> Scenario:
+        """The scenario as job ``index`` sees it: with its class's own job keys (``job.classes``),
+        drawn once per job from a stream of its own; the scenario itself when it has no classes."""
+        classes = self.scenario["job.classes"]
+        if classes is None:
+            return self.scenario
+        chosen = self._job_classes.get(index)
+        if chosen is None:
+            name = self.draws.job_class(index, [(n, share) for n, share, _ in classes.classes])
+            chosen = self._job_classes[index] = name
+        if chosen not in self._class_scenarios:
+            values = next(v for n, _, v in classes.classes if n == chosen)
+            self._class_scenarios[chosen] = self.scenario.with_values(values)
+        return self._class_scenarios[chosen]
 
     def _enter(self, job: _Job, state: str) -> None:
         job.state = state
