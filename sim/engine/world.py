@@ -43,7 +43,7 @@ from sim.record.clocks import Clock
 from sim.record.history import Attempt, JobTruth, RunRecord
 from tracker.backend import TrackerBackend
 from tracker.ops import DbOp
-from tracker.strategies import HandlerContext, JobView, Strategy
+from tracker.strategies import HandlerContext, JobView, LiveJob, Strategy
 
 
 def us(ms: float) -> int:
@@ -132,6 +132,21 @@ class Draws:
         return rtt.sample(rng) / 2
 
 
+#: Events a worker emits with its own Job instance of the attempt (handlers may read it live).
+INSTANCE_EVENTS = ("active", "progress", "completed", "failed")
+
+
+def _finished_changes(job: _Job, fails: bool, number: int, finished_on: int) -> tuple[tuple[str, Any], ...]:
+    """What BullMQ's ``moveToCompleted``/``moveToFailed`` set on the instance as the attempt ends:
+    ``attemptsMade + 1``; ``failedReason``; ``finishedOn`` only when the job is finished."""
+    changes: list[tuple[str, Any]] = [("attempts_made", job.attempts_made)]
+    if fails:
+        changes.append(("failed_reason", f"attempt {number} failed"))
+    if not fails or job.attempts_made >= job.max_attempts:
+        changes.append(("finished_on_us", finished_on))
+    return tuple(changes)
+
+
 def clock_group(host: str) -> str:
     """The scenario's ``[clocks.<group>]`` a host takes its clock from."""
     return host if host in ("db", "api") else "workers"
@@ -184,6 +199,8 @@ class Spawned:
     view: JobView
     ctx: HandlerContext
     at_us: int
+    #: The job's run (activation) when it was started: whose Job instance a live view reads.
+    run: int = 0
 
 
 @dataclass
@@ -245,6 +262,8 @@ class World:
         self.spawned: list[Spawned] = []
         #: Each job's class (``job.classes``), and the scenario each class sees.
         self._job_classes: dict[int, str] = {}
+        #: Each activation's changes after its events, by (job, run): what a LiveJob reads.
+        self._instances: dict[tuple[str, int], list[tuple[int, tuple[tuple[str, Any], ...]]]] = {}
         self._class_scenarios: dict[str, Scenario] = {}
         self._contexts = {
             host: HandlerContext(
@@ -375,6 +394,7 @@ class World:
         number = job.attempts_made + 1
         start = self.now
         processed_on = job.processed_on_us = clock.read(start)
+        changes = self._instances[(job.id, run)] = []  # this activation's Job instance, as it changes
         self._enter(job, "active")
         self._emit("active", job, worker, self._view(job, number, processed_on_us=processed_on))
         duration = us(draws.job_ms(job.index, "duration", s.dist("job.duration")))
@@ -392,11 +412,13 @@ class World:
         for k in range(1, updates + 1):
             yield self.env.timeout(duration // (updates + 1))
             progress = {"percent": round(100 * k / (updates + 1))}
+            changes.append((self.now, (("progress", progress),)))
             self._emit("progress", job, worker, self._view(job, number, processed_on_us=processed_on, progress=progress))
         yield self.env.timeout(duration - updates * (duration // (updates + 1)))
         end = self.now
         finished_on = clock.read(end)
         job.attempts_made += 1
+        changes.append((end, _finished_changes(job, fails, number, finished_on)))
         if fails:
             job.attempts.append(Attempt(job.id, number, run, worker, start, end, "failed"))
             self._enter(job, "failed")
@@ -496,7 +518,10 @@ class World:
             return done
         job.events[event] = job.events.get(event, 0) + 1
         actor = Actor(f"{job.id}.{event}#{job.events[event]}", job.id, event, host, self.clocks[host])
-        self.spawned.append(Spawned(actor, view, self._contexts[host], int(self.env.now)))
+        self.spawned.append(Spawned(actor, view, self._contexts[host], int(self.env.now), job.current_run))
+        changes = self._instances.get((job.id, job.current_run)) if event in INSTANCE_EVENTS else None
+        if changes is not None and self.strategy.job_view == "live":
+            view = LiveJob(view, changes, int(self.env.now), lambda: int(self.env.now))
         return self.driver.spawn(actor, handler, view, self._contexts[host])
 
 
@@ -511,6 +536,9 @@ def case_from_world(world: World, record: RunRecord, scenario: Scenario, seed: i
         a = sp.actor
         after = () if a.event == "created" or a.job_id not in created else (created[a.job_id],)
         actors.append(ActorSpec(a.name, a.job_id, a.event, a.host, sp.at_us, sp.view, sp.ctx, after, latencies_of(record, a.name)))
+        if world.strategy.job_view == "live" and a.event in INSTANCE_EVENTS:
+            later = tuple(c for c in world._instances.get((a.job_id, sp.run), ()) if c[0] > sp.at_us)
+            actors[-1] = replace(actors[-1], job_changes=later)
     half = us(scenario.dist("network.db_rtt").typical / 2)
     return Case(
         scenario=scenario.name,
