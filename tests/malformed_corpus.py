@@ -87,6 +87,11 @@ SCENARIO_MISTAKES = {
     "class-unknown-key": "[job.classes.fast]\nshare = 1\nspeed = 3\n",
     "class-attempts-zero": "[job.classes.fast]\nshare = 1\nattempts = 0\n",
     "class-duration-bad": "[job.classes.fast]\nshare = 1\nduration = { fixed_ms = -5 }\n",
+    "listeners-source-unknown": '[listeners]\nsource = "redis"\n',
+    "listeners-delay-not-dist": '[listeners]\nsource = "queue-events"\ndelay = 5\n',
+    "listeners-miss-above-1": '[listeners]\nsource = "queue-events"\nmiss_probability = 1.2\n',
+    "listeners-delay-without-queue-events": "[listeners]\ndelay = { fixed_ms = 5 }\n",
+    "listeners-miss-on-worker-events": '[listeners]\nsource = "worker"\nmiss_probability = 0.1\n',
     "empty-file-bad-utf8": None,  # written as bytes below
 }
 

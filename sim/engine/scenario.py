@@ -103,6 +103,9 @@ PARAMS: tuple[Param, ...] = (
     _p("handlers.failed_delay_ms", 0.0, "number", "Fixed delay for 'failed' handlers.", minimum=0, maximum=MAX_MS),
     _p("handlers.progress_delay_ms", 0.0, "number", "Fixed delay for 'progress' handlers.", minimum=0, maximum=MAX_MS),
     _p("handlers.removed_delay_ms", 0.0, "number", "Fixed delay for 'removed' handlers.", minimum=0, maximum=MAX_MS),
+    _p("listeners.source", None, "choice", "`queue-events`: handlers listen on `QueueEvents` (a Redis stream, in order, later) instead of `Worker` events.", choices=("worker", "queue-events")),
+    _p("listeners.delay", None, "dist", "With `queue-events`: how long after the event the stream delivers it (unset: at once)."),
+    _p("listeners.miss_probability", None, "probability", "With `queue-events`: chance an event is never delivered (the listener was reconnecting)."),
     _p("network.db_rtt", {"median_ms": 3, "p99_ms": 30}, "dist", "Round trip to the database; each direction is half a draw, drawn per operation."),
     *NETWORK_PARAMS,
     _p("clocks.max_offset_ms", 5.0, "number", "Each host's clock offset is uniform in [-max, +max] (the database's too).", minimum=0, maximum=MAX_OFFSET_MS),
@@ -371,6 +374,9 @@ def _container(data: dict[str, Any], section: str) -> dict[str, Any]:
 
 def _check_together(values: dict[str, Any], source: str, text: str) -> None:
     """Keys that only mean something with another one."""
+    for key in ("listeners.delay", "listeners.miss_probability"):
+        if values[key] is not None and values["listeners.source"] != "queue-events":
+            raise ScenarioError(f'{_where(source, text, key)}{key} needs listeners.source = "queue-events" (Worker events are not delivered through a stream)')
     if (values["network.pause"] is None) != (values["network.pause_probability"] is None):
         given, missing = (
             ("network.pause", "network.pause_probability") if values["network.pause_probability"] is None

@@ -116,6 +116,14 @@ class Draws:
         length = pause.sample(rng)  # drawn either way: the stream stays aligned
         return length if hit else 0.0
 
+    def stream_delivery(self, job: int, event: str, miss: float, delay: Dist | None) -> tuple[bool, float]:
+        """(missed, delay in ms) of one event through QueueEvents; a stream per job of its own."""
+        rng = self._jobs.get(-1 - job)  # negative keys: the job's QueueEvents stream, apart from its world draws
+        if rng is None:
+            rng = self._jobs[-1 - job] = random.Random(f"racetrack:{self.seed}:queue-events:{job}")
+        missed = rng.random() < miss
+        return missed, delay.sample(rng) if delay is not None else 0.0
+
     def job_class(self, job: int, shares: list[tuple[str, float]]) -> str:
         """The class of a job (``job.classes``): its own stream, so a job's other draws stay."""
         draw = random.Random(f"racetrack:{self.seed}:job-class:{job}").random()
@@ -262,6 +270,9 @@ class World:
         self.spawned: list[Spawned] = []
         #: Each job's class (``job.classes``), and the scenario each class sees.
         self._job_classes: dict[int, str] = {}
+        #: QueueEvents: when the stream delivered its last event, and the events it never delivered.
+        self._stream_at = 0
+        self.missed_events: list[str] = []
         #: Each activation's changes after its events, by (job, run): what a LiveJob reads.
         self._instances: dict[tuple[str, int], list[tuple[int, tuple[tuple[str, Any], ...]]]] = {}
         self._class_scenarios: dict[str, Scenario] = {}
@@ -472,6 +483,22 @@ class World:
         self.queue.put(job)
         self._emit("stalled", job, checker, self._view(job, number))
 
+    # -- QueueEvents ---------------------------------------------------------------------------
+
+    def _through_stream(self, event: str, job: _Job, view: JobView) -> simpy.Event:
+        """``event`` through the queue's event stream: delivered after a drawn delay, in stream
+        order (never before an earlier event), or missed; the emitter does not wait for it."""
+        s = self.scenario
+        missed, delay_ms = self.draws.stream_delivery(job.index, event, s["listeners.miss_probability"] or 0.0, s["listeners.delay"])
+        done = self.env.event()
+        done.succeed()
+        if missed:
+            self.missed_events.append(f"{job.id}.{event}#{job.events[event]}")
+            return done
+        at = self._stream_at = max(self._stream_at, self.now + us(delay_ms))
+        self.env.process(_queue_events_delivery(self, event, job, view, at))
+        return done
+
     # -- bookkeeping ---------------------------------------------------------------------------
 
     def _job_scenario(self, index: int) -> Scenario:
@@ -517,12 +544,26 @@ class World:
             done.succeed()
             return done
         job.events[event] = job.events.get(event, 0) + 1
+        if event != "created" and self.scenario["listeners.source"] == "queue-events":
+            return self._through_stream(event, job, view)
         actor = Actor(f"{job.id}.{event}#{job.events[event]}", job.id, event, host, self.clocks[host])
         self.spawned.append(Spawned(actor, view, self._contexts[host], int(self.env.now), job.current_run))
         changes = self._instances.get((job.id, job.current_run)) if event in INSTANCE_EVENTS else None
         if changes is not None and self.strategy.job_view == "live":
             view = LiveJob(view, changes, int(self.env.now), lambda: int(self.env.now))
         return self.driver.spawn(actor, handler, view, self._contexts[host])
+
+
+def _queue_events_delivery(world: World, event: str, job: _Job, view: JobView, at: int) -> Generator[simpy.Event, Any, None]:
+    """A QueueEvents listener gets ``event`` at ``at``: its handler starts then, on the listening
+    process's host (``api``), with the event's payload as it was (a snapshot, not a Job)."""
+    yield world.env.timeout(at - world.now)
+    handler = world.strategy.handler(event)
+    assert handler is not None
+    host = "api"
+    actor = Actor(f"{job.id}.{event}#{job.events[event]}", job.id, event, host, world.clocks[host])
+    world.spawned.append(Spawned(actor, view, world._contexts[host], int(world.env.now), job.current_run))
+    world.driver.spawn(actor, handler, view, world._contexts[host])
 
 
 def case_from_world(world: World, record: RunRecord, scenario: Scenario, seed: int) -> Case:
