@@ -22,14 +22,14 @@ SEED_TESTS = ["process-success", "progress-tracking", "timestamps", "failed-erro
 
 
 def test_the_bundled_scenarios_cover_the_seed_tests_stalls_and_skew():
-    assert set(scenarios.bundled_names()) == {"seed-fast-jobs", *SEED_TESTS, "stalled-redelivery", "clock-skew"}
+    assert set(scenarios.bundled_names()) >= {"seed-fast-jobs", *SEED_TESTS, "stalled-redelivery", "clock-skew"}
 
 
 @pytest.mark.parametrize("name", scenarios.bundled_names())
 def test_every_bundled_scenario_loads_and_says_what_it_is_for(name):
     loaded = scenarios.load(name)
     assert loaded.name == name and loaded["description"]
-    assert set(loaded.expect) <= set(BUILTIN)
+    assert all(name in BUILTIN or load_strategy(name) for name in loaded.expect)
 
 
 def test_the_scenarios_page_documents_every_parameter_with_its_default():
@@ -132,3 +132,131 @@ def test_the_same_seed_gives_the_same_history(tables, seed, strategy):
     a = run_one(scenario, load_strategy(strategy), seed)
     b = run_one(scenario, load_strategy(strategy), seed)
     assert a.record.steps == b.record.steps and a.row() == b.row()
+
+
+# --- clocks per host ---------------------------------------------------------------------------
+
+
+def _world(text: str, tmp_path, seed: int = 0) -> World:
+    path = tmp_path / "clocks.toml"
+    path.write_text(text)
+    return World(scenarios.load(str(path)), load_strategy("atomic"), MemoryTracker(), seed)
+
+
+def test_one_line_puts_every_worker_clock_behind_the_database_by_that_range(tmp_path):
+    world = _world("[workers]\ncount = 4\n[clocks.workers]\noffset = { min_ms = -50, max_ms = -10 }\n", tmp_path)
+    offsets = [world.clocks[f"worker-{i}"].offset_us for i in range(1, 5)]
+    assert all(-50_000 <= o <= -10_000 for o in offsets) and len(set(offsets)) == 4
+    assert abs(world.clocks["db"].offset_us) <= 5_000  # the other hosts keep clocks.max_offset_ms
+
+
+def test_offsets_may_be_given_in_seconds(tmp_path):
+    world = _world("[clocks.workers]\noffset = { fixed_s = -1.5 }\n[clocks.db]\ndrift = { fixed_ppm = 0 }\n", tmp_path)
+    assert world.clocks["worker-1"].offset_us == -1_500_000 and world.clocks["db"].drift_ppm == 0
+
+
+def test_unset_host_groups_draw_every_clock_exactly_as_before(tmp_path):
+    import random
+
+    world = _world("[workers]\ncount = 2\n", tmp_path, seed=7)
+    rng = random.Random("racetrack:7:clocks")
+    for host in ("api", "db", "worker-1", "worker-2"):
+        offset, drift = rng.uniform(-5, 5), rng.uniform(-50, 50)
+        clock = world.clocks[host]
+        assert (clock.offset_us, clock.drift_ppm, clock.step_us) == (round(offset * 1000), drift, 0)
+
+
+def test_setting_one_group_leaves_the_other_hosts_draws_alone(tmp_path):
+    plain = _world("[workers]\ncount = 2\n", tmp_path, seed=3)
+    grouped = _world("[workers]\ncount = 2\n[clocks.workers]\noffset = { min_ms = -50, max_ms = -10 }\n", tmp_path, seed=3)
+    assert grouped.clocks["db"] == plain.clocks["db"] and grouped.clocks["api"] == plain.clocks["api"]
+
+
+def test_a_step_jumps_the_clock_at_its_drawn_time_and_widens_its_error_bound(tmp_path):
+    world = _world(
+        "[clocks.db]\noffset = { fixed_ms = 0 }\ndrift = { fixed_ppm = 0 }\n"
+        "step = { fixed_ms = -300 }\nstep_at = { min_ms = 100, max_ms = 200 }\n", tmp_path,
+    )
+    clock = world.clocks["db"]
+    assert 100_000 <= clock.step_at_us <= 200_000 and clock.step_us == -300_000
+    before, after = clock.read(clock.step_at_us - 1), clock.read(clock.step_at_us)
+    assert after - before == -300_000 + 1  # back 300 ms, one microsecond later
+    assert clock.error_bound_us(clock.step_at_us) >= 300_000 > clock.error_bound_us(clock.step_at_us - 1)
+
+
+def test_a_stepped_clock_survives_a_trace_round_trip(tmp_path):
+    import json
+
+    from sim.engine.world import case_from_world
+    from sim.search.trace import case_from_data, counterexample_data
+
+    world = _world(
+        "[job]\ncount = 1\n[clocks.workers]\nstep = { fixed_s = 2 }\nstep_at = { fixed_ms = 10 }\n", tmp_path
+    )
+    record = world.run()
+    case = case_from_world(world, record, world.scenario, 0)
+    data = counterexample_data(case, record, [], [], strategy="atomic", backend="memory", found_by={})
+    again = case_from_data(json.loads(json.dumps(data)))
+    assert again.clocks == case.clocks and again.clocks["worker-1"].step_us == 2_000_000
+
+
+def test_unset_host_clock_keys_stay_out_of_a_runs_params():
+    assert not any(k.startswith(("clocks.db.", "clocks.api.", "clocks.workers.")) for k in scenarios.load("seed-fast-jobs").to_toml_table())
+    assert scenarios.load("laptop-worker").to_toml_table()["clocks.workers.offset"] == {"min_ms": -1600.0, "max_ms": -1400.0}
+
+
+def test_a_worker_far_behind_the_database_breaks_row_lock_but_not_atomic():
+    laptop = scenarios.load("laptop-worker")
+    for seed in range(3):
+        assert run_one(laptop, load_strategy("row-lock"), seed).violations
+        assert not run_one(laptop, load_strategy("atomic"), seed).violations
+
+
+# --- job classes -------------------------------------------------------------------------------
+
+CLASSES = """[job]
+count = 200
+interarrival = { fixed_ms = 1 }
+duration = { fixed_ms = 10 }
+[job.classes.fast]
+share = 0.9
+duration = { fixed_ms = 50 }
+[job.classes.slow]
+share = 0.1
+duration = { fixed_ms = 5000 }
+attempts = 4
+fail_probability = 1
+"""
+
+
+def test_each_job_takes_its_class_parameters_in_about_its_share(tmp_path):
+    world = _world(CLASSES, tmp_path)
+    record = world.run()
+    slow = [t for t in record.truth.values() if t.max_attempts == 4]
+    fast = [t for t in record.truth.values() if t.max_attempts == 1]
+    assert len(slow) + len(fast) == 200 and 8 <= len(slow) <= 35
+    assert all(a.end_us - a.start_us == 5_000_000 and a.outcome == "failed" for t in slow for a in t.attempts)
+    assert all(len(t.attempts) == 4 for t in slow)
+    assert all(a.end_us - a.start_us == 50_000 and a.outcome == "completed" for t in fast for a in t.attempts)
+
+
+def test_a_jobs_class_does_not_move_its_other_draws(tmp_path):
+    """Classes draw from a stream of their own: a job of a class that changes nothing sees the
+    world it saw without classes."""
+    plain = "[job]\ncount = 20\nfail_probability = 0.3\nattempts = 2\n"
+    same = plain + "[job.classes.a]\nshare = 0.5\n[job.classes.b]\nshare = 0.5\n"
+    assert _world(same, tmp_path).run().truth == _world(plain, tmp_path).run().truth
+
+
+def test_job_classes_round_trip_to_params():
+    table = scenarios.load("mixed-jobs").to_toml_table()["job.classes"]
+    assert table["slow"] == {"share": 0.1, "duration": {"median_ms": 5000.0, "p99_ms": 8000.0}, "fail_probability": 0.5, "attempts": 4}
+
+
+@pytest.mark.parametrize("name", scenarios.bundled_names())
+def test_a_scenario_written_back_as_toml_loads_with_the_same_parameters(name, tmp_path):
+    """calibrate --fit writes scenario files this way: every key, new ones included, survives."""
+    loaded = scenarios.load(name)
+    path = tmp_path / f"{name}.toml"
+    path.write_text(scenarios.toml_text(loaded.to_toml_table()))
+    assert scenarios.load(str(path)).to_toml_table() == loaded.to_toml_table()

@@ -60,8 +60,10 @@ def test_row_lock_is_rejected_when_a_worker_clock_is_behind_the_database():
     assert rejected and all("job_status_timestamps_check" in v.detail for v in rejected)
 
 
-@pytest.mark.parametrize("name", scenarios.bundled_names())
+@pytest.mark.parametrize("name", [n for n in scenarios.bundled_names() if scenarios.load(n).expect.get("atomic") == "clean"])
 def test_atomic_never_violates_anything_in_any_bundled_scenario(name):
+    """Wherever a scenario expects it clean: every bundled one but those whose listeners miss
+    events (``queue-events``: no handler writes what it never hears)."""
     scenario = scenarios.load(name)
     atomic = load_strategy("atomic")
     for seed in range(250):

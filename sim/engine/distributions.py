@@ -93,3 +93,57 @@ def parse_dist(table: object) -> Dist:
             raise ValueError(f"p99_ms must be >= median_ms (got p99_ms={p99:g}, median_ms={median:g})")
         return Dist("lognormal", median, p99)
     raise ValueError(f"has keys {sorted(keys)}; allowed forms: {FORMS}")
+
+
+# --- signed ranges: clock offsets, steps and drift ---------------------------------------------
+
+#: The forms of a signed range, per unit family (a clock can be behind: values may be negative).
+SIGNED_FORMS = {
+    "ms": "{ fixed_ms = X }, { min_ms = A, max_ms = B }, { fixed_s = X } or { min_s = A, max_s = B } (negative = behind)",
+    "ppm": "{ fixed_ppm = X } or { min_ppm = A, max_ppm = B }",
+}
+_SIGNED_UNITS = {"ms": (("ms", 1.0), ("s", 1000.0)), "ppm": (("ppm", 1.0),)}
+
+
+@dataclass(frozen=True)
+class SignedRange:
+    """A value drawn uniformly in ``[lo, hi]`` (``lo == hi``: fixed), in milliseconds or ppm;
+    unlike :class:`Dist` it may be negative (a clock behind the true time, a step back)."""
+
+    unit: str  # "ms" or "ppm"
+    lo: float
+    hi: float
+
+    def sample(self, rng: random.Random) -> float:
+        return rng.uniform(self.lo, self.hi)
+
+    def to_toml(self) -> dict[str, float]:
+        if self.lo == self.hi:
+            return {f"fixed_{self.unit}": self.lo}
+        return {f"min_{self.unit}": self.lo, f"max_{self.unit}": self.hi}
+
+
+def parse_signed(table: object, unit: str, limit: float) -> SignedRange:
+    """A :class:`SignedRange` from its TOML table (``unit`` "ms" also takes seconds), each value
+    within ``[-limit, +limit]`` (in ``unit``); ``ValueError`` with a one-line reason otherwise."""
+    forms = SIGNED_FORMS[unit]
+    if not isinstance(table, dict):
+        raise ValueError(f"must be a table: {forms} (got {table!r})")
+    for key, value in table.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{key} must be a number (got {value!r})")
+    keys = set(table)
+    for suffix, scale in _SIGNED_UNITS[unit]:
+        if keys == {f"fixed_{suffix}"}:
+            lo = hi = float(table[f"fixed_{suffix}"]) * scale
+        elif keys == {f"min_{suffix}", f"max_{suffix}"}:
+            lo, hi = float(table[f"min_{suffix}"]) * scale, float(table[f"max_{suffix}"]) * scale
+            if hi < lo:
+                raise ValueError(f"needs min_{suffix} <= max_{suffix} (got min_{suffix}={table[f'min_{suffix}']:g}, max_{suffix}={table[f'max_{suffix}']:g})")
+        else:
+            continue
+        for value in (lo, hi):
+            if abs(value) > limit:
+                raise ValueError(f"must stay within -{limit:g} and +{limit:g} {unit} (got {value / scale:g} {suffix})")
+        return SignedRange(unit, lo, hi)
+    raise ValueError(f"has keys {sorted(keys)}; allowed forms: {forms}")

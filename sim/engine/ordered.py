@@ -44,7 +44,7 @@ from sim.record.clocks import Clock
 from sim.record.history import JobTruth, RowVisibility, RunRecord, Step, clock_step, db_step, error_step
 from tracker.backend import Blocked, Done, TrackerBackend
 from tracker.ops import Commit, DbOp, ReadClock, Rollback, Row, Sleep
-from tracker.strategies import HandlerContext, JobView, Strategy
+from tracker.strategies import HandlerContext, JobChanges, JobView, LiveJob, Strategy
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,8 @@ class ActorSpec:
     after: tuple[str, ...] = ()
     #: (request, reply) one-way latency in microseconds of its 1st, 2nd... database operation.
     latencies: tuple[tuple[int, int], ...] = ()
+    #: The job instance's changes after the event, for a strategy that reads the live Job.
+    job_changes: JobChanges = ()
 
 
 @dataclass(frozen=True)
@@ -255,11 +257,17 @@ class _Run:
                 ):
                     handler = self.strategy.handler(a.spec.event)
                     assert handler is not None
-                    a.gen = interpreter.start(handler, a.spec.view, a.spec.ctx)
+                    a.gen = interpreter.start(handler, self._job_view(a), a.spec.ctx)
                     a.local_us = a.spec.spawn_us
                     a.state = "ready"
                     self._advance(a, None, None)
                     started = True
+
+    def _job_view(self, a: _Live) -> JobView:
+        """The handler's job: live (read at the actor's own time) when its strategy reads it so."""
+        if self.strategy.job_view != "live" or not a.spec.job_changes:
+            return a.spec.view
+        return LiveJob(a.spec.view, a.spec.job_changes, a.spec.spawn_us, lambda: a.local_us)
 
     def _advance(self, a: _Live, send: Any, throw: BaseException | None) -> None:
         """Run the handler up to its next database operation (or its end)."""

@@ -9,6 +9,7 @@ test keeps the bundled files and docs/scenarios.md in step with it. A bad file g
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import re
 import tomllib
@@ -17,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sim.engine.distributions import FORMS, Dist, parse_dist
+from sim.engine.distributions import FORMS, SIGNED_FORMS, Dist, SignedRange, parse_dist, parse_signed
 from tracker.errors import UserError
 from tracker.table import Table
 
@@ -30,7 +31,7 @@ class ScenarioError(UserError, ValueError):
 class Param:
     path: str
     default: Any
-    kind: str  # int, number, probability, dist, choice, text
+    kind: str  # int, number, probability, dist, choice, text, signed_ms, signed_ppm
     doc: str
     minimum: float | None = None
     exclusive_minimum: bool = False
@@ -47,6 +48,37 @@ def _p(path: str, default: Any, kind: str, doc: str, **kw: Any) -> Param:
 MAX_MS = 86_400_000.0
 MAX_OFFSET_MS = 3_600_000.0
 
+#: Clocks per host group (``db``, ``api``: the producer, ``workers``: each worker draws its own).
+#: Unset (``None``), a group keeps the ``clocks.max_*`` draw; these keys are left out of a run's
+#: ``params`` while unset, so results of scenarios that do not use them stay as they were.
+CLOCK_HOST_GROUPS = ("db", "api", "workers")
+MAX_DRIFT_PPM = 100_000.0
+CLOCK_HOST_PARAMS: tuple[Param, ...] = tuple(
+    param
+    for group, who in (("db", "the database's"), ("api", "the producer's"), ("workers", "each worker's"))
+    for param in (
+        _p(f"clocks.{group}.offset", None, "signed_ms", f"Range {who} clock offset is drawn from (replaces `clocks.max_offset_ms` for it)."),
+        _p(f"clocks.{group}.drift", None, "signed_ppm", f"Range {who} clock rate error is drawn from (replaces `clocks.max_drift_ppm` for it)."),
+        _p(f"clocks.{group}.step", None, "signed_ms", f"An NTP correction: {who} clock jumps by a value drawn from this range (needs `step_at`)."),
+        _p(f"clocks.{group}.step_at", None, "dist", f"When (true time since the run began) {who} clock jumps."),
+    )
+)
+
+#: Latency as production has it (``sim.engine.network``); unset, a run is the plain driver's.
+NETWORK_PARAMS: tuple[Param, ...] = (
+    *(
+        _p(f"network.{kind}_rtt", None, "dist", f"Round trip of {what}, instead of `db_rtt`.")
+        for kind, what in (("read", "a `SELECT`"), ("write", "an `INSERT`/`UPDATE`"), ("begin", "a `BEGIN`"), ("commit", "a `COMMIT`/`ROLLBACK`"))
+    ),
+    _p("network.api.db_rtt", None, "dist", "Round trip from the producer's host, instead of `db_rtt` (an operation kind's own wins)."),
+    _p("network.workers.db_rtt", None, "dist", "Round trip from the workers' hosts, instead of `db_rtt` (an operation kind's own wins)."),
+    _p("network.pause_probability", None, "probability", "Chance that one direction of an operation also waits a `pause` (needs `pause`)."),
+    _p("network.pause", None, "dist", "A heavy-tail pause: a GC pause, a TCP retransmit (needs `pause_probability`)."),
+    _p("network.pool_size", None, "int", "Connections in each host process's pool; handlers queue for one (unset: one per handler).", minimum=1, maximum=10_000),
+    _p("network.client", None, "choice", "`http`: every call is its own transaction over PostgREST, with one more round trip.", choices=("sql", "http")),
+    _p("network.http_rtt", None, "dist", "The HTTP hop's round trip in `client = \"http\"` (unset: `db_rtt`)."),
+)
+
 PARAMS: tuple[Param, ...] = (
     _p("description", "", "text", "One line saying what the scenario is for."),
     _p("job.count", 5, "int", "Jobs the producer adds in one run.", minimum=1, maximum=100_000),
@@ -56,6 +88,7 @@ PARAMS: tuple[Param, ...] = (
     _p("job.attempts", 1, "int", "BullMQ `opts.attempts`: attempts allowed (1 = no retry).", minimum=1, maximum=100),
     _p("job.delay_ms", 0.0, "number", "BullMQ `opts.delay`: the job starts delayed this long.", minimum=0, maximum=MAX_MS),
     _p("job.progress_updates", 0, "int", "`job.updateProgress` calls per attempt, evenly spread.", minimum=0, maximum=100),
+    _p("job.classes", None, "classes", "Job classes mixed in one run: `[job.classes.NAME]` tables of `share` and their own job keys (see below)."),
     _p("backoff.type", "exponential", "choice", "Retry backoff.", choices=("none", "fixed", "exponential")),
     _p("backoff.delay_ms", 1000.0, "number", "Backoff base: fixed wait, or `round(2^(n-1) * delay)`.", minimum=0, maximum=MAX_MS),
     _p("backoff.jitter", 0.0, "probability", "Wait is uniform in [max*(1-jitter), max)."),
@@ -72,9 +105,14 @@ PARAMS: tuple[Param, ...] = (
     _p("handlers.failed_delay_ms", 0.0, "number", "Fixed delay for 'failed' handlers.", minimum=0, maximum=MAX_MS),
     _p("handlers.progress_delay_ms", 0.0, "number", "Fixed delay for 'progress' handlers.", minimum=0, maximum=MAX_MS),
     _p("handlers.removed_delay_ms", 0.0, "number", "Fixed delay for 'removed' handlers.", minimum=0, maximum=MAX_MS),
+    _p("listeners.source", None, "choice", "`queue-events`: handlers listen on `QueueEvents` (a Redis stream, in order, later) instead of `Worker` events.", choices=("worker", "queue-events")),
+    _p("listeners.delay", None, "dist", "With `queue-events`: how long after the event the stream delivers it (unset: at once)."),
+    _p("listeners.miss_probability", None, "probability", "With `queue-events`: chance an event is never delivered (the listener was reconnecting)."),
     _p("network.db_rtt", {"median_ms": 3, "p99_ms": 30}, "dist", "Round trip to the database; each direction is half a draw, drawn per operation."),
+    *NETWORK_PARAMS,
     _p("clocks.max_offset_ms", 5.0, "number", "Each host's clock offset is uniform in [-max, +max] (the database's too).", minimum=0, maximum=MAX_OFFSET_MS),
     _p("clocks.max_drift_ppm", 50.0, "number", "Each host's clock rate error is uniform in [-max, +max] ppm.", minimum=0, maximum=100_000),
+    *CLOCK_HOST_PARAMS,
     _p("invariants.timestamp_slack_ms", 50.0, "number", "`faithful-timestamps` allows this plus the clocks' worst error.", minimum=0, maximum=MAX_MS),
     _p("table.sql", "", "text", "SQL file (path relative to the scenario file) creating the tracked table, as in your migrations; default: the bundled `job_status` ([own-table.md](own-table.md))."),
 )
@@ -120,7 +158,9 @@ class Scenario:
         for path, value in self.values.items():
             if path in TABLE_KEYS and value == PARAM_BY_PATH[path].default:
                 continue
-            out[path] = value.to_toml() if isinstance(value, Dist) else value
+            if value is None:  # an optional key left unset (see CLOCK_HOST_PARAMS)
+                continue
+            out[path] = value.to_toml() if isinstance(value, (Dist, SignedRange, JobClasses)) else value
         return out
 
 
@@ -130,7 +170,8 @@ class Scenario:
 def _line_of(text: str, path: str) -> int | None:
     """The line where ``path`` (``section.key`` or ``key``) is set, for error messages."""
     section, _, key = path.rpartition(".")
-    if "." in section:  # a field inside an inline table: point at the table's line
+    has_header = re.search(rf"^\s*\[\s*{re.escape(section)}\s*\]", text, re.M) is not None
+    if "." in section and not has_header:  # a field inside an inline table: point at the table's line
         section, _, key = section.rpartition(".")
     current = ""
     for number, line in enumerate(text.splitlines(), start=1):
@@ -179,6 +220,17 @@ def validate_value(param: Param, value: Any) -> tuple[Any, str | None]:
     if param.kind == "dist":
         try:
             return parse_dist(value), None
+        except ValueError as exc:
+            return None, str(exc)
+    if param.kind in ("signed_ms", "signed_ppm"):
+        unit = param.kind.removeprefix("signed_")
+        try:
+            return parse_signed(value, unit, MAX_OFFSET_MS if unit == "ms" else MAX_DRIFT_PPM), None
+        except ValueError as exc:
+            return None, str(exc)
+    if param.kind == "classes":
+        try:
+            return parse_job_classes(value), None
         except ValueError as exc:
             return None, str(exc)
     if param.kind == "choice":
@@ -237,23 +289,26 @@ def from_mapping(data: dict[str, Any], name: str, source: str, text: str = "", b
             )
         if not isinstance(value, dict):
             raise ScenarioError(f"{_where(source, text, key)}{key} must be a table ([{key}])")
-        allowed = [p.path.split(".", 1)[1] for p in PARAMS if p.path.startswith(key + ".")]
+        allowed = list(dict.fromkeys(p.path.split(".")[1] for p in PARAMS if p.path.startswith(key + ".")))
         for sub in value:
             if sub not in allowed:
                 raise ScenarioError(
                     f"{_where(source, text, f'{key}.{sub}')}unknown key {key}.{sub}; allowed in [{key}]: "
                     + ", ".join(allowed)
                 )
+            _check_subtable(key, sub, value[sub], source, text)
     for param in PARAMS:
         section, _, sub = param.path.rpartition(".")
-        container = data.get(section, {}) if section else data
+        container = _container(data, section) if "." in section else data.get(section, {}) if section else data
         if sub not in container:
-            values[param.path] = parse_dist(param.default) if param.kind == "dist" else param.default
+            values[param.path] = parse_dist(param.default) if param.kind == "dist" and param.default is not None else param.default
             continue
         converted, reason = validate_value(param, container[sub])
         if reason:
-            raise ScenarioError(f"{_where(source, text, param.path)}{param.path} {reason}")
+            sep = "" if reason.startswith((".", " ")) else " "  # a job class's own key: job.classes.slow.share
+            raise ScenarioError(f"{_where(source, text, param.path)}{param.path}{sep}{reason}")
         values[param.path] = converted
+    _check_together(values, source, text)
     table = None
     if values["table.sql"]:
         sql_path = (base or Path.cwd()) / values["table.sql"]
@@ -266,6 +321,128 @@ def from_mapping(data: dict[str, Any], name: str, source: str, text: str = "", b
         except TableSqlError as exc:
             raise ScenarioError(f"{_where(source, text, 'table.sql')}table.sql: {exc}") from None
     return Scenario(name=name, source=source, values=values, expect=expect, table=table)
+
+
+#: What a job class may set besides its ``share``: the ``[job]`` keys that describe one job.
+CLASS_KEYS = ("duration", "fail_probability", "attempts", "delay_ms", "progress_updates")
+
+
+@dataclass(frozen=True)
+class JobClasses:
+    """Job classes: ``(name, share, {job path: value})`` in file order; each job draws one."""
+
+    classes: tuple[tuple[str, float, dict[str, Any]], ...]
+
+    def to_toml(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, share, values in self.classes:
+            table: dict[str, Any] = {"share": share}
+            for path, value in values.items():
+                table[path.split(".", 1)[1]] = value.to_toml() if isinstance(value, Dist) else value
+            out[name] = table
+        return out
+
+
+def parse_job_classes(table: object) -> JobClasses:
+    """:class:`JobClasses` from ``[job.classes]``; ``ValueError`` with a one-line reason naming the
+    class and key (the caller prefixes ``job.classes``)."""
+    if not isinstance(table, dict) or not table:
+        raise ValueError("must hold at least one [job.classes.NAME] table (share = 0.9, duration = ...)")
+    classes = []
+    for name, body in table.items():
+        if not isinstance(body, dict):
+            raise ValueError(f".{name} must be a table ([job.classes.{name}]) (got {body!r})")
+        if "share" not in body:
+            raise ValueError(f".{name} needs share = a probability (the fraction of jobs of this class)")
+        values: dict[str, Any] = {}
+        for key, value in body.items():
+            if key == "share":
+                reason = _check_number(Param("share", 0.0, "probability", ""), value)
+                if reason:
+                    raise ValueError(f".{name}.share {reason}")
+                continue
+            if key not in CLASS_KEYS:
+                raise ValueError(f".{name}: unknown key {key!r}; allowed: share, {', '.join(CLASS_KEYS)}")
+            converted, reason = validate_value(PARAM_BY_PATH[f"job.{key}"], value)
+            if reason:
+                raise ValueError(f".{name}.{key} {reason}")
+            values[f"job.{key}"] = converted
+        classes.append((str(name), float(body["share"]), values))
+    total = sum(share for _, share, _ in classes)
+    if abs(total - 1.0) > 1e-9:
+        raise ValueError(f" shares must add up to 1 (got {total:g})")
+    return JobClasses(tuple(classes))
+
+
+def _check_subtable(section: str, sub: str, value: Any, source: str, text: str) -> None:
+    """A table inside a section (``[clocks.workers]``): a table whose keys are all known."""
+    inner = [p.path.split(".")[2] for p in PARAMS if p.path.startswith(f"{section}.{sub}.")]
+    if not inner:
+        return
+    if not isinstance(value, dict):
+        raise ScenarioError(f"{_where(source, text, f'{section}.{sub}')}{section}.{sub} must be a table ([{section}.{sub}])")
+    for key in value:
+        if key not in inner:
+            raise ScenarioError(
+                f"{_where(source, text, f'{section}.{sub}.{key}')}unknown key {section}.{sub}.{key}; "
+                f"allowed in [{section}.{sub}]: " + ", ".join(inner)
+            )
+
+
+def _container(data: dict[str, Any], section: str) -> dict[str, Any]:
+    """The table at a dotted ``section`` (``clocks.workers``), or an empty one."""
+    table: Any = data
+    for part in section.split("."):
+        table = table.get(part, {}) if isinstance(table, dict) else {}
+    return table if isinstance(table, dict) else {}
+
+
+def _check_together(values: dict[str, Any], source: str, text: str) -> None:
+    """Keys that only mean something with another one."""
+    for key in ("listeners.delay", "listeners.miss_probability"):
+        if values[key] is not None and values["listeners.source"] != "queue-events":
+            raise ScenarioError(f'{_where(source, text, key)}{key} needs listeners.source = "queue-events" (Worker events are not delivered through a stream)')
+    if (values["network.pause"] is None) != (values["network.pause_probability"] is None):
+        given, missing = (
+            ("network.pause", "network.pause_probability") if values["network.pause_probability"] is None
+            else ("network.pause_probability", "network.pause")
+        )
+        raise ScenarioError(f"{_where(source, text, given)}{given} needs {missing} too (how often, and how long)")
+    for group in CLOCK_HOST_GROUPS:
+        step, at = f"clocks.{group}.step", f"clocks.{group}.step_at"
+        if (values[step] is None) != (values[at] is None):
+            given, missing = (step, at) if values[at] is None else (at, step)
+            raise ScenarioError(f"{_where(source, text, given)}{given} needs {missing} too (how far the clock jumps, and when)")
+
+
+def _toml_inline(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_inline(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_inline(v) for v in value) + "]"
+    return repr(value)
+
+
+def toml_text(table: dict[str, Any]) -> str:
+    """A scenario file for ``table`` (:meth:`Scenario.to_toml_table`'s dotted paths): loading it
+    gives the same parameters back."""
+    sections: dict[str, list[str]] = {"": []}
+    for path, value in table.items():
+        section, _, key = path.rpartition(".")
+        if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()) \
+                and not all(isinstance(x, (int, float)) for v in value.values() for x in v.values()):
+            for name, sub in value.items():  # a table of tables (job classes): one section each
+                sections.setdefault(f"{path}.{name}", []).extend(f"{k} = {_toml_inline(v)}" for k, v in sub.items())
+            continue
+        sections.setdefault(section, []).append(f"{key} = {_toml_inline(value)}")
+    out = sections.pop("")
+    for name, lines in sections.items():
+        out += ["", f"[{name}]", *lines]
+    return "\n".join(out) + "\n"
 
 
 def bundled_dir() -> Path:
@@ -406,6 +583,8 @@ def grid_variants(scenario: Scenario, axes: list[GridAxis]) -> list[Scenario]:
             if axis.field is None:
                 changes[axis.path] = axis.values[i]
                 continue
+            if scenario[axis.param.path] is None:
+                raise ScenarioError(f"--grid {axis.path}: {axis.param.path} is not set in {scenario.source}; set it there to sweep its fields")
             table = tables.setdefault(axis.param.path, scenario.dist(axis.param.path).to_toml())
             if axis.field not in table:
                 raise ScenarioError(
@@ -437,19 +616,25 @@ def format_params_markdown() -> str:
     """The table of every scenario parameter, as docs/scenarios.md shows it."""
     lines = ["| key | default | allowed | meaning |", "| --- | --- | --- | --- |"]
     for p in PARAMS:
-        if p.kind == "dist":
+        if p.kind == "classes":
+            allowed, default = f"tables `[job.classes.NAME]` of `share` (0 to 1, all adding up to 1) and any of {', '.join(CLASS_KEYS)}", "unset"
+        elif p.kind in ("signed_ms", "signed_ppm"):
+            allowed, default = "a range: " + SIGNED_FORMS[p.kind.removeprefix("signed_")], "unset"
+        elif p.kind == "dist" and p.default is None:
+            allowed, default = "a distribution: " + FORMS, "unset"
+        elif p.kind == "dist":
             allowed = "a distribution: " + FORMS
             default = "{ " + ", ".join(f"{k} = {v:g}" for k, v in p.default.items()) + " }"
         elif p.kind == "choice":
-            allowed, default = " \\| ".join(p.choices), f'"{p.default}"'
+            allowed, default = " \\| ".join(p.choices), "unset" if p.default is None else f'"{p.default}"'
         elif p.kind == "text":
             allowed, default = "string", '""'
         elif p.kind == "probability":
-            allowed, default = "0 to 1", f"{p.default:g}"
+            allowed, default = "0 to 1", "unset" if p.default is None else f"{p.default:g}"
         else:
             lo = "" if p.minimum is None else (f"> {p.minimum:g}" if p.exclusive_minimum else f">= {p.minimum:g}")
             hi = "" if p.maximum is None else f"<= {p.maximum:g}"
             allowed = ("whole number " if p.kind == "int" else "number ") + ", ".join(x for x in (lo, hi) if x)
-            default = f"{p.default:g}"
+            default = "unset" if p.default is None else f"{p.default:g}"
         lines.append(f"| `{p.path}` | `{default}` | {allowed.strip()} | {p.doc} |")
     return "\n".join(lines)

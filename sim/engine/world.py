@@ -27,21 +27,23 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import simpy
 
 from sim.engine import interpreter
-from sim.engine.distributions import Dist
+from sim.engine.distributions import Dist, SignedRange
 from sim.engine.driver import Actor, Driver
 from sim.engine.limits import DEFAULT_LIMITS, Limits
+from sim.engine.network import NETWORK_KEYS, NetworkDriver, latency_dist
 from sim.engine.ordered import ActorSpec, Case, latencies_of
 from sim.engine.scenario import Scenario
 from sim.record.clocks import Clock
 from sim.record.history import Attempt, JobTruth, RunRecord
 from tracker.backend import TrackerBackend
-from tracker.strategies import HandlerContext, JobView, Strategy
+from tracker.ops import DbOp
+from tracker.strategies import HandlerContext, JobView, LiveJob, Strategy
 
 
 def us(ms: float) -> int:
@@ -93,11 +95,108 @@ class Draws:
             self.clocks.uniform(-max_drift_ppm, max_drift_ppm),
         )
 
+    def host_clock(self, host: str, offset: SignedRange, drift: SignedRange) -> tuple[float, float]:
+        """(offset in ms, drift in ppm) for a host whose scenario names its ranges; the same
+        stream, one draw each, as :meth:`clock`."""
+        return offset.sample(self.clocks), drift.sample(self.clocks)
+
+    def clock_step(self, host: str, at: Dist, by: SignedRange) -> tuple[float, float]:
+        """(when in ms of true time, how far in ms) a host's clock is stepped: its own stream, so
+        a step leaves every other draw as it was."""
+        rng = random.Random(f"racetrack:{self.seed}:clock-step:{host}")
+        return at.sample(rng), by.sample(rng)
+
+    def pause_ms(self, actor: str, p: float, pause: Dist) -> float:
+        """A heavy-tail pause added to one direction of an actor's operation (0: none); a stream
+        of its own, so the latencies themselves are drawn as without pauses."""
+        rng = self._actors.get(f"pause:{actor}")
+        if rng is None:
+            rng = self._actors[f"pause:{actor}"] = random.Random(f"racetrack:{self.seed}:pause:{actor}")
+        hit = rng.random() < p
+        length = pause.sample(rng)  # drawn either way: the stream stays aligned
+        return length if hit else 0.0
+
+    def stream_delivery(self, job: int, event: str, miss: float, delay: Dist | None) -> tuple[bool, float]:
+        """(missed, delay in ms) of one event through QueueEvents; a stream per job of its own."""
+        rng = self._jobs.get(-1 - job)  # negative keys: the job's QueueEvents stream, apart from its world draws
+        if rng is None:
+            rng = self._jobs[-1 - job] = random.Random(f"racetrack:{self.seed}:queue-events:{job}")
+        missed = rng.random() < miss
+        return missed, delay.sample(rng) if delay is not None else 0.0
+
+    def job_class(self, job: int, shares: list[tuple[str, float]]) -> str:
+        """The class of a job (``job.classes``): its own stream, so a job's other draws stay."""
+        draw = random.Random(f"racetrack:{self.seed}:job-class:{job}").random()
+        for name, share in shares:
+            if draw < share:
+                return name
+            draw -= share
+        return shares[-1][0]
+
     def one_way_ms(self, actor: str, rtt: Dist) -> float:
         rng = self._actors.get(actor)
         if rng is None:
             rng = self._actors[actor] = random.Random(f"racetrack:{self.seed}:net:{actor}")
         return rtt.sample(rng) / 2
+
+
+#: Events a worker emits with its own Job instance of the attempt (handlers may read it live).
+INSTANCE_EVENTS = ("active", "progress", "completed", "failed")
+
+
+def _finished_changes(job: _Job, fails: bool, number: int, finished_on: int) -> tuple[tuple[str, Any], ...]:
+    """What BullMQ's ``moveToCompleted``/``moveToFailed`` set on the instance as the attempt ends:
+    ``attemptsMade + 1``; ``failedReason``; ``finishedOn`` only when the job is finished."""
+    changes: list[tuple[str, Any]] = [("attempts_made", job.attempts_made)]
+    if fails:
+        changes.append(("failed_reason", f"attempt {number} failed"))
+    if not fails or job.attempts_made >= job.max_attempts:
+        changes.append(("finished_on_us", finished_on))
+    return tuple(changes)
+
+
+def clock_group(host: str) -> str:
+    """The scenario's ``[clocks.<group>]`` a host takes its clock from."""
+    return host if host in ("db", "api") else "workers"
+
+
+def host_clock(scenario: Scenario, draws: Draws, host: str) -> Clock:
+    """A host's clock: ``[clocks.<group>]`` ranges where the scenario sets them, else the
+    symmetric ``clocks.max_*`` draw (the draw every scenario made before groups existed)."""
+    s, group = scenario, clock_group(host)
+    offset, drift = s[f"clocks.{group}.offset"], s[f"clocks.{group}.drift"]
+    if offset is None and drift is None:
+        offset_ms, drift_ppm = draws.clock(host, s["clocks.max_offset_ms"], s["clocks.max_drift_ppm"])
+    else:
+        max_offset, max_drift = s["clocks.max_offset_ms"], s["clocks.max_drift_ppm"]
+        offset_ms, drift_ppm = draws.host_clock(
+            host, offset or SignedRange("ms", -max_offset, max_offset), drift or SignedRange("ppm", -max_drift, max_drift)
+        )
+    clock = Clock(host, us(offset_ms), drift_ppm, 1 if host == "db" else 1000)
+    step = s[f"clocks.{group}.step"]
+    if step is not None:
+        at_ms, by_ms = draws.clock_step(host, s.dist(f"clocks.{group}.step_at"), step)
+        clock = replace(clock, step_at_us=us(at_ms), step_us=us(by_ms))
+    return clock
+
+
+def network_driver(
+    env: simpy.Environment, s: Scenario, backend: TrackerBackend, db_clock: Clock, draws: Draws, limits: Limits
+) -> NetworkDriver:
+    """The driver of a scenario that sets ``network`` keys beyond ``db_rtt`` (``sim.engine.network``)."""
+    http = s["network.client"] == "http"
+    http_rtt = s["network.http_rtt"] or s.dist("network.db_rtt")
+    p, pause = s["network.pause_probability"], s["network.pause"]
+
+    def one_way(actor: Actor, op: DbOp) -> int:
+        ms = draws.one_way_ms(actor.name, latency_dist(s.values, clock_group(actor.host), op))
+        if http:
+            ms += draws.one_way_ms(f"{actor.name}@http", http_rtt)
+        if pause is not None:
+            ms += draws.pause_ms(actor.name, p, pause)
+        return us(ms)
+
+    return NetworkDriver(env, backend, db_clock, one_way, limits.ops_per_handler, s["network.pool_size"], http)
 
 
 @dataclass(frozen=True)
@@ -108,6 +207,8 @@ class Spawned:
     view: JobView
     ctx: HandlerContext
     at_us: int
+    #: The job's run (activation) when it was started: whose Job instance a live view reads.
+    run: int = 0
 
 
 @dataclass
@@ -159,15 +260,22 @@ class World:
         hosts = ["api", "db"] + [f"worker-{i + 1}" for i in range(s["workers.count"])]
         self.clocks: dict[str, Clock] = {}
         for host in hosts:
-            offset_ms, drift = self.draws.clock(host, s["clocks.max_offset_ms"], s["clocks.max_drift_ppm"])
-            self.clocks[host] = Clock(host, us(offset_ms), drift, 1 if host == "db" else 1000)
+            self.clocks[host] = host_clock(s, self.draws, host)
         rtt = s.dist("network.db_rtt")
         self.driver = Driver(
             self.env, backend, self.clocks["db"], lambda actor: us(self.draws.one_way_ms(actor, rtt)), limits.ops_per_handler
-        )
+        ) if not any(s[key] is not None for key in NETWORK_KEYS) else network_driver(self.env, s, backend, self.clocks["db"], self.draws, limits)
         self.queue: simpy.Store = simpy.Store(self.env)
         self.jobs: list[_Job] = []
         self.spawned: list[Spawned] = []
+        #: Each job's class (``job.classes``), and the scenario each class sees.
+        self._job_classes: dict[int, str] = {}
+        #: QueueEvents: when the stream delivered its last event, and the events it never delivered.
+        self._stream_at = 0
+        self.missed_events: list[str] = []
+        #: Each activation's changes after its events, by (job, run): what a LiveJob reads.
+        self._instances: dict[tuple[str, int], list[tuple[int, tuple[tuple[str, Any], ...]]]] = {}
+        self._class_scenarios: dict[str, Scenario] = {}
         self._contexts = {
             host: HandlerContext(
                 host=host,
@@ -248,7 +356,7 @@ class World:
             self.env.process(self._add(index))
 
     def _add(self, index: int) -> Generator[simpy.Event, Any, None]:
-        s = self.scenario
+        s = self._job_scenario(index)
         delay_ms = s["job.delay_ms"]
         job = _Job(index, f"job-{index + 1}", s["job.attempts"], delayed=delay_ms > 0)
         self.jobs.append(job)
@@ -290,13 +398,14 @@ class World:
                 yield from self._attempt(job, worker)
 
     def _attempt(self, job: _Job, worker: str) -> Generator[simpy.Event, Any, None]:
-        s, draws, clock = self.scenario, self.draws, self.clocks[worker]
+        s, draws, clock = self._job_scenario(job.index), self.draws, self.clocks[worker]
         job.attempts_started += 1
         job.runs += 1
         run = job.current_run = job.runs
         number = job.attempts_made + 1
         start = self.now
         processed_on = job.processed_on_us = clock.read(start)
+        changes = self._instances[(job.id, run)] = []  # this activation's Job instance, as it changes
         self._enter(job, "active")
         self._emit("active", job, worker, self._view(job, number, processed_on_us=processed_on))
         duration = us(draws.job_ms(job.index, "duration", s.dist("job.duration")))
@@ -314,11 +423,13 @@ class World:
         for k in range(1, updates + 1):
             yield self.env.timeout(duration // (updates + 1))
             progress = {"percent": round(100 * k / (updates + 1))}
+            changes.append((self.now, (("progress", progress),)))
             self._emit("progress", job, worker, self._view(job, number, processed_on_us=processed_on, progress=progress))
         yield self.env.timeout(duration - updates * (duration // (updates + 1)))
         end = self.now
         finished_on = clock.read(end)
         job.attempts_made += 1
+        changes.append((end, _finished_changes(job, fails, number, finished_on)))
         if fails:
             job.attempts.append(Attempt(job.id, number, run, worker, start, end, "failed"))
             self._enter(job, "failed")
@@ -372,7 +483,38 @@ class World:
         self.queue.put(job)
         self._emit("stalled", job, checker, self._view(job, number))
 
+    # -- QueueEvents ---------------------------------------------------------------------------
+
+    def _through_stream(self, event: str, job: _Job, view: JobView) -> simpy.Event:
+        """``event`` through the queue's event stream: delivered after a drawn delay, in stream
+        order (never before an earlier event), or missed; the emitter does not wait for it."""
+        s = self.scenario
+        missed, delay_ms = self.draws.stream_delivery(job.index, event, s["listeners.miss_probability"] or 0.0, s["listeners.delay"])
+        done = self.env.event()
+        done.succeed()
+        if missed:
+            self.missed_events.append(f"{job.id}.{event}#{job.events[event]}")
+            return done
+        at = self._stream_at = max(self._stream_at, self.now + us(delay_ms))
+        self.env.process(_queue_events_delivery(self, event, job, view, at))
+        return done
+
     # -- bookkeeping ---------------------------------------------------------------------------
+
+    def _job_scenario(self, index: int) -> Scenario:
+        """The scenario as job ``index`` sees it: with its class's own job keys (``job.classes``),
+        drawn once per job from a stream of its own; the scenario itself when it has no classes."""
+        classes = self.scenario["job.classes"]
+        if classes is None:
+            return self.scenario
+        chosen = self._job_classes.get(index)
+        if chosen is None:
+            name = self.draws.job_class(index, [(n, share) for n, share, _ in classes.classes])
+            chosen = self._job_classes[index] = name
+        if chosen not in self._class_scenarios:
+            values = next(v for n, _, v in classes.classes if n == chosen)
+            self._class_scenarios[chosen] = self.scenario.with_values(values)
+        return self._class_scenarios[chosen]
 
     def _enter(self, job: _Job, state: str) -> None:
         job.state = state
@@ -402,9 +544,26 @@ class World:
             done.succeed()
             return done
         job.events[event] = job.events.get(event, 0) + 1
+        if event != "created" and self.scenario["listeners.source"] == "queue-events":
+            return self._through_stream(event, job, view)
         actor = Actor(f"{job.id}.{event}#{job.events[event]}", job.id, event, host, self.clocks[host])
-        self.spawned.append(Spawned(actor, view, self._contexts[host], int(self.env.now)))
+        self.spawned.append(Spawned(actor, view, self._contexts[host], int(self.env.now), job.current_run))
+        changes = self._instances.get((job.id, job.current_run)) if event in INSTANCE_EVENTS else None
+        if changes is not None and self.strategy.job_view == "live":
+            view = LiveJob(view, changes, int(self.env.now), lambda: int(self.env.now))
         return self.driver.spawn(actor, handler, view, self._contexts[host])
+
+
+def _queue_events_delivery(world: World, event: str, job: _Job, view: JobView, at: int) -> Generator[simpy.Event, Any, None]:
+    """A QueueEvents listener gets ``event`` at ``at``: its handler starts then, on the listening
+    process's host (``api``), with the event's payload as it was (a snapshot, not a Job)."""
+    yield world.env.timeout(at - world.now)
+    handler = world.strategy.handler(event)
+    assert handler is not None
+    host = "api"
+    actor = Actor(f"{job.id}.{event}#{job.events[event]}", job.id, event, host, world.clocks[host])
+    world.spawned.append(Spawned(actor, view, world._contexts[host], int(world.env.now), job.current_run))
+    world.driver.spawn(actor, handler, view, world._contexts[host])
 
 
 def case_from_world(world: World, record: RunRecord, scenario: Scenario, seed: int) -> Case:
@@ -418,6 +577,9 @@ def case_from_world(world: World, record: RunRecord, scenario: Scenario, seed: i
         a = sp.actor
         after = () if a.event == "created" or a.job_id not in created else (created[a.job_id],)
         actors.append(ActorSpec(a.name, a.job_id, a.event, a.host, sp.at_us, sp.view, sp.ctx, after, latencies_of(record, a.name)))
+        if world.strategy.job_view == "live" and a.event in INSTANCE_EVENTS:
+            later = tuple(c for c in world._instances.get((a.job_id, sp.run), ()) if c[0] > sp.at_us)
+            actors[-1] = replace(actors[-1], job_changes=later)
     half = us(scenario.dist("network.db_rtt").typical / 2)
     return Case(
         scenario=scenario.name,

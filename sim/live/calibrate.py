@@ -18,13 +18,12 @@ Imports ``sim.runs``, ``sim.judge``, ``sim.engine`` and this package.
 
 from __future__ import annotations
 
-import json
 import statistics
 from dataclasses import dataclass
 from typing import Any
 
 from sim.engine.distributions import Dist, parse_dist
-from sim.engine.scenario import PARAMS, Scenario
+from sim.engine.scenario import Scenario, toml_text
 from sim.judge.invariants import INVARIANT_IDS
 from sim.judge.rates import wilson
 from sim.live.runs import LiveRun
@@ -158,28 +157,6 @@ def fit_scenario(scenario: Scenario, live: list[LiveRun]) -> Scenario:
     return scenario.with_values(changes)
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, Dist):
-        return "{ " + ", ".join(f"{k} = {v:g}" for k, v in value.to_toml().items()) + " }"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
 def scenario_toml(scenario: Scenario, description: str) -> str:
     """Every parameter of ``scenario`` as a scenario file (no ``[expect]``: a fit promises nothing)."""
-    lines = [f"description = {json.dumps(description)}"]
-    section = ""
-    for param in PARAMS:
-        if "." not in param.path:
-            continue
-        head, _, key = param.path.partition(".")
-        if head != section:
-            lines += ["", f"[{head}]"]
-            section = head
-        lines.append(f"{key} = {_toml_value(scenario[param.path])}")
-    return "\n".join(lines) + "\n"
+    return toml_text({**scenario.to_toml_table(), "description": description})

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sim.engine import limits
-from sim.engine.distributions import Dist
+from sim.engine.distributions import Dist, SignedRange
 from sim.engine.interpreter import user_frame
 from sim.engine.limits import LimitExceeded, StrategyFailed, wall_clock_limit
 from sim.engine.ordered import (
@@ -253,6 +253,10 @@ class DrawnDraws(Draws):
         offset = self.draw(_integers(-round(max_offset_ms * 1000), round(max_offset_ms * 1000))) / 1000
         drift = float(self.draw(_integers(-round(max_drift_ppm), round(max_drift_ppm))))
         return offset, drift
+
+    def host_clock(self, host: str, offset: SignedRange, drift: SignedRange) -> tuple[float, float]:
+        drawn_offset = self.draw(_integers(round(offset.lo * 1000), round(offset.hi * 1000))) / 1000
+        return drawn_offset, float(self.draw(_integers(round(drift.lo), round(drift.hi))))
 
     def one_way_ms(self, actor: str, rtt: Dist) -> float:
         return self._ms(rtt) / 2

@@ -302,10 +302,11 @@ def case_data(case: Case) -> dict[str, Any]:
                 "name": a.name, "job_id": a.job_id, "event": a.event, "host": a.host, "spawn_us": a.spawn_us,
                 "after": list(a.after), "latencies": [list(x) for x in a.latencies],
                 "view": asdict(a.view), "ctx": asdict(a.ctx),
-            }
+            } | ({"job_changes": [[at, [list(c) for c in changed]] for at, changed in a.job_changes]} if a.job_changes else {})
             for a in case.actors
         ],
         "clocks": {h: {"offset_us": c.offset_us, "drift_ppm": c.drift_ppm, "resolution_us": c.resolution_us}
+                   | ({"step_at_us": c.step_at_us, "step_us": c.step_us} if c.step_us else {})
                    for h, c in case.clocks.items()},
         "slack_us": case.slack_us,
         "default_latency": list(case.default_latency),
@@ -322,10 +323,12 @@ def case_from_data(data: dict[str, Any]) -> Case:
             spawn_us=int(a["spawn_us"]), view=JobView(**a["view"]), ctx=HandlerContext(**a["ctx"]),
             after=tuple(str(x) for x in a["after"]),
             latencies=tuple((int(r), int(p)) for r, p in a["latencies"]),
+            job_changes=tuple((int(at), tuple((str(f), v) for f, v in changed)) for at, changed in a.get("job_changes", ())),
         )
         for a in data["actors"]
     )
-    clocks = {str(h): Clock(str(h), int(c["offset_us"]), float(c["drift_ppm"]), int(c["resolution_us"]))
+    clocks = {str(h): Clock(str(h), int(c["offset_us"]), float(c["drift_ppm"]), int(c["resolution_us"]),
+                            int(c.get("step_at_us", 0)), int(c.get("step_us", 0)))
               for h, c in data["clocks"].items()}
     if "db" not in clocks:
         raise KeyError("clocks has no 'db' host")

@@ -15,6 +15,11 @@ Events (a handler may be ``None``: nobody listens):
 ``on_removed``   a waiting or delayed job was removed / cancelled before it ran
 ``on_stalled``   the stall checker moved the job back to wait
 
+A handler's ``job`` is, by default, the worker's own ``Job`` instance (:class:`LiveJob`): its
+``attempts_made``, ``finished_on_us``, ``failed_reason`` and ``progress`` keep changing after the
+event fired. ``job.at_event()`` is the snapshot; ``Strategy(job_view="snapshot")`` gives every
+handler the snapshot.
+
 Built-ins are named (``naive``, ``three-layer``, ``atomic``, ``row-lock``, ``db-clock``); a user's
 own is named ``module:attr`` where ``attr`` is a :class:`Strategy`.
 """
@@ -56,6 +61,51 @@ class JobView:
     removed_on_us: int | None = None
 
 
+#: The fields of BullMQ's ``Job`` instance that keep changing after its worker emitted an event
+#: (docs/strategies.md, "The live Job object", has the source for each).
+LIVE_FIELDS = ("attempts_made", "finished_on_us", "failed_reason", "progress")
+
+#: Changes to a job instance after its event: ``(true time in µs, ((field, value), ...))``, in time order.
+JobChanges = tuple[tuple[int, tuple[tuple[str, Any], ...]], ...]
+
+
+class LiveJob(JobView):
+    """The worker's own ``Job`` instance as a listener holds it: a field of :data:`LIVE_FIELDS`
+    reads what the instance says *now* (when the handler reads it), not when the event fired.
+
+    ``changes`` are the instance's changes after the event (the world appends them as they
+    happen; a forced-order run has them all); ``now()`` is the reading handler's time.
+    :meth:`at_event` is the snapshot at event time.
+    """
+
+    def __init__(self, view: JobView, changes: JobChanges | list[Any], spawned_us: int, now: Callable[[], int]) -> None:
+        super().__init__(**{f: getattr(view, f) for f in view.__dataclass_fields__})
+        object.__setattr__(self, "_event_view", view)
+        object.__setattr__(self, "_changes", changes)
+        object.__setattr__(self, "_spawned_us", spawned_us)
+        object.__setattr__(self, "_now", now)
+
+    def __getattribute__(self, name: str) -> Any:
+        if name not in LIVE_FIELDS:
+            return object.__getattribute__(self, name)
+        value = object.__getattribute__(self, name)
+        spawned, now = object.__getattribute__(self, "_spawned_us"), object.__getattribute__(self, "_now")()
+        for at_us, changed in object.__getattribute__(self, "_changes"):
+            if at_us > now:
+                break
+            if at_us > spawned:
+                for field_name, new in changed:
+                    if field_name == name:
+                        value = new
+        return value
+
+    def at_event(self) -> JobView:
+        """The job as it was when the event fired (BullMQ: copy the fields in the listener's
+        first synchronous line)."""
+        view: JobView = object.__getattribute__(self, "_event_view")
+        return view
+
+
 @dataclass(frozen=True)
 class HandlerContext:
     """The integration's fixed settings, from the scenario's ``[handlers]`` table."""
@@ -92,6 +142,10 @@ class Strategy:
     on_removed: HandlerFn | None = None
     on_stalled: HandlerFn | None = None
     on_created: HandlerFn | None = create_row
+    #: "live": handlers get the worker's own Job instance (:class:`LiveJob`: its fields read what
+    #: the job says when read, as BullMQ hands listeners); "snapshot": the job as it was at event
+    #: time (a :class:`JobView`). The built-ins are "snapshot": what they were written to read.
+    job_view: str = "live"
 
     def handler(self, event: str) -> HandlerFn | None:
         fn: HandlerFn | None = getattr(self, f"on_{event}")

@@ -77,4 +77,5 @@ STRATEGY = Strategy(
     on_completed=mark_job_completed,
     on_failed=mark_job_failed,
     on_removed=mark_job_removed,
+    job_view="snapshot",  # what it was written to read: the job at event time
 )

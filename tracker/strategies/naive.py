@@ -10,6 +10,8 @@ regress a completed row, and its ``started_at`` can land after ``completed_at``:
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tracker.ops import Handler, ReadClock, Select, Sleep, Update
 from tracker.strategies import HandlerContext, JobView, Strategy
 
@@ -69,4 +71,13 @@ STRATEGY = Strategy(
     on_completed=mark_job_completed,
     on_failed=mark_job_failed,
     on_removed=mark_job_cancelled,
+    job_view="snapshot",  # what it was written to read: the job at event time
+)
+
+#: The same handlers reading the worker's live ``Job``, as the seed's TypeScript listeners did: after
+#: its 500 ms delay, 'active' reads ``attemptsMade`` of an attempt that has already finished. Not a
+#: built-in (their results stay as they were); ``scenarios/live-job.toml`` names it.
+LIVE = replace(
+    STRATEGY, name="naive-live", summary="naive reading the worker's live Job after its delays (as the seed's code did)",
+    job_view="live",
 )

@@ -56,4 +56,5 @@ STRATEGY = Strategy(
     on_completed=mark_job_completed,
     on_failed=naive.mark_job_failed,
     on_removed=naive.mark_job_cancelled,
+    job_view="snapshot",  # what it was written to read: the job at event time
 )
