@@ -142,7 +142,7 @@ def test_explore_cli_exit_0_with_what_was_explored_when_nothing_is_found(capsys)
     code = main(["explore", "seed-fast-jobs", "--strategy", "atomic", "--method", "pct", "--budget", "20"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "20 runs" in out and "probability >=" in out
+    assert "20 runs" in out and "probability depth 1 >=" in out
 
 
 def test_explore_cli_exhaustive_too_large_is_exit_2_one_line(capsys) -> None:

@@ -39,9 +39,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=seed, default=0, help="search seed (default: 0)")
     p.add_argument("--jobs", type=positive("--jobs", 100_000), help="override job.count (exhaustive: default 1)")
     p.add_argument("--invariants", help="comma-separated invariant IDs that count (default: every invariant)")
-    p.add_argument("--depth", type=positive("--depth", 100), default=2, help="PCT bug depth d (default: 2)")
+    p.add_argument("--depth", type=positive("--depth", 100),
+                   help="PCT bug depth d (default: deepen, depth 1, 2, 3, ... within the budget)")
     p.add_argument("--window", type=positive_float("--window"),
-                   help="most ms an operation may be held back behind the earliest ready one (pct default: 100; exhaustive: no bound)")
+                   help="most ms an operation may be held back after it could first have arrived "
+                        "(pct default: 100; exhaustive: no bound)")
+    p.add_argument("--worlds", type=positive("--worlds", 100_000),
+                   help="how many worlds (seeds --seed, --seed+1, ...) pct and exhaustive split the budget over "
+                        "(default: pct one per 250 runs, exhaustive as many as the budget covers)")
     p.add_argument("--database", default=".hypothesis/examples",
                    help="Hypothesis example database directory (default: .hypothesis/examples)")
     p.add_argument("--no-database", action="store_true", help="do not read or save Hypothesis examples")
@@ -68,7 +73,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
     with applied(limits_of(args)):
         result = ex.explore(
             scenario, strategy, args.method, seed=args.seed, runs=args.budget, seconds=args.time,
-            depth=args.depth, window_ms=args.window, database=None if args.no_database else args.database,
+            depth=args.depth, window_ms=args.window, worlds=args.worlds, database=None if args.no_database else args.database,
             invariants=tuple(i.strip() for i in (args.invariants or "").split(",") if i.strip()),
         )
     out = Path(args.out or DEFAULT_TRACE)
@@ -120,14 +125,30 @@ def _explored_line(method: str, explored: dict[str, Any], seconds: float) -> str
             f"{explored['distinct_outcomes']} distinct outcomes, {explored['violating']} violate{window}; by invariant: {inv}; {seconds:.2f} s"
         )
     if method == "pct":
-        d = explored["depth"]
-        return (
-            f"pct: {explored['runs']} runs, depth {d}, {explored['actors']} actors, {explored['steps']} operations, "
-            f"window {explored['window_ms']} ms: each run finds a depth-{d} bug with probability >= "
-            f"1/({explored['actors']}*{explored['steps']}^{d - 1}) = {explored['bound_per_run']:.3g}; "
-            f"over {explored['runs']} runs >= {explored['bound_cumulative']:.3g}; {seconds:.2f} s"
-        )
+        return pct_lines(explored, seconds)
     if method == "hypothesis":
         extra = f" ({explored['runs_to_first']} to the first, {explored.get('shrink_runs', 0)} shrinking)" if explored.get("runs_to_first") else ""
         return f"hypothesis: {explored['runs']} examples{extra}; {seconds:.2f} s"
     return f"random: {explored['runs']} seeded runs; {seconds:.2f} s"
+
+
+def pct_lines(explored: dict[str, Any], seconds: float) -> str:
+    """What PCT ran and what that guarantees, per depth, in the words the guarantee holds in."""
+    first, last = explored["world_seeds"]
+    worlds = f"world seed {first}" if explored["worlds"] == 1 else f"{explored['worlds']} worlds (seeds {first}..{last})"
+    depths = ", ".join(f"depth {d}: {n} runs" for d, n in explored["depths"].items())
+    how = "deepening" if explored["deepening"] else "fixed depth"
+    every = ", ".join(f"depth {d} >= {p:.3g}" for d, p in explored["bound_every_world"].items())
+    some = ", ".join(f"depth {d} >= {p:.3g}" for d, p in explored["bound_some_worlds"].items())
+    lines = [
+        f"pct: {explored['runs']} runs over {worlds}, {how} ({depths}); up to {explored['actors']} actors, "
+        f"{explored['steps']} operations; window {explored['window_ms']} ms (longest hold-back {explored['max_hold_ms']} ms); "
+        f"{seconds:.2f} s",
+        f"  guarantee, for a bug some order within the window reaches: in every world searched, found with "
+        f"probability {every or 'none'}; in 1 of 10 worlds only: {some or 'none'}",
+    ]
+    if explored["worlds"] and not explored["bound_every_world"]:
+        lines.append("  no depth was covered: raise --budget")
+    if "found_depth" in explored:
+        lines.append(f"  found at depth {explored['found_depth']} in world seed {explored['found_world']}, run {explored['found_run']}")
+    return "\n".join(lines)

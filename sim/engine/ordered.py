@@ -17,11 +17,15 @@ reply latency. A statement that must wait for a row lock waits (it is not ready)
 ends its transaction (or an error aborts it), then completes at that instant, as in the SimPy
 driver.
 
-Searches (not replays) may bound how far an operation can be held back: with ``window_us`` only
-the ready actors whose operation could arrive within that long after the earliest one are
-offered to the scheduler, and an actor others wait for (the awaited insert: its end gates the
-job's own timeline, which the case fixes) is never held back behind an operation that would
-naturally arrive after it.
+Searches (not replays) may bound how far an operation can be held back: with ``window_us`` an
+operation is never held back more than that long after the moment it could first have arrived
+(its actor's time plus its request latency). Only the ready actors whose operation would arrive
+before the earliest such deadline are offered to the scheduler, so the actor with the earliest
+deadline is always among them, and one whose deadline has come is the only one offered (no
+starvation: the bound is per operation, not per step). An actor others wait for (the awaited
+insert: its end gates the job's own timeline, which the case fixes) is never held back behind an
+operation that would naturally arrive after it. ``OrderedRun.max_hold_us`` is the longest
+hold-back the run made.
 
 Latencies are the actor's recorded ones (its k-th operation's request and reply one-way times),
 so following a SimPy run's own arrival order reproduces that run value for value; beyond the
@@ -153,6 +157,8 @@ class OrderedRun:
     crashes: tuple[str, ...] = ()
     #: Why the run cannot be judged (a handler crashed or reached a limit).
     failure: str | None = None
+    #: The longest any operation was held back after it could first have arrived (microseconds).
+    max_hold_us: int = 0
 
     @property
     def ops(self) -> int:
@@ -200,6 +206,7 @@ class _Run:
         self.ops_per_handler = limits.current().ops_per_handler
         #: Why the run cannot be judged (a handler crashed or reached a limit), as in the SimPy driver.
         self.failure: str | None = None
+        self.max_hold_us = 0
 
     def run(self) -> OrderedRun:
         self.backend.reset()
@@ -231,17 +238,22 @@ class _Run:
             tolerance_us=tolerance,
             end_us=end,
         )
-        return OrderedRun(record, tuple(self.schedule), tuple(self.choices), tuple(self.crashes), self.failure)
+        return OrderedRun(
+            record, tuple(self.schedule), tuple(self.choices), tuple(self.crashes), self.failure, self.max_hold_us
+        )
 
     def _offered(self, ready: tuple[str, ...]) -> tuple[str, ...]:
         """The ready actors a search may pick (see the module docstring)."""
         assert self.window_us is not None
-        arrives = {n: max(self.now, self.live[n].local_us + self._latency(self.live[n])[0]) for n in ready}
-        horizon = min(arrives.values()) + self.window_us
-        urgent = [arrives[n] for n in ready if n in self.urgent]
+        # When each operation could first have arrived: held back from then, not from "now".
+        natural = {n: self.live[n].local_us + self._latency(self.live[n])[0] for n in ready}
+        horizon = min(natural.values()) + self.window_us
+        urgent = [max(self.now, natural[n]) for n in ready if n in self.urgent]
         if urgent:
             horizon = min(horizon, min(urgent))
-        return tuple(n for n in ready if arrives[n] <= horizon)
+        offered = tuple(n for n in ready if max(self.now, natural[n]) <= horizon)
+        # Time moved past a deadline without a choice (a lock released late): earliest first.
+        return offered or (min(ready, key=lambda n: (natural[n], ready.index(n))),)
 
     # -- actors --------------------------------------------------------------------------------
 
@@ -320,6 +332,7 @@ class _Run:
         request, reply = self._latency(a)
         sent = a.local_us
         arrival = self.now = max(self.now, sent + request)
+        self.max_hold_us = max(self.max_hold_us, arrival - sent - request)
         db_now = self.case.clocks["db"].read(arrival)
         job_id = getattr(op, "job_id", a.spec.job_id)
         before = self.vis.visible(a.spec.name, job_id)

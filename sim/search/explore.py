@@ -15,7 +15,10 @@ that makes it, ready to be written as a trace and replayed.
   on what they read, so the orders are found by running, not by permuting a fixed list.
 * ``pct``: Burckhardt et al.'s probabilistic concurrency testing (ASPLOS 2010): random actor
   priorities with ``depth - 1`` priority change points; a bug of depth ``d`` among ``n`` actors
-  and ``k`` operations is found by one run with probability at least ``1/(n k^(d-1))``.
+  and ``k`` operations is found by one run with probability at least ``1/(n k^(d-1))``. That
+  bound holds for one world (one seed's arrivals, durations, clocks and latencies) and for bugs
+  some order within the window reaches: PCT splits its budget over several worlds and, unless a
+  depth is given, deepens (1, 2, 3, ...), and reports the bound per depth it covered.
 
 Randomness comes from seeds (``random.Random``) and Hypothesis' seeded engine; ``seconds`` and
 ``--time`` budgets read the wall clock, simulated time never does.
@@ -483,28 +486,90 @@ def pct_bound(actors: int, steps: int, depth: int) -> float:
     return 1.0 / (max(actors, 1) * max(steps, 1) ** (depth - 1))
 
 
+#: Runs one world gets before PCT draws the next (under a run budget: the budget split evenly).
+PCT_RUNS_PER_WORLD = 250
+#: A depth counts as covered in a world once its guarantee there reaches this.
+PCT_TARGET = 0.95
+PCT_MAX_DEPTH = 8
+#: The share of worlds a bug is assumed to occur in for the guarantee across worlds.
+WORLD_SHARE = 0.1
+
+
+@dataclass
+class _PctWorld:
+    """One world PCT searches: its case, its size, and the runs it had at each depth."""
+
+    seed: int
+    case: Case
+    names: list[str]
+    steps: int
+    runs_by_depth: dict[int, int] = field(default_factory=dict)
+
+    def bound(self, depth: int) -> float:
+        """Probability that this world's runs at ``depth`` found a depth-``depth`` bug it has."""
+        p = pct_bound(len(self.names), self.steps, depth)
+        return 1 - (1 - p) ** self.runs_by_depth.get(depth, 0)
+
+    def next_depth(self, run: int) -> int:
+        """Deepening: the shallowest depth not yet covered; every third run one deeper."""
+        d = 1
+        while d < PCT_MAX_DEPTH and self.bound(d) >= PCT_TARGET:
+            d += 1
+        return min(d + 1, PCT_MAX_DEPTH) if run % 3 == 2 else d
+
+
+def pct_guarantee(worlds: list[_PctWorld]) -> dict[str, Any]:
+    """What PCT's runs guarantee, per depth: in the weakest world searched (a bug every world
+    has) and across worlds (a bug that only :data:`WORLD_SHARE` of the worlds have)."""
+    depths = sorted({d for w in worlds for d, r in w.runs_by_depth.items() if r})
+    weakest = {d: min(w.bound(d) for w in worlds) for d in depths}
+    across = {d: 1 - math.prod(1 - WORLD_SHARE * w.bound(d) for w in worlds) for d in depths}
+    return {"depths": {d: sum(w.runs_by_depth.get(d, 0) for w in worlds) for d in depths},
+            "bound_every_world": weakest, "bound_some_worlds": across}
+
+
 def explore_pct(
-    case: Case, strategy: Strategy, seed: int, depth: int, window_us: int | None, budget: _Budget,
-    backend: TrackerBackend, focus: Focus = ALL,
+    scenario: Scenario, strategy: Strategy, seed: int, depth: int | None, window_us: int | None, budget: _Budget,
+    backend: TrackerBackend, focus: Focus = ALL, worlds: int | None = None,
 ) -> Exploration:
-    names = [a.name for a in case.actors if strategy.handler(a.event) is not None]
-    steps = run_ordered(case, strategy, backend, FirstReady(), window_us).ops
+    """PCT over worlds ``seed, seed+1, ...``: each world's case is searched for its share of the
+    budget, at ``depth`` or (``None``) deepening 1, 2, 3, ... (:meth:`_PctWorld.next_depth`)."""
+    if budget.seconds is None:
+        count = worlds or max(1, math.ceil((budget.runs or 0) / PCT_RUNS_PER_WORLD))
+        per_world = max(1, math.ceil((budget.runs or 0) / count))
+    else:
+        count, per_world = worlds or 0, PCT_RUNS_PER_WORLD
+    searched: list[_PctWorld] = []
     runs = 0
     found: Counterexample | None = None
-    while budget.left(runs):
-        rng = random.Random(f"racetrack:{seed}:pct:{runs}")
-        run = run_ordered(case, strategy, backend, PctScheduler(rng, names, steps, depth), window_us)
+    found_at: dict[str, Any] = {}
+    max_hold = 0
+    while found is None and budget.left(runs) and (not count or len(searched) < count or runs % per_world):
+        if runs % per_world == 0 or not searched:
+            world_seed = seed + len(searched)
+            case = case_for(scenario, strategy, world_seed)
+            names = [a.name for a in case.actors if strategy.handler(a.event) is not None]
+            steps = run_ordered(case, strategy, backend, FirstReady(), window_us).ops
+            searched.append(_PctWorld(world_seed, case, names, steps))
+        w = searched[-1]
+        j = runs % per_world
+        d = depth or w.next_depth(j)
+        rng = random.Random(f"racetrack:{seed}:pct:{w.seed}:{j}")
+        run = run_ordered(w.case, strategy, backend, PctScheduler(rng, w.names, w.steps, d), window_us)
         runs += 1
-        steps = max(steps, run.ops)
+        w.runs_by_depth[d] = w.runs_by_depth.get(d, 0) + 1
+        w.steps = max(w.steps, run.ops)
+        max_hold = max(max_hold, run.max_hold_us)
         if focus.hits(run.record):
-            small_case, small_run = reduce_to_job(case, run, strategy, backend, focus)
+            small_case, small_run = reduce_to_job(w.case, run, strategy, backend, focus)
             found = Counterexample(small_case, small_run, tuple(small_run.violations()))
-            break
-    p = pct_bound(len(names), steps, depth)
+            found_at = {"found_depth": d, "found_world": w.seed, "found_run": runs}
     explored = {
-        "runs": runs, "actors": len(names), "steps": steps, "depth": depth,
-        "window_ms": None if window_us is None else window_us / 1000,
-        "bound_per_run": p, "bound_cumulative": 1 - (1 - p) ** runs,
+        "runs": runs, "worlds": len(searched), "world_seeds": [seed, seed + max(0, len(searched) - 1)],
+        "actors": max((len(w.names) for w in searched), default=0),
+        "steps": max((w.steps for w in searched), default=0), "deepening": depth is None,
+        "window_ms": None if window_us is None else window_us / 1000, "max_hold_ms": max_hold / 1000,
+        **pct_guarantee(searched), **found_at,
     }
     return Exploration("pct", found, explored, budget.elapsed())
 
@@ -525,16 +590,18 @@ def explore(
     seed: int = 0,
     runs: int | None = None,
     seconds: float | None = None,
-    depth: int = 2,
+    depth: int | None = None,
     window_ms: float | None = None,
     database: str | None = None,
     invariants: tuple[str, ...] = (),
     backend_spec: BackendSpec | None = None,
+    worlds: int | None = None,
 ) -> Exploration:
     """Search ``scenario`` x ``strategy`` with ``method``; ``runs`` (or ``seconds``) bounds it
     (for ``exhaustive``, ``runs`` is the most interleavings it will enumerate). ``window_ms``
     bounds how long an operation may be held back: PCT's default is :data:`DEFAULT_WINDOW_MS`,
-    exhaustive's is no bound (every order)."""
+    exhaustive's is no bound (every order). PCT deepens unless ``depth`` is given; ``worlds``
+    fixes how many worlds (seeds ``seed, seed+1, ...``) the budget is split over."""
     if method not in METHODS:
         raise ExploreError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
     from sim.judge.invariants import UnknownInvariant, require_known
@@ -553,12 +620,12 @@ def explore(
             return explore_random(scenario, strategy, seed, budget, backend, focus)
         if method == "hypothesis":
             return explore_hypothesis(scenario, strategy, seed, budget, backend, database, focus)
-        case = case_for(scenario, strategy, seed)
         if method == "exhaustive":
+            case = case_for(scenario, strategy, seed)
             window_us = None if window_ms is None else round(window_ms * 1000)
             limit = runs if runs is not None else DEFAULT_BUDGET["exhaustive"]
             return explore_exhaustive(case, strategy, limit, backend, focus, window_us)
         window_us = round((DEFAULT_WINDOW_MS if window_ms is None else window_ms) * 1000)
-        return explore_pct(case, strategy, seed, depth, window_us, budget, backend, focus)
+        return explore_pct(scenario, strategy, seed, depth, window_us, budget, backend, focus, worlds)
     finally:
         close_backend(backend)
