@@ -28,8 +28,12 @@ operation that would naturally arrive after it. ``OrderedRun.max_hold_us`` is th
 hold-back the run made.
 
 Latencies are the actor's recorded ones (its k-th operation's request and reply one-way times),
-so following a SimPy run's own arrival order reproduces that run value for value; beyond the
-recorded ones a case's default latency applies.
+so following a SimPy run's own arrival order reproduces that run value for value. An operation
+beyond the recorded ones (a forced order made a handler take a branch the SimPy run did not)
+draws its latencies from the world's round-trip distribution (``network.db_rtt`` in the case's
+parameters), continuing the actor's own seeded network stream: what the SimPy world would have
+drawn had the actor sent it, the same in every run of the case. A case without that parameter
+uses its default latency.
 
 Imports ``sim.record.history``, ``sim.record.clocks``, ``sim.engine.world`` (to read a finished world) and ``tracker``.
 """
@@ -37,11 +41,13 @@ Imports ``sim.record.history``, ``sim.record.clocks``, ``sim.engine.world`` (to 
 from __future__ import annotations
 
 import math
+import random
 import types
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from sim.engine import interpreter, limits
+from sim.engine.distributions import Dist, parse_dist
 from sim.engine.limits import LimitExceeded, StrategyFailed, wall_clock_limit
 from sim.judge.invariants import Violation, judge
 from sim.record.clocks import Clock
@@ -81,6 +87,15 @@ class Case:
     default_latency: tuple[int, int]
     #: The run ends no earlier than this (the world's own end: stalled runs, backoffs).
     end_floor_us: int = 0
+
+    @property
+    def rtt(self) -> Dist | None:
+        """The world's database round-trip distribution (None: a case without one)."""
+        table = self.params.get("network.db_rtt")
+        try:
+            return parse_dist(table) if table is not None else None
+        except ValueError:
+            return None
 
     def only_job(self, job_id: str) -> Case:
         """The same case with one job's actors and truth only (jobs' rows are independent)."""
@@ -180,6 +195,9 @@ class _Live:
     yielded: int = 0
     #: While blocked: (op, sent, arrival, db_now, row before, blockers so far, reply latency)
     blocked: tuple[DbOp, int, int, int, Row | None, tuple[str, ...], int] | None = None
+    #: Latencies drawn for operations beyond the recorded ones, and the stream they come from.
+    drawn: list[tuple[int, int]] = field(default_factory=list)
+    network: random.Random | None = None
 
 
 class _Run:
@@ -207,6 +225,7 @@ class _Run:
         #: Why the run cannot be judged (a handler crashed or reached a limit), as in the SimPy driver.
         self.failure: str | None = None
         self.max_hold_us = 0
+        self.rtt = case.rtt
 
     def run(self) -> OrderedRun:
         self.backend.reset()
@@ -322,7 +341,20 @@ class _Run:
 
     def _latency(self, a: _Live) -> tuple[int, int]:
         k = a.done_ops
-        return a.spec.latencies[k] if k < len(a.spec.latencies) else self.case.default_latency
+        if k < len(a.spec.latencies):
+            return a.spec.latencies[k]
+        if self.rtt is None:
+            return self.case.default_latency
+        if a.network is None:
+            # The world's stream for this actor (Draws.one_way_ms), past the draws it recorded.
+            a.network = random.Random(f"racetrack:{self.case.seed}:net:{a.spec.name}")
+            for _ in range(2 * len(a.spec.latencies)):
+                self.rtt.sample(a.network)
+        while len(a.drawn) <= k - len(a.spec.latencies):
+            request = round(self.rtt.sample(a.network) / 2 * 1000)
+            reply = round(self.rtt.sample(a.network) / 2 * 1000)
+            a.drawn.append((request, reply))
+        return a.drawn[k - len(a.spec.latencies)]
 
     # -- database operations -------------------------------------------------------------------
 
