@@ -180,6 +180,12 @@ def _trace_variants(good: dict) -> dict[str, object]:
         "clocks-no-db": {**{k: v for k, v in good.items() if k != "digest"},
                          "clocks": {h: c for h, c in good["clocks"].items() if h != "db"}},
         "steps-not-list": {**{k: v for k, v in good.items() if k != "digest"}, "steps": {}},
+        "strategy-source-not-table": {**{k: v for k, v in good.items() if k != "digest"},
+                                      "strategy": "gone_module:HANDLERS", "strategy_source": "here"},
+        "strategy-source-missing-root": {**{k: v for k, v in good.items() if k != "digest"},
+                                         "strategy": "gone_module:HANDLERS",
+                                         "strategy_source": {"ref": "gone_module:HANDLERS", "root": "/nonexistent/dir",
+                                                             "file": "/nonexistent/dir/gone_module.py", "sha256": "0" * 64}},
     }
 
 

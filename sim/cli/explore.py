@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from sim.cli.args import (
 )
 from sim.engine import scenario as scenarios
 from sim.engine.limits import applied
+from sim.runs.strategy_source import is_user, origin
 
 DEFAULT_TRACE = "racetrack-counterexample.json"
 
@@ -63,6 +65,9 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
     scenario = scenarios.load(args.scenario)
     strategy = load_strategy_arg(args.strategy)
+    # A trace names a user's strategy as module:attr (with where it lives), a built-in by name.
+    ref = args.strategy.strip() if is_user(args.strategy.strip()) else strategy.name
+    source = origin(ref)
     jobs = args.jobs if args.jobs is not None else (1 if args.method == "exhaustive" else None)
     if jobs is not None:
         scenario = scenario.with_values({"job.count": jobs})
@@ -80,8 +85,9 @@ def cmd_explore(args: argparse.Namespace) -> int:
     found = result.found
     if found is not None:
         data = trace.counterexample_data(
-            found.case, found.run.record, found.run.schedule, found.violations, strategy=strategy.name,
+            found.case, found.run.record, found.run.schedule, found.violations, strategy=ref,
             backend="memory", found_by={"method": args.method, "seed": args.seed},
+            strategy_source=source.to_data() if source else None,
         )
         trace.write(out, data)
     if args.json:
@@ -90,7 +96,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
             "ops": found.ops if found else None, "trace": str(out) if found else None,
         }))
         return 1 if found else 0
-    print(f"racetrack explore {scenario.name} --strategy {strategy.name} --method {args.method} --seed {args.seed}")
+    print(f"racetrack explore {scenario.name} --strategy {ref} --method {args.method} --seed {args.seed}")
     print(_explored_line(args.method, result.explored, result.seconds))
     if args.method == "exhaustive" and result.explored["examples"]:
         print("violating interleavings (first ones, each actor's operations in order):")
@@ -106,7 +112,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
     print("violations:")
     for v in found.violations:
         print(f"  {v.line()}")
-    print(f"\ntrace: {out}\nreplay: racetrack replay {out}")
+    # The hint runs as printed from any directory: the trace knows where its strategy lives.
+    print(f"\ntrace: {out}\nreplay: racetrack replay {shlex.quote(str(out.resolve()))}")
     return 1
 
 

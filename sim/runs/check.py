@@ -23,12 +23,14 @@ import shlex
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sim.engine.limits import DEFAULT_LIMITS, Limits
 from sim.engine.scenario import Scenario
 from sim.judge.invariants import INVARIANT_IDS
 from sim.runs.backends import BackendSpec
+from sim.runs.strategy_source import runnable
 from sim.runs.sweep import Execution, Sweep, SweepError, SweepRun
 from tracker.strategies import StrategyNotFound, load_strategy
 
@@ -114,7 +116,12 @@ class TallyBuilder:
 
 
 def replay_command(ref: str, strategy: str, seed: int) -> str:
-    return f"racetrack run {shlex.quote(ref)} --strategy {shlex.quote(strategy)} --seed {seed}"
+    """The ``racetrack run`` command for one seed, runnable as printed from any directory: a
+    scenario file by its absolute path, a user's strategy from the directory it imports from."""
+    path = Path(ref)
+    if path.suffix == ".toml" and path.is_file():
+        ref = str(path.resolve())
+    return runnable(f"racetrack run {shlex.quote(ref)} --strategy {shlex.quote(strategy)} --seed {seed}", strategy)
 
 
 @dataclass(frozen=True)
