@@ -122,11 +122,16 @@ def _explored_line(method: str, explored: dict[str, Any], seconds: float) -> str
         total = explored["interleavings"]
         window = f", window {explored['window_ms']} ms" if explored.get("window_ms") is not None else ""
         inv = ", ".join(f"{k} {v}" for k, v in sorted(explored["by_invariant"].items())) or "none"
-        about = f"{'' if explored['estimate_exact'] else 'up to '}{explored['estimate']} estimated before running"
+        about = f"{'' if explored['estimate_exact'] else 'about '}{explored['estimate']} estimated before running"
+        first, last = explored["world_seeds"]
+        worlds = f"world seed {first}" if explored["worlds"] == 1 else f"{explored['worlds']} worlds (seeds {first}..{last})"
         if explored["complete"]:
-            done = f"all {total} interleavings ran ({about}; handlers' branches change the count)"
+            done = f"all {total} interleavings of {worlds} ran ({about}; handlers' branches change the count)"
         else:
-            done = f"stopped after {explored['ran']} of {about} interleavings (--budget)"
+            done = (f"{explored['ran']} interleavings of {worlds} ({about}), {explored['worlds_complete']} "
+                    f"world(s) complete")
+        if explored.get("stopped"):
+            done += f"; stopped: {'--budget' if explored['stopped'] == 'budget' else explored['stopped']}"
         return (
             f"exhaustive: {done}, "
             f"{explored['distinct_outcomes']} distinct outcomes, {explored['violating']} violate{window}; by invariant: {inv}; {seconds:.2f} s"

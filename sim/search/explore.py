@@ -383,75 +383,131 @@ def count_orders(ops: list[int], after: list[list[int]], limit_states: int = 200
     return orders(tuple(0 for _ in ops)), True
 
 
-def interleaving_estimate(case: Case, strategy: Strategy, backend: TrackerBackend) -> tuple[int, bool, int]:
-    """Orders of the database operations one run makes (branches may add some): (count, exact, ops)."""
-    first = run_ordered(case, strategy, backend, FirstReady())
+class _RandomChoice:
+    """A uniformly random ready actor at each step (to sample orders for an estimate)."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    def choose(self, ready: tuple[str, ...], position: int) -> str:
+        return self.rng.choice(ready)
+
+
+#: Orders sampled (besides the first-ready one) to estimate how many operations each actor makes.
+ESTIMATE_SAMPLES = 8
+
+
+def interleaving_estimate(
+    case: Case, strategy: Strategy, backend: TrackerBackend, window_us: int | None = None
+) -> tuple[int, bool, int]:
+    """Orders of the database operations of one case: (count, exact, ops). Handlers branch on
+    what they read, so each actor's operation count is the most seen over the first-ready order
+    and :data:`ESTIMATE_SAMPLES` random ones; ``exact`` is False when that count is a bound."""
     names = [a.name for a in case.actors if strategy.handler(a.event) is not None]
+    ops = [0] * len(names)
+    runs = [run_ordered(case, strategy, backend, FirstReady(), window_us)]
+    runs += [run_ordered(case, strategy, backend, _RandomChoice(random.Random(f"racetrack:estimate:{i}")), window_us)
+             for i in range(ESTIMATE_SAMPLES)]
+    for run in runs:
+        ops = [max(c, run.schedule.count(n)) for c, n in zip(ops, names, strict=True)]
     index = {n: i for i, n in enumerate(names)}
-    ops = [first.schedule.count(n) for n in names]
     after = [[index[d] for d in a.after if d in index] for a in case.actors if a.name in index]
     count, exact = count_orders(ops, after)
-    return count, exact, first.ops
+    varied = any(r.schedule.count(n) != runs[0].schedule.count(n) for r in runs for n in names)
+    return count, exact and not varied, sum(ops)
+
+
+#: Worlds exhaustive search visits at most by default (each is a SimPy run and an estimate).
+EXHAUSTIVE_WORLDS = 20
 
 
 def explore_exhaustive(
     case: Case, strategy: Strategy, limit: int, backend: TrackerBackend, focus: Focus = ALL,
-    window_us: int | None = None,
+    window_us: int | None = None, more_worlds: Callable[[int], Case] | None = None, worlds: int = 1,
 ) -> Exploration:
+    """Every order of ``case`` (the world ``--seed`` fixes), then of the worlds ``more_worlds``
+    draws (``seed+1``, ...), up to ``worlds`` in all, while ``limit`` interleavings last."""
     started = time.perf_counter()  # wall-clock ok: reported seconds
-    estimate, exact, ops = interleaving_estimate(case, strategy, backend)
+    estimate, exact, ops = interleaving_estimate(case, strategy, backend, window_us)
     jobs = len(case.truth)
     if estimate > limit:
         size = f"{estimate:,}" if estimate < 10**9 else f"{estimate:.2e}"
+        if jobs > 1:
+            fix = f"use --jobs 1 (it has {jobs} jobs), a smaller scenario, a --window, or raise --budget to {size}"
+        elif window_us is None:
+            fix = f"it has one job already: bound the hold-back with --window, use --method pct, or raise --budget to {size}"
+        else:
+            fix = f"it has one job and a {window_us / 1000:g} ms window already: use --method pct or raise --budget to {size}"
         raise ExploreError(
             f"exhaustive: {case.scenario} with {jobs} job(s) has {'' if exact else 'up to '}{size} interleavings of "
-            f"{ops} database operations, more than the limit {limit:,}; use --jobs 1, a smaller scenario, or raise --budget"
+            f"{ops} database operations, more than the --budget limit {limit:,}; {fix}"
         )
-    prefix: list[str] = []
     ran = 0
     violating = 0
     by_invariant: dict[str, int] = {}
     outcomes: set[str] = set()
-    best: OrderedRun | None = None
+    best: tuple[Case, OrderedRun] | None = None
     examples: list[str] = []
+    complete_worlds = 0
+    visited = 0
+    stopped = ""
+    estimates = 0
     while True:
-        run = run_ordered(case, strategy, backend, FollowPrefix(prefix), window_us)
-        ran += 1
-        violations = focus.hits(run.record)
-        outcomes.add(repr(sorted(run.record.rows.items())) + repr(sorted(_keys(violations))))
-        if violations:
-            violating += 1
-            for inv in sorted({v.invariant for v in violations}):
-                by_invariant[inv] = by_invariant.get(inv, 0) + 1
-            if best is None or run.ops < best.ops:
-                best = run
-            if len(examples) < 10:
-                examples.append(f"{' '.join(_short(n) for n in run.schedule)}: {', '.join(sorted({v.invariant for v in violations}))}")
-        if ran >= limit:
-            break
-        # Backtrack: the deepest choice point with an actor not tried yet.
-        i = len(run.schedule) - 1
-        while i >= 0:
-            ready = run.choices[i]
-            j = ready.index(run.schedule[i])
-            if j + 1 < len(ready):
-                prefix = list(run.schedule[:i]) + [ready[j + 1]]
+        visited += 1
+        estimates += estimate
+        prefix: list[str] = []
+        world_ran = 0
+        while True:
+            run = run_ordered(case, strategy, backend, FollowPrefix(prefix), window_us)
+            ran += 1
+            world_ran += 1
+            violations = focus.hits(run.record)
+            outcomes.add(repr(sorted(run.record.rows.items())) + repr(sorted(_keys(violations))))
+            if violations:
+                violating += 1
+                for inv in sorted({v.invariant for v in violations}):
+                    by_invariant[inv] = by_invariant.get(inv, 0) + 1
+                if best is None or (best[0] is case and run.ops < best[1].ops):
+                    best = (case, run)
+                if len(examples) < 10:
+                    examples.append(f"{' '.join(_short(n) for n in run.schedule)}: {', '.join(sorted({v.invariant for v in violations}))}")
+            # Backtrack: the deepest choice point with an actor not tried yet.
+            i = len(run.schedule) - 1
+            while i >= 0:
+                ready = run.choices[i]
+                j = ready.index(run.schedule[i])
+                if j + 1 < len(ready):
+                    prefix = list(run.schedule[:i]) + [ready[j + 1]]
+                    break
+                i -= 1
+            if i < 0:
+                complete_worlds += 1
                 break
-            i -= 1
-        else:
+            if ran >= limit:
+                stopped = "budget"
+                break
+        if best is not None or stopped or more_worlds is None or visited >= worlds:
             break
-    complete = i < 0 if ran else False
+        case = more_worlds(visited)
+        estimate, exact_next, _ = interleaving_estimate(case, strategy, backend, window_us)
+        exact = exact and exact_next
+        if estimate > limit - ran:
+            stopped = f"world seed {case.seed} has {estimate:,} interleavings, more than the {limit - ran:,} left"
+            break
+    complete = complete_worlds == visited
     explored = {
-        # Once every branch ran, the count is exact; before, the estimate from one run's operations.
-        "interleavings": ran if complete else estimate, "estimate": estimate, "estimate_exact": exact,
-        "ran": ran, "complete": complete,
+        # Once every branch ran, the count is exact; before, the estimate from sampled runs.
+        "interleavings": ran if complete else estimates, "estimate": estimates, "estimate_exact": exact,
+        "ran": ran, "complete": complete, "worlds": visited, "worlds_complete": complete_worlds,
+        "world_seeds": [case.seed - visited + 1 if more_worlds else case.seed, case.seed], "stopped": stopped or None,
         "violating": violating, "by_invariant": by_invariant, "distinct_outcomes": len(outcomes),
         "examples": examples, "window_ms": None if window_us is None else window_us / 1000,
     }
     seconds = round(time.perf_counter() - started, 3)  # wall-clock ok: reported seconds
     if best is None:
         return Exploration("exhaustive", None, explored, seconds)
-    return Exploration("exhaustive", Counterexample(case, best, tuple(best.violations())), explored, seconds)
+    found_case, found_run = best
+    return Exploration("exhaustive", Counterexample(found_case, found_run, tuple(found_run.violations())), explored, seconds)
 
 
 def _short(actor: str) -> str:
@@ -624,7 +680,10 @@ def explore(
             case = case_for(scenario, strategy, seed)
             window_us = None if window_ms is None else round(window_ms * 1000)
             limit = runs if runs is not None else DEFAULT_BUDGET["exhaustive"]
-            return explore_exhaustive(case, strategy, limit, backend, focus, window_us)
+            return explore_exhaustive(
+                case, strategy, limit, backend, focus, window_us,
+                lambda k: case_for(scenario, strategy, seed + k), worlds or EXHAUSTIVE_WORLDS,
+            )
         window_us = round((DEFAULT_WINDOW_MS if window_ms is None else window_ms) * 1000)
         return explore_pct(scenario, strategy, seed, depth, window_us, budget, backend, focus, worlds)
     finally:
