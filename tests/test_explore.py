@@ -212,3 +212,17 @@ def test_time_budget_runs_until_the_time_is_spent(capsys) -> None:
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and not report["found"]
     assert report["explored"]["runs"] >= 1 and report["seconds"] >= 0.3
+
+
+def test_default_explore_is_a_portfolio_that_names_the_method_that_found_it(tmp_path, capsys) -> None:
+    found = explore(SEED_FAST, NAIVE, seed=0, runs=200)
+    assert found.method == "portfolio" and found.found is not None
+    assert found.explored["found_by"] == found.explored["parts"][-1]["method"]
+    clean = explore(SEED_FAST.with_values({"job.count": 2}), ATOMIC, seed=0, runs=100)
+    assert clean.found is None and clean.explored["found_by"] is None
+    assert [p["method"] for p in clean.explored["parts"]] == ["random", "exhaustive", "pct", "hypothesis"]
+    out = tmp_path / "t.json"
+    assert main(["explore", "seed-fast-jobs", "--budget", "100", "--no-database", "--out", str(out)]) == 1
+    printed = capsys.readouterr().out
+    assert "--method portfolio" in printed and "found by" in printed
+    assert json.loads(out.read_text())["found_by"]["method"].startswith("portfolio/")

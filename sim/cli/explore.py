@@ -32,11 +32,12 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("explore", help="search for a counterexample, shrink it, write it as a trace (exit 1 when found)")
     add_scenario_argument(p)
     p.add_argument("--strategy", default="naive", help="built-in name or module:attr (default: naive)")
-    p.add_argument("--method", choices=("random", "hypothesis", "exhaustive", "pct"), default="hypothesis",
-                   help="how to search (default: hypothesis)")
+    p.add_argument("--method", choices=("portfolio", "random", "hypothesis", "exhaustive", "pct"), default="portfolio",
+                   help="how to search (default: portfolio: random, exhaustive on one job, pct, then hypothesis, "
+                        "each with a share of the budget)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--budget", type=positive("--budget", 100_000_000),
-                        help="runs (random, pct), examples (hypothesis) or most interleavings (exhaustive)")
+                        help="runs (portfolio: shared by its methods; random, pct), examples (hypothesis) or most interleavings (exhaustive)")
     budget.add_argument("--time", type=positive_float("--time"), help="wall-clock seconds instead of a run budget")
     p.add_argument("--seed", type=seed, default=0, help="search seed (default: 0)")
     p.add_argument("--jobs", type=positive("--jobs", 100_000), help="override job.count (exhaustive: default 1)")
@@ -86,7 +87,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
     if found is not None:
         data = trace.counterexample_data(
             found.case, found.run.record, found.run.schedule, found.violations, strategy=ref,
-            backend="memory", found_by={"method": args.method, "seed": args.seed},
+            backend="memory", found_by={"method": _found_by(args.method, result.explored), "seed": args.seed},
             strategy_source=source.to_data() if source else None,
         )
         trace.write(out, data)
@@ -117,7 +118,21 @@ def cmd_explore(args: argparse.Namespace) -> int:
     return 1
 
 
+def _found_by(method: str, explored: dict[str, Any]) -> str:
+    """The method that found the counterexample (a portfolio names its part)."""
+    return f"portfolio/{explored['found_by']}" if method == "portfolio" else method
+
+
 def _explored_line(method: str, explored: dict[str, Any], seconds: float) -> str:
+    if method == "portfolio":
+        lines = []
+        for part in explored["parts"]:
+            if "skipped" in part:
+                lines.append(f"  {part['method']}: skipped ({part['skipped']})")
+            else:
+                lines.append("  " + _explored_line(part["method"], part["explored"], part["seconds"]).replace("\n", "\n  "))
+        who = f"found by {explored['found_by']}" if explored["found_by"] else "nothing found"
+        return f"portfolio ({', '.join(p['method'] for p in explored['parts'])}): {who}; {seconds:.2f} s\n" + "\n".join(lines)
     if method == "exhaustive":
         total = explored["interleavings"]
         window = f", window {explored['window_ms']} ms" if explored.get("window_ms") is not None else ""

@@ -58,10 +58,14 @@ from tracker.errors import UserError
 from tracker.memory import MemoryTracker
 from tracker.strategies import Strategy
 
-METHODS = ("random", "hypothesis", "exhaustive", "pct")
+METHODS = ("portfolio", "random", "hypothesis", "exhaustive", "pct")
 #: How long PCT may hold an operation back behind the earliest ready one (a bound on asynchrony).
 DEFAULT_WINDOW_MS = 100.0
-DEFAULT_BUDGET = {"random": 1000, "hypothesis": 1000, "exhaustive": 10_000, "pct": 1000}
+DEFAULT_BUDGET = {"portfolio": 1000, "random": 1000, "hypothesis": 1000, "exhaustive": 10_000, "pct": 1000}
+#: The default search: each method in turn, with its share of the budget (runs or seconds).
+#: Random seeds are cheap and find common races; exhaustive settles small one-job worlds; PCT
+#: reaches deep orders in many-job worlds; Hypothesis varies the world's structure and shrinks.
+PORTFOLIO = (("random", 0.2), ("exhaustive", 0.15), ("pct", 0.45), ("hypothesis", 0.2))
 
 
 class ExploreError(UserError, ValueError):
@@ -450,10 +454,12 @@ def explore_exhaustive(
     examples: list[str] = []
     complete_worlds = 0
     visited = 0
+    seeds = [case.seed, case.seed]
     stopped = ""
     estimates = 0
     while True:
         visited += 1
+        seeds[1] = case.seed
         estimates += estimate
         prefix: list[str] = []
         world_ran = 0
@@ -499,7 +505,7 @@ def explore_exhaustive(
         # Once every branch ran, the count is exact; before, the estimate from sampled runs.
         "interleavings": ran if complete else estimates, "estimate": estimates, "estimate_exact": exact,
         "ran": ran, "complete": complete, "worlds": visited, "worlds_complete": complete_worlds,
-        "world_seeds": [case.seed - visited + 1 if more_worlds else case.seed, case.seed], "stopped": stopped or None,
+        "world_seeds": seeds, "stopped": stopped or None,
         "violating": violating, "by_invariant": by_invariant, "distinct_outcomes": len(outcomes),
         "examples": examples, "window_ms": None if window_us is None else window_us / 1000,
     }
@@ -630,6 +636,56 @@ def explore_pct(
     return Exploration("pct", found, explored, budget.elapsed())
 
 
+# --- the portfolio ---------------------------------------------------------------------------
+
+
+def explore_portfolio(
+    scenario: Scenario, strategy: Strategy, seed: int, runs: int | None, seconds: float | None,
+    backend: TrackerBackend, focus: Focus, window_ms: float | None, database: str | None,
+) -> Exploration:
+    """:data:`PORTFOLIO`'s methods in turn, each with its share of the budget, until one finds
+    a counterexample; ``explored`` says what each one searched and which one found it."""
+    started = time.perf_counter()  # wall-clock ok: reported seconds
+    parts: list[dict[str, Any]] = []
+    found: Counterexample | None = None
+    found_by: str | None = None
+    for method, share in PORTFOLIO:
+        part_runs = None if runs is None else max(1, round(runs * share))
+        part_seconds = None if seconds is None else seconds * share
+        if method == "exhaustive":
+            # One job's orders, world after world: a share of the runs as interleavings.
+            limit = part_runs if part_runs is not None else 2000
+            one_job = scenario.with_values({"job.count": 1})
+            window_us = None if window_ms is None else round(window_ms * 1000)
+
+
+            def world(k: int, one_job: Scenario = one_job) -> Case:
+                return case_for(one_job, strategy, seed + k)
+
+            try:
+                result = explore_exhaustive(
+                    case_for(one_job, strategy, seed), strategy, limit, backend, focus, window_us, world, EXHAUSTIVE_WORLDS
+                )
+            except ExploreError as exc:
+                parts.append({"method": method, "skipped": str(exc), "seconds": 0.0})
+                continue
+        else:
+            budget = _Budget(part_runs, part_seconds)
+            if method == "random":
+                result = explore_random(scenario, strategy, seed, budget, backend, focus)
+            elif method == "pct":
+                window_us = round((DEFAULT_WINDOW_MS if window_ms is None else window_ms) * 1000)
+                result = explore_pct(scenario, strategy, seed, None, window_us, budget, backend, focus)
+            else:
+                result = explore_hypothesis(scenario, strategy, seed, budget, backend, database, focus)
+        parts.append({"method": method, "explored": result.explored, "seconds": result.seconds})
+        if result.found is not None:
+            found, found_by = result.found, method
+            break
+    seconds_spent = round(time.perf_counter() - started, 3)  # wall-clock ok: reported seconds
+    return Exploration("portfolio", found, {"found_by": found_by, "parts": parts}, seconds_spent)
+
+
 # --- the entry point ---------------------------------------------------------------------------
 
 
@@ -642,7 +698,7 @@ def case_for(scenario: Scenario, strategy: Strategy, seed: int) -> Case:
 def explore(
     scenario: Scenario,
     strategy: Strategy,
-    method: str,
+    method: str = "portfolio",
     seed: int = 0,
     runs: int | None = None,
     seconds: float | None = None,
@@ -672,6 +728,8 @@ def explore(
     budget = _Budget(runs, seconds)
     backend = open_backend(backend_spec or BackendSpec())
     try:
+        if method == "portfolio":
+            return explore_portfolio(scenario, strategy, seed, runs, seconds, backend, focus, window_ms, database)
         if method == "random":
             return explore_random(scenario, strategy, seed, budget, backend, focus)
         if method == "hypothesis":
