@@ -51,6 +51,8 @@ SCENARIO_MISTAKES = {
     "expect-bad-form": '[expect]\nnaive = "broken"\n',
     "expect-unknown-invariant": '[expect]\nnaive = "violates:no-such-thing"\n',
     "expect-not-string": "[expect]\nnaive = 1\n",
+    "expect-search-text": '[expect]\nnaive = "any"\nsearch = "lots"\n',
+    "expect-search-negative": '[expect]\nnaive = "any"\nsearch = -5\n',
     "description-not-text": "description = 5\n",
     "handlers-delay-negative": "[handlers]\nactive_delay_ms = -500\n",
     "slack-negative": "[invariants]\ntimestamp_slack_ms = -1\n",

@@ -84,12 +84,14 @@ EXPECT_FORM = '"clean", "violates:<invariant>[,<invariant>...]" or "any"'
 @dataclass(frozen=True)
 class Scenario:
     """A validated scenario: ``values`` maps every path in :data:`PARAMS` to its value
-    (distributions as :class:`Dist`); ``expect`` maps a strategy name to its expectation."""
+    (distributions as :class:`Dist`); ``expect`` maps a strategy name to its expectation;
+    ``search`` is ``[expect]``'s search budget (runs per judged strategy; None: check's default)."""
 
     name: str
     source: str
     values: dict[str, Any] = field(hash=False)
     expect: dict[str, str] = field(default_factory=dict, hash=False)
+    search: int | None = None
 
     def __getitem__(self, path: str) -> Any:
         return self.values[path]
@@ -101,7 +103,7 @@ class Scenario:
 
     def with_values(self, changes: dict[str, Any]) -> Scenario:
         """A copy with some parameters changed (already validated values)."""
-        return Scenario(self.name, self.source, {**self.values, **changes}, dict(self.expect))
+        return Scenario(self.name, self.source, {**self.values, **changes}, dict(self.expect), self.search)
 
     def to_toml_table(self) -> dict[str, Any]:
         """Every parameter as plain TOML-able data (distributions as their tables)."""
@@ -205,6 +207,7 @@ def from_mapping(data: dict[str, Any], name: str, source: str, text: str = "") -
     """Validate parsed TOML; raise :class:`ScenarioError` naming the first bad key."""
     values: dict[str, Any] = {}
     expect: dict[str, str] = {}
+    search: int | None = None
     for key, value in data.items():
         if key in PARAM_BY_PATH:  # top-level keys (description)
             continue
@@ -212,6 +215,12 @@ def from_mapping(data: dict[str, Any], name: str, source: str, text: str = "") -
             if not isinstance(value, dict):
                 raise ScenarioError(f"{_where(source, text, key)}[expect] must be a table of strategy = expectation")
             for strategy, expectation in value.items():
+                if strategy == "search":  # not a strategy: how much `racetrack check` searches
+                    if isinstance(expectation, bool) or not isinstance(expectation, int) or not 0 <= expectation <= 10**7:
+                        raise ScenarioError(f"{_where(source, text, 'expect.search')}expect.search must be a whole number "
+                                            f"of search runs from 0 to 10000000 (got {expectation!r})")
+                    search = expectation
+                    continue
                 reason = _validate_expectation(expectation, f"{_where(source, text, f'expect.{strategy}')}expect.{strategy}")
                 if reason:
                     raise ScenarioError(f"{_where(source, text, f'expect.{strategy}')}expect.{strategy} {reason}")
@@ -241,7 +250,7 @@ def from_mapping(data: dict[str, Any], name: str, source: str, text: str = "") -
         if reason:
             raise ScenarioError(f"{_where(source, text, param.path)}{param.path} {reason}")
         values[param.path] = converted
-    return Scenario(name=name, source=source, values=values, expect=expect)
+    return Scenario(name=name, source=source, values=values, expect=expect, search=search)
 
 
 def bundled_dir() -> Path:
@@ -400,7 +409,7 @@ def grid_variants(scenario: Scenario, axes: list[GridAxis]) -> list[Scenario]:
                 raise ScenarioError(f"--grid {given}: in {scenario.source} {path} {exc}") from None
         label = ",".join(f"{a.path}={a.texts[i]}" for a, i in zip(axes, combo, strict=True))
         variant = scenario.with_values(changes)
-        variants.append(Scenario(f"{scenario.name}[{label}]", variant.source, variant.values, variant.expect))
+        variants.append(Scenario(f"{scenario.name}[{label}]", variant.source, variant.values, variant.expect, variant.search))
     return variants
 
 

@@ -132,6 +132,10 @@ class Verdict:
     tallies: dict[str, Tally]
     problems: tuple[str, ...]  # one line per broken part of the expectation
     notes: tuple[str, ...]  # what else was seen, not judged
+    #: What was searched beyond the sweep (one line per search; empty: the sweep alone).
+    searched: tuple[str, ...] = ()
+    #: Wall-clock seconds the search took (printed, not in JUnit: the same check, the same file).
+    search_seconds: float = 0.0
 
     @property
     def passed(self) -> bool:
@@ -190,8 +194,11 @@ def verdict_lines(v: Verdict) -> list[str]:
     status = "SKIP" if v.skipped else ("PASS" if v.passed else "FAIL")
     head = f"{status}  {e.scenario.name}  {e.strategy} = \"{e.expect}\""
     if not v.skipped:
-        head += f"  ({v.runs} runs)"
-    return [head] + [f"      {p}" for p in v.problems] + [f"      {n}" for n in v.notes]
+        head += f"  ({v.runs} runs{' + search' if v.searched else ''})"
+    searched = [f"      searched: {s}" for s in v.searched]
+    if searched:
+        searched[-1] += f"; {v.search_seconds:.2f} s"
+    return [head] + [f"      {p}" for p in v.problems] + [f"      {n}" for n in v.notes] + searched
 
 
 def junit_xml(verdicts: Iterable[Verdict]) -> bytes:
@@ -216,8 +223,13 @@ def junit_xml(verdicts: Iterable[Verdict]) -> bytes:
             failure = ET.SubElement(case, "failure", message=v.problems[0], type="ExpectationFailed")
             failure.text = "\n".join(v.problems)
             counts.append("failures")
-        if v.notes and not v.skipped:
-            ET.SubElement(case, "system-out").text = "\n".join(v.notes)
+        if v.searched:
+            props = ET.SubElement(case, "properties")
+            ET.SubElement(props, "property", name="runs", value=str(v.runs))
+            for line in v.searched:
+                ET.SubElement(props, "property", name="searched", value=line)
+        if (v.notes or v.searched) and not v.skipped:
+            ET.SubElement(case, "system-out").text = "\n".join([*v.notes, *(f"searched: {s}" for s in v.searched)])
         for key in counts:
             suite.attrib[key] = str(int(suite.attrib[key]) + 1)
             totals[key] += 1

@@ -642,21 +642,26 @@ def explore_pct(
 def explore_portfolio(
     scenario: Scenario, strategy: Strategy, seed: int, runs: int | None, seconds: float | None,
     backend: TrackerBackend, focus: Focus, window_ms: float | None, database: str | None,
+    methods: tuple[str, ...] | None = None,
 ) -> Exploration:
-    """:data:`PORTFOLIO`'s methods in turn, each with its share of the budget, until one finds
-    a counterexample; ``explored`` says what each one searched and which one found it."""
+    """:data:`PORTFOLIO`'s methods (or those of them in ``methods``) in turn, each with its share
+    of the budget, until one finds a counterexample; ``explored`` says what each one searched
+    and which one found it."""
     started = time.perf_counter()  # wall-clock ok: reported seconds
     parts: list[dict[str, Any]] = []
     found: Counterexample | None = None
     found_by: str | None = None
-    for method, share in PORTFOLIO:
+    chosen = [(m, share) for m, share in PORTFOLIO if methods is None or m in methods]
+    total = sum(share for _, share in chosen)
+    for method, share in ((m, share / total) for m, share in chosen):
         part_runs = None if runs is None else max(1, round(runs * share))
         part_seconds = None if seconds is None else seconds * share
         if method == "exhaustive":
             # One job's orders, world after world: a share of the runs as interleavings.
             limit = part_runs if part_runs is not None else 2000
             one_job = scenario.with_values({"job.count": 1})
-            window_us = None if window_ms is None else round(window_ms * 1000)
+            # Within the world, as PCT: an unbounded hold-back finds "races" no network makes.
+            window_us = round((DEFAULT_WINDOW_MS if window_ms is None else window_ms) * 1000)
 
 
             def world(k: int, one_job: Scenario = one_job) -> Case:
@@ -708,12 +713,14 @@ def explore(
     invariants: tuple[str, ...] = (),
     backend_spec: BackendSpec | None = None,
     worlds: int | None = None,
+    portfolio: tuple[str, ...] | None = None,
 ) -> Exploration:
     """Search ``scenario`` x ``strategy`` with ``method``; ``runs`` (or ``seconds``) bounds it
     (for ``exhaustive``, ``runs`` is the most interleavings it will enumerate). ``window_ms``
     bounds how long an operation may be held back: PCT's default is :data:`DEFAULT_WINDOW_MS`,
     exhaustive's is no bound (every order). PCT deepens unless ``depth`` is given; ``worlds``
-    fixes how many worlds (seeds ``seed, seed+1, ...``) the budget is split over."""
+    fixes how many worlds (seeds ``seed, seed+1, ...``) the budget is split over; ``portfolio``
+    limits the default method to some of its methods."""
     if method not in METHODS:
         raise ExploreError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
     from sim.judge.invariants import UnknownInvariant, require_known
@@ -729,7 +736,7 @@ def explore(
     backend = open_backend(backend_spec or BackendSpec())
     try:
         if method == "portfolio":
-            return explore_portfolio(scenario, strategy, seed, runs, seconds, backend, focus, window_ms, database)
+            return explore_portfolio(scenario, strategy, seed, runs, seconds, backend, focus, window_ms, database, portfolio)
         if method == "random":
             return explore_random(scenario, strategy, seed, budget, backend, focus)
         if method == "hypothesis":
