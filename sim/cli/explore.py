@@ -23,6 +23,7 @@ from sim.cli.args import (
 )
 from sim.engine import scenario as scenarios
 from sim.engine.limits import applied
+from sim.record import conflicts
 from sim.runs.strategy_source import is_user, origin
 
 DEFAULT_TRACE = "racetrack-counterexample.json"
@@ -99,6 +100,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
         return 1 if found else 0
     print(f"racetrack explore {scenario.name} --strategy {ref} --method {args.method} --seed {args.seed}")
     print(_explored_line(args.method, result.explored, result.seconds))
+    print(f"coverage: {conflicts.sentence(result.explored['coverage'])}")
     if args.method == "exhaustive" and result.explored["examples"]:
         print("violating interleavings (first ones, each actor's operations in order):")
         for line in result.explored["examples"]:

@@ -22,13 +22,15 @@ from __future__ import annotations
 import shlex
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from sim.engine.limits import DEFAULT_LIMITS, Limits
 from sim.engine.scenario import Scenario
 from sim.judge.invariants import INVARIANT_IDS
+from sim.record import conflicts
+from sim.record.conflicts import Saturation
 from sim.runs.backends import BackendSpec
 from sim.runs.strategy_source import runnable
 from sim.runs.sweep import Execution, Sweep, SweepError, SweepRun
@@ -89,9 +91,12 @@ class TallyBuilder:
     #: Runs that could not finish (a lost server): they judged nothing.
     errors: int = 0
     first_error: str = ""
+    #: Distinct conflict orders over the runs (how much of the interleavings the sweep saw).
+    coverage: Saturation = field(default_factory=Saturation)
 
     def add(self, row: dict[str, Any]) -> None:
         self.runs += 1
+        self.coverage.add([d for d in str(row.get("conflict_orders") or "").split(",") if d])
         if row.get("error"):
             self.errors += 1
             self.first_error = self.first_error or f"seed {row['seed']}: {row['error']}"
@@ -136,6 +141,8 @@ class Verdict:
     searched: tuple[str, ...] = ()
     #: Wall-clock seconds the search took (printed, not in JUnit: the same check, the same file).
     search_seconds: float = 0.0
+    #: The sweep's coverage (:meth:`Saturation.to_data`); None when not counted.
+    coverage: dict[str, Any] | None = None
 
     @property
     def passed(self) -> bool:
@@ -198,6 +205,8 @@ def verdict_lines(v: Verdict) -> list[str]:
     searched = [f"      searched: {s}" for s in v.searched]
     if searched:
         searched[-1] += f"; {v.search_seconds:.2f} s"
+    if v.coverage is not None and not v.skipped:
+        searched.insert(0, f"      sweep coverage: {conflicts.sentence(v.coverage)}")
     return [head] + [f"      {p}" for p in v.problems] + [f"      {n}" for n in v.notes] + searched
 
 
@@ -223,9 +232,11 @@ def junit_xml(verdicts: Iterable[Verdict]) -> bytes:
             failure = ET.SubElement(case, "failure", message=v.problems[0], type="ExpectationFailed")
             failure.text = "\n".join(v.problems)
             counts.append("failures")
-        if v.searched:
+        if v.searched or v.coverage is not None:
             props = ET.SubElement(case, "properties")
             ET.SubElement(props, "property", name="runs", value=str(v.runs))
+            if v.coverage is not None:
+                ET.SubElement(props, "property", name="coverage", value=conflicts.sentence(v.coverage))
             for line in v.searched:
                 ET.SubElement(props, "property", name="searched", value=line)
         if (v.notes or v.searched) and not v.skipped:
@@ -264,6 +275,7 @@ def check_scenario(
             for position, row in enumerate(run.rows()):
                 builders[position // runs].add(row)  # plan order: strategy by strategy
     verdicts = {
-        e.strategy: judge_expectation(e, b.tallies(), runs, seed, b.unjudged()) for e, b in zip(judged, builders, strict=True)
+        e.strategy: replace(judge_expectation(e, b.tallies(), runs, seed, b.unjudged()), coverage=b.coverage.to_data())
+        for e, b in zip(judged, builders, strict=True)
     }
     return [verdicts[e.strategy] if e.judged else skipped(e) for e in wanted]

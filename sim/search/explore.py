@@ -51,6 +51,7 @@ from sim.engine.ordered import (
 from sim.engine.scenario import Scenario
 from sim.engine.world import Draws, World, case_from_world
 from sim.judge.invariants import Violation, judge
+from sim.record.conflicts import Saturation
 from sim.record.history import RunRecord
 from sim.runs.backends import BackendSpec, close_backend, open_backend
 from tracker.backend import TrackerBackend
@@ -181,13 +182,16 @@ class _Budget:
 
 
 def explore_random(
-    scenario: Scenario, strategy: Strategy, seed: int, budget: _Budget, backend: TrackerBackend, focus: Focus = ALL
+    scenario: Scenario, strategy: Strategy, seed: int, budget: _Budget, backend: TrackerBackend, focus: Focus = ALL,
+    coverage: Saturation | None = None,
 ) -> Exploration:
+    coverage = coverage if coverage is not None else Saturation()
     runs = 0
     while budget.left(runs):
         run_seed = seed + runs
         world, record = _simulate(scenario, strategy, run_seed)
         runs += 1
+        coverage.add_record(record)
         if not focus.hits(record):
             continue
         # Fewest jobs first: job streams are per job, so a prefix of the jobs is the same world.
@@ -197,8 +201,9 @@ def explore_random(
             if focus.hits(r):
                 ce = _as_counterexample(w, r, smaller, strategy, run_seed, backend, focus)
                 if ce is not None:
-                    return Exploration("random", ce, {"runs": runs, "seed": run_seed}, budget.elapsed())
-    return Exploration("random", None, {"runs": runs}, budget.elapsed())
+                    return Exploration("random", ce, {"runs": runs, "seed": run_seed, "coverage": coverage.to_data()},
+                                       budget.elapsed())
+    return Exploration("random", None, {"runs": runs, "coverage": coverage.to_data()}, budget.elapsed())
 
 
 # --- Hypothesis --------------------------------------------------------------------------------
@@ -301,6 +306,7 @@ def explore_hypothesis(
     scenario: Scenario, strategy: Strategy, seed: int, budget: _Budget, backend: TrackerBackend,
     database: str | None = None,
     focus: Focus = ALL,
+    coverage: Saturation | None = None,
 ) -> Exploration:
     from hypothesis import Phase, settings
     from hypothesis import strategies as st
@@ -308,6 +314,7 @@ def explore_hypothesis(
     from hypothesis.errors import NoSuchExample
 
     counts = {"runs": 0, "to_first": 0}
+    cover = coverage if coverage is not None else Saturation()
 
     @st.composite
     def runs(draw: Callable[[Any], Any]) -> _Drawn:
@@ -326,6 +333,7 @@ def explore_hypothesis(
             raise
         violations = tuple(focus.hits(record))
         counts["runs"] += 1
+        cover.add_record(record)
         if violations and not counts["to_first"]:
             counts["to_first"] = counts["runs"]
         return _Drawn(sc, world, record, violations)
@@ -348,7 +356,8 @@ def explore_hypothesis(
             chunk += 1
             if budget.seconds is None:
                 break
-    explored = {"runs": counts["runs"], "runs_to_first": counts["to_first"] or None}
+    explored: dict[str, Any] = {"runs": counts["runs"], "runs_to_first": counts["to_first"] or None,
+                                "coverage": cover.to_data()}
     if found is None:
         return Exploration("hypothesis", None, explored, budget.elapsed())
     explored["shrink_runs"] = counts["runs"] - counts["to_first"]
@@ -428,10 +437,12 @@ EXHAUSTIVE_WORLDS = 20
 def explore_exhaustive(
     case: Case, strategy: Strategy, limit: int, backend: TrackerBackend, focus: Focus = ALL,
     window_us: int | None = None, more_worlds: Callable[[int], Case] | None = None, worlds: int = 1,
+    coverage: Saturation | None = None,
 ) -> Exploration:
     """Every order of ``case`` (the world ``--seed`` fixes), then of the worlds ``more_worlds``
     draws (``seed+1``, ...), up to ``worlds`` in all, while ``limit`` interleavings last."""
     started = time.perf_counter()  # wall-clock ok: reported seconds
+    coverage = coverage if coverage is not None else Saturation()
     estimate, exact, ops = interleaving_estimate(case, strategy, backend, window_us)
     jobs = len(case.truth)
     if estimate > limit:
@@ -467,6 +478,7 @@ def explore_exhaustive(
             run = run_ordered(case, strategy, backend, FollowPrefix(prefix), window_us)
             ran += 1
             world_ran += 1
+            coverage.add_record(run.record)
             violations = focus.hits(run.record)
             outcomes.add(repr(sorted(run.record.rows.items())) + repr(sorted(_keys(violations))))
             if violations:
@@ -508,6 +520,7 @@ def explore_exhaustive(
         "world_seeds": seeds, "stopped": stopped or None,
         "violating": violating, "by_invariant": by_invariant, "distinct_outcomes": len(outcomes),
         "examples": examples, "window_ms": None if window_us is None else window_us / 1000,
+        "coverage": coverage.to_data(),
     }
     seconds = round(time.perf_counter() - started, 3)  # wall-clock ok: reported seconds
     if best is None:
@@ -592,7 +605,7 @@ def pct_guarantee(worlds: list[_PctWorld]) -> dict[str, Any]:
 
 def explore_pct(
     scenario: Scenario, strategy: Strategy, seed: int, depth: int | None, window_us: int | None, budget: _Budget,
-    backend: TrackerBackend, focus: Focus = ALL, worlds: int | None = None,
+    backend: TrackerBackend, focus: Focus = ALL, worlds: int | None = None, coverage: Saturation | None = None,
 ) -> Exploration:
     """PCT over worlds ``seed, seed+1, ...``: each world's case is searched for its share of the
     budget, at ``depth`` or (``None``) deepening 1, 2, 3, ... (:meth:`_PctWorld.next_depth`)."""
@@ -601,6 +614,7 @@ def explore_pct(
         per_world = max(1, math.ceil((budget.runs or 0) / count))
     else:
         count, per_world = worlds or 0, PCT_RUNS_PER_WORLD
+    coverage = coverage if coverage is not None else Saturation()
     searched: list[_PctWorld] = []
     runs = 0
     found: Counterexample | None = None
@@ -619,6 +633,7 @@ def explore_pct(
         rng = random.Random(f"racetrack:{seed}:pct:{w.seed}:{j}")
         run = run_ordered(w.case, strategy, backend, PctScheduler(rng, w.names, w.steps, d), window_us)
         runs += 1
+        coverage.add_record(run.record)
         w.runs_by_depth[d] = w.runs_by_depth.get(d, 0) + 1
         w.steps = max(w.steps, run.ops)
         max_hold = max(max_hold, run.max_hold_us)
@@ -631,7 +646,7 @@ def explore_pct(
         "actors": max((len(w.names) for w in searched), default=0),
         "steps": max((w.steps for w in searched), default=0), "deepening": depth is None,
         "window_ms": None if window_us is None else window_us / 1000, "max_hold_ms": max_hold / 1000,
-        **pct_guarantee(searched), **found_at,
+        **pct_guarantee(searched), **found_at, "coverage": coverage.to_data(),
     }
     return Exploration("pct", found, explored, budget.elapsed())
 
@@ -651,6 +666,7 @@ def explore_portfolio(
     parts: list[dict[str, Any]] = []
     found: Counterexample | None = None
     found_by: str | None = None
+    coverage = Saturation()  # one count over every method's runs
     chosen = [(m, share) for m, share in PORTFOLIO if methods is None or m in methods]
     total = sum(share for _, share in chosen)
     for method, share in ((m, share / total) for m, share in chosen):
@@ -669,7 +685,8 @@ def explore_portfolio(
 
             try:
                 result = explore_exhaustive(
-                    case_for(one_job, strategy, seed), strategy, limit, backend, focus, window_us, world, EXHAUSTIVE_WORLDS
+                    case_for(one_job, strategy, seed), strategy, limit, backend, focus, window_us, world, EXHAUSTIVE_WORLDS,
+                    coverage,
                 )
             except ExploreError as exc:
                 parts.append({"method": method, "skipped": str(exc), "seconds": 0.0})
@@ -677,18 +694,19 @@ def explore_portfolio(
         else:
             budget = _Budget(part_runs, part_seconds)
             if method == "random":
-                result = explore_random(scenario, strategy, seed, budget, backend, focus)
+                result = explore_random(scenario, strategy, seed, budget, backend, focus, coverage)
             elif method == "pct":
                 window_us = round((DEFAULT_WINDOW_MS if window_ms is None else window_ms) * 1000)
-                result = explore_pct(scenario, strategy, seed, None, window_us, budget, backend, focus)
+                result = explore_pct(scenario, strategy, seed, None, window_us, budget, backend, focus, None, coverage)
             else:
-                result = explore_hypothesis(scenario, strategy, seed, budget, backend, database, focus)
+                result = explore_hypothesis(scenario, strategy, seed, budget, backend, database, focus, coverage)
         parts.append({"method": method, "explored": result.explored, "seconds": result.seconds})
         if result.found is not None:
             found, found_by = result.found, method
             break
     seconds_spent = round(time.perf_counter() - started, 3)  # wall-clock ok: reported seconds
-    return Exploration("portfolio", found, {"found_by": found_by, "parts": parts}, seconds_spent)
+    return Exploration("portfolio", found, {"found_by": found_by, "parts": parts, "coverage": coverage.to_data()},
+                       seconds_spent)
 
 
 # --- the entry point ---------------------------------------------------------------------------

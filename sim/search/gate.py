@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from sim.record import conflicts
 from sim.runs.check import Verdict
 from sim.runs.strategy_source import is_user, origin
 from sim.search import trace
@@ -48,7 +49,8 @@ def what_was_searched(result: Exploration) -> str:
                          f"window {explored['window_ms']:g} ms")
         else:
             parts.append(f"{method} {explored.get('runs', 0)} runs")
-    return "; ".join(parts)
+    coverage = result.explored.get("coverage")
+    return "; ".join(parts) + (f"; coverage: {conflicts.sentence(coverage)}" if coverage else "")
 
 
 def _trace_path(directory: Path, v: Verdict, invariant: str | None) -> Path:
