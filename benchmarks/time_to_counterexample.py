@@ -25,7 +25,8 @@ def work(method: str, explored: dict) -> str:
     if method == "exhaustive":
         return f"{explored['ran']}/{explored['interleavings']} interleavings"
     if method == "pct":
-        return f"{explored['runs']} runs, bound {explored['bound_cumulative']:.3g}"
+        depths = ", ".join(f"d{d} {p:.3g}" for d, p in explored["bound_every_world"].items())
+        return f"{explored['runs']} runs, bound {depths}"
     if method == "hypothesis":
         return f"{explored['runs']} examples" + (f" ({explored['runs_to_first']} to first)" if explored.get("runs_to_first") else "")
     return f"{explored['runs']} runs"

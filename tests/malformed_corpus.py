@@ -51,6 +51,8 @@ SCENARIO_MISTAKES = {
     "expect-bad-form": '[expect]\nnaive = "broken"\n',
     "expect-unknown-invariant": '[expect]\nnaive = "violates:no-such-thing"\n',
     "expect-not-string": "[expect]\nnaive = 1\n",
+    "expect-search-text": '[expect]\nnaive = "any"\nsearch = "lots"\n',
+    "expect-search-negative": '[expect]\nnaive = "any"\nsearch = -5\n',
     "description-not-text": "description = 5\n",
     "handlers-delay-negative": "[handlers]\nactive_delay_ms = -500\n",
     "slack-negative": "[invariants]\ntimestamp_slack_ms = -1\n",
@@ -253,6 +255,12 @@ def _trace_variants(good: dict) -> dict[str, object]:
         "clocks-no-db": {**{k: v for k, v in good.items() if k != "digest"},
                          "clocks": {h: c for h, c in good["clocks"].items() if h != "db"}},
         "steps-not-list": {**{k: v for k, v in good.items() if k != "digest"}, "steps": {}},
+        "strategy-source-not-table": {**{k: v for k, v in good.items() if k != "digest"},
+                                      "strategy": "gone_module:HANDLERS", "strategy_source": "here"},
+        "strategy-source-missing-root": {**{k: v for k, v in good.items() if k != "digest"},
+                                         "strategy": "gone_module:HANDLERS",
+                                         "strategy_source": {"ref": "gone_module:HANDLERS", "root": "/nonexistent/dir",
+                                                             "file": "/nonexistent/dir/gone_module.py", "sha256": "0" * 64}},
     }
 
 

@@ -68,7 +68,7 @@ def test_atomic_yields_no_counterexample(method: str) -> None:
 def test_atomic_holds_in_every_interleaving_of_one_job(seed: int, orders: int) -> None:
     # Seed 3: attempts 1 and 2 fail, 3 completes (7 handlers); seed 5: one retry. Unbounded
     # hold-back, every order: atomic keeps the first start, the status and the times.
-    result = explore(SEED_FAST.with_values({"job.count": 1}), ATOMIC, "exhaustive", seed=seed)
+    result = explore(SEED_FAST.with_values({"job.count": 1}), ATOMIC, "exhaustive", seed=seed, worlds=1)
     assert result.found is None
     assert result.explored["complete"]
     assert result.explored["ran"] == result.explored["interleavings"] == orders
@@ -78,9 +78,9 @@ def test_the_window_bounds_how_long_an_operation_may_be_held_back() -> None:
     # db-clock stamps now() at arrival: the longer a statement may be held back, the more orders
     # exist and the more of them record late times.
     scenario = SEED_FAST.with_values({"job.count": 1})
-    unbounded = explore(scenario, load_strategy("db-clock"), "exhaustive", seed=3)
-    bounded = explore(scenario, load_strategy("db-clock"), "exhaustive", seed=3, window_ms=100)
-    tight = explore(scenario, load_strategy("db-clock"), "exhaustive", seed=3, window_ms=10)
+    unbounded = explore(scenario, load_strategy("db-clock"), "exhaustive", seed=3, worlds=1)
+    bounded = explore(scenario, load_strategy("db-clock"), "exhaustive", seed=3, window_ms=100, worlds=1)
+    tight = explore(scenario, load_strategy("db-clock"), "exhaustive", seed=3, window_ms=10, worlds=1)
     assert unbounded.explored["ran"] == 720 and unbounded.explored["violating"] == 633
     assert bounded.explored["ran"] == 8 and bounded.explored["violating"] == 4
     assert tight.explored["ran"] == 1 and tight.found is None
@@ -142,7 +142,7 @@ def test_explore_cli_exit_0_with_what_was_explored_when_nothing_is_found(capsys)
     code = main(["explore", "seed-fast-jobs", "--strategy", "atomic", "--method", "pct", "--budget", "20"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "20 runs" in out and "probability >=" in out
+    assert "20 runs" in out and "probability depth 1 >=" in out
 
 
 def test_explore_cli_exhaustive_too_large_is_exit_2_one_line(capsys) -> None:
@@ -173,19 +173,38 @@ def test_hypothesis_example_database_replays_the_saved_counterexample(tmp_path) 
 
 def test_exhaustive_counts_what_really_ran_when_branches_differ_from_the_estimate() -> None:
     # three-layer's handlers branch on what they read: more orders exist than one run predicts.
-    result = explore(SEED_FAST.with_values({"job.count": 1}), load_strategy("three-layer"), "exhaustive", seed=0)
+    result = explore(SEED_FAST.with_values({"job.count": 1}), load_strategy("three-layer"), "exhaustive", seed=0, worlds=1)
     assert result.explored["complete"]
-    assert result.explored["interleavings"] == result.explored["ran"] > result.explored["estimate"]
+    assert result.explored["interleavings"] == result.explored["ran"]
+    # Estimated from sampled orders, not one: not below what really ran, and said to be an estimate.
+    assert result.explored["estimate"] >= result.explored["ran"] and not result.explored["estimate_exact"]
 
 
 def test_exhaustive_cli_says_how_many_interleavings_ran(tmp_path, capsys) -> None:
     code = main(["explore", "seed-fast-jobs", "--strategy", "atomic", "--method", "exhaustive", "--seed", "3",
-                 "--budget", "800", "--out", str(tmp_path / "t.json")])
-    assert code == 0 and "all 720 interleavings ran" in capsys.readouterr().out
+                 "--budget", "800", "--worlds", "1", "--out", str(tmp_path / "t.json")])
+    assert code == 0 and "all 720 interleavings of world seed 3 ran" in capsys.readouterr().out
     code = main(["explore", "seed-fast-jobs", "--strategy", "row-lock", "--method", "exhaustive", "--budget", "100",
-                 "--json"])
+                 "--worlds", "1", "--json"])
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0 and report["explored"]["complete"] and report["explored"]["ran"] == 24
+
+
+def test_exhaustive_searches_other_worlds_within_its_budget(tmp_path) -> None:
+    # row-lock holds in every order of world seed 0's one job; world seed 1 (another arrival,
+    # duration and latencies) has an order that breaks it: only a search across worlds finds it.
+    one_job = SEED_FAST.with_values({"job.count": 1})
+    assert explore(one_job, load_strategy("row-lock"), "exhaustive", seed=0, worlds=1).found is None
+    result = explore(one_job, load_strategy("row-lock"), "exhaustive", seed=0, runs=100)
+    assert result.found is not None and result.found.case.seed == 1
+    assert result.explored["worlds"] == 2 and result.explored["world_seeds"] == [0, 1]
+
+
+def test_exhaustive_refusal_names_the_limit_that_binds(capsys) -> None:
+    assert main(["explore", "seed-fast-jobs", "--method", "exhaustive", "--jobs", "1", "--strategy", "three-layer",
+                 "--budget", "10"]) == 2
+    err = capsys.readouterr().err
+    assert "--jobs 1" not in err and "one job already" in err and "--window" in err
 
 
 def test_time_budget_runs_until_the_time_is_spent(capsys) -> None:
@@ -193,3 +212,17 @@ def test_time_budget_runs_until_the_time_is_spent(capsys) -> None:
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and not report["found"]
     assert report["explored"]["runs"] >= 1 and report["seconds"] >= 0.3
+
+
+def test_default_explore_is_a_portfolio_that_names_the_method_that_found_it(tmp_path, capsys) -> None:
+    found = explore(SEED_FAST, NAIVE, seed=0, runs=200)
+    assert found.method == "portfolio" and found.found is not None
+    assert found.explored["found_by"] == found.explored["parts"][-1]["method"]
+    clean = explore(SEED_FAST.with_values({"job.count": 2}), ATOMIC, seed=0, runs=100)
+    assert clean.found is None and clean.explored["found_by"] is None
+    assert [p["method"] for p in clean.explored["parts"]] == ["random", "exhaustive", "pct", "hypothesis"]
+    out = tmp_path / "t.json"
+    assert main(["explore", "seed-fast-jobs", "--budget", "100", "--no-database", "--out", str(out)]) == 1
+    printed = capsys.readouterr().out
+    assert "--method portfolio" in printed and "found by" in printed
+    assert json.loads(out.read_text())["found_by"]["method"].startswith("portfolio/")

@@ -44,7 +44,9 @@ def test_guarded_update_with_expressions_renders_as_sql() -> None:
     sql = statement(op, db_now_us=1_760_287_012_000_000)
     assert sql == (
         "UPDATE job_status SET status = CASE WHEN attempts < 2 THEN 'active' ELSE status END, "
-        "started_at = COALESCE(started_at, '2025-10-12 16:36:52.000000+00'::timestamptz /* now() */) "
+        "started_at = COALESCE(started_at, '2025-10-12 16:36:52.000000+00'::timestamptz /* now() */), "
+        # The trigger's now() as the recorded database clock (the spec's trigger keeps it).
+        "updated_at = '2025-10-12 16:36:52.000000+00'::timestamptz /* now() */ "
         "WHERE job_id = 'job-1' AND status NOT IN ('completed', 'failed') RETURNING *;"
     )
     assert statement(ops.Select("o'brien", for_update=True)) == "SELECT * FROM job_status WHERE job_id = 'o''brien' FOR UPDATE;"

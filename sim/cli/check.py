@@ -18,15 +18,22 @@ from sim.cli.args import (
     limits_of,
     output_file,
     user_modules_from_cwd,
+    whole,
     with_table_sql,
 )
 from sim.cli.output import Progress, write_output
+from sim.engine.limits import applied
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("check", help="judge the scenarios' [expect] tables: exit 0 only if every expectation holds")
     p.add_argument("scenarios", nargs="*", help="scenario names or paths (default: every bundled scenario with [expect])")
     add_seeds_flags(p, runs=200)
+    p.add_argument("--search", type=whole("--search", 0, 10_000_000), metavar="RUNS",
+                   help="search runs per judged strategy beyond the sweep: exhaustive orders of one job and deepening "
+                        "PCT across worlds (default: the scenario's [expect] search, else 100; 0: the sweep alone)")
+    p.add_argument("--traces", metavar="DIR", default="racetrack-check-traces",
+                   help="where a counterexample the search finds is written (default: ./racetrack-check-traces)")
     p.add_argument("--junit", metavar="FILE", type=output_file("--junit"), help="also write JUnit XML: one testcase per scenario and strategy")
     add_backend_flags(p)
     add_execution_flags(p)
@@ -37,6 +44,7 @@ def add_parser(sub: Any) -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     from sim.engine import scenario as scenarios
     from sim.runs import check
+    from sim.search import gate
 
     named = bool(args.scenarios)
     targets = [(ref, with_table_sql(args, scenarios.load(ref))) for ref in (args.scenarios or scenarios.bundled_names())]
@@ -56,13 +64,20 @@ def cmd_check(args: argparse.Namespace) -> int:
             verdicts += check.check_scenario(ref, sc, args.runs, args.seed, execution(args), backend_spec(args), progress.step, limits=limits_of(args))
     finally:
         progress.close()
+    searched = []
+    with applied(limits_of(args)):
+        for v in verdicts:
+            runs = args.search if args.search is not None else v.expectation.scenario.search
+            searched.append(gate.search_verdict(v, gate.DEFAULT_SEARCH if runs is None else runs, args.seed, Path(args.traces)))
+    verdicts = searched
     for v in verdicts:
         print("\n".join(check.verdict_lines(v)))
     failed = sum(1 for v in verdicts if not v.passed)
     skipped = sum(1 for v in verdicts if v.skipped)
     print(
         f"\ncheck: {len(verdicts) - failed - skipped} passed, {failed} failed, {skipped} not judged "
-        f"({args.runs} runs each, seeds {args.seed}..{args.seed + args.runs - 1})"
+        f"({args.runs} runs each, seeds {args.seed}..{args.seed + args.runs - 1}; "
+        f"{'no search' if args.search == 0 else 'search: ' + (str(args.search) if args.search else '[expect] search or 100') + ' runs each'})"
     )
     if args.junit:
         write_output(Path(args.junit), check.junit_xml(verdicts), "--junit")

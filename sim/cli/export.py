@@ -9,6 +9,8 @@ from typing import Any
 
 from sim.cli.args import UsageError, load_strategy_arg, output_file
 from sim.cli.output import write_output
+from sim.runs.strategy_source import is_user, load_from, origin
+from tracker.strategies import StrategyNotFound
 
 
 def add_parser(sub: Any) -> None:
@@ -26,11 +28,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not args.pytest and not args.isolation:
         raise UsageError("export needs --pytest FILE and/or --isolation FILE")
     data = trace.read(Path(args.trace))
-    strategy = args.strategy if args.strategy is not None else str(data["strategy"])
-    load_strategy_arg(strategy)
+    strategy = args.strategy.strip() if args.strategy is not None else str(data["strategy"])
+    if strategy == data["strategy"]:  # the trace's own: found from where the trace says it lives
+        try:
+            load_from(strategy, data.get("strategy_source"))
+        except StrategyNotFound as exc:
+            raise UsageError(f"{args.trace}: {exc}") from None
+        source = data.get("strategy_source") if is_user(strategy) else None
+    else:
+        load_strategy_arg(strategy)
+        where = origin(strategy)
+        source = where.to_data() if where else None
     outputs = []
     if args.pytest:
-        outputs.append((Path(args.pytest), export.pytest_file(data, strategy, args.trace)))
+        outputs.append((Path(args.pytest), export.pytest_file(data, strategy, args.trace, source)))
     if args.isolation:
         outputs.append((Path(args.isolation), export.isolation_spec(data, args.trace)))
     for (path, text), flag in zip(outputs, [f for f in ("--pytest", "--isolation") if getattr(args, f[2:])], strict=True):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from sim.search.replay import replay_data
 
     data = trace.read(Path(args.trace))
-    strategy = load_strategy_arg(args.strategy) if args.strategy is not None else None
+    # The trace's own strategy is found where the trace says it lives, named or not.
+    own = args.strategy is None or args.strategy.strip() == data.get("strategy")
+    strategy = None if own else load_strategy_arg(args.strategy)
     try:
         with applied(limits_of(args)):
             if args.table_sql:
@@ -47,7 +50,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             "violations": [{"invariant": v.invariant, "job": v.job, "detail": v.detail} for v in result.violations],
         }))
     else:
-        header = f"racetrack replay {args.trace} --strategy {result.strategy} --backend {result.backend}"
+        ref = args.strategy.strip() if args.strategy is not None else str(data["strategy"])
+        header = f"racetrack replay {shlex.quote(str(Path(args.trace).resolve()))} --strategy {ref} --backend {result.backend}"
         print(transcript(result.run.record, result.violations, result.case.clocks, header))
         print()
         print(result.summary())

@@ -17,15 +17,23 @@ reply latency. A statement that must wait for a row lock waits (it is not ready)
 ends its transaction (or an error aborts it), then completes at that instant, as in the SimPy
 driver.
 
-Searches (not replays) may bound how far an operation can be held back: with ``window_us`` only
-the ready actors whose operation could arrive within that long after the earliest one are
-offered to the scheduler, and an actor others wait for (the awaited insert: its end gates the
-job's own timeline, which the case fixes) is never held back behind an operation that would
-naturally arrive after it.
+Searches (not replays) may bound how far an operation can be held back: with ``window_us`` an
+operation is never held back more than that long after the moment it could first have arrived
+(its actor's time plus its request latency). Only the ready actors whose operation would arrive
+before the earliest such deadline are offered to the scheduler, so the actor with the earliest
+deadline is always among them, and one whose deadline has come is the only one offered (no
+starvation: the bound is per operation, not per step). An actor others wait for (the awaited
+insert: its end gates the job's own timeline, which the case fixes) is never held back behind an
+operation that would naturally arrive after it. ``OrderedRun.max_hold_us`` is the longest
+hold-back the run made.
 
 Latencies are the actor's recorded ones (its k-th operation's request and reply one-way times),
-so following a SimPy run's own arrival order reproduces that run value for value; beyond the
-recorded ones a case's default latency applies.
+so following a SimPy run's own arrival order reproduces that run value for value. An operation
+beyond the recorded ones (a forced order made a handler take a branch the SimPy run did not)
+draws its latencies from the world's round-trip distribution (``network.db_rtt`` in the case's
+parameters), continuing the actor's own seeded network stream: what the SimPy world would have
+drawn had the actor sent it, the same in every run of the case. A case without that parameter
+uses its default latency.
 
 Imports ``sim.record.history``, ``sim.record.clocks``, ``sim.engine.world`` (to read a finished world) and ``tracker``.
 """
@@ -33,11 +41,13 @@ Imports ``sim.record.history``, ``sim.record.clocks``, ``sim.engine.world`` (to 
 from __future__ import annotations
 
 import math
+import random
 import types
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from sim.engine import interpreter, limits
+from sim.engine.distributions import Dist, parse_dist
 from sim.engine.limits import LimitExceeded, StrategyFailed, wall_clock_limit
 from sim.judge.invariants import Violation, judge
 from sim.record.clocks import Clock
@@ -79,6 +89,15 @@ class Case:
     default_latency: tuple[int, int]
     #: The run ends no earlier than this (the world's own end: stalled runs, backoffs).
     end_floor_us: int = 0
+
+    @property
+    def rtt(self) -> Dist | None:
+        """The world's database round-trip distribution (None: a case without one)."""
+        table = self.params.get("network.db_rtt")
+        try:
+            return parse_dist(table) if table is not None else None
+        except ValueError:
+            return None
 
     def only_job(self, job_id: str) -> Case:
         """The same case with one job's actors and truth only (jobs' rows are independent)."""
@@ -155,6 +174,8 @@ class OrderedRun:
     crashes: tuple[str, ...] = ()
     #: Why the run cannot be judged (a handler crashed or reached a limit).
     failure: str | None = None
+    #: The longest any operation was held back after it could first have arrived (microseconds).
+    max_hold_us: int = 0
 
     @property
     def ops(self) -> int:
@@ -176,6 +197,9 @@ class _Live:
     yielded: int = 0
     #: While blocked: (op, sent, arrival, db_now, row before, blockers so far, reply latency)
     blocked: tuple[DbOp, int, int, int, Row | None, tuple[str, ...], int] | None = None
+    #: Latencies drawn for operations beyond the recorded ones, and the stream they come from.
+    drawn: list[tuple[int, int]] = field(default_factory=list)
+    network: random.Random | None = None
 
 
 class _Run:
@@ -202,6 +226,8 @@ class _Run:
         self.ops_per_handler = limits.current().ops_per_handler
         #: Why the run cannot be judged (a handler crashed or reached a limit), as in the SimPy driver.
         self.failure: str | None = None
+        self.max_hold_us = 0
+        self.rtt = case.rtt
 
     def run(self) -> OrderedRun:
         self.backend.reset()
@@ -233,17 +259,22 @@ class _Run:
             tolerance_us=tolerance,
             end_us=end,
         )
-        return OrderedRun(record, tuple(self.schedule), tuple(self.choices), tuple(self.crashes), self.failure)
+        return OrderedRun(
+            record, tuple(self.schedule), tuple(self.choices), tuple(self.crashes), self.failure, self.max_hold_us
+        )
 
     def _offered(self, ready: tuple[str, ...]) -> tuple[str, ...]:
         """The ready actors a search may pick (see the module docstring)."""
         assert self.window_us is not None
-        arrives = {n: max(self.now, self.live[n].local_us + self._latency(self.live[n])[0]) for n in ready}
-        horizon = min(arrives.values()) + self.window_us
-        urgent = [arrives[n] for n in ready if n in self.urgent]
+        # When each operation could first have arrived: held back from then, not from "now".
+        natural = {n: self.live[n].local_us + self._latency(self.live[n])[0] for n in ready}
+        horizon = min(natural.values()) + self.window_us
+        urgent = [max(self.now, natural[n]) for n in ready if n in self.urgent]
         if urgent:
             horizon = min(horizon, min(urgent))
-        return tuple(n for n in ready if arrives[n] <= horizon)
+        offered = tuple(n for n in ready if max(self.now, natural[n]) <= horizon)
+        # Time moved past a deadline without a choice (a lock released late): earliest first.
+        return offered or (min(ready, key=lambda n: (natural[n], ready.index(n))),)
 
     # -- actors --------------------------------------------------------------------------------
 
@@ -318,7 +349,20 @@ class _Run:
 
     def _latency(self, a: _Live) -> tuple[int, int]:
         k = a.done_ops
-        return a.spec.latencies[k] if k < len(a.spec.latencies) else self.case.default_latency
+        if k < len(a.spec.latencies):
+            return a.spec.latencies[k]
+        if self.rtt is None:
+            return self.case.default_latency
+        if a.network is None:
+            # The world's stream for this actor (Draws.one_way_ms), past the draws it recorded.
+            a.network = random.Random(f"racetrack:{self.case.seed}:net:{a.spec.name}")
+            for _ in range(2 * len(a.spec.latencies)):
+                self.rtt.sample(a.network)
+        while len(a.drawn) <= k - len(a.spec.latencies):
+            request = round(self.rtt.sample(a.network) / 2 * 1000)
+            reply = round(self.rtt.sample(a.network) / 2 * 1000)
+            a.drawn.append((request, reply))
+        return a.drawn[k - len(a.spec.latencies)]
 
     # -- database operations -------------------------------------------------------------------
 
@@ -328,6 +372,7 @@ class _Run:
         request, reply = self._latency(a)
         sent = a.local_us
         arrival = self.now = max(self.now, sent + request)
+        self.max_hold_us = max(self.max_hold_us, arrival - sent - request)
         db_now = self.case.clocks["db"].read(arrival)
         job_id = getattr(op, "job_id", a.spec.job_id)
         before = self.vis.visible(a.spec.name, job_id)

@@ -13,7 +13,7 @@ import json
 import math
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -127,7 +127,8 @@ EXPECT_FORM = '"clean", "violates:<invariant>[,<invariant>...]" or "any"'
 @dataclass(frozen=True)
 class Scenario:
     """A validated scenario: ``values`` maps every path in :data:`PARAMS` to its value
-    (distributions as :class:`Dist`); ``expect`` maps a strategy name to its expectation."""
+    (distributions as :class:`Dist`); ``expect`` maps a strategy name to its expectation;
+    ``search`` is ``[expect]``'s search budget (runs per judged strategy; None: check's default)."""
 
     name: str
     source: str
@@ -135,6 +136,7 @@ class Scenario:
     expect: dict[str, str] = field(default_factory=dict, hash=False)
     #: The tracked table (None: the bundled ``job_status``), from ``table.sql`` or ``--table-sql``.
     table: Table | None = None
+    search: int | None = None
 
     def __getitem__(self, path: str) -> Any:
         return self.values[path]
@@ -146,11 +148,11 @@ class Scenario:
 
     def with_values(self, changes: dict[str, Any]) -> Scenario:
         """A copy with some parameters changed (already validated values)."""
-        return Scenario(self.name, self.source, {**self.values, **changes}, dict(self.expect), self.table)
+        return replace(self, values={**self.values, **changes}, expect=dict(self.expect))
 
     def with_table(self, table: Table | None, path: str) -> Scenario:
         """A copy that tracks ``table`` (read from ``path``, which results record)."""
-        return Scenario(self.name, self.source, {**self.values, "table.sql": path}, dict(self.expect), table)
+        return replace(self, values={**self.values, "table.sql": path}, expect=dict(self.expect), table=table)
 
     def to_toml_table(self) -> dict[str, Any]:
         """Every parameter as plain TOML-able data (distributions as their tables)."""
@@ -270,6 +272,7 @@ def from_mapping(data: dict[str, Any], name: str, source: str, text: str = "", b
     """Validate parsed TOML; raise :class:`ScenarioError` naming the first bad key."""
     values: dict[str, Any] = {}
     expect: dict[str, str] = {}
+    search: int | None = None
     for key, value in data.items():
         if key in PARAM_BY_PATH:  # top-level keys (description)
             continue
@@ -277,6 +280,12 @@ def from_mapping(data: dict[str, Any], name: str, source: str, text: str = "", b
             if not isinstance(value, dict):
                 raise ScenarioError(f"{_where(source, text, key)}[expect] must be a table of strategy = expectation")
             for strategy, expectation in value.items():
+                if strategy == "search":  # not a strategy: how much `racetrack check` searches
+                    if isinstance(expectation, bool) or not isinstance(expectation, int) or not 0 <= expectation <= 10**7:
+                        raise ScenarioError(f"{_where(source, text, 'expect.search')}expect.search must be a whole number "
+                                            f"of search runs from 0 to 10000000 (got {expectation!r})")
+                    search = expectation
+                    continue
                 reason = _validate_expectation(expectation, f"{_where(source, text, f'expect.{strategy}')}expect.{strategy}")
                 if reason:
                     raise ScenarioError(f"{_where(source, text, f'expect.{strategy}')}expect.{strategy} {reason}")
@@ -320,7 +329,7 @@ def from_mapping(data: dict[str, Any], name: str, source: str, text: str = "", b
             table = load_table(sql_path, values["table.sql"])
         except TableSqlError as exc:
             raise ScenarioError(f"{_where(source, text, 'table.sql')}table.sql: {exc}") from None
-    return Scenario(name=name, source=source, values=values, expect=expect, table=table)
+    return Scenario(name=name, source=source, values=values, expect=expect, table=table, search=search)
 
 
 #: What a job class may set besides its ``share``: the ``[job]`` keys that describe one job.
@@ -603,7 +612,7 @@ def grid_variants(scenario: Scenario, axes: list[GridAxis]) -> list[Scenario]:
                 raise ScenarioError(f"--grid {given}: in {scenario.source} {path} {exc}") from None
         label = ",".join(f"{a.path}={a.texts[i]}" for a, i in zip(axes, combo, strict=True))
         variant = scenario.with_values(changes)
-        variants.append(Scenario(f"{scenario.name}[{label}]", variant.source, variant.values, variant.expect, variant.table))
+        variants.append(replace(variant, name=f"{scenario.name}[{label}]"))
     return variants
 
 

@@ -22,13 +22,17 @@ from __future__ import annotations
 import shlex
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from sim.engine.limits import DEFAULT_LIMITS, Limits
 from sim.engine.scenario import Scenario
 from sim.judge.invariants import INVARIANT_IDS
+from sim.record import conflicts
+from sim.record.conflicts import Saturation
 from sim.runs.backends import BackendSpec
+from sim.runs.strategy_source import runnable
 from sim.runs.sweep import Execution, Sweep, SweepError, SweepRun
 from tracker.strategies import StrategyNotFound, load_strategy
 
@@ -87,9 +91,12 @@ class TallyBuilder:
     #: Runs that could not finish (a lost server): they judged nothing.
     errors: int = 0
     first_error: str = ""
+    #: Distinct conflict orders over the runs (how much of the interleavings the sweep saw).
+    coverage: Saturation = field(default_factory=Saturation)
 
     def add(self, row: dict[str, Any]) -> None:
         self.runs += 1
+        self.coverage.add([d for d in str(row.get("conflict_orders") or "").split(",") if d])
         if row.get("error"):
             self.errors += 1
             self.first_error = self.first_error or f"seed {row['seed']}: {row['error']}"
@@ -114,7 +121,12 @@ class TallyBuilder:
 
 
 def replay_command(ref: str, strategy: str, seed: int) -> str:
-    return f"racetrack run {shlex.quote(ref)} --strategy {shlex.quote(strategy)} --seed {seed}"
+    """The ``racetrack run`` command for one seed, runnable as printed from any directory: a
+    scenario file by its absolute path, a user's strategy from the directory it imports from."""
+    path = Path(ref)
+    if path.suffix == ".toml" and path.is_file():
+        ref = str(path.resolve())
+    return runnable(f"racetrack run {shlex.quote(ref)} --strategy {shlex.quote(strategy)} --seed {seed}", strategy)
 
 
 @dataclass(frozen=True)
@@ -125,6 +137,12 @@ class Verdict:
     tallies: dict[str, Tally]
     problems: tuple[str, ...]  # one line per broken part of the expectation
     notes: tuple[str, ...]  # what else was seen, not judged
+    #: What was searched beyond the sweep (one line per search; empty: the sweep alone).
+    searched: tuple[str, ...] = ()
+    #: Wall-clock seconds the search took (printed, not in JUnit: the same check, the same file).
+    search_seconds: float = 0.0
+    #: The sweep's coverage (:meth:`Saturation.to_data`); None when not counted.
+    coverage: dict[str, Any] | None = None
 
     @property
     def passed(self) -> bool:
@@ -183,8 +201,13 @@ def verdict_lines(v: Verdict) -> list[str]:
     status = "SKIP" if v.skipped else ("PASS" if v.passed else "FAIL")
     head = f"{status}  {e.scenario.name}  {e.strategy} = \"{e.expect}\""
     if not v.skipped:
-        head += f"  ({v.runs} runs)"
-    return [head] + [f"      {p}" for p in v.problems] + [f"      {n}" for n in v.notes]
+        head += f"  ({v.runs} runs{' + search' if v.searched else ''})"
+    searched = [f"      searched: {s}" for s in v.searched]
+    if searched:
+        searched[-1] += f"; {v.search_seconds:.2f} s"
+    if v.coverage is not None and not v.skipped:
+        searched.insert(0, f"      sweep coverage: {conflicts.sentence(v.coverage)}")
+    return [head] + [f"      {p}" for p in v.problems] + [f"      {n}" for n in v.notes] + searched
 
 
 def junit_xml(verdicts: Iterable[Verdict]) -> bytes:
@@ -209,8 +232,15 @@ def junit_xml(verdicts: Iterable[Verdict]) -> bytes:
             failure = ET.SubElement(case, "failure", message=v.problems[0], type="ExpectationFailed")
             failure.text = "\n".join(v.problems)
             counts.append("failures")
-        if v.notes and not v.skipped:
-            ET.SubElement(case, "system-out").text = "\n".join(v.notes)
+        if v.searched or v.coverage is not None:
+            props = ET.SubElement(case, "properties")
+            ET.SubElement(props, "property", name="runs", value=str(v.runs))
+            if v.coverage is not None:
+                ET.SubElement(props, "property", name="coverage", value=conflicts.sentence(v.coverage))
+            for line in v.searched:
+                ET.SubElement(props, "property", name="searched", value=line)
+        if (v.notes or v.searched) and not v.skipped:
+            ET.SubElement(case, "system-out").text = "\n".join([*v.notes, *(f"searched: {s}" for s in v.searched)])
         for key in counts:
             suite.attrib[key] = str(int(suite.attrib[key]) + 1)
             totals[key] += 1
@@ -245,6 +275,7 @@ def check_scenario(
             for position, row in enumerate(run.rows()):
                 builders[position // runs].add(row)  # plan order: strategy by strategy
     verdicts = {
-        e.strategy: judge_expectation(e, b.tallies(), runs, seed, b.unjudged()) for e, b in zip(judged, builders, strict=True)
+        e.strategy: replace(judge_expectation(e, b.tallies(), runs, seed, b.unjudged()), coverage=b.coverage.to_data())
+        for e, b in zip(judged, builders, strict=True)
     }
     return [verdicts[e.strategy] if e.judged else skipped(e) for e in wanted]

@@ -67,6 +67,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("unknown", "string",
            "comma-separated IDs of invariants that could not be judged (their checker raised); empty when none",
            required=False),
+    Column("conflict_orders", "string",
+           "comma-separated digests, one per job whose row saw conflicting operations (different handlers, one "
+           "writing), of the order they ran in: distinct digests over runs are distinct interleavings (coverage)",
+           required=False),
 )
 COLUMN_NAMES = tuple(c.name for c in COLUMNS)
 #: The columns every reader may rely on.

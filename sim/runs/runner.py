@@ -19,6 +19,7 @@ from sim.engine.scenario import Scenario
 from sim.engine.world import Draws, World
 from sim.judge.invariants import INVARIANT_IDS, Judgement, Unknown, Violation, judge
 from sim.record.clocks import EPOCH_US
+from sim.record.conflicts import conflict_orders
 from sim.record.history import RunRecord
 from sim.runs.columns import COLUMN_NAMES, RESULTS_FORMAT
 from tracker.backend import TrackerBackend
@@ -87,6 +88,7 @@ class RunResult:
             "disagreements": None if self.disagreements is None else len(self.disagreements),
             "first_disagreement": self.disagreements[0] if self.disagreements else "",
             "unknown": ",".join(u.invariant for u in self.unknown),
+            "conflict_orders": ",".join(conflict_orders(self.record)),
         }
 
 

@@ -15,7 +15,10 @@ that makes it, ready to be written as a trace and replayed.
   on what they read, so the orders are found by running, not by permuting a fixed list.
 * ``pct``: Burckhardt et al.'s probabilistic concurrency testing (ASPLOS 2010): random actor
   priorities with ``depth - 1`` priority change points; a bug of depth ``d`` among ``n`` actors
-  and ``k`` operations is found by one run with probability at least ``1/(n k^(d-1))``.
+  and ``k`` operations is found by one run with probability at least ``1/(n k^(d-1))``. That
+  bound holds for one world (one seed's arrivals, durations, clocks and latencies) and for bugs
+  some order within the window reaches: PCT splits its budget over several worlds and, unless a
+  depth is given, deepens (1, 2, 3, ...), and reports the bound per depth it covered.
 
 Randomness comes from seeds (``random.Random``) and Hypothesis' seeded engine; ``seconds`` and
 ``--time`` budgets read the wall clock, simulated time never does.
@@ -48,6 +51,7 @@ from sim.engine.ordered import (
 from sim.engine.scenario import Scenario
 from sim.engine.world import Draws, World, case_from_world
 from sim.judge.invariants import Violation, judge
+from sim.record.conflicts import Saturation
 from sim.record.history import RunRecord
 from sim.runs.backends import BackendSpec, close_backend, open_backend
 from tracker.backend import TrackerBackend
@@ -55,10 +59,14 @@ from tracker.errors import UserError
 from tracker.memory import MemoryTracker
 from tracker.strategies import Strategy
 
-METHODS = ("random", "hypothesis", "exhaustive", "pct")
+METHODS = ("portfolio", "random", "hypothesis", "exhaustive", "pct")
 #: How long PCT may hold an operation back behind the earliest ready one (a bound on asynchrony).
 DEFAULT_WINDOW_MS = 100.0
-DEFAULT_BUDGET = {"random": 1000, "hypothesis": 1000, "exhaustive": 10_000, "pct": 1000}
+DEFAULT_BUDGET = {"portfolio": 1000, "random": 1000, "hypothesis": 1000, "exhaustive": 10_000, "pct": 1000}
+#: The default search: each method in turn, with its share of the budget (runs or seconds).
+#: Random seeds are cheap and find common races; exhaustive settles small one-job worlds; PCT
+#: reaches deep orders in many-job worlds; Hypothesis varies the world's structure and shrinks.
+PORTFOLIO = (("random", 0.2), ("exhaustive", 0.15), ("pct", 0.45), ("hypothesis", 0.2))
 
 
 class ExploreError(UserError, ValueError):
@@ -174,13 +182,16 @@ class _Budget:
 
 
 def explore_random(
-    scenario: Scenario, strategy: Strategy, seed: int, budget: _Budget, backend: TrackerBackend, focus: Focus = ALL
+    scenario: Scenario, strategy: Strategy, seed: int, budget: _Budget, backend: TrackerBackend, focus: Focus = ALL,
+    coverage: Saturation | None = None,
 ) -> Exploration:
+    coverage = coverage if coverage is not None else Saturation()
     runs = 0
     while budget.left(runs):
         run_seed = seed + runs
         world, record = _simulate(scenario, strategy, run_seed)
         runs += 1
+        coverage.add_record(record)
         if not focus.hits(record):
             continue
         # Fewest jobs first: job streams are per job, so a prefix of the jobs is the same world.
@@ -190,8 +201,9 @@ def explore_random(
             if focus.hits(r):
                 ce = _as_counterexample(w, r, smaller, strategy, run_seed, backend, focus)
                 if ce is not None:
-                    return Exploration("random", ce, {"runs": runs, "seed": run_seed}, budget.elapsed())
-    return Exploration("random", None, {"runs": runs}, budget.elapsed())
+                    return Exploration("random", ce, {"runs": runs, "seed": run_seed, "coverage": coverage.to_data()},
+                                       budget.elapsed())
+    return Exploration("random", None, {"runs": runs, "coverage": coverage.to_data()}, budget.elapsed())
 
 
 # --- Hypothesis --------------------------------------------------------------------------------
@@ -298,6 +310,7 @@ def explore_hypothesis(
     scenario: Scenario, strategy: Strategy, seed: int, budget: _Budget, backend: TrackerBackend,
     database: str | None = None,
     focus: Focus = ALL,
+    coverage: Saturation | None = None,
 ) -> Exploration:
     from hypothesis import Phase, settings
     from hypothesis import strategies as st
@@ -305,6 +318,7 @@ def explore_hypothesis(
     from hypothesis.errors import NoSuchExample
 
     counts = {"runs": 0, "to_first": 0}
+    cover = coverage if coverage is not None else Saturation()
 
     @st.composite
     def runs(draw: Callable[[Any], Any]) -> _Drawn:
@@ -323,6 +337,7 @@ def explore_hypothesis(
             raise
         violations = tuple(focus.hits(record))
         counts["runs"] += 1
+        cover.add_record(record)
         if violations and not counts["to_first"]:
             counts["to_first"] = counts["runs"]
         return _Drawn(sc, world, record, violations)
@@ -345,7 +360,8 @@ def explore_hypothesis(
             chunk += 1
             if budget.seconds is None:
                 break
-    explored = {"runs": counts["runs"], "runs_to_first": counts["to_first"] or None}
+    explored: dict[str, Any] = {"runs": counts["runs"], "runs_to_first": counts["to_first"] or None,
+                                "coverage": cover.to_data()}
     if found is None:
         return Exploration("hypothesis", None, explored, budget.elapsed())
     explored["shrink_runs"] = counts["runs"] - counts["to_first"]
@@ -384,75 +400,137 @@ def count_orders(ops: list[int], after: list[list[int]], limit_states: int = 200
     return orders(tuple(0 for _ in ops)), True
 
 
-def interleaving_estimate(case: Case, strategy: Strategy, backend: TrackerBackend) -> tuple[int, bool, int]:
-    """Orders of the database operations one run makes (branches may add some): (count, exact, ops)."""
-    first = run_ordered(case, strategy, backend, FirstReady())
+class _RandomChoice:
+    """A uniformly random ready actor at each step (to sample orders for an estimate)."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    def choose(self, ready: tuple[str, ...], position: int) -> str:
+        return self.rng.choice(ready)
+
+
+#: Orders sampled (besides the first-ready one) to estimate how many operations each actor makes.
+ESTIMATE_SAMPLES = 8
+
+
+def interleaving_estimate(
+    case: Case, strategy: Strategy, backend: TrackerBackend, window_us: int | None = None
+) -> tuple[int, bool, int]:
+    """Orders of the database operations of one case: (count, exact, ops). Handlers branch on
+    what they read, so each actor's operation count is the most seen over the first-ready order
+    and :data:`ESTIMATE_SAMPLES` random ones; ``exact`` is False when that count is a bound."""
     names = [a.name for a in case.actors if strategy.handler(a.event) is not None]
+    ops = [0] * len(names)
+    runs = [run_ordered(case, strategy, backend, FirstReady(), window_us)]
+    runs += [run_ordered(case, strategy, backend, _RandomChoice(random.Random(f"racetrack:estimate:{i}")), window_us)
+             for i in range(ESTIMATE_SAMPLES)]
+    for run in runs:
+        ops = [max(c, run.schedule.count(n)) for c, n in zip(ops, names, strict=True)]
     index = {n: i for i, n in enumerate(names)}
-    ops = [first.schedule.count(n) for n in names]
     after = [[index[d] for d in a.after if d in index] for a in case.actors if a.name in index]
     count, exact = count_orders(ops, after)
-    return count, exact, first.ops
+    varied = any(r.schedule.count(n) != runs[0].schedule.count(n) for r in runs for n in names)
+    return count, exact and not varied, sum(ops)
+
+
+#: Worlds exhaustive search visits at most by default (each is a SimPy run and an estimate).
+EXHAUSTIVE_WORLDS = 20
 
 
 def explore_exhaustive(
     case: Case, strategy: Strategy, limit: int, backend: TrackerBackend, focus: Focus = ALL,
-    window_us: int | None = None,
+    window_us: int | None = None, more_worlds: Callable[[int], Case] | None = None, worlds: int = 1,
+    coverage: Saturation | None = None,
 ) -> Exploration:
+    """Every order of ``case`` (the world ``--seed`` fixes), then of the worlds ``more_worlds``
+    draws (``seed+1``, ...), up to ``worlds`` in all, while ``limit`` interleavings last."""
     started = time.perf_counter()  # wall-clock ok: reported seconds
-    estimate, exact, ops = interleaving_estimate(case, strategy, backend)
+    coverage = coverage if coverage is not None else Saturation()
+    estimate, exact, ops = interleaving_estimate(case, strategy, backend, window_us)
     jobs = len(case.truth)
     if estimate > limit:
         size = f"{estimate:,}" if estimate < 10**9 else f"{estimate:.2e}"
+        if jobs > 1:
+            fix = f"use --jobs 1 (it has {jobs} jobs), a smaller scenario, a --window, or raise --budget to {size}"
+        elif window_us is None:
+            fix = f"it has one job already: bound the hold-back with --window, use --method pct, or raise --budget to {size}"
+        else:
+            fix = f"it has one job and a {window_us / 1000:g} ms window already: use --method pct or raise --budget to {size}"
         raise ExploreError(
             f"exhaustive: {case.scenario} with {jobs} job(s) has {'' if exact else 'up to '}{size} interleavings of "
-            f"{ops} database operations, more than the limit {limit:,}; use --jobs 1, a smaller scenario, or raise --budget"
+            f"{ops} database operations, more than the --budget limit {limit:,}; {fix}"
         )
-    prefix: list[str] = []
     ran = 0
     violating = 0
     by_invariant: dict[str, int] = {}
     outcomes: set[str] = set()
-    best: OrderedRun | None = None
+    best: tuple[Case, OrderedRun] | None = None
     examples: list[str] = []
+    complete_worlds = 0
+    visited = 0
+    seeds = [case.seed, case.seed]
+    stopped = ""
+    estimates = 0
     while True:
-        run = run_ordered(case, strategy, backend, FollowPrefix(prefix), window_us)
-        ran += 1
-        violations = focus.hits(run.record)
-        outcomes.add(repr(sorted(run.record.rows.items())) + repr(sorted(_keys(violations))))
-        if violations:
-            violating += 1
-            for inv in sorted({v.invariant for v in violations}):
-                by_invariant[inv] = by_invariant.get(inv, 0) + 1
-            if best is None or run.ops < best.ops:
-                best = run
-            if len(examples) < 10:
-                examples.append(f"{' '.join(_short(n) for n in run.schedule)}: {', '.join(sorted({v.invariant for v in violations}))}")
-        if ran >= limit:
-            break
-        # Backtrack: the deepest choice point with an actor not tried yet.
-        i = len(run.schedule) - 1
-        while i >= 0:
-            ready = run.choices[i]
-            j = ready.index(run.schedule[i])
-            if j + 1 < len(ready):
-                prefix = list(run.schedule[:i]) + [ready[j + 1]]
+        visited += 1
+        seeds[1] = case.seed
+        estimates += estimate
+        prefix: list[str] = []
+        world_ran = 0
+        while True:
+            run = run_ordered(case, strategy, backend, FollowPrefix(prefix), window_us)
+            ran += 1
+            world_ran += 1
+            coverage.add_record(run.record)
+            violations = focus.hits(run.record)
+            outcomes.add(repr(sorted(run.record.rows.items())) + repr(sorted(_keys(violations))))
+            if violations:
+                violating += 1
+                for inv in sorted({v.invariant for v in violations}):
+                    by_invariant[inv] = by_invariant.get(inv, 0) + 1
+                if best is None or (best[0] is case and run.ops < best[1].ops):
+                    best = (case, run)
+                if len(examples) < 10:
+                    examples.append(f"{' '.join(_short(n) for n in run.schedule)}: {', '.join(sorted({v.invariant for v in violations}))}")
+            # Backtrack: the deepest choice point with an actor not tried yet.
+            i = len(run.schedule) - 1
+            while i >= 0:
+                ready = run.choices[i]
+                j = ready.index(run.schedule[i])
+                if j + 1 < len(ready):
+                    prefix = list(run.schedule[:i]) + [ready[j + 1]]
+                    break
+                i -= 1
+            if i < 0:
+                complete_worlds += 1
                 break
-            i -= 1
-        else:
+            if ran >= limit:
+                stopped = "budget"
+                break
+        if best is not None or stopped or more_worlds is None or visited >= worlds:
             break
-    complete = i < 0 if ran else False
+        case = more_worlds(visited)
+        estimate, exact_next, _ = interleaving_estimate(case, strategy, backend, window_us)
+        exact = exact and exact_next
+        if estimate > limit - ran:
+            stopped = f"world seed {case.seed} has {estimate:,} interleavings, more than the {limit - ran:,} left"
+            break
+    complete = complete_worlds == visited
     explored = {
-        # Once every branch ran, the count is exact; before, the estimate from one run's operations.
-        "interleavings": ran if complete else estimate, "estimate": estimate, "estimate_exact": exact,
-        "ran": ran, "complete": complete,
+        # Once every branch ran, the count is exact; before, the estimate from sampled runs.
+        "interleavings": ran if complete else estimates, "estimate": estimates, "estimate_exact": exact,
+        "ran": ran, "complete": complete, "worlds": visited, "worlds_complete": complete_worlds,
+        "world_seeds": seeds, "stopped": stopped or None,
         "violating": violating, "by_invariant": by_invariant, "distinct_outcomes": len(outcomes),
         "examples": examples, "window_ms": None if window_us is None else window_us / 1000,
+        "coverage": coverage.to_data(),
     }
     seconds = round(time.perf_counter() - started, 3)  # wall-clock ok: reported seconds
     if best is None:
         return Exploration("exhaustive", None, explored, seconds)
-    return Exploration("exhaustive", Counterexample(case, best, tuple(best.violations())), explored, seconds)
+    found_case, found_run = best
+    return Exploration("exhaustive", Counterexample(found_case, found_run, tuple(found_run.violations())), explored, seconds)
 
 
 def _short(actor: str) -> str:
@@ -487,30 +565,152 @@ def pct_bound(actors: int, steps: int, depth: int) -> float:
     return 1.0 / (max(actors, 1) * max(steps, 1) ** (depth - 1))
 
 
+#: Runs one world gets before PCT draws the next (under a run budget: the budget split evenly).
+PCT_RUNS_PER_WORLD = 250
+#: A depth counts as covered in a world once its guarantee there reaches this.
+PCT_TARGET = 0.95
+PCT_MAX_DEPTH = 8
+#: The share of worlds a bug is assumed to occur in for the guarantee across worlds.
+WORLD_SHARE = 0.1
+
+
+@dataclass
+class _PctWorld:
+    """One world PCT searches: its case, its size, and the runs it had at each depth."""
+
+    seed: int
+    case: Case
+    names: list[str]
+    steps: int
+    runs_by_depth: dict[int, int] = field(default_factory=dict)
+
+    def bound(self, depth: int) -> float:
+        """Probability that this world's runs at ``depth`` found a depth-``depth`` bug it has."""
+        p = pct_bound(len(self.names), self.steps, depth)
+        return 1 - (1 - p) ** self.runs_by_depth.get(depth, 0)
+
+    def next_depth(self, run: int) -> int:
+        """Deepening: the shallowest depth not yet covered; every third run one deeper."""
+        d = 1
+        while d < PCT_MAX_DEPTH and self.bound(d) >= PCT_TARGET:
+            d += 1
+        return min(d + 1, PCT_MAX_DEPTH) if run % 3 == 2 else d
+
+
+def pct_guarantee(worlds: list[_PctWorld]) -> dict[str, Any]:
+    """What PCT's runs guarantee, per depth: in the weakest world searched (a bug every world
+    has) and across worlds (a bug that only :data:`WORLD_SHARE` of the worlds have)."""
+    depths = sorted({d for w in worlds for d, r in w.runs_by_depth.items() if r})
+    weakest = {d: min(w.bound(d) for w in worlds) for d in depths}
+    across = {d: 1 - math.prod(1 - WORLD_SHARE * w.bound(d) for w in worlds) for d in depths}
+    return {"depths": {d: sum(w.runs_by_depth.get(d, 0) for w in worlds) for d in depths},
+            "bound_every_world": weakest, "bound_some_worlds": across}
+
+
 def explore_pct(
-    case: Case, strategy: Strategy, seed: int, depth: int, window_us: int | None, budget: _Budget,
-    backend: TrackerBackend, focus: Focus = ALL,
+    scenario: Scenario, strategy: Strategy, seed: int, depth: int | None, window_us: int | None, budget: _Budget,
+    backend: TrackerBackend, focus: Focus = ALL, worlds: int | None = None, coverage: Saturation | None = None,
 ) -> Exploration:
-    names = [a.name for a in case.actors if strategy.handler(a.event) is not None]
-    steps = run_ordered(case, strategy, backend, FirstReady(), window_us).ops
+    """PCT over worlds ``seed, seed+1, ...``: each world's case is searched for its share of the
+    budget, at ``depth`` or (``None``) deepening 1, 2, 3, ... (:meth:`_PctWorld.next_depth`)."""
+    if budget.seconds is None:
+        count = worlds or max(1, math.ceil((budget.runs or 0) / PCT_RUNS_PER_WORLD))
+        per_world = max(1, math.ceil((budget.runs or 0) / count))
+    else:
+        count, per_world = worlds or 0, PCT_RUNS_PER_WORLD
+    coverage = coverage if coverage is not None else Saturation()
+    searched: list[_PctWorld] = []
     runs = 0
     found: Counterexample | None = None
-    while budget.left(runs):
-        rng = random.Random(f"racetrack:{seed}:pct:{runs}")
-        run = run_ordered(case, strategy, backend, PctScheduler(rng, names, steps, depth), window_us)
+    found_at: dict[str, Any] = {}
+    max_hold = 0
+    while found is None and budget.left(runs) and (not count or len(searched) < count or runs % per_world):
+        if runs % per_world == 0 or not searched:
+            world_seed = seed + len(searched)
+            case = case_for(scenario, strategy, world_seed)
+            names = [a.name for a in case.actors if strategy.handler(a.event) is not None]
+            steps = run_ordered(case, strategy, backend, FirstReady(), window_us).ops
+            searched.append(_PctWorld(world_seed, case, names, steps))
+        w = searched[-1]
+        j = runs % per_world
+        d = depth or w.next_depth(j)
+        rng = random.Random(f"racetrack:{seed}:pct:{w.seed}:{j}")
+        run = run_ordered(w.case, strategy, backend, PctScheduler(rng, w.names, w.steps, d), window_us)
         runs += 1
-        steps = max(steps, run.ops)
+        coverage.add_record(run.record)
+        w.runs_by_depth[d] = w.runs_by_depth.get(d, 0) + 1
+        w.steps = max(w.steps, run.ops)
+        max_hold = max(max_hold, run.max_hold_us)
         if focus.hits(run.record):
-            small_case, small_run = reduce_to_job(case, run, strategy, backend, focus)
+            small_case, small_run = reduce_to_job(w.case, run, strategy, backend, focus)
             found = Counterexample(small_case, small_run, tuple(small_run.violations()))
-            break
-    p = pct_bound(len(names), steps, depth)
+            found_at = {"found_depth": d, "found_world": w.seed, "found_run": runs}
     explored = {
-        "runs": runs, "actors": len(names), "steps": steps, "depth": depth,
-        "window_ms": None if window_us is None else window_us / 1000,
-        "bound_per_run": p, "bound_cumulative": 1 - (1 - p) ** runs,
+        "runs": runs, "worlds": len(searched), "world_seeds": [seed, seed + max(0, len(searched) - 1)],
+        "actors": max((len(w.names) for w in searched), default=0),
+        "steps": max((w.steps for w in searched), default=0), "deepening": depth is None,
+        "window_ms": None if window_us is None else window_us / 1000, "max_hold_ms": max_hold / 1000,
+        **pct_guarantee(searched), **found_at, "coverage": coverage.to_data(),
     }
     return Exploration("pct", found, explored, budget.elapsed())
+
+
+# --- the portfolio ---------------------------------------------------------------------------
+
+
+def explore_portfolio(
+    scenario: Scenario, strategy: Strategy, seed: int, runs: int | None, seconds: float | None,
+    backend: TrackerBackend, focus: Focus, window_ms: float | None, database: str | None,
+    methods: tuple[str, ...] | None = None,
+) -> Exploration:
+    """:data:`PORTFOLIO`'s methods (or those of them in ``methods``) in turn, each with its share
+    of the budget, until one finds a counterexample; ``explored`` says what each one searched
+    and which one found it."""
+    started = time.perf_counter()  # wall-clock ok: reported seconds
+    parts: list[dict[str, Any]] = []
+    found: Counterexample | None = None
+    found_by: str | None = None
+    coverage = Saturation()  # one count over every method's runs
+    chosen = [(m, share) for m, share in PORTFOLIO if methods is None or m in methods]
+    total = sum(share for _, share in chosen)
+    for method, share in ((m, share / total) for m, share in chosen):
+        part_runs = None if runs is None else max(1, round(runs * share))
+        part_seconds = None if seconds is None else seconds * share
+        if method == "exhaustive":
+            # One job's orders, world after world: a share of the runs as interleavings.
+            limit = part_runs if part_runs is not None else 2000
+            one_job = scenario.with_values({"job.count": 1})
+            # Within the world, as PCT: an unbounded hold-back finds "races" no network makes.
+            window_us = round((DEFAULT_WINDOW_MS if window_ms is None else window_ms) * 1000)
+
+
+            def world(k: int, one_job: Scenario = one_job) -> Case:
+                return case_for(one_job, strategy, seed + k)
+
+            try:
+                result = explore_exhaustive(
+                    case_for(one_job, strategy, seed), strategy, limit, backend, focus, window_us, world, EXHAUSTIVE_WORLDS,
+                    coverage,
+                )
+            except ExploreError as exc:
+                parts.append({"method": method, "skipped": str(exc), "seconds": 0.0})
+                continue
+        else:
+            budget = _Budget(part_runs, part_seconds)
+            if method == "random":
+                result = explore_random(scenario, strategy, seed, budget, backend, focus, coverage)
+            elif method == "pct":
+                window_us = round((DEFAULT_WINDOW_MS if window_ms is None else window_ms) * 1000)
+                result = explore_pct(scenario, strategy, seed, None, window_us, budget, backend, focus, None, coverage)
+            else:
+                result = explore_hypothesis(scenario, strategy, seed, budget, backend, database, focus, coverage)
+        parts.append({"method": method, "explored": result.explored, "seconds": result.seconds})
+        if result.found is not None:
+            found, found_by = result.found, method
+            break
+    seconds_spent = round(time.perf_counter() - started, 3)  # wall-clock ok: reported seconds
+    return Exploration("portfolio", found, {"found_by": found_by, "parts": parts, "coverage": coverage.to_data()},
+                       seconds_spent)
 
 
 # --- the entry point ---------------------------------------------------------------------------
@@ -525,20 +725,24 @@ def case_for(scenario: Scenario, strategy: Strategy, seed: int) -> Case:
 def explore(
     scenario: Scenario,
     strategy: Strategy,
-    method: str,
+    method: str = "portfolio",
     seed: int = 0,
     runs: int | None = None,
     seconds: float | None = None,
-    depth: int = 2,
+    depth: int | None = None,
     window_ms: float | None = None,
     database: str | None = None,
     invariants: tuple[str, ...] = (),
     backend_spec: BackendSpec | None = None,
+    worlds: int | None = None,
+    portfolio: tuple[str, ...] | None = None,
 ) -> Exploration:
     """Search ``scenario`` x ``strategy`` with ``method``; ``runs`` (or ``seconds``) bounds it
     (for ``exhaustive``, ``runs`` is the most interleavings it will enumerate). ``window_ms``
     bounds how long an operation may be held back: PCT's default is :data:`DEFAULT_WINDOW_MS`,
-    exhaustive's is no bound (every order)."""
+    exhaustive's is no bound (every order). PCT deepens unless ``depth`` is given; ``worlds``
+    fixes how many worlds (seeds ``seed, seed+1, ...``) the budget is split over; ``portfolio``
+    limits the default method to some of its methods."""
     if method not in METHODS:
         raise ExploreError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
     from sim.judge.invariants import UnknownInvariant, require_known
@@ -553,16 +757,21 @@ def explore(
     budget = _Budget(runs, seconds)
     backend = open_backend(backend_spec or BackendSpec(), scenario.table)
     try:
+        if method == "portfolio":
+            return explore_portfolio(scenario, strategy, seed, runs, seconds, backend, focus, window_ms, database, portfolio)
         if method == "random":
             return explore_random(scenario, strategy, seed, budget, backend, focus)
         if method == "hypothesis":
             return explore_hypothesis(scenario, strategy, seed, budget, backend, database, focus)
-        case = case_for(scenario, strategy, seed)
         if method == "exhaustive":
+            case = case_for(scenario, strategy, seed)
             window_us = None if window_ms is None else round(window_ms * 1000)
             limit = runs if runs is not None else DEFAULT_BUDGET["exhaustive"]
-            return explore_exhaustive(case, strategy, limit, backend, focus, window_us)
+            return explore_exhaustive(
+                case, strategy, limit, backend, focus, window_us,
+                lambda k: case_for(scenario, strategy, seed + k), worlds or EXHAUSTIVE_WORLDS,
+            )
         window_us = round((DEFAULT_WINDOW_MS if window_ms is None else window_ms) * 1000)
-        return explore_pct(case, strategy, seed, depth, window_us, budget, backend, focus)
+        return explore_pct(scenario, strategy, seed, depth, window_us, budget, backend, focus, worlds)
     finally:
         close_backend(backend)

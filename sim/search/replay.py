@@ -8,6 +8,9 @@ and operations beyond the schedule run in the order the actors first appear in i
 *reproduces* when an invariant the trace records as violated is violated again for the same
 job (with ``strict``: when anything is violated).
 
+The trace's own strategy is found from the trace alone: a built-in by name, a user's
+``module:attr`` from the directory the trace recorded (:mod:`sim.runs.strategy_source`).
+
 Imports ``sim`` modules and ``tracker``.
 """
 
@@ -20,8 +23,9 @@ from sim.engine.ordered import Case, FollowSchedule, OrderedRun, run_ordered
 from sim.judge.invariants import Violation, judge
 from sim.record.history import RunRecord, Step
 from sim.runs.backends import BackendSpec, BackendUnavailable, close_backend, open_backend
+from sim.runs.strategy_source import is_user, load_from
 from sim.search.trace import TRACE_FORMAT, TraceError, case_from_data, record_from_data, structural_problem
-from tracker.strategies import Strategy, load_strategy
+from tracker.strategies import Strategy, StrategyNotFound
 
 
 @dataclass(frozen=True)
@@ -37,12 +41,15 @@ class ReplayResult:
     exact: bool
     skipped: int
     extra: int
+    #: What the reader should know (e.g. the strategy's file changed since the trace).
+    notes: tuple[str, ...] = ()
 
     def summary(self) -> str:
         how = "exactly" if self.exact else f"as priorities ({self.skipped} entries skipped, {self.extra} operations beyond it)"
         verdict = "REPRODUCED" if self.reproduced else "not reproduced"
         lines = [f"replayed {self.run.ops} operations of the schedule {how} with strategy {self.strategy} on {self.backend}: {verdict}"]
         lines += [f"  {v.line()}" for v in self.violations]
+        lines += list(self.notes)
         return "\n".join(lines)
 
 
@@ -73,8 +80,14 @@ def replay_data(
         schedule = [str(n) for n in data["schedule"]]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise TraceError(f"malformed trace ({type(exc).__name__}: {exc})") from None
-    own = strategy is None or strategy.name == data["strategy"]
-    strategy = strategy or load_strategy(str(data["strategy"]))
+    ref = str(data["strategy"])
+    notes: tuple[str, ...] = ()
+    if strategy is None:
+        strategy, note = load_from(ref, data.get("strategy_source"))
+        own = True
+        notes = (note,) if note else ()
+    else:
+        own = strategy.name == ref or (is_user(ref) and _loads_as(ref, data, strategy))
     spec = backend_spec or BackendSpec()
     try:
         backend = open_backend(spec)
@@ -94,4 +107,14 @@ def replay_data(
     reproduced = bool(violations) if strict else bool(wanted & got)
     unused = len(schedule) - follow.next  # entries the run never reached
     exact = own and follow.skipped == 0 and follow.extra == 0 and unused == 0 and same_steps(recorded_record, run.record)
-    return ReplayResult(case, run, strategy.name, name, tuple(recorded), violations, reproduced, exact, follow.skipped, follow.extra)
+    return ReplayResult(
+        case, run, strategy.name, name, tuple(recorded), violations, reproduced, exact, follow.skipped, follow.extra, notes
+    )
+
+
+def _loads_as(ref: str, data: dict[str, Any], strategy: Strategy) -> bool:
+    """Whether the trace's own strategy is ``strategy`` (a replay with it is exact)."""
+    try:
+        return load_from(ref, data.get("strategy_source"))[0] is strategy
+    except StrategyNotFound:
+        return False

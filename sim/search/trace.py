@@ -261,6 +261,9 @@ def structural_problem(data: dict[str, Any]) -> str | None:
     for key, kind in (("scenario", str), ("strategy", str), ("seed", int), ("steps", list), ("params", dict)):
         if key in data and (not isinstance(data[key], kind) or isinstance(data[key], bool)):
             return f"{key}: must be a {kind.__name__} (got {type(data[key]).__name__})"
+    source = data.get("strategy_source")
+    if source is not None and (not isinstance(source, dict) or not all(isinstance(v, str) for v in source.values())):
+        return "strategy_source: must be a table of strings (ref, root, file, sha256)"
     if isinstance(data.get("seed"), int) and data["seed"] < 0:
         return f"seed: must be >= 0 (got {data['seed']})"
     for key, value in (data.get("params") or {}).items():
@@ -352,9 +355,13 @@ def counterexample_data(
     strategy: str,
     backend: str,
     found_by: dict[str, Any],
+    strategy_source: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """A replayable trace (``racetrack-trace/2``) of a forced-order run of ``case``."""
+    """A replayable trace (``racetrack-trace/2``) of a forced-order run of ``case``; a user's
+    strategy is ``strategy`` = ``module:attr`` with ``strategy_source`` (where it lives, its
+    file's digest: :mod:`sim.runs.strategy_source`)."""
     extra = {
+        **({"strategy_source": strategy_source} if strategy_source else {}),
         "format": TRACE_FORMAT,
         "schedule": list(schedule),
         "ops": len(schedule),

@@ -1,0 +1,67 @@
+"""``racetrack check`` searches: a clean expectation is judged by the sweep and a search, a
+``violates:`` one holds when either finds the invariant, and the verdict (and JUnit) says what
+was searched."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from sim.cli import main
+from sim.engine import scenario as scenarios
+from sim.engine.scenario import ScenarioError
+
+
+def _scenario(tmp_path: Path, expect: str) -> Path:
+    path = tmp_path / "gate.toml"
+    path.write_text(f"[job]\ncount = 3\n[expect]\n{expect}")
+    return path
+
+
+def test_a_clean_expectation_fails_when_the_search_finds_what_the_sweep_missed(tmp_path, capsys) -> None:
+    # db-clock's late now() needs a statement held back: 3 seeded runs miss it, a search does not.
+    path = _scenario(tmp_path, 'db-clock = "clean"\n')
+    assert main(["check", str(path), "--runs", "3", "--search", "0"]) == 0
+    capsys.readouterr()
+    code = main(["check", str(path), "--runs", "3", "--search", "200", "--traces", str(tmp_path / "traces")])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "search (" in out and "found faithful-timestamps" in out
+    assert "searched: exhaustive" in out and "interleavings" in out
+    (trace,) = (tmp_path / "traces").glob("*.json")
+    assert f"racetrack replay {trace.resolve()}" in out
+    assert main(["replay", str(trace)]) == 1  # the written counterexample reproduces
+
+
+def test_a_violates_expectation_holds_when_the_search_finds_the_invariant(tmp_path, capsys) -> None:
+    path = _scenario(tmp_path, 'db-clock = "violates:faithful-timestamps"\n')
+    assert main(["check", str(path), "--runs", "3", "--search", "0"]) == 1
+    capsys.readouterr()
+    junit = tmp_path / "check.xml"
+    code = main(["check", str(path), "--runs", "3", "--search", "200", "--traces", str(tmp_path / "traces"),
+                 "--junit", str(junit)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "missed by the sweep, found by search" in out
+    case = ET.parse(junit).getroot().find(".//testcase")
+    assert case is not None and case.find("failure") is None
+    searched = [p.get("value") for p in case.iter("property") if p.get("name") == "searched"]
+    assert searched and "exhaustive" in searched[0]
+
+
+def test_the_search_budget_comes_from_expect_unless_the_command_line_says(tmp_path, capsys) -> None:
+    path = _scenario(tmp_path, 'atomic = "clean"\nsearch = 0\n')
+    assert scenarios.load(str(path)).search == 0
+    assert main(["check", str(path), "--runs", "3"]) == 0
+    assert "searched:" not in capsys.readouterr().out
+    assert main(["check", str(path), "--runs", "3", "--search", "40"]) == 0
+    out = capsys.readouterr().out
+    assert "(3 runs + search)" in out and "searched: " in out and "pct" in out and "depth" in out
+
+
+def test_expect_search_must_be_a_whole_number(tmp_path) -> None:
+    path = _scenario(tmp_path, 'atomic = "clean"\nsearch = "lots"\n')
+    with pytest.raises(ScenarioError, match="expect.search must be a whole number"):
+        scenarios.load(str(path))
