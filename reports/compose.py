@@ -1,5 +1,7 @@
 """A whole report: read the inputs, compute the tables, draw the figures, write
 ``index.html`` (self-contained), ``report.md``, the PNGs and ``summary.csv`` into one directory.
+Live runs are kept apart from simulated ones (under the backend ``live``) and shown beside them;
+calibrations (``racetrack calibrate`` output) are shown as tables, as given.
 
 The document is built once as a list of blocks (headings, paragraphs, tables, images,
 transcripts) and rendered twice, so the HTML and the Markdown always show the same tables. The
@@ -20,7 +22,7 @@ import pandas as pd
 
 from reports import plots
 from reports.drawing import Figures
-from reports.inputs import Inputs, TraceDoc, read_inputs
+from reports.inputs import CalibrationDoc, Inputs, TraceDoc, read_inputs
 from reports.stats import cost_table, grid_axes, grid_table, pooled_errors, violation_table, with_base
 from reports.verdict import ShortestRun, interval, overview, pct, scenario_verdict
 from sim.engine.scenario import base_name
@@ -70,6 +72,7 @@ class Report:
     summary: pd.DataFrame
     images: tuple[str, ...]
     violations: int  # violating runs over all inputs
+    calibrations: int = 0  # calibration tables shown
 
 
 # --- building --------------------------------------------------------------------------------
@@ -140,7 +143,9 @@ def build(inputs: Inputs, out: Path, figures: Figures | None = None) -> Report:
     """Compute everything and draw the figures into ``out`` (through ``figures``: they may still
     be drawing when this returns; without it, drawn here before returning); return the document."""
     figures = figures or Figures(workers=1)
-    frame = with_base(inputs.results)
+    if inputs.results is None:
+        return calibration_only(inputs)
+    frame = with_base(by_mode(inputs.results))
     rates_all = violation_table(frame)
     costs_all = cost_table(frame)
     shortest = shortest_counterexamples(frame, inputs.traces)
@@ -154,6 +159,9 @@ def build(inputs: Inputs, out: Path, figures: Figures | None = None) -> Report:
         f"backend(s) {', '.join(f'`{b}`' for b in pd.unique(frame['backend']))}. "
         "A rate is the share of runs in which the invariant was violated at least once; brackets hold its 95% Wilson interval."
     ))
+    if (frame["backend"] == LIVE).any():
+        blocks.append(Para(f"Rows under backend `{LIVE}` are live runs (`racetrack live --out`): the same handlers on a real "
+                           "BullMQ queue, Redis and PostgreSQL, judged by the same invariants; the others are simulated."))
     if inputs.unfinished:
         blocks.append(Para(f"{inputs.unfinished} more run(s) could not finish (their `error` column is set: the backend "
                            "failed under them); they judged nothing and are left out of every table."))
@@ -179,10 +187,104 @@ def build(inputs: Inputs, out: Path, figures: Figures | None = None) -> Report:
         body += section.body
         images += section.images
     blocks += verdict + body
+    blocks += calibration_blocks(inputs.calibrations)
     blocks.append(Heading(2, "Invariants"))
     blocks.append(Table(("id", "holds when"), tuple((f"`{i.id}`", i.summary) for i in INVARIANTS)))
     summary = rates_all.merge(costs_all.drop(columns=["runs"]), on=["scenario", "strategy", "backend"])
-    return Report(tuple(blocks), summary, tuple(images), violating)
+    return Report(tuple(blocks), summary, tuple(images), violating, len(inputs.calibrations))
+
+
+#: The backend a report files live runs under, so that every table, figure and verdict keeps them
+#: apart from simulated runs of the same strategy (live runs always use PostgreSQL).
+LIVE = "live"
+
+
+def by_mode(results: pd.DataFrame) -> pd.DataFrame:
+    """The results with live rows (``mode`` ``live``) under the backend :data:`LIVE`."""
+    if "mode" not in results.columns or not (results["mode"] == "live").any():
+        return results
+    out = results.copy()
+    out.loc[out["mode"] == "live", "backend"] = LIVE
+    return out
+
+
+def mode_table(rates: pd.DataFrame) -> tuple[Table, list[str]] | None:
+    """One scenario's simulated and live violation rates side by side: a row per strategy and
+    invariant (``any``, then each invariant either side violated), a column per simulated backend
+    and one for live; and a sentence per strategy. None unless some strategy ran both ways."""
+    live = rates[rates["backend"] == LIVE]
+    sims = [b for b in pd.unique(rates["backend"]) if b != LIVE]
+    both = [s for s in pd.unique(live["strategy"]) if ((rates["strategy"] == s) & (rates["backend"] != LIVE)).any()]
+    if not both or not sims:
+        return None
+    columns = [(b, "simulated" + (f" ({b})" if len(sims) > 1 else "")) for b in sims] + [(LIVE, "live")]
+    rows, shades, sentences = [], [], []
+    for strategy in both:
+        mine = {str(r["backend"]): r for _, r in rates[rates["strategy"] == strategy].iterrows()}
+        shown = ["any"] + [i for i in INVARIANT_IDS if any(int(r[f"{i}:runs"]) > 0 for r in mine.values())]
+        for name in shown:
+            cells, marks = [], []
+            for backend, _ in columns:
+                r = mine.get(backend)
+                if r is None:
+                    cells.append("–")
+                    marks.append("")
+                    continue
+                k = int(r[f"{name}:runs"])
+                cells.append(_rate_cell(k, int(r["runs"]), float(r[f"{name}:rate"]), float(r[f"{name}:lo"]), float(r[f"{name}:hi"])))
+                marks.append(_shade(k))
+            rows.append((f"`{strategy}`", "any invariant" if name == "any" else f"`{name}`", *cells))
+            shades.append(("", "", *marks))
+        sides = [f"{label} {pct(float(mine[b]['any:rate']))} [{interval(float(mine[b]['any:lo']), float(mine[b]['any:hi']))}] "
+                 f"{int(mine[b]['any:runs'])}/{int(mine[b]['runs'])}" for b, label in columns if b in mine]
+        sentences.append(f"`{strategy}` violated an invariant in {' / '.join(sides)} of runs.")
+    header = ("strategy", "invariant", *(label for _, label in columns))
+    return Table(header, tuple(rows), tuple(shades)), sentences
+
+
+def _calibrated_cell(rate: float | None, ci: tuple[float, float], runs: int) -> str:
+    if rate is None:
+        return "–"
+    return _rate_cell(round(rate * runs), runs, rate, *ci)
+
+
+def calibration_blocks(calibrations: tuple[CalibrationDoc, ...]) -> list[Block]:
+    """Per calibration given: the two rates of every invariant with their intervals, and whether
+    they are consistent (the rule of ``racetrack calibrate``, decided there and shown as given)."""
+    if not calibrations:
+        return []
+    blocks: list[Block] = [Heading(2, "Calibration: live against simulated"), Para(
+        "From `racetrack calibrate`: the scenario run live and simulated with the same seeds, the simulated side with the "
+        "live round trips as `network.db_rtt`. Per invariant, the share of runs that violated it on each side with its "
+        "95% Wilson interval; consistent when the intervals overlap or every live seed gave its simulated twin's verdict."
+    )]
+    for cal in calibrations:
+        blocks.append(Heading(3, f"{cal.scenario} with {cal.strategy}"))
+        apart = [c.invariant for c in cal.invariants if not c.consistent]
+        verdict = ("consistent for every invariant." if cal.consistent and not apart else
+                   "**not consistent** for " + ", ".join(f"`{i}`" for i in apart) + "." if apart else "**not consistent**.")
+        matched = f", simulated with `network.db_rtt` = `{cal.db_rtt}`" if cal.db_rtt else ""
+        blocks.append(Para(f"`{cal.path.name}`: {cal.live_runs} live run(s) against {cal.sim_runs} simulated{matched}: {verdict}"))
+        paired = any(c.paired for c in cal.invariants)
+        header = ("invariant", "simulated", "live", *(("same seed agrees",) if paired else ()), "consistent")
+        rows, shades = [], []
+        for c in cal.invariants:
+            rows.append((f"`{c.invariant}`", _calibrated_cell(c.sim_rate, c.sim_ci, cal.sim_runs),
+                         _calibrated_cell(c.live_rate, c.live_ci, cal.live_runs), *((c.paired or "–",) if paired else ()),
+                         "yes" if c.consistent else "NO"))
+            shades.append(("", "", "", *(("",) if paired else ()), "ok" if c.consistent else "bad"))
+        blocks.append(Table(header, tuple(rows), tuple(shades)))
+    return blocks
+
+
+def calibration_only(inputs: Inputs) -> Report:
+    """A report over calibrations alone: no runs, no figures, no summary rows."""
+    names = ", ".join(f"`{Path(s).name}`" for s in inputs.sources)
+    blocks: list[Block] = [Heading(1, "racetrack report"), Para(f"{len(inputs.calibrations)} calibration(s) from {names}.")]
+    blocks += calibration_blocks(inputs.calibrations)
+    blocks.append(Heading(2, "Invariants"))
+    blocks.append(Table(("id", "holds when"), tuple((f"`{i.id}`", i.summary) for i in INVARIANTS)))
+    return Report(tuple(blocks), pd.DataFrame(), (), 0, len(inputs.calibrations))
 
 
 def scenario_section(
@@ -207,8 +309,15 @@ def scenario_section(
     verdict = [Para(s) for s in _paragraphs(scenario_verdict(scenario, rates, costs, grid, axes, mine))]
     s = slug(scenario)
     images: list[str] = []
-    body: list[Block] = [Heading(2, f"Scenario {scenario}"), Heading(3, "Violation rate by strategy and invariant")]
-    body.append(_rates_table(rates, backends))
+    body: list[Block] = [Heading(2, f"Scenario {scenario}")]
+    modes = mode_table(rates)
+    if modes is not None:
+        table, sentences = modes
+        verdict += [Para("Simulated and live: " + " ".join(sentences))]
+        body += [Heading(3, "Simulated and live"), Para(
+            "The same strategies run simulated and live (`racetrack live --out`): per invariant the share of runs that "
+            "violated it, a column per mode, with its 95% Wilson interval and the runs it counts."), table]
+    body += [Heading(3, "Violation rate by strategy and invariant"), _rates_table(rates, backends)]
     images.append(figures.draw(plots.violation_rates, rates, scenario, path=out / f"rates-{s}.png"))
     body.append(Image(images[-1], f"{scenario}: violation rate by strategy and invariant"))
     body += [Heading(3, "Cost per job"), _cost_table(costs, backends)]
@@ -238,7 +347,9 @@ def scenario_section(
             f"Seed {example.seed} of `{example.variant}`: {example.ops} database operations, {example.violations} violation(s); "
             f"first: `{example.first_violation}`."
             + (f" Trace file: `{Path(example.trace).name}`." if example.trace
-               else " No trace of it was given (`racetrack sweep --report` records one).")
+               else f" A live run records no trace; `racetrack live {example.variant} --strategy {example.strategy} --seed "
+                    f"{example.seed}` runs its world again (real timing decides whether it breaks the same way)."
+               if backend == LIVE else " No trace of it was given (`racetrack sweep --report` records one).")
         ))
         if example.trace:
             trace = by_path[example.trace].data
@@ -429,6 +540,7 @@ def write_report(paths: list[Path], out: Path, inputs: Inputs | None = None) -> 
     with Figures() as figures:  # the figures are drawn in worker processes while the rest is written
         report = build(inputs, out, figures)
         (out / "report.md").write_text(to_markdown(report), encoding="utf-8")
-        report.summary.round(6).to_csv(out / "summary.csv", index=False)
+        if len(report.summary):  # a report over calibrations alone has no runs to sum up
+            report.summary.round(6).to_csv(out / "summary.csv", index=False)
     (out / "index.html").write_text(to_html(report, out), encoding="utf-8")  # embeds the finished PNGs
     return report

@@ -1,5 +1,7 @@
-"""Reading a report's inputs: sweep results files (Parquet or CSV, format ``racetrack-results/1``)
-and trace files (JSON, format ``racetrack-trace/1``), checked before anything is drawn.
+"""Reading a report's inputs: results files (Parquet or CSV, format ``racetrack-results/1``) of
+sweeps and of live runs (a ``mode`` column; a file without it is simulated), trace files (JSON,
+format ``racetrack-trace/1``) and calibrations (the JSON object ``racetrack calibrate --json``
+prints), checked before anything is drawn.
 
 May import pandas, ``sim.runs.columns`` (the declared columns) and ``sim.search.trace`` (a
 reader); never SimPy, ``sim.engine.world`` or ``sim.runs.runner``
@@ -16,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from sim.runs.columns import BY_NAME, REQUIRED_COLUMNS, RESULTS_FORMAT
+from sim.runs.columns import BY_NAME, MODES, REQUIRED_COLUMNS, RESULTS_FORMAT
 from sim.search.trace import TRACE_FORMAT, TraceError
 from sim.search.trace import read as read_trace
 from tracker.errors import UserError
@@ -41,11 +43,39 @@ class TraceDoc:
 
 
 @dataclass(frozen=True)
+class CalibratedInvariant:
+    """One invariant of a calibration: each side's violation rate (None: no runs) and 95% Wilson interval."""
+
+    invariant: str
+    sim_rate: float | None
+    sim_ci: tuple[float, float]
+    live_rate: float | None
+    live_ci: tuple[float, float]
+    consistent: bool
+    paired: str = ""  # live seeds whose simulated twin gave the same verdict, "k/n"; empty when not given
+
+
+@dataclass(frozen=True)
+class CalibrationDoc:
+    """One ``racetrack calibrate --json`` object, as the report shows it."""
+
+    path: Path
+    scenario: str
+    strategy: str
+    sim_runs: int
+    live_runs: int
+    consistent: bool
+    invariants: tuple[CalibratedInvariant, ...]
+    db_rtt: str = ""  # the matched network.db_rtt the simulated side ran with, when given
+
+
+@dataclass(frozen=True)
 class Inputs:
-    results: pd.DataFrame
+    results: pd.DataFrame | None  # None: only calibrations were given
     traces: tuple[TraceDoc, ...]
     sources: tuple[str, ...]
     unfinished: int = 0  # rows of runs that could not finish (an ``error``), left out of every table
+    calibrations: tuple[CalibrationDoc, ...] = ()
 
 
 def read_results(path: Path) -> pd.DataFrame:
@@ -74,6 +104,7 @@ def read_results(path: Path) -> pd.DataFrame:
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise ReportInputError(f"{path}: {RESULTS_FORMAT} file without column(s) {', '.join(missing)}")
+    frame = frame.assign(mode=_modes(path, frame))
     unfinished = 0
     if "error" in frame.columns:  # runs that could not finish (the server went away) judged nothing
         failed = frame["error"].notna() & (frame["error"].astype(str) != "")  # CSV reads an empty column as NaN
@@ -88,6 +119,18 @@ def read_results(path: Path) -> pd.DataFrame:
         raise ReportInputError(f"{path}: a column holds a value of the wrong kind ({exc})") from None
     typed.attrs["unfinished"] = unfinished
     return typed
+
+
+def _modes(path: Path, frame: pd.DataFrame) -> pd.Series:
+    """The ``mode`` of every row: as written (``sim`` or ``live``), ``sim`` where the file has no
+    such column (a sweep's) or leaves it empty."""
+    if "mode" not in frame.columns:
+        return pd.Series("sim", index=frame.index)
+    modes = frame["mode"].map(lambda v: "sim" if pd.isna(v) or v == "" else str(v))
+    bad = [m for m in pd.unique(modes) if m not in MODES]
+    if bad:
+        raise ReportInputError(f"{path}: column 'mode' holds {bad[0]!r:.40}; allowed: {', '.join(MODES)} (empty means sim)")
+    return modes
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
@@ -141,10 +184,76 @@ def read_trace_doc(path: Path) -> TraceDoc:
     )
 
 
+CALIBRATION_HINT = "as 'racetrack calibrate --json' prints it"
+
+
+def _is_calibration(path: Path) -> bool:
+    """A JSON object with ``invariants`` and no trace format: calibrate output, not a trace."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False  # the trace reader says what is wrong with it
+    return isinstance(data, dict) and "invariants" in data and data.get("format") != TRACE_FORMAT
+
+
+def _field(path: Path, data: dict[str, Any], name: str, kind: type | tuple[type, ...], where: str = "") -> Any:
+    if name not in data:
+        raise ReportInputError(f"{path}: calibration without field '{where}{name}' ({CALIBRATION_HINT})")
+    value = data[name]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):  # JSON true is no count
+        allowed = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+        raise ReportInputError(f"{path}: calibration field '{where}{name}' is {value!r:.40}; expected {allowed}")
+    return value
+
+
+def _share(path: Path, data: dict[str, Any], name: str, where: str, nullable: bool) -> float | None:
+    value = _field(path, data, name, (int, float, type(None)) if nullable else (int, float), where)
+    if value is not None and not 0 <= value <= 1:
+        raise ReportInputError(f"{path}: calibration field '{where}{name}' is {value!r}; expected a share from 0 to 1")
+    return None if value is None else float(value)
+
+
+def _interval(path: Path, data: dict[str, Any], name: str, where: str) -> tuple[float, float]:
+    value = _field(path, data, name, list, where)
+    if len(value) != 2 or not all(isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1 for v in value) \
+            or value[0] > value[1]:
+        raise ReportInputError(f"{path}: calibration field '{where}{name}' is {value!r:.40}; expected [low, high] within 0..1")
+    return float(value[0]), float(value[1])
+
+
+def read_calibration(path: Path) -> CalibrationDoc:
+    """One calibrate output, every field the report shows checked; or ReportInputError."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    runs = _field(path, data, "runs", dict)
+    counts = {side: _field(path, runs, side, int, "runs.") for side in ("sim", "live")}
+    if any(n < 0 for n in counts.values()):
+        raise ReportInputError(f"{path}: calibration field 'runs' is {runs!r:.60}; run counts cannot be negative")
+    paired = data.get("paired") if isinstance(data.get("paired"), dict) else {}
+    rows = []
+    for i, item in enumerate(_field(path, data, "invariants", list)):
+        where = f"invariants[{i}]."
+        if not isinstance(item, dict):
+            raise ReportInputError(f"{path}: calibration field 'invariants[{i}]' is {item!r:.40}; expected an object")
+        name = _field(path, item, "invariant", str, where)
+        rows.append(CalibratedInvariant(
+            name, _share(path, item, "sim_rate", where, True), _interval(path, item, "sim_ci", where),
+            _share(path, item, "live_rate", where, True), _interval(path, item, "live_ci", where),
+            _field(path, item, "consistent", bool, where), str(paired.get(name, "")),
+        ))
+    matched = data.get("matched") if isinstance(data.get("matched"), dict) else {}
+    rtt = matched.get("network.db_rtt")
+    return CalibrationDoc(
+        path, _field(path, data, "scenario", str), _field(path, data, "strategy", str), counts["sim"], counts["live"],
+        _field(path, data, "consistent", bool), tuple(rows),
+        json.dumps(rtt, sort_keys=True) if isinstance(rtt, dict) else "",
+    )
+
+
 def read_inputs(paths: list[Path]) -> Inputs:
-    """Every results file concatenated (in the order given) and every trace; at least one
-    results file is needed."""
-    frames, traces = [], []
+    """Every results file concatenated (in the order given), every trace and every calibration;
+    at least one results file or calibration is needed."""
+    frames, traces, calibrations = [], [], []
     seen: set[Path] = set()
     for path in paths:
         if path.resolve() in seen:  # counted twice, every rate and cost would be skewed
@@ -152,16 +261,22 @@ def read_inputs(paths: list[Path]) -> Inputs:
         seen.add(path.resolve())
         if path.suffix in (".parquet", ".csv"):
             frames.append(read_results(path))
+        elif path.suffix == ".json" and _is_calibration(path):
+            calibrations.append(read_calibration(path))
         elif path.suffix == ".json":
             traces.append(read_trace_doc(path))
         elif not path.exists():
             raise ReportInputError(f"{path}: no such file")
         else:
             raise ReportInputError(
-                f"{path}: not a report input; give results files (.parquet, .csv) and traces (.json, {TRACE_FORMAT})"
+                f"{path}: not a report input; give results files (.parquet, .csv), traces (.json, {TRACE_FORMAT}) "
+                "and calibrations (.json from 'racetrack calibrate --out')"
             )
-    if not frames:
-        raise ReportInputError("no results file given: a report needs at least one .parquet or .csv from 'racetrack sweep --out'")
+    if not frames and not calibrations:
+        raise ReportInputError(
+            "no results file given: a report needs at least one .parquet or .csv from 'racetrack sweep --out' or "
+            "'racetrack live --out', or a calibration from 'racetrack calibrate --out'"
+        )
     unfinished = sum(int(f.attrs.get("unfinished", 0)) for f in frames)
-    results = pd.concat(frames, ignore_index=True)
-    return Inputs(results, tuple(traces), tuple(str(p) for p in paths), unfinished)
+    results = pd.concat(frames, ignore_index=True) if frames else None
+    return Inputs(results, tuple(traces), tuple(str(p) for p in paths), unfinished, tuple(calibrations))

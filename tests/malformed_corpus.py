@@ -276,8 +276,33 @@ def trace_cases(good_trace: dict) -> list[tuple[str, list[str], dict[str, str | 
     return cases
 
 
+def _live_results_csv(mode: str) -> str:
+    """A live results file whose one row is well formed except, perhaps, its ``mode``."""
+    from sim.runs.columns import COLUMNS, RESULTS_FORMAT
+
+    kinds = {"int64": "0", "float64": "0.0", "bool": "False", "string": ""}
+    row = {c.name: kinds[c.arrow] for c in COLUMNS}
+    row.update({"format": RESULTS_FORMAT, "scenario": "seed-fast-jobs", "strategy": "naive", "backend": "postgres", "jobs": "1",
+                "visibility_lags_ms": "[]", "timestamp_errors_ms": "[]", "params": "{}", "mode": mode, "seconds": "1.5"})
+    return ",".join(row) + "\n" + ",".join(f'"{v}"' if v.startswith(("[", "{")) else v for v in row.values()) + "\n"
+
+
+def _calibration(drop: str) -> str:
+    """``racetrack calibrate --json`` output with the field ``drop`` missing from its first invariant."""
+    row = {"invariant": "no-rejected-writes", "sim_rate": 1.0, "sim_ci": [0.98, 1.0], "live_rate": 1.0,
+           "live_ci": [0.57, 1.0], "consistent": True}
+    row.pop(drop)
+    return json.dumps({"scenario": "s", "strategy": "naive", "runs": {"sim": 200, "live": 5}, "invariants": [row],
+                       "consistent": True})
+
+
 def results_cases() -> list[tuple[str, list[str], dict[str, str | bytes]]]:
     return [
+        ("results/live-bad-mode", ["report", "r.csv", "-o", "out"], {"r.csv": _live_results_csv("replayed")}),
+        ("results/calibration-missing-live-ci", ["report", "cal.json", "-o", "out"], {"cal.json": _calibration("live_ci")}),
+        ("results/calibration-missing-consistent", ["report", "cal.json", "-o", "out"], {"cal.json": _calibration("consistent")}),
+        ("cli/live-out-not-results", ["live", "seed-fast-jobs", "--out", "runs.txt"], {}),
+        ("cli/calibrate-out-not-json", ["calibrate", "seed-fast-jobs", "--out", "cal.csv"], {}),
         ("results/empty-csv", ["report", "r.csv", "-o", "out"], {"r.csv": ""}),
         ("results/header-only", ["report", "r.csv", "-o", "out"], {"r.csv": "a,b,c\n"}),
         ("results/garbage-csv", ["report", "r.csv", "-o", "out"], {"r.csv": "\x00\x01,,,\n\"unterminated\n"}),

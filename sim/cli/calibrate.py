@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sim.cli.args import MAX_RUNS, UsageError, positive, positive_float, seed
+from sim.cli.args import MAX_RUNS, UsageError, output_file, positive, positive_float, seed
 from sim.cli.live import add_server_flags, load_inputs, run_live_batch
 
 
@@ -28,6 +28,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     scenario, strategy = load_inputs(args.scenario, args.strategy)
     if args.fit and not args.fit.endswith(".toml"):
         raise UsageError(f"--fit {args.fit}: the fitted scenario is written as TOML; name it OUT.toml")
+    if args.out and not args.out.endswith(".json"):
+        raise UsageError(f"--out {args.out}: the calibration is written as JSON (what --json prints); name it OUT.json")
     batch = run_live_batch(scenario, strategy, args, args.runs)
     live = batch.runs
     if not live:
@@ -49,17 +51,23 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"racetrack: --fit {args.fit}: cannot write ({exc.strerror})", file=sys.stderr)
             return 2
+    out: dict[str, Any] = {
+        "scenario": scenario.name,
+        "strategy": strategy.name,
+        "runs": {"sim": len(sim), "live": len(live)},
+        "invariants": [c.as_json() for c in comparisons],
+        "consistent": consistent,
+        "paired": {c.invariant: f"{c.paired_agree}/{c.live_n}" for c in comparisons},
+        "measured": measured,
+        "matched": {"network.db_rtt": matched.dist("network.db_rtt").to_toml()},
+    }
+    if args.out:  # the same object as --json, kept for 'racetrack report'
+        try:
+            Path(args.out).write_text(json.dumps(out) + "\n", encoding="utf-8")
+        except OSError as exc:
+            print(f"racetrack: --out {args.out}: cannot write ({exc.strerror})", file=sys.stderr)
+            return 2
     if args.json:
-        out: dict[str, Any] = {
-            "scenario": scenario.name,
-            "strategy": strategy.name,
-            "runs": {"sim": len(sim), "live": len(live)},
-            "invariants": [c.as_json() for c in comparisons],
-            "consistent": consistent,
-            "paired": {c.invariant: f"{c.paired_agree}/{c.live_n}" for c in comparisons},
-            "measured": measured,
-            "matched": {"network.db_rtt": matched.dist("network.db_rtt").to_toml()},
-        }
         print(json.dumps(out))
     else:
         print(f"racetrack calibrate {scenario.name} --strategy {strategy.name}: {len(live)} live run(s), {len(sim)} simulated")
@@ -96,5 +104,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--time", type=positive_float("--time"), metavar="SECONDS", help="start no new live run after this many seconds")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--fit", metavar="OUT.toml", help="write a scenario file with the measured distributions")
+    p.add_argument("--out", type=output_file("--out"), metavar="OUT.json",
+                   help="also write the --json object to OUT.json, which 'racetrack report' shows as a calibration table")
     add_server_flags(p)
     p.set_defaults(func=cmd_calibrate)

@@ -11,9 +11,10 @@ import argparse
 import asyncio
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sim.cli.args import MAX_RUNS, load_strategy_arg, positive, positive_float, seed
+from sim.cli.args import MAX_RUNS, UsageError, load_strategy_arg, output_file, positive, positive_float, seed
 from sim.engine import scenario as scenarios
 from tracker.strategies import Strategy
 
@@ -69,16 +70,34 @@ def run_live_batch(scenario: scenarios.Scenario, strategy: Strategy, args: argpa
     return batch
 
 
+def write_live_results(out: str, runs: list[LiveRun]) -> None:
+    """``--out``: the runs' rows as a results file (a sweep's columns, then mode and seconds)."""
+    from sim.live.runs import live_row
+    from sim.runs.columns import COLUMNS, LIVE_COLUMNS
+    from sim.runs.results_file import write_rows
+
+    try:
+        write_rows(Path(out), [live_row(run) for run in runs], (*COLUMNS, *LIVE_COLUMNS))
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot write ({exc.strerror or exc})") from None
+
+
 def cmd_live(args: argparse.Namespace) -> int:
     from sim.live.runs import live_row
 
+    if args.out and Path(args.out).suffix not in (".parquet", ".csv"):
+        raise UsageError(f"--out {args.out}: the file must end in .parquet or .csv")
     scenario, strategy = load_inputs(args.scenario, args.strategy)
     batch = run_live_batch(scenario, strategy, args, args.runs)
+    if args.out and batch.runs:  # an interrupted batch keeps its finished runs here too
+        write_live_results(args.out, batch.runs)
     if args.json:
         for run in batch.runs:
             print(json.dumps(live_row(run)))
     else:
         print_runs(batch.runs, scenario, strategy)
+        if args.out and batch.runs:
+            print(f"results: {args.out} ({len(batch.runs)} rows)")
     if batch.interrupted:
         print(f"racetrack: interrupted; {len(batch.runs)} finished run(s) kept", file=sys.stderr)
         return 130
@@ -125,5 +144,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=seed, default=0, help="first seed (default: 0)")
     p.add_argument("--time", type=positive_float("--time"), metavar="SECONDS", help="start no new run after this many seconds")
     p.add_argument("--json", action="store_true", help="one JSON result row per run (a sweep row plus mode and seconds)")
+    p.add_argument("--out", type=output_file("--out"), metavar="FILE",
+                   help="also write the rows to FILE.parquet or FILE.csv, a results file 'racetrack report' reads")
     add_server_flags(p)
     p.set_defaults(func=cmd_live)

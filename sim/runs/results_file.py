@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from sim.runs.columns import COLUMNS
+from sim.runs.columns import COLUMNS, Column
 from tracker.errors import UserError
 
 if TYPE_CHECKING:  # pyarrow (and numpy under it) is imported where a file is read or written:
@@ -208,6 +208,26 @@ class PartialResults:
         os.replace(staging, self.out)
         if not keep_partial:
             self.partial.unlink()
+
+
+def write_rows(out: Path, rows: list[dict[str, Any]], columns: tuple[Column, ...]) -> None:
+    """A small results file written at once (live runs: a handful of rows, no streaming): the
+    given columns in order, Parquet or CSV as a sweep writes them, written beside ``out`` and
+    renamed into place. Raises ``OSError`` when the place cannot be written."""
+    import pyarrow as pa
+
+    schema = pa.schema([pa.field(c.name, pa.type_for_alias(c.arrow)) for c in columns])
+    table = pa.Table.from_pylist([{c.name: row.get(c.name) for c in columns} for row in rows], schema=schema)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(out.name + ".finalizing")
+    if out.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, staging, row_group_size=ROW_GROUP_ROWS)
+    else:
+        with open(staging, "w", newline="", encoding="utf-8") as f:
+            table.to_pandas().to_csv(f, index=False)
+    os.replace(staging, out)
 
 
 def _row_groups(reader: Any) -> Iterator[pa.Table]:
