@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from sim.judge.invariants import INVARIANT_IDS
@@ -93,9 +94,12 @@ def scenario_verdict(
             if example is not None:
                 sentence += " " + counterexample_sentence(example)
             out.append(sentence)
+    cheap = pd.DataFrame()
     if not held.empty:
         cheap = costs.merge(held[["strategy", "backend"]], on=["strategy", "backend"]).sort_values(
             ["round_trips_per_job", "strategy"], kind="stable")
+        cheap = cheap[np.isfinite(cheap["round_trips_per_job"])]  # a file with no jobs has no cost per job
+    if not cheap.empty:
         least = float(cheap["round_trips_per_job"].iloc[0])
         tied = cheap[cheap["round_trips_per_job"] <= least * 1.005]  # within half a percent: a tie
         names = [_strategy(r, backends) for _, r in tied.iterrows()]

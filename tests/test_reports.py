@@ -409,3 +409,16 @@ def test_runs_that_could_not_finish_are_left_out_and_counted(plain_results: Path
     only_failed = tmp_path / "failed.csv"
     pd.DataFrame([failed], columns=list(RESULT_COLUMNS)).to_csv(only_failed, index=False)
     assert main(["report", str(only_failed), "-o", str(tmp_path / "rep2")]) == 2
+
+
+def test_a_results_file_whose_runs_had_no_jobs_still_gives_a_report(plain_results: Path, tmp_path: Path) -> None:
+    """A hand-made file with jobs = 0 has no cost per job: the verdict leaves the cost sentence out
+    instead of failing with an internal error."""
+    frame = pd.read_csv(plain_results)
+    frame["jobs"] = 0
+    edited = tmp_path / "nojobs.csv"
+    frame.to_csv(edited, index=False)
+    out = tmp_path / "report"
+    assert main(["report", str(edited), "-o", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert "fewest database round trips per job" not in text and "held" in text
