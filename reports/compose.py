@@ -23,7 +23,16 @@ import pandas as pd
 from reports import plots
 from reports.drawing import Figures
 from reports.inputs import CalibrationDoc, Inputs, TraceDoc, read_inputs
-from reports.stats import cost_table, grid_axes, grid_table, pooled_errors, violation_table, with_base
+from reports.stats import (
+    cost_table,
+    coverage_curves,
+    grid_axes,
+    grid_table,
+    last_new,
+    pooled_errors,
+    violation_table,
+    with_base,
+)
 from reports.verdict import ShortestRun, interval, overview, pct, scenario_verdict
 from sim.engine.scenario import base_name
 from sim.judge.invariants import INVARIANT_IDS, INVARIANTS
@@ -321,6 +330,19 @@ def scenario_section(
     images.append(figures.draw(plots.violation_rates, rates, scenario, path=out / f"rates-{s}.png"))
     body.append(Image(images[-1], f"{scenario}: violation rate by strategy and invariant"))
     body += [Heading(3, "Cost per job"), _cost_table(costs, backends)]
+    curves = coverage_curves(part)
+    if curves:
+        named = {(f"{k[0]} ({k[1]})" if backends > 1 else k[0]): v for k, v in curves.items()}
+        body.append(Heading(3, "Coverage: distinct conflict orders"))
+        body.append(Para(
+            "Two operations conflict when different handlers touch the same row and one of them writes; a run's "
+            "conflict order is the order its conflicting operations ran in. The curve counts the distinct orders seen "
+            "after each run: where it has flattened, more runs of this world no longer show new interleavings, and "
+            "'clean after N runs' means 'clean over these K orders'."))
+        images.append(figures.draw(plots.coverage, named, scenario, path=out / f"coverage-{s}.png"))
+        body.append(Image(images[-1], f"{scenario}: distinct conflict orders against runs"))
+        body.append(Table(("strategy", "runs", "distinct conflict orders", "the last new one at run"),
+                          tuple((name, str(len(c)), str(c[-1] if c else 0), str(last_new(c))) for name, c in named.items())))
     if grid is not None:
         body.append(Heading(3, "Violation probability over the grid"))
         pooled = f" ({', '.join(f'`{a}`' for a in axes[2:])} pooled)" if len(axes) > 2 else ""

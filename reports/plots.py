@@ -122,6 +122,20 @@ def timestamp_errors(errors: dict[str, list[float]], scenario: str, path: Path) 
     return save(fig, path)
 
 
+def coverage(curves: dict[str, list[int]], scenario: str, path: Path) -> Path:
+    """Per strategy, distinct conflict orders against runs: a curve that has flattened says new
+    runs no longer show new interleavings of conflicting operations (saturation)."""
+    fig, ax = plt.subplots(figsize=(7.0, 3.2))
+    for i, (name, curve) in enumerate(curves.items()):
+        ax.step(range(1, len(curve) + 1), curve, where="post", color=PALETTE[i % len(PALETTE)], label=name, linewidth=1.4)
+    ax.set_xlabel("runs (in seed order)")
+    ax.set_ylabel("distinct conflict orders")
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="lower right", fontsize=8, frameon=False)
+    ax.set_title(f"{scenario}: coverage of conflict orders")
+    return save(fig, path)
+
+
 # --- the swimlane of one counterexample ----------------------------------------------------------
 
 

@@ -118,3 +118,29 @@ def pooled_errors(frame: pd.DataFrame) -> dict[str, list[float]]:
     for strategy, group in frame.groupby("strategy", sort=False):
         out[str(strategy)] = [v for run in group["timestamp_errors_ms"] for v in run]
     return out
+
+
+def coverage_curves(frame: pd.DataFrame) -> dict[tuple[str, str], list[int]]:
+    """Per (strategy, backend), in run order: the count of distinct conflict orders seen so far
+    (the ``conflict_orders`` digests of each run; a run adds the ones no earlier run showed).
+    Empty when the results file has no ``conflict_orders`` column (written before it existed)."""
+    if "conflict_orders" not in frame.columns:
+        return {}
+    curves: dict[tuple[str, str], list[int]] = {}
+    seen: dict[tuple[str, str], set[str]] = {}
+    for strategy, backend, digests in zip(frame["strategy"], frame["backend"], frame["conflict_orders"], strict=True):
+        key = (str(strategy), str(backend))
+        known = seen.setdefault(key, set())
+        if isinstance(digests, str) and digests:
+            known.update(d for d in digests.split(",") if d)
+        curves.setdefault(key, []).append(len(known))
+    return curves
+
+
+def last_new(curve: list[int]) -> int:
+    """The run (1-based) that showed the last new conflict order (0: none ever)."""
+    for i in range(len(curve) - 1, -1, -1):
+        if i == 0 or curve[i] > curve[i - 1]:
+            return i + 1 if curve[i] else 0
+    return 0
+

@@ -422,3 +422,27 @@ def test_a_results_file_whose_runs_had_no_jobs_still_gives_a_report(plain_result
     assert main(["report", str(edited), "-o", str(out)]) == 0
     text = (out / "report.md").read_text()
     assert "fewest database round trips per job" not in text and "held" in text
+
+
+def test_coverage_curves_count_distinct_conflict_orders_in_run_order() -> None:
+    from reports.stats import coverage_curves, last_new
+
+    frame = pd.DataFrame({
+        "strategy": ["a", "a", "a", "a", "b"], "backend": ["memory"] * 5,
+        "conflict_orders": ["x,y", "", "y", "z", "x"],
+    })
+    curves = coverage_curves(frame)
+    assert curves == {("a", "memory"): [2, 2, 2, 3], ("b", "memory"): [1]}
+    assert last_new(curves[("a", "memory")]) == 4 and last_new([0, 0]) == 0 and last_new([2, 2, 2]) == 1
+    assert coverage_curves(frame.drop(columns=["conflict_orders"])) == {}
+
+
+def test_the_report_shows_coverage_with_the_counts_of_its_results(plain_results: Path, tmp_path: Path) -> None:
+    frame = pd.read_csv(plain_results, keep_default_na=False)
+    out = tmp_path / "report"
+    assert main(["report", str(plain_results), "-o", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert "### Coverage: distinct conflict orders" in text and (out / "coverage-seed-fast-jobs.png").is_file()
+    for strategy, rows in frame.groupby("strategy", sort=False):
+        distinct = {d for cell in rows["conflict_orders"] for d in str(cell).split(",") if d}
+        assert f"| {strategy} | {len(rows)} | {len(distinct)} |" in text
