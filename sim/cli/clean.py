@@ -36,6 +36,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
     from tracker.pg_server import (
         PG_ENV,
         ServerUnavailable,
+        check_dsn,
         describe_server,
         mask_password,
         one_line,
@@ -50,6 +51,8 @@ def cmd_clean(args: argparse.Namespace) -> int:
     dsn = args.dsn or os.environ.get("DATABASE_URL")
     if dsn is None and any(os.environ.get(name) for name in PG_ENV):
         dsn = ""  # libpq reads the PG* variables itself
+    if dsn:  # the same one line for a parameter libpq cannot use as every other command gives
+        check_dsn(dsn, "--dsn" if args.dsn else "DATABASE_URL")
     if dsn is not None:
         try:
             dropped = drop_abandoned(dsn)
