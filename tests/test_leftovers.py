@@ -233,3 +233,36 @@ def test_an_embedded_server_of_a_killed_process_is_stopped_and_deleted_by_clean(
     assert f"deleted {directory}" in done.stdout
     wait_until(lambda: not alive(postmaster), "the postmaster stopping")
     assert not directory.exists() and not entry.exists()
+
+
+def descendants(pid: int) -> list[int]:
+    found, frontier = [], [pid]
+    while frontier:
+        below = [c for p in frontier for c in children(p)]
+        found.extend(below)
+        frontier = below
+    return found
+
+
+def test_dask_workers_die_with_their_parent_and_clean_removes_their_schemas(dsn, tmp_path, started):
+    """A LocalCluster's worker processes (and multiprocessing's resource tracker) exit on their
+    own when racetrack is killed: Dask's parent-alive pipe closes and they ``os._exit`` at once, so
+    they cannot drop their schemas; ``racetrack clean`` does (their markers name the workers)."""
+    pytest.importorskip("distributed")
+    mine = prefix("daskkill9")
+    proc = racetrack("sweep", "seed-fast-jobs", "--runs", "5000", "--workers", "2", "--executor", "dask",
+                     "--backend", "postgres", "--dsn", dsn, "--schema", mine, "--out", str(tmp_path / "out.parquet"),
+                     start_new_session=True)
+    started.append(proc.pid)
+    wait_until(lambda: len(schemas(dsn, mine)) >= 2 or proc.poll() is not None, "the Dask workers' schemas appearing",
+               bound_s=120)
+    assert proc.poll() is None, proc.communicate()
+    below = descendants(proc.pid)
+    assert len(below) >= 2
+    proc.kill()
+    proc.communicate(timeout=60)
+    wait_until(lambda: not any(alive(p) for p in below), f"processes {below} exiting after their parent's kill -9")
+    done = run("clean", "--dsn", dsn)
+    assert done.returncode == 0, done.stderr
+    assert schemas(dsn, mine) == []
+    assert f"dropped schema {mine}_" in done.stdout

@@ -96,6 +96,15 @@ def test_a_hand_edited_trace_is_one_line_and_exit_2(good_trace, tmp_path):
     assert not failures, f"{len(failures)} of {len(cases)} trace mistakes:\n" + "\n".join(failures)
 
 
+#: Commands and inputs added after the corpus was first written: each must have its own cases.
+NEWER_INPUTS = ("cli/live-", "cli/calibrate-", "cli/clean-", "table-sql/", "cli/table-sql-", "cli/check-search-",
+                "cli/explore-worlds-", "scenario/host-", "scenario/clock-host-", "scenario/network-", "scenario/class-",
+                "scenario/listeners-", "scenario/expect-search-")
+
+
 def test_the_corpus_is_large_enough(good_trace):
-    count = len(_all_cases()) + len(corpus.trace_cases(good_trace))
-    assert count >= 150, count
+    names = [name for name, _, _ in _all_cases()] + [name for name, _, _ in corpus.trace_cases(good_trace)]
+    assert len(names) >= 200, len(names)
+    assert len(set(names)) == len(names), "two cases share a name"
+    thin = [kind for kind in NEWER_INPUTS if sum(n.startswith(kind) for n in names) < 3]
+    assert not thin, f"fewer than 3 cases for: {thin}"

