@@ -38,6 +38,8 @@ SCENARIO_MISTAKES = {
     "dist-mixed-forms": "[job]\nduration = { fixed_ms = 5, median_ms = 3 }\n",
     "dist-empty": "[job]\nduration = {}\n",
     "backoff-type-unknown": '[backoff]\ntype = "linear"\n',
+    "cancel-active-unknown": '[cancel]\nactive = "kill"\n',
+    "cancel-active-bool": '[cancel]\nactive = true\n',
     "backoff-type-number": "[backoff]\ntype = 3\n",
     "jitter-above-1": "[backoff]\njitter = 2\n",
     "workers-zero": "[workers]\ncount = 0\n",

@@ -13,6 +13,11 @@ statement), not a stand-in for it. What it models:
 * an error inside a transaction aborts it: later statements fail with 25P02 until it ends; its
   locks are released at the error (PostgreSQL aborts the transaction there, the ROLLBACK only
   ends the block);
+* an upsert (``Insert.on_conflict_update``) checks the proposed row's constraints first, then on
+  a conflict locks the existing row (waiting for a transaction that inserted or locked it, then
+  starting over on the version it committed), evaluates its guard on that version with
+  ``EXCLUDED`` as the proposed row, and updates it as an UPDATE would (trigger, constraints); a
+  guard that does not match leaves the row locked and answers ``None``;
 * UPDATE and SELECT FOR UPDATE lock the row until the transaction ends; a plain SELECT never
   waits and sees the last committed version (or the session's own); an UPDATE whose guard does
   not match the committed version skips the row without waiting, and one that waited re-checks
@@ -39,6 +44,7 @@ from tracker.ops import (
     Cond,
     DbNow,
     DbOp,
+    Excluded,
     Greatest,
     Insert,
     Least,
@@ -135,6 +141,8 @@ def evaluate(expr: Any, row: Row | None, now_us: int) -> Any:
         return row[expr.name]
     if isinstance(expr, DbNow):
         return now_us
+    if isinstance(expr, Excluded):
+        raise ValueError(f"EXCLUDED.{expr.name} is only known in an upsert's on_conflict_update or conflict_where")
     if isinstance(expr, (Greatest, Least)):
         values = [v for v in (evaluate(a, row, now_us) for a in expr.args) if v is not None]
         if not values:
@@ -184,6 +192,22 @@ def matches(where: tuple[Cond, ...], row: Row | None, now_us: int, table: Table 
         if cond_value(cond, row, now_us, labels) is not True:
             return False
     return True
+
+
+def _with_excluded(expr: Any, proposed: Row) -> Any:
+    """``expr`` with every ``EXCLUDED.<column>`` replaced by the proposed row's value."""
+    if isinstance(expr, Excluded):
+        if expr.name not in proposed:
+            raise ValueError(f"EXCLUDED names column {expr.name!r}, which is not a column of the table")
+        return proposed[expr.name]
+    if isinstance(expr, (Greatest, Least, Coalesce)):
+        return type(expr)(*(_with_excluded(a, proposed) for a in expr.args))
+    if isinstance(expr, Case):
+        when = tuple(Cond(c.column, c.op, _with_excluded(c.value, proposed)) for c in expr.when)
+        return Case(when, _with_excluded(expr.then, proposed), _with_excluded(expr.otherwise, proposed))
+    if isinstance(expr, tuple):
+        return tuple(_with_excluded(v, proposed) for v in expr)
+    return expr
 
 
 def _check_columns(table: Table, verb: str, values: Any) -> None:
@@ -356,6 +380,8 @@ class MemoryTracker:
             blocked = self._blockers(session, op.job_id)
             if blocked:
                 return blocked
+        if op.on_conflict_update is not None and self._visible(state, op.job_id) is not None:
+            return self._conflict_update(session, state, op, row, now_us)
         if op.job_id in self._committed or op.job_id in state.writes:
             if op.on_conflict_do_nothing:
                 return Done(value=None)
@@ -368,6 +394,36 @@ class MemoryTracker:
             )
         self._write(session, state, op.job_id, row)
         return Done(value=None if row is None else dict(row))
+
+    def _conflict_update(self, session: str, state: _Session, op: Insert, proposed: Row, now_us: int) -> Outcome:
+        """``ON CONFLICT (key) DO UPDATE``: lock the existing row first (wait for its holder, then
+        start the statement over), then guard and update the version now visible."""
+        assert op.on_conflict_update is not None
+        table = self.table
+        _check_columns(table, "ON CONFLICT DO UPDATE", op.on_conflict_update)
+        blocked = self._blockers(session, op.job_id)
+        if blocked:
+            return blocked
+        self._lock(session, state, op.job_id)
+        row = self._visible(state, op.job_id)
+        where = tuple(
+            Cond(c.column, c.op, _with_excluded(c.value, proposed)) for c in op.conflict_where
+        )
+        if not matches(where, row, now_us, table):
+            return Done(value=None)
+        assert row is not None
+        new = dict(row)
+        values = {k: evaluate(_with_excluded(v, proposed), row, now_us) for k, v in op.on_conflict_update.items()}
+        error = _check_types(table, "ON CONFLICT DO UPDATE", values)
+        if error:
+            return Done(error=error)
+        new.update(values)
+        new.update(dict.fromkeys(table.stamped, now_us))  # the BEFORE UPDATE trigger
+        error = check_row(new, table, now_us)
+        if error:
+            return Done(error=error)
+        self._write(session, state, op.job_id, new)
+        return Done(value=dict(new))
 
     def _update(self, session: str, state: _Session, op: Update, now_us: int, resumed: bool) -> Outcome:
         table = self.table

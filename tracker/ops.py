@@ -6,7 +6,8 @@ A strategy's handler is a generator. It yields one of the records below and rece
 yield               receives
 ==================  ==========================================================
 ``Select``          the row as a dict, or ``None`` when there is no row
-``Insert``          the inserted row (``RETURNING *``)
+``Insert``          the inserted row (``RETURNING *``); with ``on_conflict_update``, the inserted or
+                    updated row, ``None`` when the conflict guard kept the row as it was
 ``Update``          the updated row, or ``None`` when the guard matched no row
 ``Begin``/...       ``None``
 ``Sleep``           ``None``, after the delay
@@ -20,7 +21,7 @@ constraint's name exactly as PostgreSQL reports it; a handler that does not catc
 Timestamps everywhere are integer microseconds since the Unix epoch (UTC), the resolution of
 PostgreSQL's ``timestamptz``. Values in ``Update.set`` may be plain values or expressions
 (:class:`Col`, :class:`DbNow`, :class:`Greatest`, :class:`Least`, :class:`Coalesce`,
-:class:`Case`); guards in
+:class:`Case`, and in an upsert's update :class:`Excluded`); guards in
 ``Update.where`` are :class:`Cond` records, ANDed, with SQL's three-valued logic (a comparison
 with NULL is unknown, and an unknown guard does not match).
 
@@ -63,6 +64,15 @@ Row = dict[str, Any]
 @dataclass(frozen=True)
 class Col:
     """The row's current value of a column (in an UPDATE: the value before this statement)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Excluded:
+    """``EXCLUDED.<name>``: in an upsert's update (``Insert.on_conflict_update`` and
+    ``conflict_where``), the value the INSERT proposed for a column: defaults and the BEFORE
+    INSERT trigger applied, as PostgreSQL gives it."""
 
     name: str
 
@@ -124,7 +134,7 @@ class Case:
     otherwise: Any
 
 
-Expr = Col | DbNow | Greatest | Least | Coalesce | Case | Any
+Expr = Col | Excluded | DbNow | Greatest | Least | Coalesce | Case | Any
 
 COND_OPS = ("=", "<>", "<", "<=", ">", ">=", "in", "not in", "is null", "is not null")
 
@@ -185,11 +195,27 @@ class Insert:
     """``INSERT INTO job_status (...) VALUES (...) RETURNING *``; omitted columns take defaults.
 
     With ``on_conflict_do_nothing`` an existing row is left alone and ``None`` comes back.
+
+    With ``on_conflict_update`` it is an upsert: ``... ON CONFLICT (job_id) DO UPDATE SET ...
+    [WHERE <conflict_where>] RETURNING *``. The SET's right-hand sides and the guard see the
+    existing row (:class:`Col`) and the proposed one (:class:`Excluded`). PostgreSQL's semantics:
+    the proposed row's constraints are checked first (even when it then updates); an existing row
+    is locked before the guard is evaluated, so a row another open transaction inserted or locked
+    makes the upsert wait and then update the version it committed; a guard that does not match
+    answers ``None`` and, in a transaction, keeps the row locked.
     """
 
     job_id: str
     values: Mapping[str, Any] = field(default_factory=dict)
     on_conflict_do_nothing: bool = False
+    on_conflict_update: Mapping[str, Any] | None = None
+    conflict_where: tuple[Cond, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.on_conflict_update is not None and self.on_conflict_do_nothing:
+            raise ValueError("Insert takes on_conflict_do_nothing or on_conflict_update, not both")
+        if self.conflict_where and self.on_conflict_update is None:
+            raise ValueError("Insert(conflict_where=...) guards an upsert's update: give on_conflict_update too")
 
 
 @dataclass(frozen=True)
@@ -273,7 +299,12 @@ def describe(op: Op) -> str:
     if isinstance(op, Insert):
         verb = "INSERT ON CONFLICT DO NOTHING" if op.on_conflict_do_nothing else "INSERT"
         inner = ", ".join(f"{k}={show(v)}" for k, v in op.values.items())
-        return f"{verb} ({inner})" if inner else verb
+        text = f"{verb} ({inner})" if inner else verb
+        if op.on_conflict_update is not None:
+            sets = ", ".join(f"{k}={show(v)}" for k, v in op.on_conflict_update.items())
+            where = " AND ".join(show_cond(c) for c in op.conflict_where)
+            text += f" ON CONFLICT DO UPDATE SET {sets}" + (f" WHERE {where}" if where else "")
+        return text
     if isinstance(op, Update):
         sets = ", ".join(f"{k}={show(v)}" for k, v in op.set.items())
         where = " AND ".join(show_cond(c) for c in op.where)
@@ -291,6 +322,8 @@ def show(value: Any) -> str:
         return value.name
     if isinstance(value, DbNow):
         return "now()"
+    if isinstance(value, Excluded):
+        return f"excluded.{value.name}"
     if isinstance(value, Greatest):
         return "GREATEST(" + ", ".join(show(a) for a in value.args) + ")"
     if isinstance(value, Least):

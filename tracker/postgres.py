@@ -71,6 +71,7 @@ from tracker.ops import (
     Cond,
     DbNow,
     DbOp,
+    Excluded,
     Greatest,
     Insert,
     Least,
@@ -85,6 +86,9 @@ from tracker.table import Table
 from tracker.table_sql import bundled_table
 
 DEFAULT_PREFIX = "racetrack"
+#: The target row's name in an upsert (``INSERT INTO job_status AS <it>``): its SET and guard read
+#: the existing row through it and the proposed one through ``EXCLUDED``.
+UPSERT_ALIAS = "racetrack_row"
 CLOCK_SETTING = "racetrack.now"
 #: How long a statement may neither finish nor wait on a lock before racetrack gives up on it.
 STUCK_AFTER_S = 30.0
@@ -165,17 +169,25 @@ class Compiler:
         self.table = quote(sql.Identifier(schema, spec.name))
         self.now = quote(sql.SQL("{}.now()").format(sql.Identifier(schema)))
         self.cols = {name: quote(sql.Identifier(name)) for name in self.types}
+        #: Set while compiling an upsert's DO UPDATE: its columns must name the row they read.
+        self._qualifier = ""
 
     def column(self, name: str) -> str:
         if name not in self.cols:
             raise ValueError(f"column {name!r} is not a column of {self.name}")
-        return self.cols[name]
+        return self._qualifier + self.cols[name]
 
     def value(self, expr: Any, sql_type: str, params: list[Any]) -> str:
         if isinstance(expr, Col):
             return self.column(expr.name)
         if isinstance(expr, DbNow):
             return self.now
+        if isinstance(expr, Excluded):
+            if not self._qualifier:
+                raise ValueError(f"EXCLUDED.{expr.name} is only known in an upsert's on_conflict_update or conflict_where")
+            if expr.name not in self.cols:
+                raise ValueError(f"EXCLUDED names column {expr.name!r}, which is not a column of {self.name}")
+            return f"EXCLUDED.{self.cols[expr.name]}"
         if isinstance(expr, (Greatest, Least, Coalesce)):
             name = {Greatest: "GREATEST", Least: "LEAST", Coalesce: "COALESCE"}[type(expr)]
             return f"{name}(" + ", ".join(self.value(a, sql_type, params) for a in expr.args) + ")"
@@ -214,6 +226,23 @@ class Compiler:
         query, params, embedded = self._statement(op, clock if clock is not None and self._may_embed(op) else None)
         return query, params, None if embedded else clock
 
+    def _conflict_update(self, op: Insert, params: list[Any]) -> str:
+        """`` ON CONFLICT (key) DO UPDATE SET ... [WHERE ...]``; the existing row's columns are
+        qualified (unqualified they would be ambiguous with ``EXCLUDED``'s)."""
+        assert op.on_conflict_update is not None
+        bad = set(op.on_conflict_update) - set(self.types) | ({self.key} & set(op.on_conflict_update))
+        if bad:
+            raise ValueError(f"ON CONFLICT DO UPDATE sets columns it may not set: {sorted(bad)}")
+        self._qualifier = UPSERT_ALIAS + "."
+        try:
+            sets = [
+                f"{self.cols[c]} = {self.value(v, self.types[c], params)}" for c, v in op.on_conflict_update.items()
+            ] or [f"{self.cols[self.key]} = EXCLUDED.{self.cols[self.key]}"]  # SET nothing is not SQL
+            where = f" WHERE {self.conds(op.conflict_where, params)}" if op.conflict_where else ""
+        finally:
+            self._qualifier = ""
+        return f" ON CONFLICT ({self.cols[self.key]}) DO UPDATE SET {', '.join(sets)}{where}"
+
     def _may_embed(self, op: DbOp) -> bool:
         return isinstance(op, Insert) or (isinstance(op, Update) and not _reads_db_now(op.where))
 
@@ -231,14 +260,18 @@ class Compiler:
             names = [self.cols[self.key]] + [self.cols[c] for c in op.values]
             params.append(op.job_id)
             values = ["%s"] + [self.value(v, self.types[c], params) for c, v in op.values.items()]
-            conflict = " ON CONFLICT DO NOTHING" if op.on_conflict_do_nothing else ""
             if clock is None:
                 source = f"VALUES ({', '.join(values)})"
             else:
                 source = f"SELECT {', '.join(values)}{clock_from}"
                 params.extend([CLOCK_SETTING, clock])
+            target = self.table
+            conflict = " ON CONFLICT DO NOTHING" if op.on_conflict_do_nothing else ""
+            if op.on_conflict_update is not None:
+                target = f"{self.table} AS {UPSERT_ALIAS}"
+                conflict = self._conflict_update(op, params)
             return (
-                f"INSERT INTO {self.table} ({', '.join(names)}) {source}{conflict} RETURNING *",
+                f"INSERT INTO {target} ({', '.join(names)}) {source}{conflict} RETURNING *",
                 params,
                 clock is not None,
             )
@@ -678,7 +711,8 @@ class PostgresTracker:
             self._release(session)  # the error aborted the transaction: the server freed its locks
             return outcome
         job_id = op.job_id  # type: ignore[union-attr]
-        if outcome.value is not None and (isinstance(op, (Insert, Update)) or getattr(op, "for_update", False)):
+        upsert = isinstance(op, Insert) and op.on_conflict_update is not None  # locks even when its guard fails
+        if upsert or (outcome.value is not None and (isinstance(op, (Insert, Update)) or getattr(op, "for_update", False))):
             self._held.setdefault(session, set()).add(job_id)
             if self._lock_owner.get(job_id) in (None, session):
                 self._lock_owner[job_id] = session

@@ -100,6 +100,7 @@ PARAMS: tuple[Param, ...] = (
     _p("stalls.probability", 0.0, "probability", "Chance that an attempt's worker freezes past its lock (the job is re-run)."),
     _p("cancel.probability", 0.0, "probability", "Chance the producer removes a job after adding it."),
     _p("cancel.after", {"fixed_ms": 10}, "dist", "When, after adding, the producer tries to remove it."),
+    _p("cancel.active", None, "choice", "A cancel that finds the job active: `refuse` (unset: BullMQ's `remove` refuses a locked job) or `abort` (the worker aborts the attempt: 'failed' with an abort reason, no retry).", choices=("refuse", "abort")),
     _p("handlers.active_delay_ms", 500.0, "number", "Fixed delay the integration gives 'active' handlers.", minimum=0, maximum=MAX_MS),
     _p("handlers.completed_delay_ms", 300.0, "number", "Fixed delay for 'completed' handlers.", minimum=0, maximum=MAX_MS),
     _p("handlers.failed_delay_ms", 0.0, "number", "Fixed delay for 'failed' handlers.", minimum=0, maximum=MAX_MS),

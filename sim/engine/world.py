@@ -12,7 +12,10 @@ What it models (``shared/notes/queue-semantics.md`` has the sources):
   moves the job back to wait ('stalled') and another run of the *same* attempt starts, while the
   frozen run still holds its slot; its late finish is refused (lost lock) and emits nothing;
   past ``maxStalledCount`` stalls the job fails;
-* the producer may remove a waiting or delayed job ('removed'); an active job cannot be removed;
+* the producer may remove a waiting or delayed job ('removed'); an active job cannot be removed,
+  unless ``cancel.active = "abort"``: then the worker aborts it (its processor sees the abort
+  signal and throws an unrecoverable error): the attempt ends at once, 'failed' with
+  :data:`ABORT_REASON`, no retry;
 * 'active', 'progress', 'completed', 'failed', 'removed', 'stalled' start handlers *without*
   awaiting them (Node's EventEmitter), after the state change;
 * every timestamp a handler gets is read from its host's clock at the moment it was taken.
@@ -231,6 +234,12 @@ class _Job:
     transitions: list[tuple[int, str]] = field(default_factory=list)
     outcome: str = ""
     outcome_us: int = 0
+    #: With ``cancel.active = "abort"``: triggered when the producer cancels the running attempt.
+    abort: simpy.Event | None = None
+
+
+#: The failed reason of an attempt aborted by a cancel (what the processor throws on the signal).
+ABORT_REASON = "job cancelled while active (aborted)"
 
 
 class World:
@@ -382,6 +391,9 @@ class World:
 
     def _remove(self, job: _Job, after: int) -> Generator[simpy.Event, Any, None]:
         yield self.env.timeout(after)
+        if job.state == "active" and job.abort is not None and not job.abort.triggered:
+            job.abort.succeed()  # cancel.active = "abort": the worker aborts the attempt
+            return
         if job.state not in ("waiting", "delayed"):
             return  # BullMQ refuses to remove a locked (active) or finished job
         self._enter(job, "removed")
@@ -419,13 +431,23 @@ class World:
             yield self.env.timeout(detect - start + duration)
             job.attempts.append(Attempt(job.id, number, run, worker, start, self.now, "stalled"))
             return
+        if self.scenario["cancel.active"] == "abort":
+            job.abort = self.env.event()
         updates = s["job.progress_updates"]
         for k in range(1, updates + 1):
-            yield self.env.timeout(duration // (updates + 1))
+            yield self._work(job, duration // (updates + 1))
+            if job.abort is not None and job.abort.triggered:
+                break
             progress = {"percent": round(100 * k / (updates + 1))}
             changes.append((self.now, (("progress", progress),)))
             self._emit("progress", job, worker, self._view(job, number, processed_on_us=processed_on, progress=progress))
-        yield self.env.timeout(duration - updates * (duration // (updates + 1)))
+        else:
+            yield self._work(job, duration - updates * (duration // (updates + 1)))
+        aborted = job.abort is not None and job.abort.triggered
+        job.abort = None
+        if aborted:
+            self._aborted(job, worker, number, run, start)
+            return
         end = self.now
         finished_on = clock.read(end)
         job.attempts_made += 1
@@ -448,6 +470,28 @@ class World:
             self._enter(job, "completed")
             self._settle(job, "completed")
             self._emit("completed", job, worker, self._view(job, number, processed_on_us=processed_on, finished_on_us=finished_on))
+
+    def _work(self, job: _Job, delay: int) -> simpy.Event:
+        """The processor working for ``delay``; cut short when the attempt is aborted."""
+        if job.abort is None:
+            return self.env.timeout(delay)
+        return self.env.any_of([self.env.timeout(delay), job.abort])
+
+    def _aborted(self, job: _Job, worker: str, number: int, run: int, start: int) -> None:
+        """The processor threw on the abort signal: the attempt fails now, for good."""
+        end = self.now
+        finished_on = self.clocks[worker].read(end)
+        job.attempts_made += 1
+        aborted = (("attempts_made", job.attempts_made), ("failed_reason", ABORT_REASON), ("finished_on_us", finished_on))
+        self._instances[(job.id, run)].append((end, aborted))
+        job.attempts.append(Attempt(job.id, number, run, worker, start, end, "failed"))
+        self._enter(job, "failed")
+        self._settle(job, "failed")
+        view = self._view(
+            job, number, processed_on_us=job.processed_on_us, finished_on_us=finished_on,
+            failed_reason=ABORT_REASON, will_retry=False,
+        )
+        self._emit("failed", job, worker, view)
 
     def _retry(self, job: _Job) -> None:
         s = self.scenario

@@ -55,28 +55,32 @@ def literal(value: Any, column_type: str | None = None) -> str:
     raise TypeError(f"cannot write {value!r} as SQL")
 
 
-def expression(value: Any, db_now_us: int | None, column_type: str | None = None) -> str:
-    """An operation's value or expression as SQL; ``now()`` as the recorded database clock."""
+def expression(value: Any, db_now_us: int | None, column_type: str | None = None, qualifier: str = "") -> str:
+    """An operation's value or expression as SQL; ``now()`` as the recorded database clock.
+    ``qualifier`` (``job_status.``) names the existing row's columns in an upsert's DO UPDATE."""
     if isinstance(value, ops.Col):
-        return value.name
+        return qualifier + value.name
+    if isinstance(value, ops.Excluded):
+        return f"EXCLUDED.{value.name}"
     if isinstance(value, ops.DbNow):
         return "now()" if db_now_us is None else f"{timestamp_literal(db_now_us)} /* now() */"
     if isinstance(value, (ops.Greatest, ops.Least, ops.Coalesce)):
         name = type(value).__name__.upper()
-        return f"{name}(" + ", ".join(expression(a, db_now_us, column_type) for a in value.args) + ")"
+        return f"{name}(" + ", ".join(expression(a, db_now_us, column_type, qualifier) for a in value.args) + ")"
     if isinstance(value, ops.Case):
-        when = " AND ".join(condition(c, db_now_us) for c in value.when)
-        return (f"CASE WHEN {when} THEN {expression(value.then, db_now_us, column_type)}"
-                f" ELSE {expression(value.otherwise, db_now_us, column_type)} END")
+        when = " AND ".join(condition(c, db_now_us, qualifier) for c in value.when)
+        return (f"CASE WHEN {when} THEN {expression(value.then, db_now_us, column_type, qualifier)}"
+                f" ELSE {expression(value.otherwise, db_now_us, column_type, qualifier)} END")
     return literal(value, column_type)
 
 
-def condition(cond: ops.Cond, db_now_us: int | None) -> str:
+def condition(cond: ops.Cond, db_now_us: int | None, qualifier: str = "") -> str:
+    column = qualifier + cond.column
     if cond.op in ("is null", "is not null"):
-        return f"{cond.column} {cond.op.upper()}"
+        return f"{column} {cond.op.upper()}"
     if cond.op in ("in", "not in"):
-        return f"{cond.column} {cond.op.upper()} {literal(tuple(cond.value))}"
-    return f"{cond.column} {cond.op} {expression(cond.value, db_now_us, ops.COLUMNS.get(cond.column))}"
+        return f"{column} {cond.op.upper()} {literal(tuple(cond.value))}"
+    return f"{column} {cond.op} {expression(cond.value, db_now_us, ops.COLUMNS.get(cond.column), qualifier)}"
 
 
 def statement(op: ops.Op, db_now_us: int | None = None) -> str:
@@ -92,6 +96,8 @@ def statement(op: ops.Op, db_now_us: int | None = None) -> str:
         columns = ", ".join(values)
         rendered = ", ".join(expression(v, db_now_us, ops.COLUMNS.get(k)) for k, v in values.items())
         conflict = " ON CONFLICT (job_id) DO NOTHING" if op.on_conflict_do_nothing else ""
+        if op.on_conflict_update is not None:
+            conflict = upsert_clause(op, db_now_us)
         return f"INSERT INTO {table} ({columns}) VALUES ({rendered}){conflict} RETURNING *;"
     if isinstance(op, ops.Update):
         assignments = dict(op.set)
@@ -104,6 +110,21 @@ def statement(op: ops.Op, db_now_us: int | None = None) -> str:
     if isinstance(op, (ops.Begin, ops.Commit, ops.Rollback)):
         return type(op).__name__.upper() + ";"
     raise TypeError(f"{type(op).__name__} is not a database operation")
+
+
+def upsert_clause(op: ops.Insert, db_now_us: int | None) -> str:
+    """`` ON CONFLICT (job_id) DO UPDATE SET ... [WHERE ...]``: the existing row's columns named
+    ``job_status.<column>`` (unqualified they would be ambiguous with ``EXCLUDED``'s)."""
+    assert op.on_conflict_update is not None
+    qualifier = ops.TABLE + "."
+    assignments = dict(op.on_conflict_update)
+    if db_now_us is not None:
+        assignments.setdefault("updated_at", ops.DbNow())  # the trigger's now(), as in an UPDATE
+    sets = ", ".join(
+        f"{k} = {expression(v, db_now_us, ops.COLUMNS.get(k), qualifier)}" for k, v in assignments.items()
+    ) or "job_id = EXCLUDED.job_id"
+    where = " AND ".join(condition(c, db_now_us, qualifier) for c in op.conflict_where)
+    return f" ON CONFLICT (job_id) DO UPDATE SET {sets}" + (f" WHERE {where}" if where else "")
 
 
 # --- isolation tester spec ---------------------------------------------------------------------

@@ -58,6 +58,8 @@ def encode_value(value: Any) -> Any:
         return {"$": "Col", "name": value.name}
     if isinstance(value, ops.DbNow):
         return {"$": "DbNow"}
+    if isinstance(value, ops.Excluded):
+        return {"$": "Excluded", "name": value.name}
     if isinstance(value, (ops.Greatest, ops.Least, ops.Coalesce)):
         return {"$": type(value).__name__, "args": [encode_value(a) for a in value.args]}
     if isinstance(value, ops.Case):
@@ -77,6 +79,8 @@ def decode_value(data: Any) -> Any:
             return ops.Col(data["name"])
         if kind == "DbNow":
             return ops.DbNow()
+        if kind == "Excluded":
+            return ops.Excluded(data["name"])
         if kind in ("Greatest", "Least", "Coalesce"):
             return _EXPR_TYPES[kind](*(decode_value(a) for a in data["args"]))
         if kind == "Case":
@@ -108,6 +112,9 @@ def encode_op(op: ops.Op | None) -> dict[str, Any] | None:
     elif isinstance(op, ops.Insert):
         out.update(job_id=op.job_id, values=[[k, encode_value(v)] for k, v in op.values.items()],
                    on_conflict_do_nothing=op.on_conflict_do_nothing)
+        if op.on_conflict_update is not None:  # only an upsert has these keys: older traces stay as they were
+            out.update(on_conflict_update=[[k, encode_value(v)] for k, v in op.on_conflict_update.items()],
+                       conflict_where=[encode_cond(c) for c in op.conflict_where])
     elif isinstance(op, ops.Update):
         out.update(job_id=op.job_id, set=[[k, encode_value(v)] for k, v in op.set.items()],
                    where=[encode_cond(c) for c in op.where])
@@ -125,8 +132,11 @@ def decode_op(data: dict[str, Any] | None) -> ops.Op | None:
     if kind == "Select":
         return ops.Select(data["job_id"], bool(data["for_update"]))
     if kind == "Insert":
+        update = data.get("on_conflict_update")
         return ops.Insert(data["job_id"], {k: decode_value(v) for k, v in data["values"]},
-                          bool(data["on_conflict_do_nothing"]))
+                          bool(data["on_conflict_do_nothing"]),
+                          None if update is None else {k: decode_value(v) for k, v in update},
+                          tuple(decode_cond(c) for c in data.get("conflict_where", ())))
     if kind == "Update":
         return ops.Update(data["job_id"], {k: decode_value(v) for k, v in data["set"]},
                           tuple(decode_cond(c) for c in data["where"]))
