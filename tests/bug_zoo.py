@@ -18,6 +18,12 @@ violation can only come from the planted bug:
   needs a world with a retry (one attempt in twenty fails here).
 * ``cancel-completes``: the removal handler marks the job completed (``terminal-status``): needs
   a world with a cancellation (one job in fifty here).
+* ``clock-step``: completed stamps ``completed_at`` with the database's ``now()`` while active took
+  ``started_at`` from the job's record: correct on a steady clock (a job takes hundreds of ms),
+  rejected by the CHECK when an NTP correction steps the database's clock back past the job's
+  duration between the two writes (``no-rejected-writes``): needs a world with a clock step. (It
+  has no correct twin here: ``now()`` at arrival also breaks ``faithful-timestamps`` when a search
+  holds the statement back, as ``db-clock`` does.)
 
 ``chain-safe`` makes chain-4's operations without its planted branch; it and ``atomic`` must show
 nothing (the searches add no false alarms of their own).
@@ -31,7 +37,7 @@ from typing import Any
 from sim.engine import scenario as scenarios
 from sim.engine.distributions import Dist
 from sim.engine.scenario import Scenario
-from tracker.ops import Coalesce, Col, Greatest, Handler, Select, Sleep, Update
+from tracker.ops import Coalesce, Col, DbNow, Greatest, Handler, Select, Sleep, Update
 from tracker.strategies import HandlerContext, JobView, Strategy
 from tracker.strategies import atomic as atomic_module
 
@@ -81,6 +87,10 @@ def _retry_restart(job: JobView, ctx: HandlerContext) -> Handler:
         yield Update(job.id, {"started_at": Greatest(Col("created_at"), job.processed_on_us)})
 
 
+def _clock_step_completed(job: JobView, ctx: HandlerContext) -> Handler:
+    yield Update(job.id, {"status": "completed", "completed_at": DbNow()})
+
+
 def _cancel_completes(job: JobView, ctx: HandlerContext) -> Handler:
     yield Update(job.id, {"status": "completed", "cancelled": True, "completed_at": Col("created_at")})
 
@@ -113,6 +123,8 @@ ZOO: tuple[PlantedBug, ...] = (
                None, "a retry", {"job.fail_probability": 0.05, "job.count": 1}),
     PlantedBug(replace(ATOMIC, name="cancel-completes", on_removed=_cancel_completes), "cancel-waiting",
                "terminal-status", "a cancellation", {"cancel.probability": 0.02}),
+    PlantedBug(replace(ATOMIC, name="clock-step", on_completed=_clock_step_completed), "ntp-step",
+               "no-rejected-writes", "a clock stepped back", {**STEADY, "job.duration": Dist("fixed", 300.0)}),
 )
 CORRECT: tuple[PlantedBug, ...] = (
     PlantedBug(_chain(4, planted=False), "seed-fast-jobs", None, "nothing", STEADY),

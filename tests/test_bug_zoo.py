@@ -1,5 +1,6 @@
 """The default explore finds every planted bug of the zoo (races of depth 1 to 4, a rare timing
-window, bugs that need a stall, a retry or a cancellation) and nothing in correct strategies."""
+window, bugs that need a stall, a retry, a cancellation or a clock step) and nothing in correct
+strategies."""
 
 from __future__ import annotations
 

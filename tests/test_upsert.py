@@ -8,7 +8,7 @@ import pytest
 
 from sim.search.export import statement
 from sim.search.trace import decode_op, encode_op
-from tests.test_postgres import MS, T, both, drive
+from test_postgres import MS, T, both, drive
 from tracker.memory import MemoryTracker
 from tracker.ops import (
     Begin,
