@@ -160,6 +160,47 @@ TABLE_SQL_MISTAKES = {
 }
 
 
+#: What the invariants read in the table, a scenario's own rules: each mistake named at load time.
+LIFECYCLE_MISTAKES = {
+    "columns-missing-column": '[table.columns]\nstatus = "state"\n',
+    "columns-unknown-role": '[table.columns]\nowner = "owner_id"\n',
+    "columns-wrong-type": '[table.columns]\nattempts = "error_message"\n',
+    "columns-empty-status": '[table.columns]\nstatus = ""\n',
+    "statuses-unknown-state": '[table.statuses]\nfinished = ["completed"]\n',
+    "statuses-not-a-list": '[table.statuses]\nremoved = "cancelled"\n',
+    "off-unknown-invariant": '[invariants]\noff = ["faithful-timestamp"]\n',
+    "off-not-a-list": '[invariants]\noff = "faithful-timestamps"\n',
+    "row-bad-sql": '[invariants.rows]\npaid = "status <> "\n',
+    "row-two-statements": '[invariants.rows]\nx = "true; DROP TABLE job_status"\n',
+    "row-unknown-column": '[invariants.rows]\nx = "amount IS NOT NULL"\n',
+    "row-arithmetic": '[invariants.rows]\nx = "attempts + 1 > 0"\n',
+    "row-subquery": '[invariants.rows]\nx = "status IN (SELECT status FROM job_status)"\n',
+    "row-now": '[invariants.rows]\nx = "created_at <= now()"\n',
+    "row-not-boolean": '[invariants.rows]\nx = "attempts"\n',
+    "row-bad-name": '[invariants.rows]\n"a b" = "true"\n',
+    "expect-undeclared-row": '[expect]\nnaive = "violates:row:nope"\n',
+    "expect-switched-off": '[invariants]\noff = ["terminal-status"]\n[expect]\nnaive = "violates:terminal-status"\n',
+}
+
+
+def lifecycle_cases() -> list[tuple[str, list[str], dict[str, str | bytes]]]:
+    """A column mapping, ``off`` list or row invariant the scenario cannot have (also against a
+    table of the user's, and with ``--table-sql``)."""
+    cases: list[tuple[str, list[str], dict[str, str | bytes]]] = []
+    for name, text in LIFECYCLE_MISTAKES.items():
+        cases.append((f"lifecycle/{name}/run", ["run", "s.toml"], {"s.toml": text}))
+    renamed = "CREATE TABLE job_status (job_id text PRIMARY KEY, state text NOT NULL DEFAULT 'pending');\n"
+    cases.append(("lifecycle/own-table-default-mapping", ["run", "s.toml"],
+                  {"t.sql": renamed, "s.toml": '[table]\nsql = "t.sql"\n'}))
+    cases.append(("lifecycle/table-sql-flag-breaks-mapping", ["sweep", "s.toml", "--runs", "1", "--table-sql", "t.sql"],
+                  {"t.sql": renamed, "s.toml": '[table.columns]\nstatus = "status"\n'}))
+    enum = "CREATE TYPE s AS ENUM ('pending', 'active');\n" + renamed.replace("state text", "status s")
+    cases.append(("lifecycle/status-not-an-enum-label", ["run", "s.toml"],
+                  {"t.sql": enum, "s.toml": '[table]\nsql = "t.sql"\n[table.columns]\nattempts = ""\ncreated_at = ""\n'
+                   'started_at = ""\ncompleted_at = ""\nfailed_at = ""\ncancelled = ""\ncancelled_at = ""\n'}))
+    return cases
+
+
 def table_sql_cases() -> list[tuple[str, list[str], dict[str, str | bytes]]]:
     """A table SQL file no backend can use, or the memory model cannot reproduce exactly."""
     cases: list[tuple[str, list[str], dict[str, str | bytes]]] = []
@@ -374,6 +415,8 @@ BAD_HANDLERS = {
     "not-a-generator": "def h(job, ctx):\n    return Update(job.id, {'status': 'active'})\n",
     "yields-a-string": "def h(job, ctx):\n    yield 'UPDATE job_status SET status = 1'\n",
     "unknown-column": "def h(job, ctx):\n    yield Update(job.id, {'colour': 'red'})\n",
+    # a column chosen at run time: no load-time check can see it; the run ends at the yield
+    "unknown-column-at-run-time": "def h(job, ctx):\n    column = 'col' + 'our'\n    yield Update(job.id, {column: 'red'})\n",
     "wrong-type": "def h(job, ctx):\n    yield Update(job.id, {'attempts': 'many'})\n",
     "sleep-nan": "def h(job, ctx):\n    yield Sleep(float('nan'))\n",
     "sleep-inf": "def h(job, ctx):\n    yield Sleep(float('inf'))\n",

@@ -32,7 +32,8 @@ def good_trace(tmp_path_factory) -> dict:
 
 
 def _all_cases() -> list[tuple[str, list[str], dict]]:
-    return [*corpus.cli_cases(), *corpus.scenario_cases(), *corpus.results_cases(), *corpus.strategy_cases(), *corpus.dsn_cases(), *corpus.table_sql_cases()]
+    return [*corpus.cli_cases(), *corpus.scenario_cases(), *corpus.results_cases(), *corpus.strategy_cases(), *corpus.dsn_cases(), *corpus.table_sql_cases(),
+            *corpus.lifecycle_cases()]
 
 
 def run_case(argv: list[str], files: dict, tmp_path: Path) -> tuple[int, str, str]:

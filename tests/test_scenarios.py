@@ -258,5 +258,7 @@ def test_a_scenario_written_back_as_toml_loads_with_the_same_parameters(name, tm
     """calibrate --fit writes scenario files this way: every key, new ones included, survives."""
     loaded = scenarios.load(name)
     path = tmp_path / f"{name}.toml"
+    if loaded["table.sql"]:  # its table's SQL goes along, at the same relative path
+        (tmp_path / loaded["table.sql"]).write_bytes((scenarios.bundled_dir() / loaded["table.sql"]).read_bytes())
     path.write_text(scenarios.toml_text(loaded.to_toml_table()))
     assert scenarios.load(str(path)).to_toml_table() == loaded.to_toml_table()

@@ -5,10 +5,10 @@ insert or lock, the proposed row's constraints first, the lock a failed guard ke
 from __future__ import annotations
 
 import pytest
+from test_postgres import MS, T, both, drive
 
 from sim.search.export import statement
 from sim.search.trace import decode_op, encode_op
-from test_postgres import MS, T, both, drive
 from tracker.memory import MemoryTracker
 from tracker.ops import (
     Begin,

@@ -109,6 +109,14 @@ class DifferentialTracker:
                     self._record("final rows", "order", ", ".join(mine), ", ".join(theirs))
         return mine
 
+    def row_verdicts(self, conditions: tuple[str, ...], rows: list[Row]) -> list[tuple[bool | None, ...]] | None:
+        """PostgreSQL's verdicts on a scenario's row invariants (the runner compares them with
+        the model's); None once the two backends parted (PostgreSQL's versions are not these)."""
+        if self._detached:
+            return None
+        ask = getattr(self.postgres, "row_verdicts", None)
+        return None if ask is None else ask(conditions, rows)
+
     def close(self) -> None:
         close = getattr(self.postgres, "close", None)
         if close is not None:

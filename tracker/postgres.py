@@ -106,6 +106,11 @@ class TableRefused(UserError):
     naming the file and the server's reason."""
 
 
+class RowInvariantRefused(UserError):
+    """PostgreSQL raised evaluating a scenario's row invariant (a cast the model took that the
+    server refuses): one line with the server's reason."""
+
+
 class ConnectionLost(UserError):
     """The server went away during a run (or a statement got stuck past every timeout): the run
     cannot be judged, the sweep goes on. One line, password masked."""
@@ -594,6 +599,37 @@ class PostgresTracker:
             raise self._lost(exc) from None
         order = [j for j in self._commit_order if j in found] + [j for j in found if j not in self._commit_order]
         return {j: found[j] for j in order}
+
+    def row_verdicts(self, conditions: tuple[str, ...], rows: list[Row]) -> list[tuple[bool | None, ...]]:
+        """PostgreSQL's value of each of ``conditions`` (a scenario's row invariants: SQL boolean
+        expressions over the table's columns, as pglast printed them back) on each of ``rows``
+        (row versions a run committed), in one SELECT: each version is rebuilt as a row of the
+        table's type (``jsonb_populate_record``), so the server casts, compares and orders as
+        it would in a CHECK."""
+        if not rows or not conditions:
+            return [() for _ in rows]
+        stamps = {c.name for c in self.spec.columns if c.kind == "timestamptz"}
+        docs = [
+            {c: micros_to_text(v) if c in stamps and isinstance(v, int) else v for c, v in row.items() if v is not None}
+            for row in rows
+        ]
+        query = sql.SQL(
+            "SELECT {} FROM pg_catalog.jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS racetrack_v(racetrack_doc, racetrack_n)"
+            " CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::{}, racetrack_v.racetrack_doc) AS {}"
+            " ORDER BY racetrack_v.racetrack_n"
+        ).format(
+            # the conditions were parsed and printed back by pglast: one expression each, no statement
+            sql.SQL(", ").join(sql.SQL(f"({c.replace('%', '%%')}) AS racetrack_{i}") for i, c in enumerate(conditions)),
+            sql.Identifier(self.schema, self.spec.name),
+            sql.Identifier(self.spec.name),
+        )
+        try:
+            found = self.admin.execute(query, [Jsonb(docs)]).fetchall()
+        except psycopg.OperationalError as exc:
+            raise self._lost(exc) from None
+        except psycopg.Error as exc:
+            raise RowInvariantRefused(f"PostgreSQL could not evaluate a row invariant: {one_line(str(exc))}") from None
+        return [tuple(r[f"racetrack_{i}"] for i in range(len(conditions))) for r in found]
 
     def close(self) -> None:
         """End every session, drop the schema racetrack created, close every connection."""

@@ -691,3 +691,49 @@ def bundled_table() -> Table:
     """``tracker/schema.sql``, the seed's job_status table: the default, through the same path."""
     text = resources.files("tracker").joinpath("schema.sql").read_text()
     return parse_table(text, "tracker/schema.sql")
+
+
+def _reads_now(expr: Expr) -> bool:
+    if isinstance(expr, Now):
+        return True
+    for value in vars(expr).values():
+        for item in value if isinstance(value, tuple) else (value,):
+            for part in item if isinstance(item, tuple) else (item,):
+                if isinstance(part, (Lit, Ref, Now, Compare, Logic, Negate, NullTest, Member, Choose, Pick, Convert)) and _reads_now(part):
+                    return True
+    return False
+
+
+def parse_condition(table: Table, text: str) -> tuple[str, Expr, tuple[str, ...]]:
+    """A scenario's row invariant: one SQL boolean expression over ``table``'s columns, as
+    PostgreSQL's grammar reads it, translated like a CHECK. Returns (the expression as pglast
+    prints it back: what PostgreSQL is asked to evaluate, never the raw text) and its
+    translation, and the columns it reads (in table order). :class:`TableSqlError` (one line, without a location prefix) for anything else:
+    bad SQL, more than one expression, an unknown column, a construct the model cannot evaluate
+    exactly, or ``now()`` (a row invariant is judged after the run, when there is no statement
+    clock to read)."""
+    from pglast.stream import RawStream
+
+    try:
+        statements = parse_sql("SELECT " + text)
+    except parser.ParseError as exc:
+        raise TableSqlError(f"SQL syntax error: {exc.args[0]}") from None
+    stmt = statements[0].stmt if len(statements) == 1 else None
+    if (
+        not isinstance(stmt, ast.SelectStmt) or len(stmt.targetList or ()) != 1 or stmt.fromClause or stmt.whereClause
+        or stmt.groupClause or stmt.havingClause or stmt.sortClause or stmt.limitCount or stmt.distinctClause
+        or stmt.targetList[0].name
+    ):
+        raise TableSqlError("must be one SQL boolean expression over the table's columns")
+    node = stmt.targetList[0].val
+    columns = {c.name: c for c in table.columns}
+    enums = {c.sql_type[1:-1].replace('""', '"'): c.labels for c in table.columns if c.kind == "enum"}
+    translator = _Translator(columns, enums)
+    try:
+        expr = translator.boolean(node)
+    except Unmodelled as exc:
+        raise TableSqlError(f"the model cannot evaluate {exc.what} exactly; a row invariant may use what a CHECK may (docs/own-table.md)") from None
+    if _reads_now(expr):
+        raise TableSqlError("now() has no meaning in a row invariant (it is judged after the run); compare columns instead")
+    used = _columns_of(expr)
+    return RawStream()(node), expr, tuple(c for c in table.names if c in used)

@@ -62,11 +62,13 @@ def add_parser(sub: Any) -> None:
 def cmd_explore(args: argparse.Namespace) -> int:
     from sim.engine import scenario as scenarios
     from sim.judge.timeline import transcript
+    from sim.runs.runner import check_strategy_table
     from sim.search import explore as ex
     from sim.search import trace
 
     scenario = scenarios.load(args.scenario)
     strategy = load_strategy_arg(args.strategy)
+    check_strategy_table(strategy, scenario)
     # A trace names a user's strategy as module:attr (with where it lives), a built-in by name.
     ref = args.strategy.strip() if is_user(args.strategy.strip()) else strategy.name
     source = origin(ref)

@@ -35,13 +35,14 @@ def add_parser(sub: Any) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from sim.engine import scenario as scenarios
-    from sim.judge.invariants import verdict_lines
+    from sim.judge.invariants import judged_ids, verdict_lines
     from sim.judge.timeline import render
     from sim.runs.backends import close_backend, open_backend
-    from sim.runs.runner import run_one
+    from sim.runs.runner import check_strategy_table, run_one
 
     scenario = with_table_sql(args, scenarios.load(args.scenario))
     strategy = load_strategy_arg(args.strategy)
+    check_strategy_table(strategy, scenario)
     backend = open_backend(backend_spec(args), scenario.table)
     try:
         result = run_one(scenario, strategy, args.seed, backend, limits=limits_of(args))
@@ -75,7 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"handler crash: {crash}")
         if result.disagreements is not None:
             print(differential_line(len(result.disagreements), result.disagreements[:1]))
-        verdict = verdict_lines(result.violations, result.unknown)
+        verdict = verdict_lines(result.violations, result.unknown, len(judged_ids(scenario.lifecycle)))
         if len(verdict) > MAX_VERDICT_LINES:
             more = len(verdict) - MAX_VERDICT_LINES
             verdict = [*verdict[:MAX_VERDICT_LINES], f"  ... {more:,} more violation(s) (--json prints them all)"]

@@ -53,6 +53,7 @@ from sim.judge.invariants import Violation, judge
 from sim.record.clocks import Clock
 from sim.record.history import JobTruth, RowVisibility, RunRecord, Step, clock_step, db_step, error_step
 from tracker.backend import Blocked, Done, TrackerBackend
+from tracker.lifecycle import DEFAULT_LIFECYCLE, Lifecycle
 from tracker.ops import Commit, DbOp, ReadClock, Rollback, Row, Sleep
 from tracker.strategies import HandlerContext, JobChanges, JobView, LiveJob, Strategy
 
@@ -89,6 +90,8 @@ class Case:
     default_latency: tuple[int, int]
     #: The run ends no earlier than this (the world's own end: stalled runs, backoffs).
     end_floor_us: int = 0
+    #: The scenario's column mapping and rules, which the record's judge reads.
+    lifecycle: Lifecycle = DEFAULT_LIFECYCLE
 
     @property
     def rtt(self) -> Dist | None:
@@ -258,6 +261,7 @@ class _Run:
             truth=dict(self.case.truth),
             tolerance_us=tolerance,
             end_us=end,
+            lifecycle=self.case.lifecycle,
         )
         return OrderedRun(
             record, tuple(self.schedule), tuple(self.choices), tuple(self.crashes), self.failure, self.max_hold_us

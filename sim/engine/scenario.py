@@ -20,6 +20,7 @@ from typing import Any
 
 from sim.engine.distributions import FORMS, SIGNED_FORMS, Dist, SignedRange, parse_dist, parse_signed
 from tracker.errors import UserError
+from tracker.lifecycle import COLUMN_ROLES, DEFAULT_LIFECYCLE, ROLE_NAMES, STATE_NAMES, Lifecycle, RowInvariant
 from tracker.table import Table
 
 
@@ -115,11 +116,17 @@ PARAMS: tuple[Param, ...] = (
     _p("clocks.max_drift_ppm", 50.0, "number", "Each host's clock rate error is uniform in [-max, +max] ppm.", minimum=0, maximum=100_000),
     *CLOCK_HOST_PARAMS,
     _p("invariants.timestamp_slack_ms", 50.0, "number", "`faithful-timestamps` allows this plus the clocks' worst error.", minimum=0, maximum=MAX_MS),
+    _p("invariants.off", None, "invariant_list", "Invariants this scenario does not judge (their counts stay 0); e.g. `[\"faithful-timestamps\"]`."),
+    _p("invariants.rows", None, "row_invariants", "`[invariants.rows]` NAME = \"SQL boolean expression\": checked on every committed row version; a false one is a violation `row:NAME` ([own-table.md](own-table.md))."),
     _p("table.sql", "", "text", "SQL file (path relative to the scenario file) creating the tracked table, as in your migrations; default: the bundled `job_status` ([own-table.md](own-table.md))."),
+    _p("table.columns", None, "columns", "`[table.columns]` ROLE = \"column\" (or `\"\"`: none): which column the invariants read as " + ", ".join(f"`{r}`" for r in ROLE_NAMES) + "; unset roles keep their own name."),
+    _p("table.statuses", None, "statuses", "`[table.statuses]` STATE = [\"status\", ...]: which statuses report each true state, in lifecycle order " + ", ".join(f"`{s}`" for s in STATE_NAMES) + " (the last three terminal); unset states keep the seed's."),
 )
 #: Keys that say which table a run tracks, not how the world behaves: results carry them only when
 #: set, so a scenario without them records exactly what it did before they existed.
 TABLE_KEYS = ("table.sql",)
+#: Keys read once the table is known (:func:`lifecycle_for`): what the invariants read in it.
+LIFECYCLE_KEYS = ("table.columns", "table.statuses", "invariants.off", "invariants.rows")
 PARAM_BY_PATH = {p.path: p for p in PARAMS}
 SECTIONS = sorted({p.path.split(".")[0] for p in PARAMS if "." in p.path} | {"expect"})
 EXPECT_FORM = '"clean", "violates:<invariant>[,<invariant>...]" or "any"'
@@ -138,6 +145,8 @@ class Scenario:
     #: The tracked table (None: the bundled ``job_status``), from ``table.sql`` or ``--table-sql``.
     table: Table | None = None
     search: int | None = None
+    #: What the invariants read in the table: its column mapping, statuses and the scenario's rules.
+    lifecycle: Lifecycle = DEFAULT_LIFECYCLE
 
     def __getitem__(self, path: str) -> Any:
         return self.values[path]
@@ -152,8 +161,10 @@ class Scenario:
         return replace(self, values={**self.values, **changes}, expect=dict(self.expect))
 
     def with_table(self, table: Table | None, path: str) -> Scenario:
-        """A copy that tracks ``table`` (read from ``path``, which results record)."""
-        return replace(self, values={**self.values, "table.sql": path}, expect=dict(self.expect), table=table)
+        """A copy that tracks ``table`` (read from ``path``, which results record); the
+        scenario's column mapping and row invariants are checked against it."""
+        lifecycle = lifecycle_for(self.values, table, self.source, "")
+        return replace(self, values={**self.values, "table.sql": path}, expect=dict(self.expect), table=table, lifecycle=lifecycle)
 
     def to_toml_table(self) -> dict[str, Any]:
         """Every parameter as plain TOML-able data (distributions as their tables)."""
@@ -244,6 +255,9 @@ def validate_value(param: Param, value: Any) -> tuple[Any, str | None]:
         if not isinstance(value, str):
             return None, f"must be a string (got {value!r})"
         return value, None
+    if param.kind in ("columns", "statuses", "invariant_list", "row_invariants"):
+        reason = _check_lifecycle_value(param.kind, value)
+        return (None, reason) if reason else (value, None)
     reason = _check_number(param, value)
     if reason:
         return None, reason
@@ -330,7 +344,125 @@ def from_mapping(data: dict[str, Any], name: str, source: str, text: str = "", b
             table = load_table(sql_path, values["table.sql"])
         except TableSqlError as exc:
             raise ScenarioError(f"{_where(source, text, 'table.sql')}table.sql: {exc}") from None
-    return Scenario(name=name, source=source, values=values, expect=expect, table=table, search=search)
+    lifecycle = lifecycle_for(values, table, source, text)
+    _check_expected_ids(expect, lifecycle, source, text)
+    return Scenario(name=name, source=source, values=values, expect=expect, table=table, search=search, lifecycle=lifecycle)
+
+
+def _check_expected_ids(expect: dict[str, str], lifecycle: Lifecycle, source: str, text: str) -> None:
+    """``violates:`` may name only what the scenario judges: a declared row invariant, an
+    invariant not switched off."""
+    own = {r.id for r in lifecycle.rows}
+    for strategy, expectation in expect.items():
+        if not expectation.startswith("violates:"):
+            continue
+        for i in (x.strip() for x in expectation[len("violates:"):].split(",")):
+            where = f"{_where(source, text, f'expect.{strategy}')}expect.{strategy}"
+            if i.startswith("row:") and i not in own:
+                declared = ", ".join(sorted(own)) or "none"
+                raise ScenarioError(f"{where}: {i!r} is not a row invariant of this scenario (declared in [invariants.rows]: {declared})")
+            if i in lifecycle.off:
+                raise ScenarioError(f"{where}: {i!r} is switched off in [invariants] off, so it can never be violated")
+
+
+_ROW_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _check_lifecycle_value(kind: str, value: Any) -> str | None:
+    """The shape of ``[table.columns]``, ``[table.statuses]``, ``invariants.off`` and
+    ``[invariants.rows]`` (what they name is checked against the table by :func:`lifecycle_for`)."""
+    if kind == "invariant_list":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return f"must be a list of invariant IDs (got {value!r})"
+        from sim.judge.invariants import INVARIANT_IDS  # the IDs are the checkers' to own
+
+        for v in value:
+            if v not in INVARIANT_IDS:
+                return f"names unknown invariant {v!r} (known: {', '.join(INVARIANT_IDS)})"
+        return None
+    if not isinstance(value, dict):
+        return f"must be a table (got {value!r})"
+    for key, item in value.items():
+        if kind == "columns":
+            if key not in ROLE_NAMES:
+                return f".{key}: unknown column role; allowed: {', '.join(ROLE_NAMES)}"
+            if not isinstance(item, str) or (key == "status" and not item):
+                return f".{key} must be a column name{'' if key == 'status' else ' or empty (the table has none)'} (got {item!r})"
+        elif kind == "statuses":
+            if key not in STATE_NAMES:
+                return f".{key}: unknown state; allowed: {', '.join(STATE_NAMES)}"
+            if not isinstance(item, list) or not all(isinstance(v, str) and v for v in item):
+                return f".{key} must be a list of status values (got {item!r})"
+        else:
+            if not _ROW_NAME.fullmatch(key):
+                return f".{key}: a row invariant's name uses letters, digits, _ and - only"
+            if not isinstance(item, str) or not item.strip():
+                return f".{key} must be a SQL boolean expression in a string (got {item!r})"
+    return None
+
+
+NONE_HINT = ', or "" if there is none'
+_ROLE_KINDS = {"attempts": ("int2", "int4", "int8"), "cancelled": ("boolean",)}
+
+
+def lifecycle_for(values: dict[str, Any], table: Table | None, source: str, text: str) -> Lifecycle:
+    """What the invariants read in ``table`` (None: the bundled one): the scenario's column
+    mapping and statuses over the seed's defaults, checked against the table's columns and
+    types, its ``off`` list and its row invariants translated like CHECKs. A mapping naming a
+    column the table lacks, or a row invariant the model cannot evaluate, is a
+    :class:`ScenarioError` (one line, naming the key's line)."""
+    columns, statuses = values.get("table.columns") or {}, values.get("table.statuses") or {}
+    off, rows = values.get("invariants.off") or [], values.get("invariants.rows") or {}
+    if table is None and not (columns or statuses or off or rows):
+        return DEFAULT_LIFECYCLE
+    if table is None:
+        from tracker.table_sql import bundled_table  # pglast: only when a scenario changes the mapping
+
+        table = bundled_table()
+    changes: dict[str, Any] = {**columns, **{state: tuple(s) for state, s in statuses.items()}, "off": tuple(off)}
+    lifecycle = replace(DEFAULT_LIFECYCLE, **changes)
+    for role, meaning in COLUMN_ROLES.items():
+        column_name = lifecycle.column(role)
+        if column_name is None:
+            continue
+        key = f"table.columns.{role}"
+        mapped = role in columns
+        column = table.column(column_name)
+        where = _where(source, text, key if mapped else "table.sql")
+        if column is None:
+            if mapped:
+                raise ScenarioError(f"{where}{key} names column {column_name!r}, which table {table.name} does not have "
+                                    f"(columns: {', '.join(table.names)})")
+            raise ScenarioError(f"{where}table {table.name} has no column {column_name!r}, which the invariants read as "
+                                f"{meaning}; map it in [table.columns] ({role} = \"your_column\"{'' if role == 'status' else NONE_HINT})")
+        wanted = _ROLE_KINDS.get(role, ("timestamptz",) if role.endswith("_at") else ())
+        if wanted and column.kind not in wanted:
+            said = f"{key}: " if mapped else ""
+            raise ScenarioError(f"{where}{said}column {column_name} is {column.sql_type}; "
+                                f"{meaning} must be {' or '.join(wanted)}")
+    status = table.column(lifecycle.status)
+    if status is not None and status.kind == "enum":
+        for state in STATE_NAMES:
+            for value in lifecycle.statuses(state):
+                if value not in status.labels:
+                    key = f"table.statuses.{state}"
+                    given = "" if state in statuses else f" (the default; set {key} to your statuses)"
+                    raise ScenarioError(f"{_where(source, text, key if state in statuses else 'table.sql')}"
+                                        f"{key}: {value!r} is not a label of {status.sql_type} ({', '.join(status.labels)}){given}")
+    if rows:
+        from tracker.table_sql import TableSqlError, parse_condition
+
+        found = []
+        for name, sql_text in rows.items():
+            key = f"invariants.rows.{name}"
+            try:
+                shown, expr, reads = parse_condition(table, sql_text)
+            except TableSqlError as exc:
+                raise ScenarioError(f"{_where(source, text, key)}{key}: {exc}") from None
+            stamps = tuple(c for c in reads if (col := table.column(c)) is not None and col.kind == "timestamptz")
+            found.append(RowInvariant(name, shown, expr, reads, stamps))
+        lifecycle = replace(lifecycle, rows=tuple(found))
+    return lifecycle
 
 
 #: What a job class may set besides its ``share``: the ``[job]`` keys that describe one job.
@@ -622,6 +754,14 @@ def base_name(scenario_name: str) -> str:
     return scenario_name.split("[", 1)[0]
 
 
+LIFECYCLE_ALLOWED = {
+    "invariant_list": "a list of invariant IDs",
+    "row_invariants": "a table of NAME (letters, digits, `_`, `-`) = SQL string",
+    "columns": "a table of ROLE = column name of the table",
+    "statuses": "a table of STATE = list of status values",
+}
+
+
 def format_params_markdown() -> str:
     """The table of every scenario parameter, as docs/scenarios.md shows it."""
     lines = ["| key | default | allowed | meaning |", "| --- | --- | --- | --- |"]
@@ -639,6 +779,8 @@ def format_params_markdown() -> str:
             allowed, default = " \\| ".join(p.choices), "unset" if p.default is None else f'"{p.default}"'
         elif p.kind == "text":
             allowed, default = "string", '""'
+        elif p.kind in LIFECYCLE_ALLOWED:
+            allowed, default = LIFECYCLE_ALLOWED[p.kind], "unset"
         elif p.kind == "probability":
             allowed, default = "0 to 1", "unset" if p.default is None else f"{p.default:g}"
         else:

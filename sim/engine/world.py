@@ -334,6 +334,7 @@ class World:
             truth=truth,
             tolerance_us=tolerance,
             end_us=end,
+            lifecycle=self.scenario.lifecycle,
         )
 
     def _run_within_limits(self) -> None:
@@ -635,4 +636,5 @@ def case_from_world(world: World, record: RunRecord, scenario: Scenario, seed: i
         slack_us=us(scenario["invariants.timestamp_slack_ms"]),
         default_latency=(half, half),
         end_floor_us=record.end_us,
+        lifecycle=scenario.lifecycle,
     )

@@ -2,6 +2,10 @@
 ground truth) to violations. No SimPy, no backend: testable with hand-written histories.
 
 Each invariant has a stable ID used in output, result files, reports and scenario expectations.
+No checker names a column or a status: each reads them through the record's
+:class:`~tracker.lifecycle.Lifecycle` (the scenario's column mapping; the seed's ``job_status`` by
+default). A scenario may switch invariants off and add row invariants of its own (``row:<name>``,
+SQL boolean expressions translated like CHECKs, judged on every committed row version).
 ``no-rejected-writes`` counts every rejected statement; every other invariant reports at most
 one violation per job (its first), so counts read as "jobs affected".
 
@@ -9,19 +13,28 @@ Each checker's docstring is its precise rule and names the facts its violations 
 ``docs/invariants.md`` is generated from them (``python -m sim.judge.invariants > docs/invariants.md``).
 :func:`judge` runs every checker check-safe: one that raises makes its invariant unknown.
 
-May import: ``sim.judge.violation``, ``sim.record``, ``tracker.ops``. No SimPy, no backend.
+May import: ``sim.judge.violation``, ``sim.record``, ``tracker.ops``, ``tracker.lifecycle``,
+``tracker.table`` (evaluating row invariants). No SimPy, no backend.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 from sim.judge.violation import Violation
 from sim.record.clocks import EPOCH_US
 from sim.record.history import JobTruth, RunRecord, Step
-from tracker.ops import Row, describe
+from tracker.lifecycle import Lifecycle, RowInvariant
+from tracker.ops import Row, describe, format_timestamp
+from tracker.table import evaluate
+
+#: PostgreSQL's verdicts on the row invariants, per committed row version: (step index, position
+#: in the step's ``committed``) -> one verdict per row invariant, in the lifecycle's order.
+RowVerdicts = Mapping[tuple[int, int], tuple[bool | None, ...]]
 
 
 def _job_order(job: str) -> tuple[int, str]:
@@ -42,6 +55,11 @@ def _versions(record: RunRecord) -> dict[str, list[tuple[Step, Row]]]:
     return dict(sorted(out.items(), key=lambda item: _job_order(item[0])))
 
 
+def _get(row: Row, column: str | None) -> Any:
+    """A mapped column's value; None when the table has no such column."""
+    return None if column is None else row[column]
+
+
 # --- the invariants ----------------------------------------------------------------------------
 
 
@@ -56,9 +74,10 @@ def no_rejected_writes(record: RunRecord) -> Iterator[Violation]:
         if step.kind == "db" and step.rejected and step.error is not None:
             row = step.row_before or {}
             assert step.op is not None
+            lc = record.lifecycle
             facts = {"actor": step.actor, "operation": describe(step.op), "constraint": step.error[1],
-                     "row_status": row.get("status"), "row_started_at": row.get("started_at"),
-                     "row_completed_at": row.get("completed_at")}
+                     "row_status": row.get(lc.status), "row_started_at": row.get(lc.started_at or ""),
+                     "row_completed_at": row.get(lc.completed_at or "")}
             yield Violation("no-rejected-writes", step.job_id, step.executed_us, step.index, facts)
 
 
@@ -70,14 +89,16 @@ def ordered_timestamps(record: RunRecord) -> Iterator[Violation]:
     Facts: the ``actor`` that committed the version, and the first pair out of order: the
     ``earlier`` column and its ``earlier_value``, the ``later`` column and its ``later_value``.
     """
+    lc = record.lifecycle
+    created_col, started_col = lc.column("created_at"), lc.column("started_at")
     for job, versions in _versions(record).items():
         for step, row in versions:
-            created, started = row["created_at"], row["started_at"]
-            pairs = [("created_at", created, "started_at", started)]
-            for later in ("completed_at", "failed_at"):
-                earlier = "started_at" if started is not None else "created_at"
-                pairs.append((earlier, row[earlier], later, row[later]))
-            pairs.append(("created_at", created, "cancelled_at", row["cancelled_at"]))
+            created, started = _get(row, created_col), _get(row, started_col)
+            pairs = [(created_col, created, started_col, started)]
+            for later in (lc.column("completed_at"), lc.column("failed_at")):
+                earlier = started_col if started is not None else created_col
+                pairs.append((earlier, _get(row, earlier), later, _get(row, later)))
+            pairs.append((created_col, created, lc.column("cancelled_at"), _get(row, lc.column("cancelled_at"))))
             bad = [(a, va, b, vb) for a, va, b, vb in pairs if va is not None and vb is not None and vb < va]
             if bad:
                 a, va, b, vb = bad[0]
@@ -86,29 +107,26 @@ def ordered_timestamps(record: RunRecord) -> Iterator[Violation]:
                 break
 
 
-EXPECTED_STATUS = {"completed": ("completed",), "failed": ("failed",), "removed": ("pending", "waiting", "delayed")}
-
-
 def terminal_status(record: RunRecord) -> Iterator[Violation]:
-    """Once the handlers settle, the final row's status is the job's real outcome: ``completed``
-    for a completed job, ``failed`` for a failed one; a removed job keeps a waiting status
-    (``pending``, ``waiting`` or ``delayed``) with ``cancelled`` true. A job with no row at all
-    violates it.
+    """Once the handlers settle, the final row's status is the job's real outcome: a
+    ``completed`` status for a completed job, a ``failed`` one for a failed one, a ``removed``
+    one for a removed one (the seed's table: a removed job keeps a waiting status, ``pending``,
+    ``waiting`` or ``delayed``, with ``cancelled`` true; a table without a ``cancelled`` column
+    is judged on the status alone). A job with no row at all violates it.
 
     Facts: the final row's ``status`` and ``cancelled`` (both None when there is no row), the
     job's true ``outcome`` and its time ``outcome_us``, and the ``expected`` statuses.
     """
+    lc = record.lifecycle
+    cancelled = lc.column("cancelled")
     for job, truth in _truths(record):
         row = record.rows.get(job)
-        allowed = EXPECTED_STATUS[truth.outcome]
-        facts = {"status": None if row is None else row["status"], "cancelled": None if row is None else row["cancelled"],
+        allowed = lc.statuses(truth.outcome)
+        flag = None if row is None else _get(row, cancelled)
+        facts = {"status": None if row is None else row[lc.status], "cancelled": flag,
                  "outcome": truth.outcome, "outcome_us": truth.outcome_us, "expected": list(allowed)}
-        if row is None or row["status"] not in allowed or (truth.outcome == "removed" and not row["cancelled"]):
+        if row is None or row[lc.status] not in allowed or (truth.outcome == "removed" and cancelled is not None and not flag):
             yield Violation("terminal-status", job, facts=facts)
-
-
-#: Which true state explains a row status.
-_STATE_OF = {"pending": "waiting", "waiting": "waiting", "delayed": "delayed", "active": "active", "completed": "completed", "failed": "failed"}
 
 
 def _attempt_times(truth: JobTruth, state: str, attempt: object) -> list[int]:
@@ -136,7 +154,7 @@ def _attempt_times(truth: JobTruth, state: str, attempt: object) -> list[int]:
     return []
 
 
-def _explain(truth: JobTruth, status: str, attempt: object, at_us: int) -> int | None:
+def _explain(truth: JobTruth, state: str | None, attempt: object, at_us: int) -> int | None:
     """The true time of the state change a row version reports.
 
     The row's ``attempts`` says which attempt its status is about; when it names a real attempt
@@ -144,7 +162,6 @@ def _explain(truth: JobTruth, status: str, attempt: object, at_us: int) -> int |
     ``attempts`` wrong): the latest entry into that state up to ``at_us``, or for a row written
     ahead of the queue, the first one after.
     """
-    state = _STATE_OF.get(status)
     times = _attempt_times(truth, state or "", attempt) or [t for t, s in truth.transitions if s == state]
     if not times:
         return None
@@ -163,36 +180,45 @@ def monotonic_status(record: RunRecord) -> Iterator[Violation]:
     Facts: the ``actor``, the move ``from_status`` -> ``to_status``, the true time of the change
     the new status reports (``reports_us``) and of the one the row already showed (``showed_us``).
     """
+    lc = record.lifecycle
+    state_of, attempts = lc.state_of(), lc.column("attempts")
     for job, versions in _versions(record).items():
         truth = record.truth.get(job)
         if truth is None:
             continue
         previous: tuple[str, int] | None = None
         for step, row in versions:
-            when = _explain(truth, row["status"], row["attempts"], step.executed_us)
+            status = row[lc.status]
+            when = _explain(truth, state_of.get(status), _get(row, attempts), step.executed_us)
             if when is None:
                 continue
-            if previous is not None and row["status"] != previous[0] and when < previous[1]:
-                facts = {"actor": step.actor, "from_status": previous[0], "to_status": row["status"],
+            if previous is not None and status != previous[0] and when < previous[1]:
+                facts = {"actor": step.actor, "from_status": previous[0], "to_status": status,
                          "reports_us": when, "showed_us": previous[1]}
                 yield Violation("monotonic-status", job, step.executed_us, step.index, facts)
                 break
-            previous = (row["status"], when)
+            previous = (status, when)
 
 
 def first_start_kept(record: RunRecord) -> Iterator[Violation]:
     """``started_at``, once a committed row version has it, is never overwritten (not even by
     NULL).
 
-    Facts: the ``actor`` that changed it, the ``first`` value and the value it wrote (``now``).
+    Facts: the ``actor`` that changed it, the ``first`` value and the value it wrote (``now``),
+    and the ``column`` when the table's is not called ``started_at``.
     """
+    column = record.lifecycle.column("started_at")
+    if column is None:
+        return
     for job, versions in _versions(record).items():
         first: int | None = None
         for step, row in versions:
             if first is None:
-                first = row["started_at"]
-            elif row["started_at"] != first:
-                facts = {"actor": step.actor, "first": first, "now": row["started_at"]}
+                first = row[column]
+            elif row[column] != first:
+                facts = {"actor": step.actor, "first": first, "now": row[column]}
+                if column != "started_at":
+                    facts["column"] = column
                 yield Violation("first-start-kept", job, step.executed_us, step.index, facts)
                 break
 
@@ -209,24 +235,28 @@ def faithful_timestamps(record: RunRecord) -> Iterator[Violation]:
     time (None: NULL), the ``true_us`` times it may report and the ``error_us`` to the nearest.
     """
     tol = record.tolerance_us
+    lc = record.lifecycle
+    started, completed, failed, cancelled = (lc.column(r) for r in ("started_at", "completed_at", "failed_at", "cancelled_at"))
     for job, truth in _truths(record):
         row = record.rows.get(job)
         if row is None:
             continue
-        expected: list[tuple[str, list[int] | None]] = []
+        expected: list[tuple[str | None, list[int] | None]] = []
         if truth.first_start_us is not None:
-            expected.append(("started_at", [truth.first_start_us]))
+            expected.append((started, [truth.first_start_us]))
         if truth.outcome == "completed":
-            expected.append(("completed_at", [truth.outcome_us]))
+            expected.append((completed, [truth.outcome_us]))
         failures = [a.end_us for a in truth.attempts if a.outcome == "failed" and a.end_us is not None]
         if truth.outcome == "failed":
             failures.append(truth.outcome_us)
-        if failures and (truth.outcome == "failed" or row["failed_at"] is not None):
-            expected.append(("failed_at", failures))
+        if failures and failed is not None and (truth.outcome == "failed" or row[failed] is not None):
+            expected.append((failed, failures))
         if truth.outcome == "removed":
-            expected.append(("cancelled_at", [truth.outcome_us]))
+            expected.append((cancelled, [truth.outcome_us]))
         problems = []
         for column, true_times in expected:
+            if column is None:  # the table keeps no such time
+                continue
             assert true_times is not None
             value = row[column]
             error = None if value is None else min((value - (EPOCH_US + t) for t in true_times), key=abs)
@@ -242,13 +272,44 @@ def accurate_attempts(record: RunRecord) -> Iterator[Violation]:
 
     Facts: the ``recorded`` attempts and the number ``started``.
     """
+    column = record.lifecycle.column("attempts")
+    if column is None:
+        return
     for job, truth in _truths(record):
         row = record.rows.get(job)
         if row is None:
             continue
-        if row["attempts"] != truth.attempts_started:
-            facts = {"recorded": row["attempts"], "started": truth.attempts_started}
+        if row[column] != truth.attempts_started:
+            facts = {"recorded": row[column], "started": truth.attempts_started}
             yield Violation("accurate-attempts", job, facts=facts)
+
+
+def _shown(value: Any, stamp: bool) -> Any:
+    return format_timestamp(value) if stamp and isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def row_invariant(record: RunRecord, rule: RowInvariant, position: int, verdicts: RowVerdicts | None = None) -> Iterator[Violation]:
+    """A scenario's own rule (``[invariants.rows]``, ID ``row:<name>``): every committed row
+    version satisfies its SQL boolean expression. Like a CHECK, a version violates it only when
+    the expression is false (NULL passes). The memory backend evaluates the translation; the
+    PostgreSQL backends let the server evaluate the expression on the same row versions
+    (``verdicts``). At most one violation per job (its first).
+
+    Facts: the ``actor`` that committed the version, the rule's ``sql``, and the ``values`` of
+    the columns it reads in that version.
+    """
+    for job, versions in _versions(record).items():
+        for step, row in versions:
+            if verdicts is not None:
+                place = next(i for i, r in enumerate(step.committed) if r is row)
+                verdict = verdicts[(step.index, place)][position]
+            else:
+                verdict = evaluate(rule.expr, row, step.db_now_us or 0)
+            if verdict is False:
+                values = {c: _shown(row[c], c in rule.stamps) for c in rule.reads}
+                facts = {"actor": step.actor, "sql": rule.sql, "values": values}
+                yield Violation(rule.id, job, step.executed_us, step.index, facts)
+                break
 
 
 @dataclass(frozen=True)
@@ -276,9 +337,10 @@ class UnknownInvariant(ValueError):
 
 def require_known(ids: Iterable[str], where: str) -> None:
     """Raise :class:`UnknownInvariant` (``<where>: unknown invariant 'x' (known: ...)``) for the
-    first of ``ids`` that names no invariant."""
+    first of ``ids`` that names no invariant (``row:<name>`` is left to the scenario that
+    declares its row invariants)."""
     for i in ids:
-        if i not in INVARIANT_IDS:
+        if i not in INVARIANT_IDS and not i.startswith("row:"):  # a row invariant is the scenario's to name
             raise UnknownInvariant(f"{where}: unknown invariant {i!r} (known: {', '.join(INVARIANT_IDS)})")
 
 
@@ -306,29 +368,43 @@ def _one_line(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def judge(record: RunRecord) -> Judgement:
-    """Every violation of every invariant, in invariant order then history order. A checker
-    that raises (Jepsen's ``check-safe``) makes its invariant unknown; the others still judge."""
+def judged_ids(lifecycle: Lifecycle) -> tuple[str, ...]:
+    """The IDs a run of this lifecycle judges: the built-in invariants not switched off, then its
+    row invariants."""
+    return tuple(i for i in INVARIANT_IDS if lifecycle.judges(i)) + tuple(r.id for r in lifecycle.rows)
+
+
+def judge(record: RunRecord, verdicts: RowVerdicts | None = None) -> Judgement:
+    """Every violation of every invariant the record's lifecycle judges (switched-off ones are
+    not run), in invariant order then history order, then the row invariants'. ``verdicts``:
+    PostgreSQL's on the row invariants (None: the model evaluates them). A checker that raises
+    (Jepsen's ``check-safe``) makes its invariant unknown; the others still judge."""
     violations: list[Violation] = []
     unknown: list[Unknown] = []
-    for inv in INVARIANTS:
+    checks: list[tuple[str, Callable[[], Iterator[Violation]]]] = [
+        (inv.id, partial(inv.check, record)) for inv in INVARIANTS if record.lifecycle.judges(inv.id)
+    ]
+    for position, rule in enumerate(record.lifecycle.rows):
+        checks.append((rule.id, partial(row_invariant, record, rule, position, verdicts)))
+    for invariant_id, check in checks:
         try:
-            violations.extend(inv.check(record))
+            violations.extend(check())
         except Exception as exc:  # a checker's bug must not hide what the other checkers find
-            unknown.append(Unknown(inv.id, _one_line(exc)))
+            unknown.append(Unknown(invariant_id, _one_line(exc)))
     return Judgement(tuple(violations), tuple(unknown))
 
 
-def verdict_lines(violations: Iterable[Violation], unknown: Iterable[Unknown]) -> list[str]:
+def verdict_lines(violations: Iterable[Violation], unknown: Iterable[Unknown], judged: int = len(INVARIANTS)) -> list[str]:
     """The verdict of one judged run, as ``racetrack run`` prints it: the violations, then one
-    ``unknown: <id>: <error>`` line per invariant that could not be judged."""
+    ``unknown: <id>: <error>`` line per invariant that could not be judged (``judged``: how many
+    invariants the run judged, see :func:`judged_ids`)."""
     found, missing = list(violations), list(unknown)
     if found:
         lines = [f"verdict: {len(found)} violation(s)", *(f"  {v.line()}" for v in found)]
     elif missing:
-        lines = [f"verdict: no violation found, but {len(missing)} of {len(INVARIANTS)} invariants could not be judged"]
+        lines = [f"verdict: no violation found, but {len(missing)} of {judged} invariants could not be judged"]
     else:
-        lines = [f"verdict: all {len(INVARIANTS)} invariants held"]
+        lines = [f"verdict: all {judged} invariants held"]
     return lines + [u.line() for u in missing]
 
 

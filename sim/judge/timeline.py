@@ -1,6 +1,7 @@
 """A run as text that reads like the interleaving (PostgreSQL's isolation tester's transcript):
 one line per operation and per true queue event, in simulated time, the violations marked on the
-operations that caused them. Plain text that diffs cleanly."""
+operations that caused them. Plain text that diffs cleanly. A row shows the columns the run's
+:class:`~tracker.lifecycle.Lifecycle` maps (status, attempts, the times, cancelled)."""
 
 from __future__ import annotations
 
@@ -8,37 +9,40 @@ from typing import Any
 
 from sim.judge.invariants import Violation
 from sim.record.history import RunRecord, Step
+from tracker.lifecycle import DEFAULT_LIFECYCLE, Lifecycle
 from tracker.ops import COLUMNS, Select, describe, format_timestamp
 
-SHOWN = ("status", "attempts", "started_at", "completed_at", "failed_at", "cancelled")
+#: The columns shown for the seed's table.
+SHOWN = DEFAULT_LIFECYCLE.shown
 
 
-def _value(column: str, value: Any) -> str:
+def _value(column: str, value: Any, lc: Lifecycle) -> str:
     if value is None:
         return "NULL"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if COLUMNS.get(column) == "timestamptz":
+    if column in lc.timestamps or (lc is DEFAULT_LIFECYCLE and COLUMNS.get(column) == "timestamptz"):
         return format_timestamp(value)
     return str(value)
 
 
-def row_summary(row: dict[str, Any] | None) -> str:
+def row_summary(row: dict[str, Any] | None, lc: Lifecycle = DEFAULT_LIFECYCLE) -> str:
     if row is None:
         return "(no row)"
-    return " ".join(f"{c}={_value(c, row[c])}" for c in SHOWN)
+    # a trace read back knows only the seed's mapping: show what the row has of it
+    return " ".join(f"{c}={_value(c, row[c], lc)}" for c in lc.shown if c in row)
 
 
-def _changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
+def _changes(before: dict[str, Any] | None, after: dict[str, Any] | None, lc: Lifecycle) -> str:
     if after is None:
         return "(no row)"
     if before is None:
-        return row_summary(after)
-    changed = [c for c in SHOWN if before.get(c) != after.get(c)]
-    return " ".join(f"{c}:{_value(c, before.get(c))}->{_value(c, after.get(c))}" for c in changed) or "(no change)"
+        return row_summary(after, lc)
+    changed = [c for c in lc.shown if before.get(c) != after.get(c)]
+    return " ".join(f"{c}:{_value(c, before.get(c), lc)}->{_value(c, after.get(c), lc)}" for c in changed) or "(no change)"
 
 
-def step_line(step: Step) -> str:
+def step_line(step: Step, lc: Lifecycle = DEFAULT_LIFECYCLE) -> str:
     """What one step did and what it saw or wrote."""
     if step.kind == "clock":
         return f"read clock -> {format_timestamp(step.clock_us or 0)}"
@@ -51,11 +55,11 @@ def step_line(step: Step) -> str:
     if step.error is not None:
         return f"{text} -> ERROR {step.error[1] or step.error[0]}"
     if isinstance(step.op, Select):
-        return f"{text} -> {row_summary(step.result)}"
+        return f"{text} -> {row_summary(step.result, lc)}"
     if step.op.__class__.__name__ in ("Insert", "Update"):
         if step.result is None:
             return f"{text} -> 0 rows"
-        return f"{text} -> {_changes(step.row_before, step.row_after)}"
+        return f"{text} -> {_changes(step.row_before, step.row_after, lc)}"
     return text
 
 
@@ -70,7 +74,7 @@ def render(record: RunRecord, violations: list[Violation] | tuple[Violation, ...
             events.append((t, 0, f"{'[queue]':<24} {job} {state}"))
     for step in record.steps:
         mark = f"   <-- {', '.join(marks[step.index])}" if step.index in marks else ""
-        events.append((step.executed_us, 1, f"{step.actor:<24} {step_line(step)}{mark}"))
+        events.append((step.executed_us, 1, f"{step.actor:<24} {step_line(step, record.lifecycle)}{mark}"))
     lines = [header] if header else []
     lines.append(f"{'time ms':>10}  {'actor':<24} operation -> result")
     for t, _, text in sorted(events, key=lambda e: (e[0], e[1])):
@@ -94,6 +98,7 @@ def transcript(
         if v.step is not None:
             marks.setdefault(v.step, []).append(v.invariant)
     width = max([len(s.actor) for s in record.steps] + [5])
+    lc = record.lifecycle
     lines = [header] if header else []
     lines.append(f"{'sim ms':>10}  {'host clock':<15}  {'actor':<{width}}  operation -> row before => row after")
     for step in record.steps:
@@ -110,13 +115,13 @@ def transcript(
             if step.error is not None:
                 text += f" -> ERROR: {step.error[2]}"
             elif isinstance(step.op, Select):
-                text += f" -> {row_summary(step.result)}"
+                text += f" -> {row_summary(step.result, lc)}"
             elif step.op.__class__.__name__ in ("Insert", "Update") and step.result is None:
                 text += " -> 0 rows"
             if step.op.__class__.__name__ in ("Insert", "Update"):
-                text += f" | {row_summary(step.row_before)} => {_changes(step.row_before, step.row_after)}"
+                text += f" | {row_summary(step.row_before, lc)} => {_changes(step.row_before, step.row_after, lc)}"
         else:
-            text = step_line(step)
+            text = step_line(step, lc)
         mark = f"   <-- VIOLATION {', '.join(marks[step.index])}" if step.index in marks else ""
         lines.append(f"{step.executed_us / 1000:>10.3f}  {clock:<15}  {step.actor:<{width}}  {text}{mark}")
     for v in violations:

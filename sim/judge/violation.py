@@ -103,7 +103,12 @@ def _monotonic_status(v: Violation, f: Mapping[str, Any]) -> str:
 
 
 def _first_start_kept(v: Violation, f: Mapping[str, Any]) -> str:
-    return f"{f['actor']} changed started_at {_ts(f['first'])} -> {_ts(f['now'])} at {_at(v)}"
+    return f"{f['actor']} changed {f.get('column', 'started_at')} {_ts(f['first'])} -> {_ts(f['now'])} at {_at(v)}"
+
+
+def _row_invariant(v: Violation, f: Mapping[str, Any]) -> str:
+    values = ", ".join(f"{c}={'NULL' if x is None else x}" for c, x in f["values"].items())
+    return f"committed by {f['actor']} at {_at(v)}: {f['sql']} is false" + (f" ({values})" if values else "")
 
 
 def _faithful_timestamps(v: Violation, f: Mapping[str, Any]) -> str:
@@ -133,4 +138,6 @@ def explain(v: Violation) -> str:
     """The sentence for a violation, from its facts (a recorded sentence is shown as it was)."""
     if RECORDED_TEXT in v.facts:
         return str(v.facts[RECORDED_TEXT])
+    if v.invariant.startswith("row:"):  # a scenario's own row invariant
+        return _row_invariant(v, v.facts)
     return _TEXT[v.invariant](v, v.facts)

@@ -314,6 +314,7 @@ class LiveWorld:
             truth=truth,
             tolerance_us=tolerance,
             end_us=end,
+            lifecycle=self.scenario.lifecycle,
         )
 
     @staticmethod

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tracker.backend import Done
+from tracker.lifecycle import DEFAULT_LIFECYCLE, Lifecycle
 from tracker.ops import Begin, Commit, DbOp, Insert, Op, ReadClock, Rollback, Row, Update
 
 
@@ -130,6 +131,8 @@ class RunRecord:
     truth: dict[str, JobTruth] = field(hash=False)
     tolerance_us: int
     end_us: int
+    #: What the table's columns and statuses mean to the invariants (the scenario's mapping).
+    lifecycle: Lifecycle = DEFAULT_LIFECYCLE
 
 
 class RowVisibility:

@@ -19,6 +19,7 @@ May import: ``sim.judge.invariants`` (IDs), ``sim.engine.scenario``, ``sim.runs.
 
 from __future__ import annotations
 
+import json
 import shlex
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
@@ -32,6 +33,7 @@ from sim.judge.invariants import INVARIANT_IDS
 from sim.record import conflicts
 from sim.record.conflicts import Saturation
 from sim.runs.backends import BackendSpec
+from sim.runs.columns import ROW_INVARIANTS
 from sim.runs.strategy_source import runnable
 from sim.runs.sweep import Execution, Sweep, SweepError, SweepRun
 from tracker.strategies import StrategyNotFound, load_strategy
@@ -83,8 +85,10 @@ class Tally:
 class TallyBuilder:
     """Folds result rows into per-invariant tallies (the rows themselves are not kept)."""
 
+    #: The IDs tallied: the built-in invariants, then the scenario's row invariants (``row:<name>``).
+    ids: tuple[str, ...] = INVARIANT_IDS
     runs: int = 0
-    counts: dict[str, int] = field(default_factory=lambda: {i: 0 for i in INVARIANT_IDS})
+    counts: dict[str, int] = field(default_factory=dict)
     shortest: dict[str, ShortestSeed] = field(default_factory=dict)
     #: Runs in which an invariant could not be judged (its checker crashed), per invariant.
     unknown: dict[str, int] = field(default_factory=dict)
@@ -102,15 +106,17 @@ class TallyBuilder:
             self.first_error = self.first_error or f"seed {row['seed']}: {row['error']}"
         for invariant in filter(None, str(row.get("unknown") or "").split(",")):
             self.unknown[invariant] = self.unknown.get(invariant, 0) + 1
-        for invariant in INVARIANT_IDS:
-            if row[invariant]:
-                self.counts[invariant] += 1
+        own = json.loads(row.get(ROW_INVARIANTS) or "{}")
+        for invariant in self.ids:
+            found = own.get(invariant.removeprefix("row:"), 0) if invariant.startswith("row:") else row[invariant]
+            if found:
+                self.counts[invariant] = self.counts.get(invariant, 0) + 1
                 best = self.shortest.get(invariant)
                 if best is None or (row["ops"], row["seed"]) < (best.ops, best.seed):
                     self.shortest[invariant] = ShortestSeed(row["seed"], row["ops"])
 
     def tallies(self) -> dict[str, Tally]:
-        return {i: Tally(i, self.counts[i], self.shortest.get(i), self.unknown.get(i, 0)) for i in INVARIANT_IDS}
+        return {i: Tally(i, self.counts.get(i, 0), self.shortest.get(i), self.unknown.get(i, 0)) for i in self.ids}
 
     def unjudged(self) -> tuple[str, ...]:
         """Lines for what these runs could not judge (a ``clean`` verdict cannot rest on them)."""
@@ -268,7 +274,8 @@ def check_scenario(
             load_strategy(e.strategy)
         except StrategyNotFound as exc:
             raise SweepError(f"{scenario.source}: [expect] {e.strategy}: {exc}") from None
-    builders = [TallyBuilder() for _ in judged]
+    ids = INVARIANT_IDS + tuple(r.id for r in scenario.lifecycle.rows)
+    builders = [TallyBuilder(ids) for _ in judged]
     if judged:
         sweep = Sweep((scenario,), tuple(e.strategy for e in judged), runs, seed, backend or BackendSpec(), limits)
         with SweepRun(sweep, execution or Execution(), on_rows=on_rows) as run:

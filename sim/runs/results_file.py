@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from sim.runs.columns import COLUMNS, Column
+from sim.runs.columns import Column, columns_for
 from tracker.errors import UserError
 
 if TYPE_CHECKING:  # pyarrow (and numpy under it) is imported where a file is read or written:
@@ -44,7 +44,8 @@ def schema_for(fingerprint: dict[str, Any]) -> pa.Schema:
     """The Arrow schema of a results file (the declared columns), carrying the sweep's fingerprint."""
     import pyarrow as pa
 
-    fields = [pa.field(c.name, pa.type_for_alias(c.arrow)) for c in COLUMNS]
+    own = any("invariants.rows" in s.get("params", {}) for s in fingerprint.get("scenarios", ()))
+    fields = [pa.field(c.name, pa.type_for_alias(c.arrow)) for c in columns_for(own)]
     return pa.schema(fields, metadata={METADATA_KEY: json.dumps(fingerprint, sort_keys=True)})
 
 

@@ -17,15 +17,17 @@ from sim.engine.interpreter import user_frame
 from sim.engine.limits import DEFAULT_LIMITS, LimitExceeded, Limits, wall_clock_limit
 from sim.engine.scenario import Scenario
 from sim.engine.world import Draws, World
-from sim.judge.invariants import INVARIANT_IDS, Judgement, Unknown, Violation, judge
+from sim.judge.invariants import INVARIANT_IDS, Judgement, RowVerdicts, Unknown, Violation, judge
 from sim.record.clocks import EPOCH_US
 from sim.record.conflicts import conflict_orders
 from sim.record.history import RunRecord
-from sim.runs.columns import COLUMN_NAMES, RESULTS_FORMAT
+from sim.runs.columns import COLUMN_NAMES, RESULTS_FORMAT, ROW_INVARIANTS
 from tracker.backend import TrackerBackend
+from tracker.handler_columns import check_writes
 from tracker.memory import MemoryTracker
 from tracker.ops import Begin, Commit, Rollback
 from tracker.strategies import Strategy
+from tracker.table import evaluate
 
 #: The columns of a result row, in order (declared with their types in :mod:`sim.runs.columns`).
 RESULT_COLUMNS = COLUMN_NAMES
@@ -56,8 +58,12 @@ class RunResult:
         """The result row (one line of a results file)."""
         steps = [s for s in self.record.steps if s.kind == "db"]
         counts = {i: 0 for i in INVARIANT_IDS}
+        own = {r.name: 0 for r in self.record.lifecycle.rows}
         for v in self.violations:
-            counts[v.invariant] += 1
+            if v.invariant in counts:
+                counts[v.invariant] += 1
+            else:  # a scenario's own row invariant, ``row:<name>``
+                own[v.invariant.removeprefix("row:")] += 1
         lags = visibility_lags_ms(self.record)
         errors = timestamp_errors_ms(self.record)
         return {
@@ -89,6 +95,8 @@ class RunResult:
             "first_disagreement": self.disagreements[0] if self.disagreements else "",
             "unknown": ",".join(u.invariant for u in self.unknown),
             "conflict_orders": ",".join(conflict_orders(self.record)),
+            # only for scenarios with row invariants: a bundled scenario's columns stay as they were
+            **({ROW_INVARIANTS: json.dumps(own)} if self.record.lifecycle.rows else {}),
         }
 
 
@@ -116,12 +124,15 @@ def visibility_lags_ms(record: RunRecord) -> list[float]:
     """Per job: how long after the true outcome (and the true first start) a committed row
     version first showed it, in ms."""
     first_seen: dict[tuple[str, str], int] = {}
+    lc = record.lifecycle
+    started, cancelled = lc.column("started_at"), lc.column("cancelled")
+    finished = set(lc.completed) | set(lc.failed) | (set() if cancelled else set(lc.removed))
     for step in record.steps:
         for row in step.committed:
             job = row["job_id"]
-            if row["started_at"] is not None:
+            if started is not None and row[started] is not None:
                 first_seen.setdefault((job, "start"), step.executed_us)
-            if row["status"] in ("completed", "failed") or row["cancelled"]:
+            if row[lc.status] in finished or (cancelled is not None and row[cancelled]):
                 first_seen.setdefault((job, "outcome"), step.executed_us)
     lags = []
     for job, truth in sorted(record.truth.items()):
@@ -135,16 +146,27 @@ def visibility_lags_ms(record: RunRecord) -> list[float]:
 def timestamp_errors_ms(record: RunRecord) -> list[float]:
     """Per job: recorded minus true time of started_at and of completed_at/failed_at, in ms."""
     errors = []
+    lc = record.lifecycle
+    started = lc.column("started_at")
     for job, truth in sorted(record.truth.items()):
         row = record.rows.get(job)
         if row is None:
             continue
-        if truth.first_start_us is not None and row["started_at"] is not None:
-            errors.append(round((row["started_at"] - EPOCH_US - truth.first_start_us) / 1000, 3))
-        column = {"completed": "completed_at", "failed": "failed_at"}.get(truth.outcome)
+        if truth.first_start_us is not None and started is not None and row[started] is not None:
+            errors.append(round((row[started] - EPOCH_US - truth.first_start_us) / 1000, 3))
+        column = {"completed": lc.column("completed_at"), "failed": lc.column("failed_at")}.get(truth.outcome)
         if column and row[column] is not None:
             errors.append(round((row[column] - EPOCH_US - truth.outcome_us) / 1000, 3))
     return errors
+
+
+def check_strategy_table(strategy: Strategy, scenario: Scenario) -> None:
+    """Before any run: the literal column writes of ``strategy``'s handlers exist in the table
+    ``scenario`` tracks (:class:`~tracker.handler_columns.UnknownColumnWrite`, one line naming
+    the handler's file and line, when one does not)."""
+    from tracker.table_sql import bundled_table  # pglast: as the memory model needs it anyway
+
+    check_writes(strategy, scenario.table or bundled_table())
 
 
 def run_one(
@@ -167,7 +189,9 @@ def run_one(
         world.driver.failure = f"{exc}" + (f"; it was running {where}" if where else "")
         record = world.record()
     error = f"strategy {strategy.name}: {world.driver.failure}" if world.driver.failure else ""
-    judgement = Judgement((), ()) if error else judge(record)
+    verdicts, differences = (None, ()) if error else _row_verdicts(backend, record)
+    judgement = Judgement((), ()) if error else judge(record, verdicts if backend.name == "postgres" else None)
+    found = _disagreements(backend)
     return RunResult(
         scenario=scenario.name,
         strategy=strategy.name,
@@ -177,10 +201,34 @@ def run_one(
         record=record,
         crashes=tuple(world.driver.crashes),
         params=scenario.to_toml_table(),
-        disagreements=_disagreements(backend),
+        disagreements=None if found is None else found + differences,
         unknown=judgement.unknown,
         error=error,
     )
+
+
+def _row_verdicts(backend: TrackerBackend, record: RunRecord) -> tuple[RowVerdicts | None, tuple[str, ...]]:
+    """PostgreSQL's verdicts on the scenario's row invariants over every committed row version
+    (None on the memory backend), and, with ``--backend both``, one line per version where the
+    model's translation and the server disagree."""
+    rules = record.lifecycle.rows
+    ask = getattr(backend, "row_verdicts", None)
+    if not rules or ask is None:
+        return None, ()
+    places = [(step, i, row) for step in record.steps for i, row in enumerate(step.committed)]
+    answers = ask(tuple(r.sql for r in rules), [row for _, _, row in places])
+    if answers is None:  # the differential backend parted from PostgreSQL: nothing to compare
+        return None, ()
+    verdicts = {(step.index, i): answer for (step, i, _), answer in zip(places, answers, strict=True)}
+    differences = []
+    if backend.name == "both":
+        for step, i, row in places:
+            for rule, theirs in zip(rules, verdicts[(step.index, i)], strict=True):
+                mine = evaluate(rule.expr, row, step.db_now_us or 0)
+                if mine != theirs:
+                    differences.append(f"row invariant {rule.id} on {row['job_id']} committed by {step.actor}: "
+                                       f"memory {mine}; postgres {theirs}")
+    return verdicts, tuple(differences)
 
 
 def _disagreements(backend: TrackerBackend) -> tuple[str, ...] | None:

@@ -39,10 +39,10 @@ from sim.engine.scenario import Scenario
 from sim.runs.backends import BackendSpec, BackendUnavailable, close_backend, open_backend, run_errors
 from sim.runs.columns import RESULTS_FORMAT
 from sim.runs.results_file import PartialResults, ResultsError
-from sim.runs.runner import SweepItem, error_row, run_one
+from sim.runs.runner import SweepItem, check_strategy_table, error_row, run_one
 from tracker.backend import TrackerBackend
 from tracker.errors import UserError
-from tracker.strategies import Strategy, load_strategy
+from tracker.strategies import Strategy, StrategyNotFound, load_strategy
 from tracker.table import Table
 
 EXECUTORS = ("local", "dask")
@@ -407,6 +407,13 @@ class SweepRun:
         self.errors = 0  # rows of runs that could not finish: --resume retries them
 
     def __enter__(self) -> SweepRun:
+        for ref in self.sweep.strategies:
+            try:
+                strategy = load_strategy(ref)
+            except StrategyNotFound:  # a worker reports it, as for any run
+                continue
+            for scenario in self.sweep.scenarios:
+                check_strategy_table(strategy, scenario)
         if self.out is not None:
             try:
                 self.results = PartialResults.check(self.out, self.sweep.fingerprint(), self.resume)
