@@ -20,27 +20,8 @@ from dataclasses import dataclass
 
 from sim.judge.violation import Violation
 from sim.record.clocks import EPOCH_US
-from sim.record.history import JobTruth, RunRecord, Step
-from tracker.ops import Row, describe
-
-
-def _job_order(job: str) -> tuple[int, str]:
-    """job-2 before job-10, whatever order a dict (or a JSON file) kept them in."""
-    digits = "".join(ch for ch in job if ch.isdigit())
-    return (int(digits) if digits else -1, job)
-
-
-def _truths(record: RunRecord) -> list[tuple[str, JobTruth]]:
-    return sorted(record.truth.items(), key=lambda item: _job_order(item[0]))
-
-
-def _versions(record: RunRecord) -> dict[str, list[tuple[Step, Row]]]:
-    out: dict[str, list[tuple[Step, Row]]] = {}
-    for step in record.steps:
-        for row in step.committed:
-            out.setdefault(row["job_id"], []).append((step, row))
-    return dict(sorted(out.items(), key=lambda item: _job_order(item[0])))
-
+from sim.record.history import JobTruth, RunRecord
+from tracker.ops import describe
 
 # --- the invariants ----------------------------------------------------------------------------
 
@@ -70,7 +51,7 @@ def ordered_timestamps(record: RunRecord) -> Iterator[Violation]:
     Facts: the ``actor`` that committed the version, and the first pair out of order: the
     ``earlier`` column and its ``earlier_value``, the ``later`` column and its ``later_value``.
     """
-    for job, versions in _versions(record).items():
+    for job, versions in record.versions.items():
         for step, row in versions:
             created, started = row["created_at"], row["started_at"]
             pairs = [("created_at", created, "started_at", started)]
@@ -98,7 +79,7 @@ def terminal_status(record: RunRecord) -> Iterator[Violation]:
     Facts: the final row's ``status`` and ``cancelled`` (both None when there is no row), the
     job's true ``outcome`` and its time ``outcome_us``, and the ``expected`` statuses.
     """
-    for job, truth in _truths(record):
+    for job, truth in record.truths:
         row = record.rows.get(job)
         allowed = EXPECTED_STATUS[truth.outcome]
         facts = {"status": None if row is None else row["status"], "cancelled": None if row is None else row["cancelled"],
@@ -163,7 +144,7 @@ def monotonic_status(record: RunRecord) -> Iterator[Violation]:
     Facts: the ``actor``, the move ``from_status`` -> ``to_status``, the true time of the change
     the new status reports (``reports_us``) and of the one the row already showed (``showed_us``).
     """
-    for job, versions in _versions(record).items():
+    for job, versions in record.versions.items():
         truth = record.truth.get(job)
         if truth is None:
             continue
@@ -186,7 +167,7 @@ def first_start_kept(record: RunRecord) -> Iterator[Violation]:
 
     Facts: the ``actor`` that changed it, the ``first`` value and the value it wrote (``now``).
     """
-    for job, versions in _versions(record).items():
+    for job, versions in record.versions.items():
         first: int | None = None
         for step, row in versions:
             if first is None:
@@ -209,7 +190,7 @@ def faithful_timestamps(record: RunRecord) -> Iterator[Violation]:
     time (None: NULL), the ``true_us`` times it may report and the ``error_us`` to the nearest.
     """
     tol = record.tolerance_us
-    for job, truth in _truths(record):
+    for job, truth in record.truths:
         row = record.rows.get(job)
         if row is None:
             continue
@@ -242,7 +223,7 @@ def accurate_attempts(record: RunRecord) -> Iterator[Violation]:
 
     Facts: the ``recorded`` attempts and the number ``started``.
     """
-    for job, truth in _truths(record):
+    for job, truth in record.truths:
         row = record.rows.get(job)
         if row is None:
             continue

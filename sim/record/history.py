@@ -4,6 +4,7 @@ and the world's ground truth. Frozen records; the invariants are pure functions 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 from tracker.backend import Done
@@ -156,6 +157,35 @@ class RunRecord:
     truth: dict[str, JobTruth] = field(hash=False)
     tolerance_us: int
     end_us: int
+
+    # Derived views that several invariants read: worked out once per record, on first use
+    # (``cached_property`` keeps them in the instance's ``__dict__``, outside the fields: they
+    # take no part in equality, hashing or ``dataclasses`` functions).
+
+    @cached_property
+    def versions(self) -> dict[str, list[tuple[Step, Row]]]:
+        """The row versions that became visible, with the step that made each visible, by job
+        (jobs in :func:`job_order`)."""
+        out: dict[str, list[tuple[Step, Row]]] = {}
+        for step in self.steps:
+            for row in step.committed:
+                out.setdefault(row["job_id"], []).append((step, row))
+        return dict(sorted(out.items(), key=_by_job_order))
+
+    @cached_property
+    def truths(self) -> list[tuple[str, JobTruth]]:
+        """Every job's ground truth, jobs in :func:`job_order`."""
+        return sorted(self.truth.items(), key=_by_job_order)
+
+
+def job_order(job: str) -> tuple[int, str]:
+    """job-2 before job-10, whatever order a dict (or a JSON file) kept them in."""
+    digits = "".join(filter(str.isdigit, job))
+    return (int(digits) if digits else -1, job)
+
+
+def _by_job_order(item: tuple[str, Any]) -> tuple[int, str]:
+    return job_order(item[0])
 
 
 class RowVisibility:
