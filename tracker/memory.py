@@ -24,6 +24,7 @@ Imports only ``tracker``.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,7 +112,13 @@ NOT_NULL_COLUMNS = tuple(c.name for c in bundled_table().columns if c.not_null)
 def check_row(row: Row, table: Table | None = None, now_us: int = 0) -> TrackerError | None:
     """The error PostgreSQL would raise for storing ``row``, or ``None`` if it is allowed: NOT
     NULL in column order, then the CHECKs in name order."""
-    return _Rules(table or bundled_table()).check_row(row, now_us)
+    return _rules_of(table or bundled_table()).check_row(row, now_us)
+
+
+@functools.lru_cache(maxsize=32)
+def _rules_of(table: Table) -> _Rules:
+    """A table's :class:`_Rules`, shared by every model of it (a sweep makes one model per run)."""
+    return _Rules(table)
 
 
 class _Rules:
@@ -282,7 +289,7 @@ class MemoryTracker:
         self.table = table or bundled_table()
         if self.table.unmodelled:
             raise UnmodelledTable(self.table.unmodelled)
-        self._rules = _Rules(self.table)
+        self._rules = _rules_of(self.table)
         self.reset()
 
     def reset(self) -> None:
