@@ -33,18 +33,23 @@ wall, cpu = time.perf_counter(), time.process_time()  # wall-clock ok: a benchma
 for seed in range(runs):
     run_one(scenario, strategy, seed).row()
 print(runs / (time.perf_counter() - wall), time.process_time() - cpu)  # wall-clock ok
+print(sys.modules["sim"].__file__)
 """
 
 
 def rate(tree: Path, scenario: str, strategy: str, runs: int) -> tuple[float, float]:
     """(runs per second, CPU seconds) of ``runs`` runs with ``tree`` first on the path."""
     env = {**os.environ, "PYTHONPATH": str(tree.resolve())}
-    done = subprocess.run(
-        [sys.executable, "-c", RUNS, scenario, strategy, str(runs)], env=env, capture_output=True, text=True, check=False
+    done = subprocess.run(  # run in the tree: ``python -c`` puts the working directory first on the path
+        [sys.executable, "-c", RUNS, scenario, strategy, str(runs)], env=env, cwd=tree.resolve(),
+        capture_output=True, text=True, check=False,
     )
     if done.returncode != 0:
         raise SystemExit(f"benchmark: {tree}: {done.stderr.strip().splitlines()[-1:]}")
-    per_second, cpu = done.stdout.split()
+    figures, imported = done.stdout.splitlines()
+    if not Path(imported).resolve().is_relative_to(tree.resolve()):
+        raise SystemExit(f"benchmark: {tree}: imported sim from {imported}, not from the tree")
+    per_second, cpu = figures.split()
     return float(per_second), float(cpu)
 
 
