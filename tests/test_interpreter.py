@@ -86,3 +86,39 @@ def test_both_drivers_report_a_crash_with_the_same_location() -> None:
     with pytest.raises(StrategyFailed) as failed:
         run_ordered(case_from_world(world, record, scenario, 0), strategy, MemoryTracker(), FollowSchedule(list(schedule_of(record))))
     assert str(failed.value) == f"{result.error} (the run was not judged)"
+
+
+def test_step_builders_make_the_same_record_the_step_constructor_makes() -> None:
+    # The builders fill a Step's __dict__ in one go (faster than the frozen dataclass __init__):
+    # a field added to Step and forgotten there must fail here, not go missing from histories.
+    from dataclasses import fields
+
+    from sim.engine.driver import Actor
+    from sim.record.clocks import Clock
+    from sim.record.history import Step, clock_step, db_step, error_step
+    from tracker.backend import Done
+    from tracker.ops import ReadClock
+
+    who = Actor("job-1.active#1", "job-1", "active", "worker-1", Clock("worker-1", 0, 0.0, 1000))
+    row = {"job_id": "job-1", "status": "active"}
+    op = Update("job-1", {"status": "active"})
+    error = TrackerError("23514", "a_check", "violates")
+    built = [
+        (clock_step(0, who, 5, 7), Step(0, who.name, "job-1", "active", "worker-1", "clock", ReadClock(), 5, 5, 5, clock_us=7)),
+        (error_step(1, who, 5, "boom"), Step(1, who.name, "job-1", "active", "worker-1", "error", None, 5, 5, 5, error=("", None, "boom"))),
+        (
+            db_step(2, who, op, sent_us=1, arrived_us=2, executed_us=4, replied_us=6, db_now_us=9, blocked_by=("x",),
+                    outcome=Done(value=row), row_before=None, row_after=row, committed=(row,)),
+            Step(2, who.name, "job-1", "active", "worker-1", "db", op, 1, 4, 6, db_now_us=9, waited_us=2, blocked_by=("x",),
+                 result=row, row_before=None, row_after=row, committed=(row,)),
+        ),
+        (
+            db_step(3, who, op, sent_us=1, arrived_us=1, executed_us=1, replied_us=3, db_now_us=1, blocked_by=(),
+                    outcome=Done(error=error), row_before=row, row_after=row, committed=()),
+            Step(3, who.name, "job-1", "active", "worker-1", "db", op, 1, 1, 3, db_now_us=1,
+                 error=("23514", "a_check", "violates"), row_before=row, row_after=row),
+        ),
+    ]
+    for step, expected in built:
+        assert step == expected
+        assert list(vars(step)) == [f.name for f in fields(Step)]

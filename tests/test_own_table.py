@@ -20,6 +20,7 @@ from tracker.memory import MemoryTracker, UnmodelledTable, check_row
 from tracker.ops import Insert, Update
 from tracker.pg_server import choose_server
 from tracker.strategies import BUILTIN, load_strategy
+from tracker.table import compile_expr, evaluate
 from tracker.table_sql import TableSqlError, bundled_table, for_postgres, parse_table
 
 TABLES = Path(__file__).parent / "tables"
@@ -226,3 +227,17 @@ def _ts(us: int) -> str:
     from tracker.postgres import micros_to_text
 
     return micros_to_text(us)
+
+
+@settings(max_examples=200, deadline=None)
+@given(condition=_conditions(), row=st.fixed_dictionaries(VALUES))
+def test_a_compiled_check_gives_what_walking_its_expression_gives(condition, row):
+    # The model checks rows with compiled CHECKs; the tree-walking evaluator is the reference.
+    ddl = (
+        "CREATE TYPE st AS ENUM ('lo', 'mid', 'hi');\nCREATE TABLE c (id text PRIMARY KEY, "
+        + ", ".join(f"{n} {t}" for n, t in COLUMNS.items())
+        + f", CONSTRAINT probe CHECK ({for_postgres(condition)}));"
+    )
+    (check,) = parse_table(ddl, "probe.sql").checks
+    full = {"id": "j", **row}
+    assert compile_expr(check.expr)(full, T0) == evaluate(check.expr, full, T0)

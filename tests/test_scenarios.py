@@ -262,3 +262,14 @@ def test_a_scenario_written_back_as_toml_loads_with_the_same_parameters(name, tm
         (tmp_path / loaded["table.sql"]).write_bytes((scenarios.bundled_dir() / loaded["table.sql"]).read_bytes())
     path.write_text(scenarios.toml_text(loaded.to_toml_table()))
     assert scenarios.load(str(path)).to_toml_table() == loaded.to_toml_table()
+
+
+@given(st.lists(st.floats(-1e6, 1e6, allow_nan=False).map(lambda x: round(x, 3)), min_size=2, max_size=40))
+def test_a_rows_percentiles_are_what_statistics_quantiles_gives(values):
+    # The row computes only the cut points it needs; statistics.quantiles is the reference.
+    import statistics
+
+    from sim.runs.runner import _percentiles
+
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    assert _percentiles(values, (50, 99)) == [round(cuts[49], 3), round(cuts[98], 3)]

@@ -29,7 +29,8 @@ Imports only ``tracker``.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +55,7 @@ from tracker.ops import (
     TrackerError,
     Update,
 )
-from tracker.table import INT_RANGES, KINDS, Table
+from tracker.table import INT_RANGES, KINDS, Column, Table, compile_expr
 from tracker.table import evaluate as evaluate_sql
 from tracker.table_sql import bundled_table
 
@@ -117,24 +118,57 @@ NOT_NULL_COLUMNS = tuple(c.name for c in bundled_table().columns if c.not_null)
 def check_row(row: Row, table: Table | None = None, now_us: int = 0) -> TrackerError | None:
     """The error PostgreSQL would raise for storing ``row``, or ``None`` if it is allowed: NOT
     NULL in column order, then the CHECKs in name order."""
-    table = table or bundled_table()
-    for column in table.columns:
-        if column.not_null and row[column.name] is None:
-            return TrackerError(
-                "23502",
-                f"{table.name}_{column.name}_not_null",
-                f'null value in column "{column.name}" of relation "{table.name}" violates not-null constraint',
-            )
-    for check in table.checks:
-        if evaluate_sql(check.expr, row, now_us) is False:
-            return TrackerError(
-                "23514", check.name, f'new row for relation "{table.name}" violates check constraint "{check.name}"'
-            )
-    return None
+    return _rules_of(table or bundled_table()).check_row(row, now_us)
+
+
+@functools.lru_cache(maxsize=32)
+def _rules_of(table: Table) -> _Rules:
+    """A table's :class:`_Rules`, shared by every model of it (a sweep makes one model per run)."""
+    return _Rules(table)
+
+
+class _Rules:
+    """What the model looks up in its table for every statement, worked out once per table: the
+    columns by name, the ones a statement may set, the enum columns' labels, the NOT NULL
+    columns and each CHECK compiled (:func:`~tracker.table.compile_expr`)."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self.columns = {c.name: c for c in table.columns}
+        self.settable = frozenset(self.columns) - {table.key}
+        self.enum_labels = {c.name: c.labels for c in table.columns if c.kind == "enum"}
+        self.not_null = tuple(c.name for c in table.columns if c.not_null)
+        self.checks = tuple((c.name, compile_expr(c.expr)) for c in table.checks)
+
+    def check_row(self, row: Row, now_us: int) -> TrackerError | None:
+        table = self.table
+        for name in self.not_null:
+            if row[name] is None:
+                return TrackerError(
+                    "23502",
+                    f"{table.name}_{name}_not_null",
+                    f'null value in column "{name}" of relation "{table.name}" violates not-null constraint',
+                )
+        for name, check in self.checks:
+            if check(row, now_us) is False:
+                return TrackerError(
+                    "23514", name, f'new row for relation "{table.name}" violates check constraint "{name}"'
+                )
+        return None
+
+    def check_columns(self, verb: str, values: Any) -> None:
+        if not self.settable.issuperset(values):
+            _check_columns(self.table, verb, values)  # says which column, as it always did
+
+
+#: Values an expression may be that evaluate to themselves (the common case, tested first).
+_PLAIN = frozenset((int, str, float, bool, type(None)))
 
 
 def evaluate(expr: Any, row: Row | None, now_us: int) -> Any:
     """The value of an expression against ``row`` (the version before the statement)."""
+    if expr.__class__ in _PLAIN:
+        return expr
     if isinstance(expr, Col):
         if row is None or expr.name not in row:
             raise ValueError(f"column {expr.name!r} is not a column of the table")
@@ -182,13 +216,15 @@ def cond_value(cond: Cond, row: Row | None, now_us: int, labels: tuple[str, ...]
     return _cmp(current, cond.op, other)
 
 
-def matches(where: tuple[Cond, ...], row: Row | None, now_us: int, table: Table | None = None) -> bool:
-    """A WHERE clause matches only when it is true (not false, not unknown)."""
+def matches(
+    where: tuple[Cond, ...], row: Row | None, now_us: int, enum_labels: Mapping[str, tuple[str, ...]] | None = None
+) -> bool:
+    """A WHERE clause matches only when it is true (not false, not unknown). ``enum_labels``:
+    the label order of the table's enum columns, by column."""
     if row is None:
         return False
     for cond in where:
-        column = table.column(cond.column) if table is not None else None
-        labels = column.labels if column is not None and column.kind == "enum" else ()
+        labels = enum_labels.get(cond.column, ()) if enum_labels else ()
         if cond_value(cond, row, now_us, labels) is not True:
             return False
     return True
@@ -233,12 +269,15 @@ def _fits(kind: str, value: Any, labels: tuple[str, ...] = ()) -> bool:
     return -(2**62) < value < 2**62  # timestamptz: microseconds since 1970
 
 
-def _check_types(table: Table, verb: str, values: dict[str, Any]) -> TrackerError | None:
+def _check_types(
+    table: Table, verb: str, values: dict[str, Any], columns: Mapping[str, Column] | None = None
+) -> TrackerError | None:
     """A value of the wrong type is a bug in the handler (PostgreSQL would refuse the statement's
     text, not a constraint): said naming the column, its type and the value. A string that is no
-    label of an enum column is the server's error (22P02), as PostgreSQL raises it."""
+    label of an enum column is the server's error (22P02), as PostgreSQL raises it. ``columns``:
+    the table's columns by name, if the caller has them."""
     for name, value in values.items():
-        column = table.column(name)
+        column = columns[name] if columns is not None else table.column(name)
         assert column is not None
         if not _fits(column.kind, value):
             raise ValueError(f"{verb} sets {name} ({column.sql_type}) to {value!r}, which is not {KINDS[column.kind]}")
@@ -247,6 +286,9 @@ def _check_types(table: Table, verb: str, values: dict[str, Any]) -> TrackerErro
                 "22P02", None, f'invalid input value for enum {column.sql_type.strip(chr(34))}: "{value}"'
             )
     return None
+
+
+_DONE = Done()  # a frozen answer without a value or error: every BEGIN/COMMIT/ROLLBACK may share it
 
 
 @dataclass
@@ -271,6 +313,7 @@ class MemoryTracker:
         self.table = table or bundled_table()
         if self.table.unmodelled:
             raise UnmodelledTable(self.table.unmodelled)
+        self._rules = _rules_of(self.table)
         self.reset()
 
     def reset(self) -> None:
@@ -287,10 +330,10 @@ class MemoryTracker:
         if isinstance(op, Begin):
             if not state.in_tx:
                 state.in_tx, state.aborted, state.tx_now_us = True, False, db_now_us
-            return Done()
+            return _DONE
         if isinstance(op, (Commit, Rollback)):
             self._end_transaction(session, state, commit=isinstance(op, Commit) and not state.aborted)
-            return Done()
+            return _DONE
         if state.aborted:
             return Done(
                 error=TrackerError(
@@ -361,18 +404,18 @@ class MemoryTracker:
         return Done(value=None if row is None else dict(row))
 
     def _insert(self, session: str, state: _Session, op: Insert, now_us: int) -> Outcome:
-        table = self.table
-        _check_columns(table, "INSERT", op.values)
+        table, rules = self.table, self._rules
+        rules.check_columns("INSERT", op.values)
         row = _defaults(table, now_us)
         values = {k: evaluate(v, None, now_us) for k, v in op.values.items()}
-        error = _check_types(table, "INSERT", values)
+        error = _check_types(table, "INSERT", values, rules.columns)
         if error:
             return Done(error=error)
         row.update(values)
         row[table.key] = op.job_id
         if table.stamped_on_insert:
             row.update(dict.fromkeys(table.stamped, now_us))  # the BEFORE INSERT trigger
-        error = check_row(row, table, now_us)
+        error = rules.check_row(row, now_us)
         if error:
             return Done(error=error)
         if op.job_id not in self._committed and op.job_id not in state.writes:
@@ -409,7 +452,7 @@ class MemoryTracker:
         where = tuple(
             Cond(c.column, c.op, _with_excluded(c.value, proposed)) for c in op.conflict_where
         )
-        if not matches(where, row, now_us, table):
+        if not matches(where, row, now_us, self._rules.enum_labels):
             return Done(value=None)
         assert row is not None
         new = dict(row)
@@ -426,10 +469,10 @@ class MemoryTracker:
         return Done(value=dict(new))
 
     def _update(self, session: str, state: _Session, op: Update, now_us: int, resumed: bool) -> Outcome:
-        table = self.table
-        _check_columns(table, "UPDATE", op.set)
+        table, rules = self.table, self._rules
+        rules.check_columns("UPDATE", op.set)
         row = self._visible(state, op.job_id)
-        if not matches(op.where, row, now_us, table):
+        if not matches(op.where, row, now_us, rules.enum_labels):
             return Done(value=None)
         blocked = self._blockers(session, op.job_id)
         if blocked:
@@ -437,17 +480,17 @@ class MemoryTracker:
         if resumed:
             # Waited for a blocker: re-check the guard on the version it left (EvalPlanQual).
             row = self._visible(state, op.job_id)
-            if not matches(op.where, row, now_us, table):
+            if not matches(op.where, row, now_us, rules.enum_labels):
                 return Done(value=None)
         assert row is not None
         new = dict(row)
         values = {k: evaluate(v, row, now_us) for k, v in op.set.items()}
-        error = _check_types(table, "UPDATE", values)
+        error = _check_types(table, "UPDATE", values, rules.columns)
         if error:
             return Done(error=error)
         new.update(values)
         new.update(dict.fromkeys(table.stamped, now_us))  # the BEFORE UPDATE trigger
-        error = check_row(new, table, now_us)
+        error = rules.check_row(new, now_us)
         if error:
             return Done(error=error)
         self._write(session, state, op.job_id, new)

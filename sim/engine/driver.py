@@ -116,8 +116,9 @@ class Driver:
                     if op.ms > 0:
                         yield self.env.timeout(round(op.ms * 1000))
                 elif isinstance(op, ReadClock):
-                    send = actor.clock.read(self.now)
-                    self.steps.append(clock_step(len(self.steps), actor, self.now, send))
+                    now = int(self.env.now)
+                    send = actor.clock.read(now)
+                    self.steps.append(clock_step(len(self.steps), actor, now, send))
                 else:
                     try:
                         outcome = yield from self._db(actor, op)  # type: ignore[arg-type]
@@ -148,36 +149,38 @@ class Driver:
             self.failure = self.failure or f"{actor.name} {step.message}"
 
     def _db(self, actor: Actor, op: DbOp) -> Generator[simpy.Event, Any, Done]:
-        sent = self.now
-        yield self.env.timeout(self.one_way_us(actor.name))
-        arrived = self.now
+        env, rows, name = self.env, self._rows, actor.name
+        sent = int(env.now)
+        yield env.timeout(self.one_way_us(name))
+        arrived = int(env.now)
         db_now = self.db_clock.read(arrived)
         job_id = getattr(op, "job_id", actor.job_id)
-        before = self._rows.visible(actor.name, job_id)
+        before = rows.visible(name, job_id)
         try:
-            outcome = self.backend.execute(actor.name, op, db_now)
+            outcome = self.backend.execute(name, op, db_now)
         except (ValueError, TypeError) as exc:  # an operation the table cannot take at all
             raise _Refused(exc) from None
         blocked_by: tuple[str, ...] = ()
         while isinstance(outcome, Blocked):
             blocked_by += tuple(b for b in outcome.blockers if b not in blocked_by)
-            event = self.env.event()
+            event = env.event()
             for blocker in outcome.blockers[:1]:
-                self._waiters.setdefault(blocker, []).append((actor.name, event))
+                self._waiters.setdefault(blocker, []).append((name, event))
             outcome = yield event
-        executed = self.now
-        replied = executed + self.one_way_us(actor.name)
-        committed = self._rows.track(actor.name, op, outcome)
-        if isinstance(op, (Commit, Rollback)) or outcome.error is not None:
-            self._wake(actor.name)  # an error aborts a transaction and releases its locks at once
-        self.steps.append(
+        executed = int(env.now)
+        replied = executed + self.one_way_us(name)
+        committed = rows.track(name, op, outcome)
+        if outcome.error is not None or isinstance(op, (Commit, Rollback)):
+            self._wake(name)  # an error aborts a transaction and releases its locks at once
+        steps = self.steps
+        steps.append(
             db_step(
-                len(self.steps), actor, op, sent_us=sent, arrived_us=arrived, executed_us=executed, replied_us=replied,
+                len(steps), actor, op, sent_us=sent, arrived_us=arrived, executed_us=executed, replied_us=replied,
                 db_now_us=db_now, blocked_by=blocked_by, outcome=outcome, row_before=before,
-                row_after=self._rows.visible(actor.name, job_id), committed=committed,
+                row_after=rows.visible(name, job_id), committed=committed,
             )
         )
-        yield self.env.timeout(replied - executed)
+        yield env.timeout(replied - executed)
         return outcome
 
     def stuck(self) -> list[str]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import types
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 from tracker.ops import Op, TrackerError
 
@@ -33,6 +33,10 @@ _MACHINERY = tuple(
     for p in (__file__, os.path.join(os.path.dirname(__file__), "..", "__init__.py"))
 )
 _OPS_FILE = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "tracker", "ops.py"))
+
+#: The operation records themselves: an exact-class test first, before ``isinstance`` against
+#: the ``Op`` union (which tries each member in turn).
+_OP_CLASSES = frozenset(get_args(Op))
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,6 @@ def advance(gen: types.GeneratorType, send: Any = None, throw: BaseException | N
             return Unhandled(exc)
         except Exception as exc:  # strategy code bug: reported, the run goes on
             return _crashed(exc, gen)
-        if isinstance(value, Op):
+        if value.__class__ in _OP_CLASSES or isinstance(value, Op):
             return Yielded(value)
         send, throw = None, TypeError(f"handler yielded {value!r}, which is not a tracker operation")

@@ -14,6 +14,7 @@ import math
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,13 @@ class Scenario:
         scenario's column mapping and row invariants are checked against it."""
         lifecycle = lifecycle_for(self.values, table, self.source, "")
         return replace(self, values={**self.values, "table.sql": path}, expect=dict(self.expect), table=table, lifecycle=lifecycle)
+
+    @cached_property
+    def params_json(self) -> str:
+        """:meth:`to_toml_table` as a result row's ``params`` column (JSON, keys sorted): the same
+        for every run of a scenario, so written once per scenario, not once per row. (A
+        scenario's values are never changed in place: :meth:`with_values` makes a copy.)"""
+        return json.dumps(self.to_toml_table(), sort_keys=True)
 
     def to_toml_table(self) -> dict[str, Any]:
         """Every parameter as plain TOML-able data (distributions as their tables)."""

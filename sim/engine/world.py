@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -46,7 +46,7 @@ from sim.record.clocks import Clock
 from sim.record.history import Attempt, JobTruth, RunRecord
 from tracker.backend import TrackerBackend
 from tracker.ops import DbOp
-from tracker.strategies import HandlerContext, JobView, LiveJob, Strategy
+from tracker.strategies import EVENTS, HandlerContext, JobView, LiveJob, Strategy
 
 
 def us(ms: float) -> int:
@@ -135,6 +135,24 @@ class Draws:
                 return name
             draw -= share
         return shares[-1][0]
+
+    def one_way_us_of(self, rtt: Dist) -> Callable[[str], int]:
+        """The plain driver's latency function: ``actor -> us(one_way_ms(actor, rtt))``.
+
+        A subclass that chooses latencies itself (overrides :meth:`one_way_ms`, as the Hypothesis
+        search does) is asked through it; this class's own draw is made in one call per direction
+        instead of three (a lambda, ``one_way_ms``, ``us``), drawing the same value."""
+        if type(self).one_way_ms is not Draws.one_way_ms:
+            return lambda actor: us(self.one_way_ms(actor, rtt))
+        streams, seed, sample = self._actors, self.seed, rtt.sample
+
+        def one_way_us(actor: str) -> int:
+            rng = streams.get(actor)
+            if rng is None:
+                rng = streams[actor] = random.Random(f"racetrack:{seed}:net:{actor}")
+            return round(sample(rng) / 2 * 1000)
+
+        return one_way_us
 
     def one_way_ms(self, actor: str, rtt: Dist) -> float:
         rng = self._actors.get(actor)
@@ -272,11 +290,13 @@ class World:
             self.clocks[host] = host_clock(s, self.draws, host)
         rtt = s.dist("network.db_rtt")
         self.driver = Driver(
-            self.env, backend, self.clocks["db"], lambda actor: us(self.draws.one_way_ms(actor, rtt)), limits.ops_per_handler
+            self.env, backend, self.clocks["db"], self.draws.one_way_us_of(rtt), limits.ops_per_handler
         ) if not any(s[key] is not None for key in NETWORK_KEYS) else network_driver(self.env, s, backend, self.clocks["db"], self.draws, limits)
         self.queue: simpy.Store = simpy.Store(self.env)
         self.jobs: list[_Job] = []
         self.spawned: list[Spawned] = []
+        #: The strategy's handler for each event, looked up once (not by ``getattr`` per event).
+        self._handlers = {event: strategy.handler(event) for event in EVENTS}
         #: Each job's class (``job.classes``), and the scenario each class sees.
         self._job_classes: dict[int, str] = {}
         #: QueueEvents: when the stream delivered its last event, and the events it never delivered.
@@ -583,7 +603,7 @@ class World:
 
     def _emit(self, event: str, job: _Job, host: str, view: JobView) -> simpy.Event:
         """Start the strategy's handler for ``event`` now; returns its process (or a done event)."""
-        handler = self.strategy.handler(event)
+        handler = self._handlers[event]
         if handler is None:
             done = self.env.event()
             done.succeed()

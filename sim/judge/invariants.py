@@ -27,7 +27,7 @@ from typing import Any
 
 from sim.judge.violation import Violation
 from sim.record.clocks import EPOCH_US
-from sim.record.history import JobTruth, RunRecord, Step
+from sim.record.history import JobTruth, RunRecord
 from tracker.lifecycle import Lifecycle, RowInvariant
 from tracker.ops import Row, describe, format_timestamp
 from tracker.table import evaluate
@@ -35,24 +35,6 @@ from tracker.table import evaluate
 #: PostgreSQL's verdicts on the row invariants, per committed row version: (step index, position
 #: in the step's ``committed``) -> one verdict per row invariant, in the lifecycle's order.
 RowVerdicts = Mapping[tuple[int, int], tuple[bool | None, ...]]
-
-
-def _job_order(job: str) -> tuple[int, str]:
-    """job-2 before job-10, whatever order a dict (or a JSON file) kept them in."""
-    digits = "".join(ch for ch in job if ch.isdigit())
-    return (int(digits) if digits else -1, job)
-
-
-def _truths(record: RunRecord) -> list[tuple[str, JobTruth]]:
-    return sorted(record.truth.items(), key=lambda item: _job_order(item[0]))
-
-
-def _versions(record: RunRecord) -> dict[str, list[tuple[Step, Row]]]:
-    out: dict[str, list[tuple[Step, Row]]] = {}
-    for step in record.steps:
-        for row in step.committed:
-            out.setdefault(row["job_id"], []).append((step, row))
-    return dict(sorted(out.items(), key=lambda item: _job_order(item[0])))
 
 
 def _get(row: Row, column: str | None) -> Any:
@@ -91,7 +73,7 @@ def ordered_timestamps(record: RunRecord) -> Iterator[Violation]:
     """
     lc = record.lifecycle
     created_col, started_col = lc.column("created_at"), lc.column("started_at")
-    for job, versions in _versions(record).items():
+    for job, versions in record.versions.items():
         for step, row in versions:
             created, started = _get(row, created_col), _get(row, started_col)
             pairs = [(created_col, created, started_col, started)]
@@ -119,7 +101,7 @@ def terminal_status(record: RunRecord) -> Iterator[Violation]:
     """
     lc = record.lifecycle
     cancelled = lc.column("cancelled")
-    for job, truth in _truths(record):
+    for job, truth in record.truths:
         row = record.rows.get(job)
         allowed = lc.statuses(truth.outcome)
         flag = None if row is None else _get(row, cancelled)
@@ -182,7 +164,7 @@ def monotonic_status(record: RunRecord) -> Iterator[Violation]:
     """
     lc = record.lifecycle
     state_of, attempts = lc.state_of(), lc.column("attempts")
-    for job, versions in _versions(record).items():
+    for job, versions in record.versions.items():
         truth = record.truth.get(job)
         if truth is None:
             continue
@@ -210,7 +192,7 @@ def first_start_kept(record: RunRecord) -> Iterator[Violation]:
     column = record.lifecycle.column("started_at")
     if column is None:
         return
-    for job, versions in _versions(record).items():
+    for job, versions in record.versions.items():
         first: int | None = None
         for step, row in versions:
             if first is None:
@@ -237,7 +219,7 @@ def faithful_timestamps(record: RunRecord) -> Iterator[Violation]:
     tol = record.tolerance_us
     lc = record.lifecycle
     started, completed, failed, cancelled = (lc.column(r) for r in ("started_at", "completed_at", "failed_at", "cancelled_at"))
-    for job, truth in _truths(record):
+    for job, truth in record.truths:
         row = record.rows.get(job)
         if row is None:
             continue
@@ -275,7 +257,7 @@ def accurate_attempts(record: RunRecord) -> Iterator[Violation]:
     column = record.lifecycle.column("attempts")
     if column is None:
         return
-    for job, truth in _truths(record):
+    for job, truth in record.truths:
         row = record.rows.get(job)
         if row is None:
             continue
@@ -298,7 +280,7 @@ def row_invariant(record: RunRecord, rule: RowInvariant, position: int, verdicts
     Facts: the ``actor`` that committed the version, the rule's ``sql``, and the ``values`` of
     the columns it reads in that version.
     """
-    for job, versions in _versions(record).items():
+    for job, versions in record.versions.items():
         for step, row in versions:
             if verdicts is not None:
                 place = next(i for i, r in enumerate(step.committed) if r is row)

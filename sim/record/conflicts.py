@@ -40,12 +40,12 @@ def conflict_orders(record: RunRecord) -> tuple[str, ...]:
         rows.setdefault(job, []).append((step.actor, f"{role}/{k}", _writes(step.op)))
     digests = []
     for ops in rows.values():
-        pairs = sorted(
-            f"{a[1]}<{b[1]}"
-            for i, a in enumerate(ops)
-            for b in ops[i + 1 :]
-            if a[0] != b[0] and (a[2] or b[2])
-        )
+        pairs = []
+        for i, (actor, name, writes) in enumerate(ops):
+            for other, other_name, other_writes in ops[i + 1 :]:
+                if actor != other and (writes or other_writes):
+                    pairs.append(f"{name}<{other_name}")
+        pairs.sort()
         if pairs:
             digests.append(hashlib.sha256("|".join(pairs).encode()).hexdigest()[:12])
     return tuple(sorted(digests))

@@ -8,7 +8,6 @@ give the same row, whatever the backend, executor or worker count.
 from __future__ import annotations
 
 import json
-import statistics
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +48,8 @@ class RunResult:
     unknown: tuple[Unknown, ...] = ()
     #: Why the run was not judged (a handler crashed or reached a limit); empty when it was.
     error: str = ""
+    #: ``params`` as the row's JSON, when the scenario has it written already (None: write it).
+    params_json: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def ops(self) -> int:
@@ -66,6 +67,7 @@ class RunResult:
                 own[v.invariant.removeprefix("row:")] += 1
         lags = visibility_lags_ms(self.record)
         errors = timestamp_errors_ms(self.record)
+        lag_p50, lag_p99 = _percentiles(lags, (50, 99))
         return {
             "format": RESULTS_FORMAT,
             "scenario": self.scenario,
@@ -83,13 +85,13 @@ class RunResult:
             "violations": len(self.violations),
             **counts,
             "first_violation": self.violations[0].line() if self.violations else "",
-            "lag_p50_ms": _pct(lags, 50),
-            "lag_p99_ms": _pct(lags, 99),
+            "lag_p50_ms": lag_p50,
+            "lag_p99_ms": lag_p99,
             "lag_max_ms": max(lags) if lags else None,
             "visibility_lags_ms": json.dumps(lags),
             "timestamp_errors_ms": json.dumps(errors),
             "sim_ms": round(self.record.end_us / 1000, 3),
-            "params": json.dumps(self.params, sort_keys=True),
+            "params": json.dumps(self.params, sort_keys=True) if self.params_json is None else self.params_json,
             "error": self.error,
             "disagreements": None if self.disagreements is None else len(self.disagreements),
             "first_disagreement": self.disagreements[0] if self.disagreements else "",
@@ -106,18 +108,27 @@ def error_row(item: SweepItem, backend: str, message: str) -> dict[str, Any]:
     row.update(
         format=RESULTS_FORMAT, scenario=item.scenario.name, strategy=item.strategy.name, backend=backend,
         seed=item.seed, violating=False, violations=0, error=message, first_violation="", first_disagreement="", unknown="",
-        params=json.dumps(item.scenario.to_toml_table(), sort_keys=True),
+        params=item.scenario.params_json,
         **{i: 0 for i in INVARIANT_IDS},
     )
     return row
 
 
-def _pct(values: list[float], p: int) -> float | None:
+def _percentiles(values: list[float], ps: tuple[int, ...]) -> list[float | None]:
+    """The ``p``-th percentiles of ``values`` for each ``p`` in ``ps``, rounded to 3 places: what
+    ``statistics.quantiles(values, n=100, method="inclusive")[p - 1]`` gives, computed for the
+    cut points asked for only (it computes all 99) from one sort, with its arithmetic."""
     if not values:
-        return None
+        return [None for _ in ps]
     if len(values) == 1:
-        return values[0]
-    return round(statistics.quantiles(values, n=100, method="inclusive")[p - 1], 3)
+        return [values[0] for _ in ps]
+    data = sorted(values)
+    m = len(data) - 1
+    out: list[float | None] = []
+    for p in ps:
+        j, delta = divmod(p * m, 100)
+        out.append(round((data[j] * (100 - delta) + data[j + 1] * delta) / 100, 3))
+    return out
 
 
 def visibility_lags_ms(record: RunRecord) -> list[float]:
@@ -201,6 +212,7 @@ def run_one(
         record=record,
         crashes=tuple(world.driver.crashes),
         params=scenario.to_toml_table(),
+        params_json=scenario.params_json,
         disagreements=None if found is None else found + differences,
         unknown=judgement.unknown,
         error=error,
