@@ -231,3 +231,13 @@ def test_async_tracker_records_a_real_lock_wait_and_who_held_the_lock():
     held, outcome, blockers, rows = asyncio.run(scene())
     assert held == () and blockers == ("holder",)
     assert outcome.error is None and rows["job-1"]["status"] == "active" and rows["job-1"]["progress"] == {"percent": 50}
+
+
+@pytest.mark.parametrize("name", ["mixed-jobs", "ntp-step", "queue-events", "own-table", "cancel-active"])
+def test_live_refuses_a_world_it_does_not_reproduce_in_one_line(capsys, name):
+    """A live verdict must answer for the same world as the simulated one: keys the live driver
+    does not build yet are named and refused before any server is touched."""
+    code = main(["live", name, "--redis", "redis://127.0.0.1:1"])  # never reached: refused first
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert f"scenarios/{name}.toml: live mode does not reproduce " in err and "run this scenario simulated" in err
