@@ -17,7 +17,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +58,28 @@ def process_alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
     except OSError:
         return True  # no /proc: trust kill(0)
+
+
+def stop_owned_process(pid: int, owner_mark: bytes, signals: tuple[signal.Signals, ...]) -> int | None:
+    """Stop process ``pid`` only if its command line holds ``owner_mark`` (a pid may have been
+    reused by another process: not ours to stop): each signal in turn until it is gone. Its pid,
+    or None when it was not ours."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if owner_mark not in f.read():
+                return None
+    except OSError:
+        return None
+    for sig in signals:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return pid
+        for _ in range(100):
+            if not process_alive(pid):
+                return pid
+            time.sleep(0.05)  # wall-clock ok: waiting for a process to exit
+    return pid
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ import shutil
 import signal
 import socket
 import tempfile
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,28 +160,13 @@ def reap_embedded_servers() -> list[ReapedServer]:
 
 def _stop_postmaster(data: Path) -> int | None:
     """Stop the postmaster of ``data`` (immediate shutdown, then SIGKILL); its pid, or None."""
-    from tracker.leftovers import process_alive
+    from tracker.leftovers import stop_owned_process
 
     try:
         pid = int((data / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            if str(data).encode() not in f.read():
-                return None  # the pid was reused by another process: not ours to stop
-    except OSError:
-        return None
-    for sig in (signal.SIGQUIT, signal.SIGKILL):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return pid
-        for _ in range(100):
-            if not process_alive(pid):
-                return pid
-            time.sleep(0.05)  # wall-clock ok: waiting for a process to exit
-    return pid
+    return stop_owned_process(pid, str(data).encode(), (signal.SIGQUIT, signal.SIGKILL))
 
 
 def describe_server(dsn: str) -> str:

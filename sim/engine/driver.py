@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import types
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
 from typing import Any
 
 import simpy
 
 from sim.engine import interpreter
 from sim.record.clocks import Clock
-from sim.record.history import RowVisibility, Step, clock_step, db_step, error_step
+from sim.record.history import Actor, RowVisibility, Step, clock_step, db_step, error_step
 from tracker.backend import Blocked, Done, TrackerBackend
 from tracker.ops import Commit, DbOp, ReadClock, Rollback, Sleep
 from tracker.strategies import HandlerContext, HandlerFn, JobView
@@ -33,17 +32,6 @@ class _Refused(Exception):
 
     def __init__(self, cause: Exception) -> None:
         self.cause = cause
-
-
-@dataclass(frozen=True)
-class Actor:
-    """One running handler: its own database session, on a host with a clock."""
-
-    name: str
-    job_id: str
-    event: str
-    host: str
-    clock: Clock
 
 
 class Driver:

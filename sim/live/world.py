@@ -47,7 +47,7 @@ from sim.engine.world import Draws
 from sim.live.leftovers import OWNER_SUFFIX, owner_marker
 from sim.live.postgres import AsyncTracker
 from sim.record.clocks import Clock
-from sim.record.history import Attempt, JobTruth, RowVisibility, RunRecord, Step, clock_step, db_step, error_step
+from sim.record.history import Actor, Attempt, JobTruth, RowVisibility, RunRecord, Step, clock_step, db_step, error_step
 from tracker.ops import Begin, Commit, DbOp, Insert, ReadClock, Rollback, Select, Sleep, Update
 from tracker.strategies import HandlerContext, HandlerFn, JobView, Strategy
 
@@ -75,17 +75,6 @@ class Timebase:
     def of_ms(self, wall_ms: int | str | None) -> int | None:
         """A BullMQ millisecond timestamp as run time."""
         return None if wall_ms in (None, "", 0, "0") else int(wall_ms) * 1000 - self.start_us  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True)
-class Actor:
-    """One running handler: its own database session, on a host with a clock."""
-
-    name: str
-    job_id: str
-    event: str
-    host: str
-    clock: Clock
 
 
 def statement_kind(op: DbOp) -> str:

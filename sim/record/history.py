@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol
 
+from sim.record.clocks import Clock
 from tracker.backend import Done
 from tracker.lifecycle import DEFAULT_LIFECYCLE, Lifecycle
 from tracker.ops import Begin, Commit, DbOp, Insert, Op, ReadClock, Rollback, Row, Update
@@ -45,6 +46,17 @@ class Step:
     @property
     def rejected(self) -> bool:
         return self.error is not None and self.error[0].startswith("23")
+
+
+@dataclass(frozen=True)
+class Actor:
+    """One running handler: its own database session, on a host with a clock."""
+
+    name: str
+    job_id: str
+    event: str
+    host: str
+    clock: Clock
 
 
 class Who(Protocol):
