@@ -128,7 +128,10 @@ class NetworkDriver(Driver):
         held = self._held.pop(actor_name, None)
         if held is not None:
             pool, request = held
-            pool.release(request)
+            if request.triggered:
+                pool.release(request)
+            else:  # stopped while queueing for a connection (its process died): leave the queue
+                request.cancel()
 
 
 def latency_dist(values: dict[str, Any], host_group: str, op: DbOp) -> Dist:

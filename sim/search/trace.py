@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sim.engine.ordered import ActorSpec, Case
+from sim.engine.ordered import ActorSpec, Case, require_modelled
 from sim.engine.scenario import PARAM_BY_PATH, validate_value
 from sim.judge.violation import Violation
 from sim.record.clocks import Clock
@@ -254,6 +254,8 @@ def read(path: Path) -> dict[str, Any]:
     problem = structural_problem(data)
     if problem:
         raise TraceError(f"{path}: {problem}")
+    if data["format"] == TRACE_FORMAT and isinstance(data.get("params"), dict):
+        require_modelled(data["params"], str(path))
     try:
         record_from_data(data)
         if data["format"] == TRACE_FORMAT:
