@@ -59,7 +59,7 @@ def op_kind(op: DbOp) -> str:
         return "begin"
     if isinstance(op, (Commit, Rollback)):
         return "commit"
-    return "write"
+    return "write"  # an Rpc too: one call, its body runs at the server
 
 
 class NetworkDriver(Driver):

@@ -49,6 +49,7 @@ _EXPR_TYPES = {"Col": ops.Col, "DbNow": ops.DbNow, "Greatest": ops.Greatest, "Le
 _OP_TYPES = {
     "Select": ops.Select, "Insert": ops.Insert, "Update": ops.Update, "Begin": ops.Begin,
     "Commit": ops.Commit, "Rollback": ops.Rollback, "Sleep": ops.Sleep, "ReadClock": ops.ReadClock,
+    "Rpc": ops.Rpc,
 }
 
 
@@ -120,6 +121,8 @@ def encode_op(op: ops.Op | None) -> dict[str, Any] | None:
                    where=[encode_cond(c) for c in op.where])
     elif isinstance(op, ops.Sleep):
         out.update(ms=op.ms)
+    elif isinstance(op, ops.Rpc):
+        out.update(name=op.name, body=[encode_op(s) for s in op.body])
     return out
 
 
@@ -142,6 +145,8 @@ def decode_op(data: dict[str, Any] | None) -> ops.Op | None:
                           tuple(decode_cond(c) for c in data["where"]))
     if kind == "Sleep":
         return ops.Sleep(float(data["ms"]))
+    if kind == "Rpc":
+        return ops.Rpc(str(data["name"]), tuple(decode_op(s) for s in data["body"]))  # type: ignore[misc]
     return _OP_TYPES[kind]()  # type: ignore[no-any-return]
 
 
@@ -163,6 +168,8 @@ def _step(data: dict[str, Any]) -> Step:
     fields["blocked_by"] = tuple(data["blocked_by"])
     fields["error"] = tuple(data["error"]) if data["error"] else None
     fields["committed"] = tuple(data["committed"])
+    if isinstance(fields["op"], ops.Rpc) and isinstance(data["result"], list):
+        fields["result"] = tuple(data["result"])  # a function's answers, one per statement
     return Step(**fields)
 
 
