@@ -91,9 +91,6 @@ class RpcCalls:
     def end(self, session: str) -> None:
         self._waiting.pop(session, None)
 
-    def clear(self) -> None:
-        self._waiting.clear()
-
     def _go(self, call: _RpcCall, outcome: Outcome, run: Callable[[DbOp], Outcome], session: str) -> Outcome:
         body = call.rpc.body
         while True:
