@@ -126,7 +126,7 @@ def test_links_into_the_command_reference_name_its_anchors():
 def test_strategies_page_names_every_operation_expression_guard_and_field():
     text = _text(DOCS / "strategies.md")
     ops = [tracker.ops.Select, tracker.ops.Insert, tracker.ops.Update, tracker.ops.Begin, tracker.ops.Commit,
-           tracker.ops.Rollback, tracker.ops.Sleep, tracker.ops.ReadClock]
+           tracker.ops.Rollback, tracker.ops.Rpc, tracker.ops.Sleep, tracker.ops.ReadClock]
     assert set(tracker.ops.DB_OPS) <= set(ops)
     exprs = [tracker.ops.Col, tracker.ops.DbNow, tracker.ops.Greatest, tracker.ops.Least, tracker.ops.Coalesce,
              tracker.ops.Case, tracker.ops.Cond]

@@ -233,7 +233,7 @@ def test_async_tracker_records_a_real_lock_wait_and_who_held_the_lock():
     assert outcome.error is None and rows["job-1"]["status"] == "active" and rows["job-1"]["progress"] == {"percent": 50}
 
 
-@pytest.mark.parametrize("name", ["mixed-jobs", "ntp-step", "queue-events", "own-table", "cancel-active"])
+@pytest.mark.parametrize("name", ["mixed-jobs", "ntp-step", "queue-events", "own-table", "cancel-active", "worker-crash"])
 def test_live_refuses_a_world_it_does_not_reproduce_in_one_line(capsys, name):
     """A live verdict must answer for the same world as the simulated one: keys the live driver
     does not build yet are named and refused before any server is touched."""

@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracker.backend import Blocked, Done, Outcome
+from tracker.backend import Blocked, Done, Outcome, RpcCalls
 from tracker.errors import UserError
 from tracker.ops import (
     Begin,
@@ -51,6 +51,7 @@ from tracker.ops import (
     Least,
     Rollback,
     Row,
+    Rpc,
     Select,
     TrackerError,
     Update,
@@ -320,6 +321,7 @@ class MemoryTracker:
         self._committed: dict[str, Row] = {}
         self._sessions: dict[str, _Session] = {}
         self._lock_owner: dict[str, str] = {}
+        self._rpcs = RpcCalls()
 
     # -- the contract ---------------------------------------------------------------------------
 
@@ -342,6 +344,8 @@ class MemoryTracker:
                     "current transaction is aborted, commands ignored until end of transaction block",
                 )
             )
+        if op.__class__ is Rpc:
+            return self._rpcs.execute(op, db_now_us, state.in_tx, lambda o: self.execute(session, o, db_now_us), session)  # type: ignore[arg-type]
         now_us = state.tx_now_us if state.in_tx else db_now_us
         outcome = self._statement(session, state, op, now_us, resumed=False)
         if isinstance(outcome, Blocked):
@@ -351,6 +355,12 @@ class MemoryTracker:
         return outcome
 
     def resume(self, session: str) -> Outcome:
+        if session in self._rpcs:
+            db_now_us = self._sessions[session].waiting[1]  # type: ignore[index]
+            return self._rpcs.resume(session, lambda: self._resume(session), lambda o: self.execute(session, o, db_now_us))
+        return self._resume(session)
+
+    def _resume(self, session: str) -> Outcome:
         state = self._sessions[session]
         if state.waiting is None:
             raise RuntimeError(f"session {session} has no statement waiting")
@@ -364,6 +374,7 @@ class MemoryTracker:
         return outcome
 
     def end_session(self, session: str) -> None:
+        self._rpcs.end(session)
         state = self._sessions.pop(session, None)
         if state is not None and state.in_tx:
             self._end_transaction(session, state, commit=False)

@@ -9,6 +9,7 @@ yield               receives
 ``Insert``          the inserted row (``RETURNING *``); with ``on_conflict_update``, the inserted or
                     updated row, ``None`` when the conflict guard kept the row as it was
 ``Update``          the updated row, or ``None`` when the guard matched no row
+``Rpc``             a tuple: each body statement's answer, in order
 ``Begin``/...       ``None``
 ``Sleep``           ``None``, after the delay
 ``ReadClock``       this host's clock reading, integer microseconds since 1970
@@ -265,9 +266,33 @@ class ReadClock:
     worker, as JavaScript gives them."""
 
 
-DbOp = Select | Insert | Update | Begin | Commit | Rollback
+@dataclass(frozen=True)
+class Rpc:
+    """A server-side function (supabase-js ``rpc(name)``, a PostgreSQL function): its ``body``,
+    written as the same statements, runs at the server in one round trip and atomically: outside
+    a transaction as one of its own (committed at its end; an error rolls all of it back), inside
+    one as part of it. Its answer is each statement's answer, in order; ``now()`` in the body is
+    the transaction's. A body statement that must wait for a row lock makes the call wait there,
+    holding what the earlier ones locked."""
+
+    name: str
+    body: tuple[Select | Insert | Update, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"Rpc(name, body) needs a function name, got {self.name!r}")
+        if not isinstance(self.body, tuple) or not self.body or not all(
+            isinstance(op, (Select, Insert, Update)) for op in self.body
+        ):
+            raise ValueError(
+                f"Rpc {self.name!r}: its body must be a non-empty tuple of Select, Insert and Update "
+                f"(a function runs in the caller's transaction or its own), got {self.body!r:.120}"
+            )
+
+
+DbOp = Select | Insert | Update | Begin | Commit | Rollback | Rpc
 Op = DbOp | Sleep | ReadClock
-DB_OPS = (Select, Insert, Update, Begin, Commit, Rollback)
+DB_OPS = (Select, Insert, Update, Begin, Commit, Rollback, Rpc)
 
 #: What a handler is: a generator that yields operations and receives their answers.
 Handler = Generator[Op, Any, None]
@@ -309,6 +334,8 @@ def describe(op: Op) -> str:
         sets = ", ".join(f"{k}={show(v)}" for k, v in op.set.items())
         where = " AND ".join(show_cond(c) for c in op.where)
         return f"UPDATE SET {sets}" + (f" WHERE {where}" if where else "")
+    if isinstance(op, Rpc):
+        return f"RPC {op.name}(" + "; ".join(describe(s) for s in op.body) + ")"
     if isinstance(op, Sleep):
         return f"sleep {op.ms:g} ms"
     if isinstance(op, ReadClock):

@@ -58,7 +58,7 @@ from psycopg.pq import Format, TransactionStatus
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from tracker.backend import Blocked, Done, Outcome
+from tracker.backend import Blocked, Done, Outcome, RpcCalls
 from tracker.errors import UserError
 from tracker.leftovers import drop_schema, schema_marker
 from tracker.ops import (
@@ -77,6 +77,7 @@ from tracker.ops import (
     Least,
     Rollback,
     Row,
+    Rpc,
     Select,
     TrackerError,
     Update,
@@ -438,6 +439,7 @@ class PostgresTracker:
         self._lock_owner: dict[str, str] = {}  # row -> session whose open transaction locked it
         self._held: dict[str, set[str]] = {}  # session -> rows it locked (or may have locked)
         self._threads: ThreadPoolExecutor | None = None
+        self._rpcs = RpcCalls()
         self._created = False
         self._pid_session: dict[int, str] = {}
         #: Job ids in the order their rows were first committed: ``rows()`` keeps the model's order.
@@ -555,6 +557,8 @@ class PostgresTracker:
             raise RuntimeError(f"session {session} already has a statement in flight")
         if isinstance(op, (Begin, Commit, Rollback)):
             return self._transaction(session, state, op, db_now_us)
+        if isinstance(op, Rpc):  # the same statements as the model runs, on this one connection
+            return self._rpcs.execute(op, db_now_us, state.in_tx, lambda o: self.execute(session, o, db_now_us), session)
         clock = micros_to_text(db_now_us) if reads_now(op) and not state.in_tx else None
         query, params, clock = self.compiler.statement(op, clock)
         job_id = op.job_id
@@ -566,12 +570,22 @@ class PostgresTracker:
         return outcome
 
     def resume(self, session: str) -> Outcome:
+        if session in self._rpcs:
+            return self._rpcs.resume(session, lambda: self._resume(session), self._rpc_statement(session))
+        return self._resume(session)
+
+    def _rpc_statement(self, session: str) -> Callable[[DbOp], Outcome]:
+        # Inside the call's transaction: the clock was set at its BEGIN (or the caller's).
+        return lambda op: self.execute(session, op, 0)
+
+    def _resume(self, session: str) -> Outcome:
         state = self._sessions.get(session)
         if state is None or state.future is None or state.op is None:
             raise RuntimeError(f"session {session} has no statement waiting")
         return self._await(session, state, state.op.job_id)  # type: ignore[union-attr]
 
     def end_session(self, session: str) -> None:
+        self._rpcs.end(session)
         state = self._sessions.pop(session, None)
         if state is None:
             return

@@ -65,12 +65,21 @@ class Driver:
         self.failure: str | None = None
         self._rows = RowVisibility()
         self._waiters: dict[str, list[tuple[str, simpy.Event]]] = {}
+        #: The running handlers' processes, by actor: what :meth:`stop_host` stops.
+        self._processes: dict[str, tuple[str, simpy.Process]] = {}
 
     # -- public --------------------------------------------------------------------------------
 
     def spawn(self, actor: Actor, fn: HandlerFn, view: JobView, ctx: HandlerContext) -> simpy.Process:
         """Start a handler now without waiting for it (Node's EventEmitter does not await)."""
         return self.env.process(self._run(actor, interpreter.start(fn, view, ctx)))
+
+    def stop_host(self, host: str, why: str) -> None:
+        """The process on ``host`` died: its handlers stop where they are (an operation not yet at
+        the server never runs; a lock wait is abandoned), and their sessions end."""
+        for on, process in list(self._processes.values()):
+            if on == host:
+                process.interrupt(why)
 
     # -- the interpreter -----------------------------------------------------------------------
 
@@ -82,6 +91,9 @@ class Driver:
         ops = 0
         if not isinstance(gen, interpreter.Crashed):
             self.live[actor.name] = gen
+        process = self.env.active_process
+        assert process is not None
+        self._processes[actor.name] = (actor.host, process)
         try:
             while True:
                 step = gen if isinstance(gen, interpreter.Crashed) else interpreter.advance(gen, send, throw)
@@ -118,12 +130,22 @@ class Driver:
                         throw = outcome.error
                     else:
                         send = outcome.value
+        except simpy.Interrupt as stop:
+            self.steps.append(error_step(len(self.steps), actor, self.now, str(stop.cause)))
+            for waiting in self._waiters.values():  # a lock wait it abandoned wakes nobody
+                waiting[:] = [w for w in waiting if w[0] != actor.name]
+            if not isinstance(gen, interpreter.Crashed):
+                try:
+                    gen.close()
+                except RuntimeError:  # a handler that yields in its `finally`: it is stopped all the same
+                    pass
         except GeneratorExit:
             discarded = True  # the run is over and SimPy drops a process stuck in a lock wait
             raise
         finally:
             self.running -= 1
             self.live.pop(actor.name, None)
+            self._processes.pop(actor.name, None)
             if not discarded:
                 self.backend.end_session(actor.name)  # a pool would roll back what was left open
                 self._rows.end(actor.name)

@@ -59,7 +59,7 @@ def op_kind(op: DbOp) -> str:
         return "begin"
     if isinstance(op, (Commit, Rollback)):
         return "commit"
-    return "write"
+    return "write"  # an Rpc too: one call, its body runs at the server
 
 
 class NetworkDriver(Driver):
@@ -128,7 +128,10 @@ class NetworkDriver(Driver):
         held = self._held.pop(actor_name, None)
         if held is not None:
             pool, request = held
-            pool.release(request)
+            if request.triggered:
+                pool.release(request)
+            else:  # stopped while queueing for a connection (its process died): leave the queue
+                request.cancel()
 
 
 def latency_dist(values: dict[str, Any], host_group: str, op: DbOp) -> Dist:

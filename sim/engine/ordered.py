@@ -53,9 +53,29 @@ from sim.judge.invariants import Violation, judge
 from sim.record.clocks import Clock
 from sim.record.history import JobTruth, RowVisibility, RunRecord, Step, clock_step, db_step, error_step
 from tracker.backend import Blocked, Done, TrackerBackend
+from tracker.errors import UserError
 from tracker.lifecycle import DEFAULT_LIFECYCLE, Lifecycle
 from tracker.ops import Commit, DbOp, ReadClock, Rollback, Row, Sleep
 from tracker.strategies import HandlerContext, JobChanges, JobView, LiveJob, Strategy
+
+#: World keys a forced order cannot replay yet: a process death stops handlers at a true instant,
+#: and a forced order moves operations in time, so what it stopped would depend on the order
+#: chosen. A search or replay of a scenario that sets one is refused, never run as if it were unset.
+UNMODELLED_KEYS = ("workers.crash_probability",)
+
+
+class UnmodelledWorld(UserError, ValueError):
+    """A search or replay asked for a world the forced-order driver does not model."""
+
+
+def require_modelled(params: dict[str, Any], source: str) -> None:
+    """Refuse, in one line, a case whose parameters set a key of :data:`UNMODELLED_KEYS`."""
+    keys = [k for k in UNMODELLED_KEYS if params.get(k) is not None]
+    if keys:
+        raise UnmodelledWorld(
+            f"{source}: searches and replays do not model {', '.join(keys)} yet (a process death stops handlers at a "
+            "true instant a forced order moves); run it with racetrack run, sweep or check"
+        )
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,8 @@ PARAMS: tuple[Param, ...] = (
     _p("workers.lock_duration_ms", 30000.0, "number", "Job lock; a frozen worker loses it after this.", minimum=0, exclusive_minimum=True, maximum=MAX_MS),
     _p("workers.stalled_interval_ms", 30000.0, "number", "Stall checker period: detection lags lock expiry by up to this.", minimum=0, exclusive_minimum=True, maximum=MAX_MS),
     _p("workers.max_stalled_count", 1, "int", "Stalls allowed before the job fails (0 = at-most-once).", minimum=0, maximum=100),
+    _p("workers.crash_probability", None, "probability", "Chance that an attempt's worker process dies during it: its handlers stop where they are (sessions end, open transactions roll back), its active jobs stall (needs nothing else; see `crash_after`)."),
+    _p("workers.crash_after", None, "dist", "With `crash_probability`: when, after the attempt starts, the process dies (unset: at a uniform point of the attempt)."),
     _p("stalls.probability", 0.0, "probability", "Chance that an attempt's worker freezes past its lock (the job is re-run)."),
     _p("cancel.probability", 0.0, "probability", "Chance the producer removes a job after adding it."),
     _p("cancel.after", {"fixed_ms": 10}, "dist", "When, after adding, the producer tries to remove it."),
@@ -549,6 +551,8 @@ def _container(data: dict[str, Any], section: str) -> dict[str, Any]:
 
 def _check_together(values: dict[str, Any], source: str, text: str) -> None:
     """Keys that only mean something with another one."""
+    if values["workers.crash_after"] is not None and values["workers.crash_probability"] is None:
+        raise ScenarioError(f"{_where(source, text, 'workers.crash_after')}workers.crash_after needs workers.crash_probability too (how often a worker process dies)")
     for key in ("listeners.delay", "listeners.miss_probability"):
         if values[key] is not None and values["listeners.source"] != "queue-events":
             raise ScenarioError(f'{_where(source, text, key)}{key} needs listeners.source = "queue-events" (Worker events are not delivered through a stream)')

@@ -127,6 +127,16 @@ class Draws:
         missed = rng.random() < miss
         return missed, delay.sample(rng) if delay is not None else 0.0
 
+    def worker_crash(self, job: int, run: int, p: float, after: Dist | None, duration_us: int) -> int | None:
+        """When (us after run ``run`` of ``job`` starts) its worker process dies, or None: a stream
+        per job of its own, so a crash leaves every other draw of the job as it was."""
+        rng = self._jobs.get(-1_000_000 - job)  # apart from the job's world and QueueEvents streams
+        if rng is None:
+            rng = self._jobs[-1_000_000 - job] = random.Random(f"racetrack:{self.seed}:worker-crash:{job}")
+        hit = rng.random() < p
+        at = us(after.sample(rng)) if after is not None else round(rng.random() * duration_us)
+        return at if hit else None
+
     def job_class(self, job: int, shares: list[tuple[str, float]]) -> str:
         """The class of a job (``job.classes``): its own stream, so a job's other draws stay."""
         draw = random.Random(f"racetrack:{self.seed}:job-class:{job}").random()
@@ -305,6 +315,11 @@ class World:
         #: Each activation's changes after its events, by (job, run): what a LiveJob reads.
         self._instances: dict[tuple[str, int], list[tuple[int, tuple[tuple[str, Any], ...]]]] = {}
         self._class_scenarios: dict[str, Scenario] = {}
+        #: ``workers.crash_probability``: the slot running each job's attempt (to stop it), what
+        #: that attempt is (run, number, start, frozen), and each process death (when, which worker).
+        self._running: dict[str, tuple[simpy.Process, str]] = {}
+        self._attempt_of: dict[str, tuple[int, int, int, bool]] = {}
+        self.crashed: list[tuple[int, str]] = []
         self._contexts = {
             host: HandlerContext(
                 host=host,
@@ -428,7 +443,37 @@ class World:
         while True:
             job = yield self.queue.get()
             if job.state == "waiting":
-                yield from self._attempt(job, worker)
+                try:
+                    yield from self._attempt(job, worker)
+                except simpy.Interrupt:
+                    # The process died mid-attempt; this slot goes on as the restarted process's.
+                    self._died_in_attempt(job, worker)
+                finally:
+                    self._running.pop(job.id, None)
+
+    def _crash(self, worker: str, at: int) -> Generator[simpy.Event, Any, None]:
+        """``worker``'s process dies at ``at``: every attempt it runs and every handler on its host
+        stop where they are (their sessions end: PostgreSQL rolls back what a gone client left
+        open). A process manager restarts it at once: its slots take jobs again, its jobs' locks
+        expire as they would, and the stall checker re-queues them."""
+        yield self.env.timeout(at - self.now)
+        self.crashed.append((self.now, worker))
+        for slot, on in list(self._running.values()):
+            if on == worker:
+                slot.interrupt("worker process died")
+        self.driver.stop_host(worker, "stopped: its worker process died")
+
+    def _died_in_attempt(self, job: _Job, worker: str) -> None:
+        """What a dead process leaves of its attempt: a job still active, whose lock nobody
+        renews; the stall checker notices it (as for a frozen worker) unless one already will."""
+        run, number, start, frozen = self._attempt_of[job.id]
+        job.abort = None
+        job.attempts.append(Attempt(job.id, number, run, worker, start, self.now, "stalled"))
+        if frozen or job.state != "active" or job.current_run != run:
+            return
+        lag = self.draws.job_uniform(job.index, "stall_detect", 0.0, self.scenario["workers.stalled_interval_ms"])
+        detect = self.now + us(self.scenario["workers.lock_duration_ms"]) + us(lag)
+        self.env.process(self._stall_checker(job, run, number, worker, detect))
 
     def _attempt(self, job: _Job, worker: str) -> Generator[simpy.Event, Any, None]:
         s, draws, clock = self._job_scenario(job.index), self.draws, self.clocks[worker]
@@ -444,6 +489,15 @@ class World:
         duration = us(draws.job_ms(job.index, "duration", s.dist("job.duration")))
         fails = draws.job_chance(job.index, "fail", s["job.fail_probability"])
         stalls = draws.job_chance(job.index, "stall", s["stalls.probability"])
+        crash_p = self.scenario["workers.crash_probability"]
+        if crash_p is not None:
+            slot = self.env.active_process
+            assert slot is not None
+            self._running[job.id] = (slot, worker)
+            self._attempt_of[job.id] = (run, number, start, stalls)
+            after = draws.worker_crash(job.index, run, crash_p, self.scenario["workers.crash_after"], duration)
+            if after is not None:
+                self.env.process(self._crash(worker, start + after))
         if stalls:
             lag = draws.job_uniform(job.index, "stall_detect", 0.0, s["workers.stalled_interval_ms"])
             detect = start + us(s["workers.lock_duration_ms"]) + us(lag)

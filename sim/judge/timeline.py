@@ -56,7 +56,7 @@ def step_line(step: Step, lc: Lifecycle = DEFAULT_LIFECYCLE) -> str:
         return f"{text} -> ERROR {step.error[1] or step.error[0]}"
     if isinstance(step.op, Select):
         return f"{text} -> {row_summary(step.result, lc)}"
-    if step.op.__class__.__name__ in ("Insert", "Update"):
+    if step.op.__class__.__name__ in ("Insert", "Update", "Rpc"):
         if step.result is None:
             return f"{text} -> 0 rows"
         return f"{text} -> {_changes(step.row_before, step.row_after, lc)}"
@@ -116,9 +116,9 @@ def transcript(
                 text += f" -> ERROR: {step.error[2]}"
             elif isinstance(step.op, Select):
                 text += f" -> {row_summary(step.result, lc)}"
-            elif step.op.__class__.__name__ in ("Insert", "Update") and step.result is None:
+            elif step.op.__class__.__name__ in ("Insert", "Update", "Rpc") and step.result is None:
                 text += " -> 0 rows"
-            if step.op.__class__.__name__ in ("Insert", "Update"):
+            if step.op.__class__.__name__ in ("Insert", "Update", "Rpc"):
                 text += f" | {row_summary(step.row_before, lc)} => {_changes(step.row_before, step.row_after, lc)}"
         else:
             text = step_line(step, lc)

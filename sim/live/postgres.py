@@ -29,7 +29,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from tracker.backend import Done
-from tracker.ops import Begin, Commit, DbOp, Rollback, Row, Select
+from tracker.ops import Begin, Commit, DbOp, Rollback, Row, Rpc, Select
 from tracker.pg_server import ServerUnavailable, describe_server, mask_password, one_line
 from tracker.postgres import (
     ADAPTERS,
@@ -165,6 +165,8 @@ class AsyncTracker:
                 self._in_tx.discard(session)
                 await conn.execute("COMMIT" if isinstance(op, Commit) else "ROLLBACK")
                 return Done()
+            if isinstance(op, Rpc):
+                return await self._call(session, conn, op, db_now_us)
             clock = micros_to_text(db_now_us) if reads_now(op) and session not in self._in_tx else None
             query, params, clock = self.compiler.statement(op, clock)
             async with conn.cursor(binary=True) as cur:
@@ -180,6 +182,24 @@ class AsyncTracker:
             raise LiveDatabaseLost(self._say("lost the connection to PostgreSQL", exc)) from None
         except psycopg.Error as exc:
             return Done(error=tracker_error(exc))
+
+    async def _call(self, session: str, conn: psycopg.AsyncConnection[Any], op: Rpc, db_now_us: int) -> Done:
+        """A function call as the simulated backends run it: its body in a transaction of its own
+        (or the caller's), one statement after another on the session's connection."""
+        own = session not in self._in_tx
+        if own:
+            await self._execute(session, conn, Begin(), db_now_us)
+        answers = []
+        for statement in op.body:
+            done = await self._execute(session, conn, statement, db_now_us)
+            if done.error is not None:
+                if own:
+                    await self._execute(session, conn, Rollback(), db_now_us)
+                return done
+            answers.append(done.value)
+        if own:
+            await self._execute(session, conn, Commit(), db_now_us)
+        return Done(value=tuple(answers))
 
     async def end_session(self, session: str) -> None:
         """Roll back whatever the session left open and return its connection to the pool."""

@@ -48,7 +48,7 @@ from sim.live.leftovers import OWNER_SUFFIX, owner_marker
 from sim.live.postgres import AsyncTracker
 from sim.record.clocks import Clock
 from sim.record.history import Actor, Attempt, JobTruth, RowVisibility, RunRecord, Step, clock_step, db_step, error_step
-from tracker.ops import Begin, Commit, DbOp, Insert, ReadClock, Rollback, Select, Sleep, Update
+from tracker.ops import Begin, Commit, DbOp, Insert, ReadClock, Rollback, Rpc, Select, Sleep, Update
 from tracker.strategies import HandlerContext, HandlerFn, JobView, Strategy
 
 QUEUE = "jobs"
@@ -81,7 +81,7 @@ def statement_kind(op: DbOp) -> str:
     """A round trip's kind for calibration: select, select-for-update, insert, update, begin, commit."""
     if isinstance(op, Select):
         return "select-for-update" if op.for_update else "select"
-    return {Insert: "insert", Update: "update", Begin: "begin", Commit: "commit", Rollback: "rollback"}[type(op)]
+    return {Insert: "insert", Update: "update", Begin: "begin", Commit: "commit", Rollback: "rollback", Rpc: "rpc"}[type(op)]
 
 
 @dataclass

@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sim.record.history import RunRecord
-from tracker.ops import Insert, Select, Update
+from tracker.ops import Insert, Rpc, Select, Update
 
 
 def _writes(op: Any) -> bool:
+    if isinstance(op, Rpc):
+        return any(_writes(s) for s in op.body)
     return isinstance(op, (Insert, Update)) or (isinstance(op, Select) and op.for_update)
 
 
@@ -33,6 +35,8 @@ def conflict_orders(record: RunRecord) -> tuple[str, ...]:
     nth: dict[str, int] = {}
     for step in sorted((s for s in record.steps if s.kind == "db"), key=lambda s: (s.executed_us, s.index)):
         job = getattr(step.op, "job_id", None)
+        if isinstance(step.op, Rpc):  # a function's row: its first statement's (bodies touch one row)
+            job = step.op.body[0].job_id
         if job is None:
             continue
         k = nth[step.actor] = nth.get(step.actor, 0) + 1

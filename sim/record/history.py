@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from sim.record.clocks import Clock
 from tracker.backend import Done
 from tracker.lifecycle import DEFAULT_LIFECYCLE, Lifecycle
-from tracker.ops import Begin, Commit, DbOp, Insert, Op, ReadClock, Rollback, Row, Update
+from tracker.ops import Begin, Commit, DbOp, Insert, Op, ReadClock, Rollback, Row, Rpc, Update
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ def db_step(
         "index": index, "actor": who.name, "job_id": getattr(op, "job_id", who.job_id), "event": who.event,
         "host": who.host, "kind": "db", "op": op, "sent_us": sent_us, "executed_us": executed_us,
         "replied_us": replied_us, "db_now_us": db_now_us, "clock_us": None, "waited_us": executed_us - arrived_us,
-        "blocked_by": blocked_by, "result": None if value is None else dict(value),
+        "blocked_by": blocked_by, "result": None if value is None else tuple(v if v is None else dict(v) for v in value) if op.__class__ is Rpc else dict(value),
         "error": None if error is None else (error.sqlstate, error.constraint, error.message),
         "row_before": row_before, "row_after": row_after, "committed": committed,
     })
@@ -247,6 +247,17 @@ class RowVisibility:
                 return ()
             self.committed[row["job_id"]] = row
             return (row,)
+        if isinstance(op, Rpc):  # its writes, as one transaction of its own or the caller's
+            written = {
+                dict(value)["job_id"]: dict(value)
+                for statement, value in zip(op.body, outcome.value, strict=True)
+                if value is not None and isinstance(statement, (Insert, Update))
+            }
+            if session in self.in_tx:
+                pending.update(written)
+                return ()
+            self.committed.update(written)
+            return tuple(written.values())
         return ()
 
     def end(self, session: str) -> None:

@@ -45,6 +45,7 @@ from sim.engine.ordered import (
     FollowPrefix,
     FollowSchedule,
     OrderedRun,
+    require_modelled,
     run_ordered,
     schedule_of,
 )
@@ -745,6 +746,7 @@ def explore(
     limits the default method to some of its methods."""
     if method not in METHODS:
         raise ExploreError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
+    require_modelled(scenario.to_toml_table(), scenario.source)
     from sim.judge.invariants import UnknownInvariant, require_known
 
     try:

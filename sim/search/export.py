@@ -109,6 +109,10 @@ def statement(op: ops.Op, db_now_us: int | None = None) -> str:
         return f"UPDATE {table} SET {sets} WHERE {where} RETURNING *;"
     if isinstance(op, (ops.Begin, ops.Commit, ops.Rollback)):
         return type(op).__name__.upper() + ";"
+    if isinstance(op, ops.Rpc):
+        # One step of several statements: PostgreSQL runs one query message's statements as one
+        # transaction (or in the caller's): atomic in one round trip, as the function call was.
+        return " ".join(statement(s, db_now_us) for s in op.body)
     raise TypeError(f"{type(op).__name__} is not a database operation")
 
 

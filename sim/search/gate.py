@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from sim.engine.ordered import UNMODELLED_KEYS
 from sim.record import conflicts
 from sim.runs.check import Verdict
 from sim.runs.strategy_source import is_user, origin
@@ -79,6 +80,9 @@ def search_verdict(v: Verdict, runs: int, seed: int, traces: Path, **options: An
     e = v.expectation
     if v.skipped or runs <= 0:
         return v
+    unmodelled = [k for k in UNMODELLED_KEYS if e.scenario[k] is not None]
+    if unmodelled:  # a forced order cannot stop handlers where a process death does: sweep only
+        return replace(v, searched=(f"none (forced orders do not model {', '.join(unmodelled)} yet)",))
     strategy = load_strategy(e.strategy)
     if e.expect == "clean":
         if not v.passed:  # the sweep already failed it: nothing a search could add

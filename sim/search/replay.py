@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sim.engine.ordered import Case, FollowSchedule, OrderedRun, run_ordered
+from sim.engine.ordered import Case, FollowSchedule, OrderedRun, require_modelled, run_ordered
 from sim.judge.invariants import Violation, judge
 from sim.record.history import RunRecord, Step
 from sim.runs.backends import BackendSpec, BackendUnavailable, close_backend, open_backend
@@ -74,6 +74,8 @@ def replay_data(
     problem = structural_problem(data)
     if problem:
         raise TraceError(problem)
+    if isinstance(data.get("params"), dict):
+        require_modelled(data["params"], "the trace")
     try:
         case = case_from_data(data)
         recorded_record, recorded = record_from_data(data)

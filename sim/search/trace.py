@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sim.engine.ordered import ActorSpec, Case
+from sim.engine.ordered import ActorSpec, Case, require_modelled
 from sim.engine.scenario import PARAM_BY_PATH, validate_value
 from sim.judge.violation import Violation
 from sim.record.clocks import Clock
@@ -49,6 +49,7 @@ _EXPR_TYPES = {"Col": ops.Col, "DbNow": ops.DbNow, "Greatest": ops.Greatest, "Le
 _OP_TYPES = {
     "Select": ops.Select, "Insert": ops.Insert, "Update": ops.Update, "Begin": ops.Begin,
     "Commit": ops.Commit, "Rollback": ops.Rollback, "Sleep": ops.Sleep, "ReadClock": ops.ReadClock,
+    "Rpc": ops.Rpc,
 }
 
 
@@ -120,6 +121,8 @@ def encode_op(op: ops.Op | None) -> dict[str, Any] | None:
                    where=[encode_cond(c) for c in op.where])
     elif isinstance(op, ops.Sleep):
         out.update(ms=op.ms)
+    elif isinstance(op, ops.Rpc):
+        out.update(name=op.name, body=[encode_op(s) for s in op.body])
     return out
 
 
@@ -142,6 +145,8 @@ def decode_op(data: dict[str, Any] | None) -> ops.Op | None:
                           tuple(decode_cond(c) for c in data["where"]))
     if kind == "Sleep":
         return ops.Sleep(float(data["ms"]))
+    if kind == "Rpc":
+        return ops.Rpc(str(data["name"]), tuple(decode_op(s) for s in data["body"]))  # type: ignore[misc]
     return _OP_TYPES[kind]()  # type: ignore[no-any-return]
 
 
@@ -163,6 +168,8 @@ def _step(data: dict[str, Any]) -> Step:
     fields["blocked_by"] = tuple(data["blocked_by"])
     fields["error"] = tuple(data["error"]) if data["error"] else None
     fields["committed"] = tuple(data["committed"])
+    if isinstance(fields["op"], ops.Rpc) and isinstance(data["result"], list):
+        fields["result"] = tuple(data["result"])  # a function's answers, one per statement
     return Step(**fields)
 
 
@@ -254,6 +261,8 @@ def read(path: Path) -> dict[str, Any]:
     problem = structural_problem(data)
     if problem:
         raise TraceError(f"{path}: {problem}")
+    if data["format"] == TRACE_FORMAT and isinstance(data.get("params"), dict):
+        require_modelled(data["params"], str(path))
     try:
         record_from_data(data)
         if data["format"] == TRACE_FORMAT:

@@ -9,9 +9,28 @@ on the worker's clock and written as they are: the lock orders the handlers, not
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from tracker.ops import Begin, Commit, Handler, Row, Select, Sleep, Update
+from tracker.ops import (
+    Begin,
+    Coalesce,
+    Col,
+    Commit,
+    Cond,
+    Greatest,
+    Handler,
+    Row,
+    Rpc,
+    Select,
+    Sleep,
+    Update,
+    eq,
+    is_in,
+    le,
+    lt,
+    not_in,
+)
 from tracker.strategies import HandlerContext, JobView, Strategy
 
 OUTCOMES = ("completed", "failed")
@@ -103,4 +122,70 @@ STRATEGY = Strategy(
     on_failed=mark_job_failed,
     on_removed=mark_job_removed,
     job_view="snapshot",  # what it was written to read: the job at event time
+)
+
+
+# --- the same decisions in a server-side function (supabase ``rpc()``) -------------------------
+#
+# Over PostgREST (``network.client = "http"``) ``BEGIN``/``COMMIT`` reach nothing, so the lock of
+# ``SELECT ... FOR UPDATE`` ends with its own statement and the decision above races. What a
+# supabase user writes instead is a function: the locked read and the guarded write run at the
+# server in one round trip, in one transaction. Its decision is the guard (the body has no code).
+
+
+def _locked_call(name: str, job: JobView, values: dict[str, Any], guard: tuple[Cond, ...]) -> Handler:
+    yield Rpc(name, (Select(job.id, for_update=True), Update(job.id, values, guard)))
+
+
+def _started(job: JobView) -> Any:
+    return Coalesce(Col("started_at"), job.processed_on_us)
+
+
+def call_mark_job_active(job: JobView, ctx: HandlerContext) -> Handler:
+    yield Sleep(ctx.active_delay_ms)
+    values = {"status": "active", "attempts": job.attempt, "started_at": _started(job)}
+    yield from _locked_call("mark_job_active", job, values, (not_in("status", OUTCOMES), lt("attempts", job.attempt)))
+
+
+def call_mark_job_completed(job: JobView, ctx: HandlerContext) -> Handler:
+    yield Sleep(ctx.completed_delay_ms)
+    values = {
+        "status": "completed", "attempts": Greatest(Col("attempts"), job.attempt),
+        "started_at": _started(job), "completed_at": job.finished_on_us,
+    }
+    yield from _locked_call("mark_job_completed", job, values, ())
+
+
+def call_mark_job_failed(job: JobView, ctx: HandlerContext) -> Handler:
+    yield Sleep(ctx.failed_delay_ms)
+    values = {
+        "status": "delayed" if job.will_retry else "failed", "attempts": job.attempt, "started_at": _started(job),
+        "failed_at": job.finished_on_us, "error_message": job.failed_reason,
+    }
+    yield from _locked_call("mark_job_failed", job, values, (not_in("status", OUTCOMES), le("attempts", job.attempt)))
+
+
+def call_update_job_progress(job: JobView, ctx: HandlerContext) -> Handler:
+    yield Sleep(ctx.progress_delay_ms)
+    yield from _locked_call("update_job_progress", job, {"progress": job.progress}, (not_in("status", OUTCOMES),))
+
+
+def call_mark_job_removed(job: JobView, ctx: HandlerContext) -> Handler:
+    yield Sleep(ctx.removed_delay_ms)
+    values = {"cancelled": True, "cancelled_at": job.removed_on_us}
+    guard = (is_in("status", ("pending", "waiting", "delayed")), eq("cancelled", False))
+    yield from _locked_call("mark_job_removed", job, values, guard)
+
+
+#: ``row-lock``'s decisions as server-side functions (not a built-in: named in ``[expect]`` as
+#: ``"tracker.strategies.row_lock:RPC"``).
+RPC = replace(
+    STRATEGY,
+    name="row-lock-rpc",
+    summary="row-lock's locked read and decision as one server-side function call (supabase rpc())",
+    on_active=call_mark_job_active,
+    on_progress=call_update_job_progress,
+    on_completed=call_mark_job_completed,
+    on_failed=call_mark_job_failed,
+    on_removed=call_mark_job_removed,
 )
