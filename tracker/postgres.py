@@ -16,8 +16,8 @@
   ``BEGIN`` sets the setting transaction-locally to the driver's ``db_now_us`` (so ``now()`` is
   the transaction's start, as in PostgreSQL); an autocommit INSERT or UPDATE sets it at the
   statement's instant in the statement itself (``... FROM (SELECT set_config(...))``: the row is
-  produced after that item, so defaults, SET and the trigger see it), or, when a guard reads
-  ``now()``, in a ``set_config`` pipelined just before it (one round trip either way).
+  produced after that item, so defaults, SET and the trigger see it; a guard, which may be
+  evaluated before that item, gets the clock's value in place of ``now()``): one round trip.
 * **One connection per active session**, taken from a pool that lives across runs; ``reset()``
   rolls back whatever is open and empties the table.
 * **Lock waits.** A statement that may wait (another open transaction holds the row, by the
@@ -176,6 +176,9 @@ class Compiler:
         self.cols = {name: quote(sql.Identifier(name)) for name in self.types}
         #: Set while compiling an upsert's DO UPDATE: its columns must name the row they read.
         self._qualifier = ""
+        #: Set while compiling an autocommit UPDATE's guard: ``now()`` there is the statement's
+        #: clock, bound as the same text ``now()`` would read (see :meth:`_statement`).
+        self._guard_clock: str | None = None
 
     def column(self, name: str) -> str:
         if name not in self.cols:
@@ -186,6 +189,9 @@ class Compiler:
         if isinstance(expr, Col):
             return self.column(expr.name)
         if isinstance(expr, DbNow):
+            if self._guard_clock is not None:
+                params.append(self._guard_clock)
+                return "CAST(CAST(%s AS text) AS timestamptz)"
             return self.now
         if isinstance(expr, Excluded):
             if not self._qualifier:
@@ -225,9 +231,11 @@ class Compiler:
     def statement(self, op: DbOp, clock: str | None = None) -> tuple[str, list[Any], str | None]:
         """(query, parameters, clock still to set). With ``clock``, an INSERT or UPDATE sets the
         ``racetrack.now`` setting itself, from a one-row FROM item: the row to write is only
-        produced after that item, so defaults, SET expressions and the trigger all see it. A
-        guard that reads ``now()`` could be evaluated before it: then the clock is left to the
-        caller to set first."""
+        produced after that item, so defaults, SET expressions and the trigger all see it. An
+        UPDATE's guard could be evaluated before that item, so a ``now()`` in it is compiled as
+        the clock's value itself (what ``now()`` would return: the same text, cast the same
+        way). The clock left to the caller to set first is therefore always ``None`` for an
+        INSERT or UPDATE: one round trip each."""
         query, params, embedded = self._statement(op, clock if clock is not None and self._may_embed(op) else None)
         return query, params, None if embedded else clock
 
@@ -249,7 +257,7 @@ class Compiler:
         return f" ON CONFLICT ({self.cols[self.key]}) DO UPDATE SET {', '.join(sets)}{where}"
 
     def _may_embed(self, op: DbOp) -> bool:
-        return isinstance(op, Insert) or (isinstance(op, Update) and not _reads_db_now(op.where))
+        return isinstance(op, (Insert, Update))
 
     def _statement(self, op: DbOp, clock: str | None) -> tuple[str, list[Any], bool]:
         params: list[Any] = []
@@ -292,7 +300,11 @@ class Compiler:
                 source = clock_from
                 params.extend([CLOCK_SETTING, clock])
             where_params: list[Any] = [op.job_id]
-            where = self.conds(op.where, where_params) if op.where else ""
+            self._guard_clock = clock
+            try:
+                where = self.conds(op.where, where_params) if op.where else ""
+            finally:
+                self._guard_clock = None
             params.extend(where_params)
             guard = f" AND {where}" if where else ""
             return (
@@ -302,21 +314,6 @@ class Compiler:
                 clock is not None,
             )
         raise TypeError(f"not a database operation: {op!r}")
-
-
-def _reads_db_now(value: Any) -> bool:
-    """Whether an expression or guard calls ``now()`` anywhere inside."""
-    if isinstance(value, DbNow):
-        return True
-    if isinstance(value, (tuple, list)):
-        return any(_reads_db_now(v) for v in value)
-    if isinstance(value, (Greatest, Least, Coalesce)):
-        return _reads_db_now(value.args)
-    if isinstance(value, Case):
-        return _reads_db_now((value.when, value.then, value.otherwise))
-    if isinstance(value, Cond):
-        return _reads_db_now(value.value)
-    return False
 
 
 def bind(value: Any, sql_type: str) -> Any:
