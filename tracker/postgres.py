@@ -14,7 +14,9 @@
   SQL spells ``CURRENT_TIMESTAMP`` as ``now()``, see ``tracker.table_sql.for_postgres``); the
   file's functions (the trigger's) are pinned to the same ``search_path``; ``DbNow()`` is emitted as ``<schema>.now()``.
   ``BEGIN`` sets the setting transaction-locally to the driver's ``db_now_us`` (so ``now()`` is
-  the transaction's start, as in PostgreSQL); an autocommit INSERT or UPDATE sets it at the
+  the transaction's start, as in PostgreSQL); it is sent, with that setting, in one pipeline
+  with the transaction's first statement (BEGIN alone takes no snapshot and no lock, so nothing
+  can tell), and a transaction that sent nothing ends without a round trip; an autocommit INSERT or UPDATE sets it at the
   statement's instant in the statement itself (``... FROM (SELECT set_config(...))``: the row is
   produced after that item, so defaults, SET and the trigger see it; a guard, which may be
   evaluated before that item, gets the clock's value in place of ``now()``): one round trip.
@@ -409,6 +411,8 @@ class _Session:
         self.conn = conn
         self.pid = conn.info.backend_pid
         self.in_tx = False
+        #: The clock of a BEGIN not sent yet: it goes with the transaction's first statement.
+        self.begin_clock: str | None = None
         self.inserted: list[str] = []  # rows this transaction inserted, in order
         self.future: Future[Outcome] | None = None
         self.op: DbOp | None = None
@@ -675,14 +679,17 @@ class PostgresTracker:
         try:
             if isinstance(op, Begin):
                 if state.in_tx:
-                    state.conn.execute("BEGIN")  # PostgreSQL warns and goes on; so does the model
+                    if state.begin_clock is None:  # before the first BEGIN is sent this one would only warn
+                        state.conn.execute("BEGIN")  # PostgreSQL warns and goes on; so does the model
                     return Done()
-                with state.conn.pipeline():
-                    state.conn.execute(BEGIN)
-                    state.conn.execute(SET_CLOCK_LOCAL, [CLOCK_SETTING, micros_to_text(db_now_us)])
-                state.in_tx = True
+                # BEGIN takes no snapshot and no lock: it waits for the first statement, and goes with it
+                state.begin_clock, state.in_tx = micros_to_text(db_now_us), True
                 return Done()
-            status = state.conn.execute("COMMIT" if isinstance(op, Commit) else "ROLLBACK").statusmessage
+            if state.begin_clock is not None:  # nothing was sent: nothing to end on the server
+                state.begin_clock = None
+                status = "COMMIT" if isinstance(op, Commit) else "ROLLBACK"
+            else:
+                status = state.conn.execute("COMMIT" if isinstance(op, Commit) else "ROLLBACK").statusmessage
         except psycopg.OperationalError as exc:
             raise self._lost(exc) from None
         except psycopg.Error as exc:
@@ -716,7 +723,13 @@ class PostgresTracker:
         conn = state.conn
         try:
             with conn.cursor(binary=True) as cur:
-                if clock is None:
+                if state.begin_clock is not None:  # the transaction's first statement: BEGIN goes with it
+                    begin_clock, state.begin_clock = state.begin_clock, None
+                    with conn.pipeline():
+                        cur.execute(BEGIN)
+                        cur.execute(SET_CLOCK_LOCAL, [CLOCK_SETTING, begin_clock])
+                        cur.execute(query, params)
+                elif clock is None:
                     cur.execute(query, params)
                 else:
                     with conn.pipeline():
