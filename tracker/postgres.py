@@ -687,7 +687,7 @@ class PostgresTracker:
                 return Done()
             if state.begin_clock is not None:  # nothing was sent: nothing to end on the server
                 state.begin_clock = None
-                status = "COMMIT" if isinstance(op, Commit) else "ROLLBACK"
+                status: str | None = "COMMIT" if isinstance(op, Commit) else "ROLLBACK"
             else:
                 status = state.conn.execute("COMMIT" if isinstance(op, Commit) else "ROLLBACK").statusmessage
         except psycopg.OperationalError as exc:
