@@ -56,7 +56,7 @@ from typing import Any
 import psycopg
 from psycopg import errors, sql
 from psycopg.adapt import AdaptersMap, Dumper, Loader
-from psycopg.pq import Format, TransactionStatus
+from psycopg.pq import ExecStatus, Format, TransactionStatus
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -334,6 +334,21 @@ def reads_now(op: DbOp) -> bool:
     return isinstance(op, (Insert, Update))
 
 
+def end_transaction(conn: psycopg.Connection[Any], command: str) -> str:
+    """Send ``COMMIT`` or ``ROLLBACK`` on ``conn`` and answer the server's command tag (an
+    aborted transaction's COMMIT answers ``ROLLBACK``); an error raises as psycopg would.
+
+    Through libpq itself, not ``conn.execute``: psycopg forgets every prepared statement of a
+    connection whose command answers ROLLBACK (rolled-back DDL could have changed what they
+    name), which costs a ``DEALLOCATE ALL`` and a new Parse round trip for every statement
+    after it. A session here runs no DDL, and the server keeps prepared statements across a
+    rollback (they are not transactional)."""
+    result = conn.pgconn.exec_(command.encode())
+    if result.status != ExecStatus.COMMAND_OK:
+        raise errors.error_from_result(result, encoding=conn.info.encoding)
+    return (result.command_status or b"").decode()
+
+
 def tracker_error(exc: psycopg.Error, table: str = "job_status") -> TrackerError:
     """PostgreSQL's error as the handler sees it: SQLSTATE and constraint name."""
     diag = exc.diag
@@ -587,7 +602,7 @@ class PostgresTracker:
                 except Exception:  # the cancelled statement's error is nobody's answer any more
                     pass
             if conn.info.transaction_status != TransactionStatus.IDLE:
-                conn.execute("ROLLBACK")
+                end_transaction(conn, "ROLLBACK")
             self._idle.append(conn)
         except psycopg.Error:
             conn.close()  # a broken connection is not returned to the pool
@@ -689,7 +704,7 @@ class PostgresTracker:
                 state.begin_clock = None
                 status: str | None = "COMMIT" if isinstance(op, Commit) else "ROLLBACK"
             else:
-                status = state.conn.execute("COMMIT" if isinstance(op, Commit) else "ROLLBACK").statusmessage
+                status = end_transaction(state.conn, "COMMIT" if isinstance(op, Commit) else "ROLLBACK")
         except psycopg.OperationalError as exc:
             raise self._lost(exc) from None
         except psycopg.Error as exc:
