@@ -140,7 +140,7 @@ def test_expressions_and_guards_match_memory(pg):
                      where=(ge("started_at", T),)), T + 3 * MS),
         ("b", Update("j", {"progress": {"percent": 50, "steps": [1, 2]}}), T + 4 * MS),
         ("b", Update("j", {"error_message": None}, where=(ge("completed_at", None),)), T + 5 * MS),
-        # a guard reading now(): the clock is set before the statement, not inside it
+        # a guard reading now(): it sees the statement's clock, not the previous one
         ("b", Update("j", {"error_message": "late"}, where=(lt("completed_at", DbNow()),)), T + 6 * MS),
         ("b", Update("j", {"error_message": "early"}, where=(ge("updated_at", DbNow()),)), T + 7 * MS),
     ]

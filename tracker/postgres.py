@@ -14,10 +14,12 @@
   SQL spells ``CURRENT_TIMESTAMP`` as ``now()``, see ``tracker.table_sql.for_postgres``); the
   file's functions (the trigger's) are pinned to the same ``search_path``; ``DbNow()`` is emitted as ``<schema>.now()``.
   ``BEGIN`` sets the setting transaction-locally to the driver's ``db_now_us`` (so ``now()`` is
-  the transaction's start, as in PostgreSQL); an autocommit INSERT or UPDATE sets it at the
+  the transaction's start, as in PostgreSQL); it is sent, with that setting, in one pipeline
+  with the transaction's first statement (BEGIN alone takes no snapshot and no lock, so nothing
+  can tell), and a transaction that sent nothing ends without a round trip; an autocommit INSERT or UPDATE sets it at the
   statement's instant in the statement itself (``... FROM (SELECT set_config(...))``: the row is
-  produced after that item, so defaults, SET and the trigger see it), or, when a guard reads
-  ``now()``, in a ``set_config`` pipelined just before it (one round trip either way).
+  produced after that item, so defaults, SET and the trigger see it; a guard, which may be
+  evaluated before that item, gets the clock's value in place of ``now()``): one round trip.
 * **One connection per active session**, taken from a pool that lives across runs; ``reset()``
   rolls back whatever is open and empties the table.
 * **Lock waits.** A statement that may wait (another open transaction holds the row, by the
@@ -54,7 +56,7 @@ from typing import Any
 import psycopg
 from psycopg import errors, sql
 from psycopg.adapt import AdaptersMap, Dumper, Loader
-from psycopg.pq import Format, TransactionStatus
+from psycopg.pq import ExecStatus, Format, TransactionStatus
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -177,6 +179,9 @@ class Compiler:
         self.cols = {name: quote(sql.Identifier(name)) for name in self.types}
         #: Set while compiling an upsert's DO UPDATE: its columns must name the row they read.
         self._qualifier = ""
+        #: Set while compiling an autocommit UPDATE's guard: ``now()`` there is the statement's
+        #: clock, bound as the same text ``now()`` would read (see :meth:`_statement`).
+        self._guard_clock: str | None = None
 
     def column(self, name: str) -> str:
         if name not in self.cols:
@@ -187,6 +192,9 @@ class Compiler:
         if isinstance(expr, Col):
             return self.column(expr.name)
         if isinstance(expr, DbNow):
+            if self._guard_clock is not None:
+                params.append(self._guard_clock)
+                return "CAST(CAST(%s AS text) AS timestamptz)"
             return self.now
         if isinstance(expr, Excluded):
             if not self._qualifier:
@@ -226,9 +234,11 @@ class Compiler:
     def statement(self, op: DbOp, clock: str | None = None) -> tuple[str, list[Any], str | None]:
         """(query, parameters, clock still to set). With ``clock``, an INSERT or UPDATE sets the
         ``racetrack.now`` setting itself, from a one-row FROM item: the row to write is only
-        produced after that item, so defaults, SET expressions and the trigger all see it. A
-        guard that reads ``now()`` could be evaluated before it: then the clock is left to the
-        caller to set first."""
+        produced after that item, so defaults, SET expressions and the trigger all see it. An
+        UPDATE's guard could be evaluated before that item, so a ``now()`` in it is compiled as
+        the clock's value itself (what ``now()`` would return: the same text, cast the same
+        way). The clock left to the caller to set first is therefore always ``None`` for an
+        INSERT or UPDATE: one round trip each."""
         query, params, embedded = self._statement(op, clock if clock is not None and self._may_embed(op) else None)
         return query, params, None if embedded else clock
 
@@ -250,7 +260,7 @@ class Compiler:
         return f" ON CONFLICT ({self.cols[self.key]}) DO UPDATE SET {', '.join(sets)}{where}"
 
     def _may_embed(self, op: DbOp) -> bool:
-        return isinstance(op, Insert) or (isinstance(op, Update) and not _reads_db_now(op.where))
+        return isinstance(op, (Insert, Update))
 
     def _statement(self, op: DbOp, clock: str | None) -> tuple[str, list[Any], bool]:
         params: list[Any] = []
@@ -293,7 +303,11 @@ class Compiler:
                 source = clock_from
                 params.extend([CLOCK_SETTING, clock])
             where_params: list[Any] = [op.job_id]
-            where = self.conds(op.where, where_params) if op.where else ""
+            self._guard_clock = clock
+            try:
+                where = self.conds(op.where, where_params) if op.where else ""
+            finally:
+                self._guard_clock = None
             params.extend(where_params)
             guard = f" AND {where}" if where else ""
             return (
@@ -303,21 +317,6 @@ class Compiler:
                 clock is not None,
             )
         raise TypeError(f"not a database operation: {op!r}")
-
-
-def _reads_db_now(value: Any) -> bool:
-    """Whether an expression or guard calls ``now()`` anywhere inside."""
-    if isinstance(value, DbNow):
-        return True
-    if isinstance(value, (tuple, list)):
-        return any(_reads_db_now(v) for v in value)
-    if isinstance(value, (Greatest, Least, Coalesce)):
-        return _reads_db_now(value.args)
-    if isinstance(value, Case):
-        return _reads_db_now((value.when, value.then, value.otherwise))
-    if isinstance(value, Cond):
-        return _reads_db_now(value.value)
-    return False
 
 
 def bind(value: Any, sql_type: str) -> Any:
@@ -334,6 +333,21 @@ def bind(value: Any, sql_type: str) -> Any:
 def reads_now(op: DbOp) -> bool:
     """Whether a statement can call ``now()`` (a default, the trigger, or ``DbNow``)."""
     return isinstance(op, (Insert, Update))
+
+
+def end_transaction(conn: psycopg.Connection[Any], command: str) -> str:
+    """Send ``COMMIT`` or ``ROLLBACK`` on ``conn`` and answer the server's command tag (an
+    aborted transaction's COMMIT answers ``ROLLBACK``); an error raises as psycopg would.
+
+    Through libpq itself, not ``conn.execute``: psycopg forgets every prepared statement of a
+    connection whose command answers ROLLBACK (rolled-back DDL could have changed what they
+    name), which costs a ``DEALLOCATE ALL`` and a new Parse round trip for every statement
+    after it. A session here runs no DDL, and the server keeps prepared statements across a
+    rollback (they are not transactional)."""
+    result = conn.pgconn.exec_(command.encode())
+    if result.status != ExecStatus.COMMAND_OK:
+        raise errors.error_from_result(result, encoding=conn.info.encoding)
+    return (result.command_status or b"").decode()
 
 
 def tracker_error(exc: psycopg.Error, table: str = "job_status") -> TrackerError:
@@ -413,6 +427,8 @@ class _Session:
         self.conn = conn
         self.pid = conn.info.backend_pid
         self.in_tx = False
+        #: The clock of a BEGIN not sent yet: it goes with the transaction's first statement.
+        self.begin_clock: str | None = None
         self.inserted: list[str] = []  # rows this transaction inserted, in order
         self.future: Future[Outcome] | None = None
         self.op: DbOp | None = None
@@ -600,7 +616,7 @@ class PostgresTracker:
                 except Exception:  # the cancelled statement's error is nobody's answer any more
                     pass
             if conn.info.transaction_status != TransactionStatus.IDLE:
-                conn.execute("ROLLBACK")
+                end_transaction(conn, "ROLLBACK")
             self._idle.append(conn)
         except psycopg.Error:
             conn.close()  # a broken connection is not returned to the pool
@@ -692,14 +708,17 @@ class PostgresTracker:
         try:
             if isinstance(op, Begin):
                 if state.in_tx:
-                    state.conn.execute("BEGIN")  # PostgreSQL warns and goes on; so does the model
+                    if state.begin_clock is None:  # before the first BEGIN is sent this one would only warn
+                        state.conn.execute("BEGIN")  # PostgreSQL warns and goes on; so does the model
                     return Done()
-                with state.conn.pipeline():
-                    state.conn.execute(BEGIN)
-                    state.conn.execute(SET_CLOCK_LOCAL, [CLOCK_SETTING, micros_to_text(db_now_us)])
-                state.in_tx = True
+                # BEGIN takes no snapshot and no lock: it waits for the first statement, and goes with it
+                state.begin_clock, state.in_tx = micros_to_text(db_now_us), True
                 return Done()
-            status = state.conn.execute("COMMIT" if isinstance(op, Commit) else "ROLLBACK").statusmessage
+            if state.begin_clock is not None:  # nothing was sent: nothing to end on the server
+                state.begin_clock = None
+                status: str | None = "COMMIT" if isinstance(op, Commit) else "ROLLBACK"
+            else:
+                status = end_transaction(state.conn, "COMMIT" if isinstance(op, Commit) else "ROLLBACK")
         except psycopg.OperationalError as exc:
             raise self._lost(exc) from None
         except psycopg.Error as exc:
@@ -733,7 +752,13 @@ class PostgresTracker:
         conn = state.conn
         try:
             with conn.cursor(binary=True) as cur:
-                if clock is None:
+                if state.begin_clock is not None:  # the transaction's first statement: BEGIN goes with it
+                    begin_clock, state.begin_clock = state.begin_clock, None
+                    with conn.pipeline():
+                        cur.execute(BEGIN)
+                        cur.execute(SET_CLOCK_LOCAL, [CLOCK_SETTING, begin_clock])
+                        cur.execute(query, params)
+                elif clock is None:
                     cur.execute(query, params)
                 else:
                     with conn.pipeline():

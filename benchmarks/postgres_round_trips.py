@@ -1,0 +1,98 @@
+"""How many times the PostgreSQL backend waits for the server per operation: a figure that,
+unlike statements per second, does not move with the machine's load.
+
+    python benchmarks/postgres_round_trips.py [--dsn DSN] [--runs N]
+
+Runs the same sweep as ``benchmarks/postgres_throughput.py`` (every bundled scenario x every
+built-in strategy, ``--runs`` seeds each, ``--backend postgres``) and counts, at the client:
+
+* a round trip: a statement executed outside a pipeline (psycopg's ``execute`` generator: its
+  Parse of a statement prepared for the first time is one more), a pipeline (one Sync), and a
+  COMMIT or ROLLBACK sent through libpq (``tracker.postgres.end_transaction``, where it exists);
+* prepares: statements psycopg parsed on the server (each is a round trip of its own);
+* the process's CPU time per operation (waiting for a core or for the server does not count).
+
+It counts by wrapping psycopg's internals (checked with psycopg 3.3): an instrument for
+comparing two commits, not an API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import psycopg._cursor_base as cursor_base
+import psycopg.generators
+
+import tracker.postgres
+from tracker.pg_server import choose_server
+
+sys.path.insert(0, str(Path(__file__).parent))
+from postgres_throughput import harness  # noqa: E402
+
+counts: Counter[str] = Counter()
+
+
+def count_round_trips() -> None:
+    """Wrap every place the backend can wait for the server."""
+    cursor_execute, connection_execute = cursor_base.execute, psycopg.generators.execute
+    pipeline, send_prepare = psycopg.Connection.pipeline, cursor_base.BaseCursor._send_prepare
+
+    def counted_cursor_execute(*args: Any, **kwargs: Any) -> Any:
+        counts["round trips"] += 1
+        return cursor_execute(*args, **kwargs)
+
+    def counted_connection_execute(*args: Any, **kwargs: Any) -> Any:
+        counts["round trips"] += 1
+        return connection_execute(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def counted_pipeline(self: psycopg.Connection[Any]) -> Iterator[Any]:
+        counts["round trips"] += 1
+        counts["pipelines"] += 1
+        with pipeline(self) as p:
+            yield p
+
+    def counted_prepare(self: Any, *args: Any, **kwargs: Any) -> Any:
+        counts["prepares"] += 1
+        return send_prepare(self, *args, **kwargs)
+
+    cursor_base.execute = counted_cursor_execute  # type: ignore[assignment]
+    psycopg.generators.execute = counted_connection_execute  # type: ignore[assignment]
+    psycopg.Connection.pipeline = counted_pipeline  # type: ignore[assignment,method-assign]
+    cursor_base.BaseCursor._send_prepare = counted_prepare  # type: ignore[method-assign]
+    end_transaction = getattr(tracker.postgres, "end_transaction", None)
+    if end_transaction is not None:
+
+        def counted_end_transaction(conn: Any, command: str) -> str:
+            counts["round trips"] += 1
+            return end_transaction(conn, command)  # type: ignore[no-any-return]
+
+        tracker.postgres.end_transaction = counted_end_transaction  # type: ignore[attr-defined]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dsn")
+    parser.add_argument("--runs", type=int, default=5, help="seeds per scenario and strategy (default 5)")
+    args = parser.parse_args()
+    server = choose_server(args.dsn)
+    count_round_trips()
+    started = time.process_time()
+    ops, _, _ = harness(server.dsn, args.runs, "postgres")
+    cpu = time.process_time() - started
+    print(f"operations: {ops}")
+    print(f"round trips: {counts['round trips']} = {counts['round trips'] / ops:.3f} per operation")
+    print(f"  of which pipelines: {counts['pipelines']}, prepares: {counts['prepares']}")
+    print(f"client CPU: {cpu:.2f} s = {cpu / ops * 1e6:.0f} us per operation (simulation included)")
+
+
+if __name__ == "__main__":
+    main()
