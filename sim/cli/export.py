@@ -9,7 +9,6 @@ from typing import Any
 
 from sim.cli.args import UsageError, load_strategy_arg, output_file
 from sim.cli.output import write_output
-from sim.runs.strategy_source import is_user, load_from, origin
 from tracker.strategies import StrategyNotFound
 
 
@@ -23,6 +22,7 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from sim.runs.strategy_source import is_user, load_from, origin
     from sim.search import export, trace
 
     if not args.pytest and not args.isolation:
