@@ -7,8 +7,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from tracker.strategies import BUILTIN, load_strategy
-
 
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser("strategies", help="list the built-in strategies")
@@ -21,6 +19,8 @@ def add_parsers(sub: Any) -> None:
 
 
 def cmd_strategies(args: argparse.Namespace) -> int:
+    from tracker.strategies import BUILTIN, load_strategy
+
     for name in BUILTIN:
         print(f"{name:<12} {load_strategy(name).summary}")
     return 0

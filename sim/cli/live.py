@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sim.cli.args import MAX_RUNS, UsageError, load_strategy_arg, output_file, positive, positive_float, seed
-from tracker.strategies import Strategy
 
 if TYPE_CHECKING:  # live mode (asyncio, psycopg, bullmq) and scenarios are imported when a live command runs:
     from sim.engine import scenario as scenarios  # --help and the listings do not pay for them
     from sim.live.runs import LiveBatch, LiveRun
+    from tracker.strategies import Strategy
 
 
 def add_server_flags(p: argparse.ArgumentParser) -> None:
