@@ -18,6 +18,7 @@ matplotlib.use("Agg")  # files only: no display, no GUI toolkit
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
@@ -31,12 +32,47 @@ PALETTE = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#d
 HIGHLIGHT = "#d62728"
 
 
+DPI = 110
+#: Room around the figure for what sits outside its edges (legends below the axes, long labels),
+#: so that one drawing holds everything and is then cropped to it.
+_ROOM_INCHES = 2.0
+_PAD_INCHES = 0.1  # savefig's default padding around the tight box
+
+
 def save(fig: Figure, path: Path) -> Path:
-    """Write ``fig`` as a PNG without metadata that would change between runs."""
+    """Write ``fig`` as a PNG cropped to what it draws (as ``bbox_inches="tight"`` does), without
+    metadata that would change between runs.
+
+    ``bbox_inches="tight"`` draws a figure twice (once to measure, once to render); here it is
+    drawn once on a canvas with room on every side, measured on that drawing and cropped. A
+    figure with a layout engine (constrained) is laid out by a drawing anyway: it is saved the
+    usual way."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=110, metadata={"Software": None}, bbox_inches="tight")
+    if fig.get_layout_engine() is not None:
+        fig.savefig(path, format="png", dpi=DPI, metadata={"Software": None}, bbox_inches="tight")
+    else:
+        _save_drawn_once(fig, path)
     plt.close(fig)
     return path
+
+
+def _save_drawn_once(fig: Figure, path: Path) -> None:
+    width, height = fig.get_size_inches()
+    room = _ROOM_INCHES
+    grown_w, grown_h = width + 2 * room, height + 2 * room
+    for ax in fig.axes:  # each keeps its size and place in inches, moved in by the room
+        x0, y0, w, h = ax.get_position().bounds
+        ax.set_position(((x0 * width + room) / grown_w, (y0 * height + room) / grown_h, w * width / grown_w, h * height / grown_h))
+    fig.set_size_inches(grown_w, grown_h)
+    fig.set_dpi(DPI)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    box = fig.get_tightbbox(canvas.get_renderer()).padded(_PAD_INCHES)
+    pixels = np.asarray(canvas.buffer_rgba())
+    rows, cols = pixels.shape[:2]
+    left, right = max(0, int(box.x0 * DPI)), min(cols, int(np.ceil(box.x1 * DPI)))
+    top, bottom = max(0, rows - int(np.ceil(box.y1 * DPI))), min(rows, rows - int(box.y0 * DPI))
+    plt.imsave(path, pixels[top:bottom, left:right], format="png", dpi=DPI, metadata={"Software": None})
 
 
 def violation_rates(table: pd.DataFrame, scenario: str, path: Path) -> Path:
