@@ -18,6 +18,10 @@ def names() -> list[str]:
 
 
 def description(name: str) -> str:
-    """The bundled scenario's ``description`` ("" when it has none, the format's default)."""
-    data = tomllib.loads((DIRECTORY / f"{name}.toml").read_text(encoding="utf-8"))
-    return str(data.get("description", ""))
+    """The bundled scenario's ``description`` ("" when it has none, the format's default).
+
+    Only the top of the file is parsed: TOML puts top-level keys before the first table, and
+    parsing every table of every file would cost most of the listing's time."""
+    text = (DIRECTORY / f"{name}.toml").read_text(encoding="utf-8")
+    top = "" if text.startswith("[") else text.split("\n[", 1)[0]
+    return str(tomllib.loads(top).get("description", ""))
