@@ -18,7 +18,9 @@ matplotlib.use("Agg")  # files only: no display, no GUI toolkit
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from sim.judge.invariants import INVARIANT_IDS  # noqa: E402
 
@@ -30,12 +32,47 @@ PALETTE = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#d
 HIGHLIGHT = "#d62728"
 
 
+DPI = 110
+#: Room around the figure for what sits outside its edges (legends below the axes, long labels),
+#: so that one drawing holds everything and is then cropped to it.
+_ROOM_INCHES = 2.0
+_PAD_INCHES = 0.1  # savefig's default padding around the tight box
+
+
 def save(fig: Figure, path: Path) -> Path:
-    """Write ``fig`` as a PNG without metadata that would change between runs."""
+    """Write ``fig`` as a PNG cropped to what it draws (as ``bbox_inches="tight"`` does), without
+    metadata that would change between runs.
+
+    ``bbox_inches="tight"`` draws a figure twice (once to measure, once to render); here it is
+    drawn once on a canvas with room on every side, measured on that drawing and cropped. A
+    figure with a layout engine (constrained) is laid out by a drawing anyway: it is saved the
+    usual way."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=110, metadata={"Software": None}, bbox_inches="tight")
+    if fig.get_layout_engine() is not None:
+        fig.savefig(path, format="png", dpi=DPI, metadata={"Software": None}, bbox_inches="tight")
+    else:
+        _save_drawn_once(fig, path)
     plt.close(fig)
     return path
+
+
+def _save_drawn_once(fig: Figure, path: Path) -> None:
+    width, height = fig.get_size_inches()
+    room = _ROOM_INCHES
+    grown_w, grown_h = width + 2 * room, height + 2 * room
+    for ax in fig.axes:  # each keeps its size and place in inches, moved in by the room
+        x0, y0, w, h = ax.get_position().bounds
+        ax.set_position(((x0 * width + room) / grown_w, (y0 * height + room) / grown_h, w * width / grown_w, h * height / grown_h))
+    fig.set_size_inches(grown_w, grown_h)
+    fig.set_dpi(DPI)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    box = fig.get_tightbbox(canvas.get_renderer()).padded(_PAD_INCHES)
+    pixels = np.asarray(canvas.buffer_rgba())
+    rows, cols = pixels.shape[:2]
+    left, right = max(0, int(box.x0 * DPI)), min(cols, int(np.ceil(box.x1 * DPI)))
+    top, bottom = max(0, rows - int(np.ceil(box.y1 * DPI))), min(rows, rows - int(box.y0 * DPI))
+    plt.imsave(path, pixels[top:bottom, left:right], format="png", dpi=DPI, metadata={"Software": None})
 
 
 def violation_rates(table: pd.DataFrame, scenario: str, path: Path) -> Path:
@@ -47,13 +84,23 @@ def violation_rates(table: pd.DataFrame, scenario: str, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(labels) + 2), 3.6))
     width = 0.8 / len(names)
     x = np.arange(len(labels))
+    centres: list[np.ndarray] = []
+    rates: list[np.ndarray] = []
+    below: list[np.ndarray] = []
+    above: list[np.ndarray] = []
     for i, name in enumerate(names):
         rate = table[f"{name}:rate"].to_numpy(dtype=float)
         lo, hi = table[f"{name}:lo"].to_numpy(dtype=float), table[f"{name}:hi"].to_numpy(dtype=float)
         colour = "#333333" if name == "any" else PALETTE[(i - 1) % len(PALETTE)]
-        ax.bar(x + (i - (len(names) - 1) / 2) * width, rate, width, color=colour,
-               yerr=[rate - lo, hi - rate], error_kw={"elinewidth": 0.7, "capsize": 1.5, "ecolor": "#555555"},
-               label="any invariant" if name == "any" else name)
+        at = x + (i - (len(names) - 1) / 2) * width
+        ax.bar(at, rate, width, color=colour, label="any invariant" if name == "any" else name)
+        centres.append(at)
+        rates.append(rate)
+        below.append(rate - lo)
+        above.append(hi - rate)
+    # Every bar's interval in one call: one set of artists instead of one per invariant.
+    ax.errorbar(np.concatenate(centres), np.concatenate(rates), yerr=[np.concatenate(below), np.concatenate(above)],
+                fmt="none", elinewidth=0.7, capsize=1.5, ecolor="#555555")
     ax.set_xticks(x, labels)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("share of runs violating")
@@ -116,6 +163,9 @@ def timestamp_errors(errors: dict[str, list[float]], scenario: str, path: Path) 
     ax.set_yticks(range(1, len(names) + 1), [f"{n} (n={len(errors[n])})" for n in names])
     ax.invert_yaxis()
     ax.set_xscale("symlog", linthresh=1.0)
+    # Plain numbers, not the log axis' default 10^n: those are math text, parsed per label and
+    # the biggest single cost of drawing this figure.
+    ax.xaxis.set_major_formatter(FuncFormatter(_plain_tick))
     ax.axvline(0, color="#999999", linewidth=0.8)
     ax.set_xlabel("recorded minus true time, ms (symlog)")
     ax.set_title(f"{scenario}: timestamp error per strategy (started_at, completed_at, failed_at)")
@@ -254,6 +304,11 @@ def _version() -> tuple[int, int]:
     major, minor = matplotlib.__version__.split(".")[:2]
     digits = re.match(r"\d+", minor)  # "11rc1" -> 11
     return int(major), int(digits.group(0)) if digits else 0
+
+
+def _plain_tick(value: float, pos: int | None) -> str:
+    """A symlog tick as plain text: -1,000, 0, 10, 0.5 (the minus sign as matplotlib prints it)."""
+    return f"{value:,.15g}".replace("-", "\N{MINUS SIGN}")
 
 
 def number(value: Any) -> str:

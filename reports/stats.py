@@ -86,7 +86,8 @@ def flat_params(params: dict[str, Any]) -> dict[str, Any]:
 def grid_axes(frame: pd.DataFrame) -> list[str]:
     """The swept parameters of one base scenario: the ones its variants' names give
     (``base[a=..,b=..]``, in that order), or without such names every parameter that varies."""
-    flat = pd.DataFrame([flat_params(p) for p in frame["params"]])
+    distinct = {id(p): p for p in frame["params"]}.values()  # runs share their variant's dict (read_results)
+    flat = pd.DataFrame([flat_params(p) for p in distinct])
     varying = [c for c in flat.columns if flat[c].astype(str).nunique() > 1]
     named: list[str] = []
     for variant in pd.unique(frame["variant"]):

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import scenarios as bundled
 from sim.engine import scenario as scenarios
 from sim.engine.distributions import parse_dist
 from sim.engine.world import World
@@ -30,6 +31,12 @@ def test_every_bundled_scenario_loads_and_says_what_it_is_for(name):
     loaded = scenarios.load(name)
     assert loaded.name == name and loaded["description"]
     assert all(name in BUILTIN or load_strategy(name) for name in loaded.expect)
+
+
+def test_the_listing_reads_the_names_and_descriptions_the_validated_files_have():
+    # `racetrack scenarios` reads them without validating; it must show what validation keeps.
+    assert bundled.names() == scenarios.bundled_names()
+    assert all(bundled.description(n) == scenarios.load(n)["description"] for n in bundled.names())
 
 
 def test_the_scenarios_page_documents_every_parameter_with_its_default():

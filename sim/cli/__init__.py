@@ -14,9 +14,9 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, NoReturn
 
+from sim import __version__
 from sim.cli import calibrate, check, clean, explore, export, listing, live, replay, report, run, sweep
 from sim.cli.args import INTERNAL_ERROR, CliParser, UsageError, redact
 from tracker.errors import UserError
@@ -25,25 +25,12 @@ __all__ = ["UsageError", "build_parser", "entry", "main", "version"]
 
 
 def version() -> str:
-    """The installed distribution's version; from a source tree that is not installed, the
-    version its pyproject.toml declares."""
-    import tomllib
-    from importlib import metadata  # ~15 ms: paid by --version and error logs only
-
-    try:
-        return metadata.version("racetrack")
-    except metadata.PackageNotFoundError:
-        pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
-        try:
-            return str(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"])
-        except (OSError, KeyError, tomllib.TOMLDecodeError):
-            return "unknown"
+    """racetrack's version (pyproject.toml's, kept in ``sim.__version__``)."""
+    return __version__
 
 
 class _PrintVersion(argparse.Action):
-    """``--version``: argparse's own version action, except that the version is looked up only
-    when asked for (reading the installed distribution's metadata costs more than the rest of
-    building the parser)."""
+    """``--version``: argparse's own version action, printing :func:`version`."""
 
     def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,

@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, NoReturn
 from sim.engine.limits import DEFAULT_LIMITS, Limits
 from sim.runs.backends import KINDS, BackendSpec
 from tracker.errors import UserError
-from tracker.strategies import BUILTIN, Strategy, load_strategy
+from tracker.strategy_names import BUILTIN
 
 if TYPE_CHECKING:
     from sim.engine.scenario import Scenario
     from sim.runs import sweep
+    from tracker.strategies import Strategy
     from tracker.table import Table
 
 #: ``--executor``'s choices, as ``sim.runs.sweep.EXECUTORS`` (a test keeps the two equal): the
@@ -148,6 +149,8 @@ def load_strategy_arg(name: str, flag: str = "--strategy") -> Strategy:
     name = name.strip()
     if not name:
         raise UsageError(f"{flag} needs a name: {_CHOICES}")
+    from tracker.strategies import load_strategy  # loads strategies' ops: not for --help
+
     user_modules_from_cwd([name])
     return load_strategy(name)
 
@@ -166,6 +169,8 @@ def strategy_refs(spec: str | None) -> list[str]:
 
 
 def load_strategies(names: Sequence[str]) -> list[Strategy]:
+    from tracker.strategies import load_strategy
+
     user_modules_from_cwd(names)
     return [load_strategy(n) for n in names]
 

@@ -22,8 +22,6 @@ from sim.cli.args import (
     seed,
 )
 from sim.engine.limits import applied
-from sim.record import conflicts
-from sim.runs.strategy_source import is_user, origin
 
 DEFAULT_TRACE = "racetrack-counterexample.json"
 
@@ -62,7 +60,9 @@ def add_parser(sub: Any) -> None:
 def cmd_explore(args: argparse.Namespace) -> int:
     from sim.engine import scenario as scenarios
     from sim.judge.timeline import transcript
+    from sim.record import conflicts
     from sim.runs.runner import check_strategy_table
+    from sim.runs.strategy_source import is_user, origin
     from sim.search import explore as ex
     from sim.search import trace
 

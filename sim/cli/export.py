@@ -9,8 +9,6 @@ from typing import Any
 
 from sim.cli.args import UsageError, load_strategy_arg, output_file
 from sim.cli.output import write_output
-from sim.runs.strategy_source import is_user, load_from, origin
-from tracker.strategies import StrategyNotFound
 
 
 def add_parser(sub: Any) -> None:
@@ -23,7 +21,9 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from sim.runs.strategy_source import is_user, load_from, origin
     from sim.search import export, trace
+    from tracker.strategies import StrategyNotFound
 
     if not args.pytest and not args.isolation:
         raise UsageError("export needs --pytest FILE and/or --isolation FILE")

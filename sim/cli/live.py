@@ -8,18 +8,17 @@ unusable Redis or PostgreSQL (one line), 130 when interrupted (finished runs are
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sim.cli.args import MAX_RUNS, UsageError, load_strategy_arg, output_file, positive, positive_float, seed
-from sim.engine import scenario as scenarios
-from tracker.strategies import Strategy
 
-if TYPE_CHECKING:  # live mode (asyncio, psycopg, bullmq) is imported when a live command runs
+if TYPE_CHECKING:  # live mode (asyncio, psycopg, bullmq) and scenarios are imported when a live command runs:
+    from sim.engine import scenario as scenarios  # --help and the listings do not pay for them
     from sim.live.runs import LiveBatch, LiveRun
+    from tracker.strategies import Strategy
 
 
 def add_server_flags(p: argparse.ArgumentParser) -> None:
@@ -28,6 +27,8 @@ def add_server_flags(p: argparse.ArgumentParser) -> None:
 
 
 def load_inputs(scenario: str, strategy: str) -> tuple[scenarios.Scenario, Strategy]:
+    from sim.engine import scenario as scenarios
+
     return scenarios.load(scenario), load_strategy_arg(strategy)
 
 
@@ -52,6 +53,8 @@ class LiveProgress:
 
 def run_live_batch(scenario: scenarios.Scenario, strategy: Strategy, args: argparse.Namespace, runs: int) -> LiveBatch:
     """Run the batch; Ctrl-C stops it and keeps the runs that finished (``interrupted``)."""
+    import asyncio
+
     from sim.live.runs import LiveBatch, run_batch
 
     batch = LiveBatch()

@@ -11,7 +11,6 @@ from typing import Any
 
 from sim.cli.args import UsageError, add_backend_flags, add_limit_flags, backend_spec, limits_of, load_strategy_arg
 from sim.engine.limits import applied
-from tracker.strategies import StrategyNotFound
 
 
 def add_parser(sub: Any) -> None:
@@ -29,6 +28,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from sim.judge.timeline import transcript
     from sim.search import trace
     from sim.search.replay import replay_data
+    from tracker.strategies import StrategyNotFound
 
     data = trace.read(Path(args.trace))
     # The trace's own strategy is found where the trace says it lives, named or not.

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from sim.judge.catalog import INVARIANT_IDS, SUMMARIES
 from sim.judge.violation import Violation
 from sim.record.clocks import EPOCH_US
 from sim.record.history import JobTruth, RunRecord
@@ -301,16 +302,16 @@ class Invariant:
     check: Callable[[RunRecord], Iterator[Violation]]
 
 
-INVARIANTS: tuple[Invariant, ...] = (
-    Invariant("no-rejected-writes", "no tracker write was rejected by a constraint (the seed's symptom)", no_rejected_writes),
-    Invariant("ordered-timestamps", "every committed row version has created <= started <= completed/failed", ordered_timestamps),
-    Invariant("terminal-status", "once handlers settle, status is the job's real outcome", terminal_status),
-    Invariant("monotonic-status", "status never moves backwards (completed -> active is a regression)", monotonic_status),
-    Invariant("first-start-kept", "started_at, once set, is never overwritten", first_start_kept),
-    Invariant("faithful-timestamps", "recorded times are within tolerance of the true times", faithful_timestamps),
-    Invariant("accurate-attempts", "attempts equals the attempts really started", accurate_attempts),
-)
-INVARIANT_IDS = tuple(i.id for i in INVARIANTS)
+_CHECKERS: dict[str, Callable[[RunRecord], Iterator[Violation]]] = {
+    "no-rejected-writes": no_rejected_writes,
+    "ordered-timestamps": ordered_timestamps,
+    "terminal-status": terminal_status,
+    "monotonic-status": monotonic_status,
+    "first-start-kept": first_start_kept,
+    "faithful-timestamps": faithful_timestamps,
+    "accurate-attempts": accurate_attempts,
+}
+INVARIANTS: tuple[Invariant, ...] = tuple(Invariant(id, summary, _CHECKERS[id]) for id, summary in SUMMARIES.items())
 
 
 class UnknownInvariant(ValueError):

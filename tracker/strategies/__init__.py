@@ -33,6 +33,7 @@ from typing import Any
 
 from tracker.errors import UserError
 from tracker.ops import Handler, Insert
+from tracker.strategy_names import BUILTIN
 
 EVENTS = ("created", "active", "progress", "completed", "failed", "removed", "stalled")
 
@@ -150,15 +151,6 @@ class Strategy:
     def handler(self, event: str) -> HandlerFn | None:
         fn: HandlerFn | None = getattr(self, f"on_{event}")
         return fn
-
-
-BUILTIN = {
-    "naive": "tracker.strategies.naive:STRATEGY",
-    "three-layer": "tracker.strategies.three_layer:STRATEGY",
-    "atomic": "tracker.strategies.atomic:STRATEGY",
-    "row-lock": "tracker.strategies.row_lock:STRATEGY",
-    "db-clock": "tracker.strategies.db_clock:STRATEGY",
-}
 
 
 class StrategyNotFound(UserError, ValueError):
