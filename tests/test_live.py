@@ -241,3 +241,17 @@ def test_live_refuses_a_world_it_does_not_reproduce_in_one_line(capsys, name):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
     assert f"scenarios/{name}.toml: live mode does not reproduce " in err and "run this scenario simulated" in err
+
+
+def test_the_docs_list_exactly_the_bundled_scenarios_live_mode_refuses():
+    import re
+    from pathlib import Path
+
+    from sim.engine import scenario as scenarios
+    from sim.live.runs import LIVE_KEYS
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "live.md").read_text()
+    table = page.split("Which bundled scenarios live mode refuses", 1)[1].split("\n\n", 2)[1]
+    listed = {name for row in table.splitlines()[2:] for name in re.findall(r"`([a-z0-9-]+)`", row.split("|")[1])}
+    refused = {n for n in scenarios.bundled_names() if any(k not in LIVE_KEYS for k in scenarios.load(n).to_toml_table())}
+    assert listed == refused
