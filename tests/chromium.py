@@ -15,6 +15,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -88,9 +89,12 @@ def check_page(page: Path, timeout: float = 60.0) -> PageCheck:
     binary = find_chromium()
     if binary is None:
         raise FileNotFoundError("chromium not found (Debian: apt-get install chromium)")
-    with tempfile.TemporaryDirectory(prefix="racetrack-chromium-") as profile:
+    profile = tempfile.mkdtemp(prefix="racetrack-chromium-")
+    try:
+        # its own process group: the renderer and helper processes go with it, so none of them
+        # is still writing into the profile when it is removed
         proc = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             port_file = Path(profile) / "DevToolsActivePort"
             deadline = time.monotonic() + timeout
@@ -115,13 +119,41 @@ def check_page(page: Path, timeout: float = 60.0) -> PageCheck:
             finally:
                 session.ws.close()
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            _stop_group(proc)
+    finally:
+        _remove_profile(profile)
     return PageCheck(tuple(images), tuple(errors), title, base64.b64decode(shot["data"]))
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """End Chromium and every process it started (SIGTERM, then SIGKILL after 10 s)."""
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _remove_profile(profile: str) -> None:
+    """Remove the profile folder; a helper process that outlived the group may still be writing
+    into it for a moment, so a failed removal is tried again for a few seconds."""
+    deadline = time.monotonic() + 5.0
+    while True:
+        try:
+            shutil.rmtree(profile)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                shutil.rmtree(profile, ignore_errors=True)
+                return
+            time.sleep(0.1)
 
 
 def console_errors(events: list[dict[str, Any]]) -> list[str]:
