@@ -103,12 +103,9 @@ class Driver:
                 ops += 1
                 if ops > self.ops_per_handler:
                     assert not isinstance(gen, interpreter.Crashed)
-                    self.failure = self.failure or (
-                        f"{actor.name} ({interpreter.suspended_at(gen)}) yielded more than "
-                        f"{self.ops_per_handler:,} operations (--max-ops)"
-                    )
+                    message = interpreter.stop_runaway(actor.name, gen, self.ops_per_handler)
+                    self.failure = self.failure or message
                     self.steps.append(error_step(len(self.steps), actor, self.now, f"stopped: {self.failure}"))
-                    gen.close()
                     break
                 op = step.op
                 send, throw = None, None

@@ -134,6 +134,14 @@ def suspended_at(gen: types.GeneratorType) -> str:
     return f"{os.path.basename(code.co_filename)}:{line} in {code.co_name}"
 
 
+def stop_runaway(name: str, gen: types.GeneratorType, limit: int) -> str:
+    """Close a handler that yielded more than ``limit`` operations; the one line that says so
+    (``name``: its actor)."""
+    message = f"{name} ({suspended_at(gen)}) yielded more than {limit:,} operations (--max-ops)"
+    gen.close()
+    return message
+
+
 def refused(gen: types.GeneratorType, exc: Exception) -> Crashed:
     """The operation ``gen`` yielded cannot be executed at all (a column the table does not have, a
     value of the wrong type): a bug at the handler's ``yield``, which is closed."""

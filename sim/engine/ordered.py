@@ -335,12 +335,9 @@ class _Run:
             a.yielded += 1
             if a.yielded > self.ops_per_handler:
                 assert not isinstance(a.gen, interpreter.Crashed)
-                self.failure = self.failure or (
-                    f"{a.spec.name} ({interpreter.suspended_at(a.gen)}) yielded more than "
-                    f"{self.ops_per_handler:,} operations (--max-ops)"
-                )
+                message = interpreter.stop_runaway(a.spec.name, a.gen, self.ops_per_handler)
+                self.failure = self.failure or message
                 self._error(a, f"stopped: {self.failure}")
-                a.gen.close()
                 self._finish(a)
                 return
             op = step.op

@@ -144,11 +144,8 @@ class LiveDriver:
                 ops += 1
                 if ops > self.ops_per_handler:
                     assert not isinstance(gen, interpreter.Crashed)
-                    self.failure = self.failure or (
-                        f"{actor.name} ({interpreter.suspended_at(gen)}) yielded more than "
-                        f"{self.ops_per_handler:,} operations (--max-ops)"
-                    )
-                    gen.close()
+                    message = interpreter.stop_runaway(actor.name, gen, self.ops_per_handler)
+                    self.failure = self.failure or message
                     return
                 op = step.op
                 send, throw = None, None
