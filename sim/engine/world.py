@@ -49,6 +49,19 @@ from tracker.ops import DbOp
 from tracker.strategies import EVENTS, HandlerContext, JobView, LiveJob, Strategy
 
 
+def handler_context(scenario: Scenario, host: str) -> HandlerContext:
+    """The integration's fixed settings a handler on ``host`` gets (the ``[handlers]`` table)."""
+    s = scenario
+    return HandlerContext(
+        host=host,
+        active_delay_ms=s["handlers.active_delay_ms"],
+        completed_delay_ms=s["handlers.completed_delay_ms"],
+        failed_delay_ms=s["handlers.failed_delay_ms"],
+        progress_delay_ms=s["handlers.progress_delay_ms"],
+        removed_delay_ms=s["handlers.removed_delay_ms"],
+    )
+
+
 def us(ms: float) -> int:
     return round(ms * 1000)
 
@@ -320,17 +333,7 @@ class World:
         self._running: dict[str, tuple[simpy.Process, str]] = {}
         self._attempt_of: dict[str, tuple[int, int, int, bool]] = {}
         self.crashed: list[tuple[int, str]] = []
-        self._contexts = {
-            host: HandlerContext(
-                host=host,
-                active_delay_ms=s["handlers.active_delay_ms"],
-                completed_delay_ms=s["handlers.completed_delay_ms"],
-                failed_delay_ms=s["handlers.failed_delay_ms"],
-                progress_delay_ms=s["handlers.progress_delay_ms"],
-                removed_delay_ms=s["handlers.removed_delay_ms"],
-            )
-            for host in hosts
-        }
+        self._contexts = {host: handler_context(s, host) for host in hosts}
 
     # -- running -------------------------------------------------------------------------------
 

@@ -43,7 +43,7 @@ from typing import Any
 
 from sim.engine import interpreter, limits
 from sim.engine.scenario import Scenario
-from sim.engine.world import Draws
+from sim.engine.world import Draws, handler_context
 from sim.live.leftovers import OWNER_SUFFIX, owner_marker
 from sim.live.postgres import AsyncTracker
 from sim.record.clocks import Clock
@@ -224,17 +224,7 @@ class LiveWorld:
         for host in self.hosts:
             offset_ms, drift = self.draws.clock(host, s["clocks.max_offset_ms"], s["clocks.max_drift_ppm"])
             self.clocks[host] = Clock(host, us(offset_ms), drift, 1 if host == "db" else 1000)
-        self.contexts = {
-            host: HandlerContext(
-                host=host,
-                active_delay_ms=s["handlers.active_delay_ms"],
-                completed_delay_ms=s["handlers.completed_delay_ms"],
-                failed_delay_ms=s["handlers.failed_delay_ms"],
-                progress_delay_ms=s["handlers.progress_delay_ms"],
-                removed_delay_ms=s["handlers.removed_delay_ms"],
-            )
-            for host in self.hosts
-        }
+        self.contexts = {host: handler_context(s, host) for host in self.hosts}
         self.prefix = f"racetrack-live-{os.getpid()}-{next(_runs)}-{secrets.token_hex(4)}"
         self.measured = Measured()
         #: Where the events stream and a job's hash disagree (the truth would be in doubt).
