@@ -165,7 +165,7 @@ def test_sweep_run_refuses_unreachable_scheduler_quickly():
 @pytest.mark.slow
 def test_ctrl_c_keeps_finished_runs_and_says_how_to_resume(tmp_path):
     out = tmp_path / "c.parquet"
-    argv = ["sweep", "seed-fast-jobs", "--strategies", "naive", "--runs", "3000", "--workers", "2", "--out", str(out)]
+    argv = ["sweep", "seed-fast-jobs", "--strategies", "naive", "--runs", "100000", "--workers", "2", "--out", str(out)]
     proc = subprocess.Popen([*RACETRACK, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     partial = tmp_path / "c.parquet.partial"
     deadline = time.monotonic() + 60
@@ -178,7 +178,7 @@ def test_ctrl_c_keeps_finished_runs_and_says_how_to_resume(tmp_path):
     assert "kept in c.parquet.partial" in err and "--resume" in err
     assert err.strip().count("\n") == 0
     fingerprint = results_file.read_fingerprint(partial)
-    assert fingerprint["runs"] == 3000 and fingerprint["strategies"] == ["naive"]
+    assert fingerprint["runs"] == 100000 and fingerprint["strategies"] == ["naive"]
 
 
 def test_results_do_not_depend_on_the_hash_seed():
