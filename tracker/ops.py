@@ -10,6 +10,7 @@ yield               receives
                     updated row, ``None`` when the conflict guard kept the row as it was
 ``Update``          the updated row, or ``None`` when the guard matched no row
 ``Rpc``             a tuple: each body statement's answer, in order
+``Parallel``        a tuple: each statement's answer, in order, once all have come back
 ``Begin``/...       ``None``
 ``Sleep``           ``None``, after the delay
 ``ReadClock``       this host's clock reading, integer microseconds since 1970
@@ -290,8 +291,36 @@ class Rpc:
             )
 
 
+#: What a :class:`Parallel` may send: statements that need no transaction of the handler's.
+PARALLEL_OPS = (Select, Insert, Update, Rpc)
+
+
+@dataclass(frozen=True)
+class Parallel:
+    """``await Promise.all([...])``: several statements in flight at once, written
+    ``Parallel(op1, op2, ...)``. Each leaves at once on a connection of its own (a pool's client, an
+    HTTP request), outside any transaction the handler holds, as a statement of its own
+    (committed at its end); each has its own latency, so they may reach the server in any order.
+    The answer is the tuple of their answers, in order, once all have come back. A statement the
+    database refuses rejects the whole: the handler receives the first refusal to come back, as
+    soon as it comes back, while the others still run to their end unseen (``Promise.all`` does
+    not cancel them). ``Parallel()`` answers ``()`` at once. Only ``Select``, ``Insert``,
+    ``Update`` and ``Rpc`` may be sent: a ``Begin`` on a connection of its own would open a
+    transaction nothing could end."""
+
+    ops: tuple[Select | Insert | Update | Rpc, ...]
+
+    def __init__(self, *ops: Select | Insert | Update | Rpc) -> None:
+        for op in ops:
+            if not isinstance(op, PARALLEL_OPS):
+                raise ValueError(
+                    f"Parallel(op, ...) sends Select, Insert, Update and Rpc statements at once, got {op!r:.120}"
+                )
+        object.__setattr__(self, "ops", tuple(ops))
+
+
 DbOp = Select | Insert | Update | Begin | Commit | Rollback | Rpc
-Op = DbOp | Sleep | ReadClock
+Op = DbOp | Sleep | ReadClock | Parallel
 DB_OPS = (Select, Insert, Update, Begin, Commit, Rollback, Rpc)
 
 #: What a handler is: a generator that yields operations and receives their answers.
@@ -336,6 +365,8 @@ def describe(op: Op) -> str:
         return f"UPDATE SET {sets}" + (f" WHERE {where}" if where else "")
     if isinstance(op, Rpc):
         return f"RPC {op.name}(" + "; ".join(describe(s) for s in op.body) + ")"
+    if isinstance(op, Parallel):
+        return "PARALLEL(" + "; ".join(describe(s) for s in op.ops) + ")"
     if isinstance(op, Sleep):
         return f"sleep {op.ms:g} ms"
     if isinstance(op, ReadClock):

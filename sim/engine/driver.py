@@ -5,7 +5,9 @@ time. ``Sleep`` waits; ``ReadClock`` reads
 the host's clock; a database operation travels to the server (one-way latency, drawn per
 operation), executes there atomically at its arrival instant (or waits for a row lock and resumes
 when the blocker's transaction ends), and its answer travels back. Every operation is recorded
-as a :class:`~sim.record.history.Step`.
+as a :class:`~sim.record.history.Step`. A ``Parallel`` sends each of its statements at once on a
+session of its own, named ``<actor>/<n>`` (the handler's n-th such statement), as a process of
+its own: the handler waits for all of them, or for the first refusal to come back.
 
 The driver knows nothing about queues or jobs' lifecycles (that is ``sim.engine.world``) and nothing
 about SQL (that is the backend).
@@ -23,7 +25,7 @@ from sim.engine import interpreter
 from sim.record.clocks import Clock
 from sim.record.history import Actor, RowVisibility, Step, clock_step, db_step, error_step
 from tracker.backend import Blocked, Done, TrackerBackend
-from tracker.ops import Commit, DbOp, ReadClock, Rollback, Sleep
+from tracker.ops import Commit, DbOp, Parallel, ReadClock, Rollback, Sleep, TrackerError
 from tracker.strategies import HandlerContext, HandlerFn, JobView
 
 
@@ -67,6 +69,8 @@ class Driver:
         self._waiters: dict[str, list[tuple[str, simpy.Event]]] = {}
         #: The running handlers' processes, by actor: what :meth:`stop_host` stops.
         self._processes: dict[str, tuple[str, simpy.Process]] = {}
+        #: Statements each actor has sent in a ``Parallel`` so far (they name its branch sessions).
+        self._branches: dict[str, int] = {}
 
     # -- public --------------------------------------------------------------------------------
 
@@ -116,6 +120,16 @@ class Driver:
                     now = int(self.env.now)
                     send = actor.clock.read(now)
                     self.steps.append(clock_step(len(self.steps), actor, now, send))
+                elif op.__class__ is Parallel:
+                    answer = yield from self._parallel(actor, op)  # type: ignore[arg-type]
+                    if isinstance(answer, _Refused):
+                        assert not isinstance(gen, interpreter.Crashed)
+                        self._ended(actor, interpreter.refused(gen, answer.cause))
+                        break
+                    if isinstance(answer, TrackerError):
+                        throw = answer
+                    else:
+                        send = answer
                 else:
                     try:
                         outcome = yield from self._db(actor, op)  # type: ignore[arg-type]
@@ -147,6 +161,62 @@ class Driver:
                 self.backend.end_session(actor.name)  # a pool would roll back what was left open
                 self._rows.end(actor.name)
                 self._wake(actor.name)
+
+    def _parallel(self, actor: Actor, op: Parallel) -> Generator[simpy.Event, Any, Any]:
+        """Send ``op``'s statements at once, each on a branch session of its own; the tuple of
+        their answers once all are back, or the first refusal (a :class:`TrackerError`, or a
+        :class:`_Refused`) as soon as it is back. The other branches run on to their end."""
+        if not op.ops:
+            return ()
+        done = self.env.event()
+        answers: list[Any] = [None] * len(op.ops)
+        left = [len(op.ops)]
+        for i, statement in enumerate(op.ops):
+            n = self._branches[actor.name] = self._branches.get(actor.name, 0) + 1
+            branch = Actor(f"{actor.name}/{n}", actor.job_id, actor.event, actor.host, actor.clock)
+            self.env.process(self._branch(branch, statement, i, answers, left, done))
+        return (yield done)
+
+    def _branch(
+        self, actor: Actor, op: DbOp, i: int, answers: list[Any], left: list[int], done: simpy.Event
+    ) -> Generator[simpy.Event, Any, None]:
+        """One statement of a ``Parallel``, on its own session, ended (committed) when it is back."""
+        process = self.env.active_process
+        assert process is not None
+        self._processes[actor.name] = (actor.host, process)
+        discarded = False
+        try:
+            try:
+                outcome = yield from self._db(actor, op)
+            except _Refused as refused:
+                if not done.triggered:
+                    done.succeed(refused)
+                return
+            if outcome.error is not None:
+                if not done.triggered:
+                    done.succeed(outcome.error)
+                return
+            answers[i] = outcome.value
+            left[0] -= 1
+            if not left[0] and not done.triggered:
+                done.succeed(tuple(answers))
+        except simpy.Interrupt as stop:
+            self.steps.append(error_step(len(self.steps), actor, self.now, str(stop.cause)))
+            for waiting in self._waiters.values():
+                waiting[:] = [w for w in waiting if w[0] != actor.name]
+        except GeneratorExit:
+            discarded = True
+            raise
+        finally:
+            self._processes.pop(actor.name, None)
+            if not discarded:
+                self._end_branch(actor.name)
+
+    def _end_branch(self, session: str) -> None:
+        """A ``Parallel`` statement's session is over: it ends, as a handler's does."""
+        self.backend.end_session(session)
+        self._rows.end(session)
+        self._wake(session)
 
     def _ended(self, actor: Actor, step: interpreter.Outcome) -> None:
         if isinstance(step, (interpreter.Unhandled, interpreter.Crashed)):

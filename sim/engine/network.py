@@ -101,6 +101,10 @@ class NetworkDriver(Driver):
             self._release(actor.name)
             self._in_transaction.discard(actor.name)
 
+    def _end_branch(self, session: str) -> None:
+        super()._end_branch(session)
+        self._release(session)
+
     def _db(self, actor: Actor, op: DbOp) -> Generator[simpy.Event, Any, Done]:
         if self.http and isinstance(op, (Begin, Commit, Rollback)):
             return Done()  # PostgREST has no client transactions: nothing is sent

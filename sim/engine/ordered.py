@@ -35,6 +35,12 @@ parameters), continuing the actor's own seeded network stream: what the SimPy wo
 drawn had the actor sent it, the same in every run of the case. A case without that parameter
 uses its default latency.
 
+A ``Parallel`` makes each of its statements an actor of its own for the scheduler, named
+``<actor>/<n>`` as in the SimPy driver, ready at once from the handler's time, with its recorded
+latencies (:attr:`Case.branch_latencies`) or draws from its own network stream beyond them; the
+handler is ready again once all of them are back (at the latest reply), or as soon as a refused one
+is back (the first refused in the order chosen).
+
 Imports ``sim.record.history``, ``sim.record.clocks``, ``sim.engine.world`` (to read a finished world) and ``tracker``.
 """
 
@@ -55,7 +61,7 @@ from sim.record.history import JobTruth, RowVisibility, RunRecord, Step, clock_s
 from tracker.backend import Blocked, Done, TrackerBackend
 from tracker.errors import UserError
 from tracker.lifecycle import DEFAULT_LIFECYCLE, Lifecycle
-from tracker.ops import Commit, DbOp, ReadClock, Rollback, Row, Sleep
+from tracker.ops import Commit, DbOp, Parallel, ReadClock, Rollback, Row, Sleep
 from tracker.strategies import HandlerContext, JobChanges, JobView, LiveJob, Strategy
 
 #: World keys a forced order cannot replay yet: a process death stops handlers at a true instant,
@@ -112,6 +118,9 @@ class Case:
     end_floor_us: int = 0
     #: The scenario's column mapping and rules, which the record's judge reads.
     lifecycle: Lifecycle = DEFAULT_LIFECYCLE
+    #: (request, reply) latencies of the ``Parallel`` statements the run sent, by branch session
+    #: (``<actor>/<n>``): one operation each.
+    branch_latencies: dict[str, tuple[tuple[int, int], ...]] = field(default_factory=dict, hash=False)
 
     @property
     def rtt(self) -> Dist | None:
@@ -128,7 +137,18 @@ class Case:
             self,
             actors=tuple(a for a in self.actors if a.job_id == job_id),
             truth={k: v for k, v in self.truth.items() if k == job_id},
+            branch_latencies={
+                b: lat for b, lat in self.branch_latencies.items()
+                if any(a.name == actor_of(b) and a.job_id == job_id for a in self.actors)
+            },
         )
+
+
+def actor_of(session: str) -> str:
+    """The handler a session belongs to: ``job-1.completed#1`` for its ``Parallel`` statement
+    ``job-1.completed#1/2``, itself otherwise."""
+    actor, slash, n = session.rpartition("/")
+    return actor if slash and n.isdigit() else session
 
 
 class Scheduler(Protocol):
@@ -223,6 +243,12 @@ class _Live:
     #: Latencies drawn for operations beyond the recorded ones, and the stream they come from.
     drawn: list[tuple[int, int]] = field(default_factory=list)
     network: random.Random | None = None
+    #: Statements sent in ``Parallel`` so far (they name the branch sessions).
+    branches: int = 0
+    #: A ``Parallel`` statement's actor: the handler that sent it, and its place in the answer.
+    branch_of: tuple[_Live, int] | None = None
+    #: A handler waiting for its ``Parallel``: [answers, statements not back, latest reply].
+    gathering: list[Any] | None = None
 
 
 class _Run:
@@ -267,7 +293,7 @@ class _Run:
             self.schedule.append(name)
             self.choices.append(ready)
             self._execute(self.live[name])
-        for a in self.live.values():
+        for a in list(self.live.values()):
             if a.state != "done":  # waiting for a lock nobody will release: a deadlock
                 self._error(a, "deadlock: waiting for a row lock that is never released")
                 self._finish(a)
@@ -306,7 +332,7 @@ class _Run:
         started = True
         while started:
             started = False
-            for a in self.live.values():
+            for a in list(self.live.values()):  # a handler's first Parallel adds actors
                 if a.state == "new" and all(
                     self.live[d].state == "done" for d in a.spec.after if d in self.live
                 ):
@@ -347,10 +373,52 @@ class _Run:
             elif isinstance(op, ReadClock):
                 send = a.clock.read(a.local_us)
                 self.steps.append(clock_step(len(self.steps), a.spec, a.local_us, send))
+            elif op.__class__ is Parallel:
+                if not op.ops:  # type: ignore[union-attr]
+                    send = ()
+                    continue
+                self._fork(a, op)  # type: ignore[arg-type]
+                return
             else:
                 a.pending = op  # type: ignore[assignment]
                 a.state = "ready"
                 return
+
+    def _fork(self, a: _Live, op: Parallel) -> None:
+        """``a`` sent ``op``: each statement becomes a ready actor of its own; ``a`` waits."""
+        a.state, a.pending = "parallel", None
+        a.gathering = [[None] * len(op.ops), len(op.ops), a.local_us]
+        for i, statement in enumerate(op.ops):
+            a.branches += 1
+            name = f"{a.spec.name}/{a.branches}"
+            spec = replace(a.spec, name=name, after=(), latencies=self.case.branch_latencies.get(name, ()), job_changes=())
+            self.live[name] = _Live(spec, a.clock, state="ready", local_us=a.local_us, pending=statement, branch_of=(a, i))
+
+    def _branch_back(self, b: _Live, outcome: Done | Exception) -> None:
+        """A ``Parallel`` statement's answer is back (``outcome``: its answer, or the exception
+        the table refused it with): its session ends; its handler goes on once all are back, or
+        at once when it was refused."""
+        assert b.branch_of is not None
+        parent, i = b.branch_of
+        self._finish(b)
+        gathering = parent.gathering
+        if parent.state != "parallel" or gathering is None:
+            return  # the handler was refused by another statement already, or stopped
+        refused = isinstance(outcome, Exception)
+        if refused or outcome.error is not None:  # type: ignore[union-attr]
+            parent.gathering, parent.state, parent.local_us = None, "ready", b.local_us
+            if refused:
+                assert parent.gen is not None and not isinstance(parent.gen, interpreter.Crashed)
+                self._ended(parent, interpreter.refused(parent.gen, outcome))  # type: ignore[arg-type]
+            else:
+                self._advance(parent, None, outcome.error)  # type: ignore[union-attr]
+            return
+        gathering[0][i] = outcome.value  # type: ignore[union-attr]
+        gathering[1] -= 1
+        gathering[2] = max(gathering[2], b.local_us)
+        if not gathering[1]:
+            parent.gathering, parent.state, parent.local_us = None, "ready", gathering[2]
+            self._advance(parent, tuple(gathering[0]), None)
 
     def _ended(self, a: _Live, step: interpreter.Outcome) -> None:
         if isinstance(step, (interpreter.Unhandled, interpreter.Crashed)):
@@ -400,6 +468,9 @@ class _Run:
         try:
             outcome = self.backend.execute(a.spec.name, op, db_now)
         except (ValueError, TypeError) as exc:  # an operation the table cannot take at all
+            if a.branch_of is not None:
+                self._branch_back(a, exc)
+                return
             assert a.gen is not None and not isinstance(a.gen, interpreter.Crashed)
             self._ended(a, interpreter.refused(a.gen, exc))
             return
@@ -431,7 +502,9 @@ class _Run:
         # An error aborts a transaction and releases its locks at once (as the SimPy driver does).
         if (isinstance(op, (Commit, Rollback)) or outcome.error is not None) and self.waiters.get(s.name):
             self._wake(s.name, executed)
-        if outcome.error is not None:
+        if a.branch_of is not None:
+            self._branch_back(a, outcome)
+        elif outcome.error is not None:
             self._advance(a, None, outcome.error)
         else:
             self._advance(a, outcome.value, None)

@@ -703,6 +703,8 @@ def case_from_world(world: World, record: RunRecord, scenario: Scenario, seed: i
             later = tuple(c for c in world._instances.get((a.job_id, sp.run), ()) if c[0] > sp.at_us)
             actors[-1] = replace(actors[-1], job_changes=later)
     half = us(scenario.dist("network.db_rtt").typical / 2)
+    spawned = {a.name for a in actors}
+    branches = sorted({st.actor for st in record.steps if st.kind == "db"} - spawned)
     return Case(
         scenario=scenario.name,
         params=scenario.to_toml_table(),
@@ -714,4 +716,5 @@ def case_from_world(world: World, record: RunRecord, scenario: Scenario, seed: i
         default_latency=(half, half),
         end_floor_us=record.end_us,
         lifecycle=scenario.lifecycle,
+        branch_latencies={b: latencies_of(record, b) for b in branches},
     )

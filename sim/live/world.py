@@ -48,7 +48,20 @@ from sim.live.leftovers import OWNER_SUFFIX, owner_marker
 from sim.live.postgres import AsyncTracker
 from sim.record.clocks import Clock
 from sim.record.history import Actor, Attempt, JobTruth, RowVisibility, RunRecord, Step, clock_step, db_step, error_step
-from tracker.ops import Begin, Commit, DbOp, Insert, ReadClock, Rollback, Rpc, Select, Sleep, Update
+from tracker.ops import (
+    Begin,
+    Commit,
+    DbOp,
+    Insert,
+    Parallel,
+    ReadClock,
+    Rollback,
+    Rpc,
+    Select,
+    Sleep,
+    TrackerError,
+    Update,
+)
 from tracker.strategies import HandlerContext, HandlerFn, JobView, Strategy
 
 QUEUE = "jobs"
@@ -113,6 +126,8 @@ class LiveDriver:
         self.tasks: set[asyncio.Task[None]] = set()
         self.lost: BaseException | None = None
         self._rows = RowVisibility()
+        #: Statements each actor has sent in a ``Parallel`` so far (they name its sessions).
+        self._branches: dict[str, int] = {}
 
     def spawn(self, actor: Actor, fn: HandlerFn, view: JobView, ctx: HandlerContext) -> asyncio.Task[None]:
         """Start a handler now without waiting for it (as Node's EventEmitter calls a listener)."""
@@ -156,6 +171,12 @@ class LiveDriver:
                     at = self.time.now()
                     send = actor.clock.read(at)
                     self.steps.append(clock_step(len(self.steps), actor, at, send))
+                elif op.__class__ is Parallel:
+                    answer = await self._parallel(actor, op)  # type: ignore[arg-type]
+                    if isinstance(answer, TrackerError):
+                        throw = answer
+                    else:
+                        send = answer
                 else:
                     outcome = await self._db(actor, op)  # type: ignore[arg-type]
                     if outcome.error is not None:
@@ -169,6 +190,34 @@ class LiveDriver:
                 await self.db.end_session(actor.name)
             except Exception as exc:  # same: remembered, the run reports it
                 self.lost = self.lost or exc
+            self._rows.end(actor.name)
+
+    async def _parallel(self, actor: Actor, op: Parallel) -> Any:
+        """``Promise.all``: each statement a task on a session (a connection) of its own, named as
+        in the SimPy driver; the answers once all are back, or the first refusal to come back.
+        The other statements run on to their end (and :meth:`settle` waits for them)."""
+        tasks = []
+        for statement in op.ops:
+            n = self._branches[actor.name] = self._branches.get(actor.name, 0) + 1
+            branch = Actor(f"{actor.name}/{n}", actor.job_id, actor.event, actor.host, actor.clock)
+            task = asyncio.get_running_loop().create_task(self._branch(branch, statement))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+            tasks.append(task)
+        pending = set(tasks)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:
+                if task in done and task.result().error is not None:
+                    return task.result().error
+        return tuple(task.result().value for task in tasks)
+
+    async def _branch(self, actor: Actor, op: DbOp) -> Any:
+        """One statement of a ``Parallel``, on its own session, ended (committed) when it is back."""
+        try:
+            return await self._db(actor, op)
+        finally:
+            await self.db.end_session(actor.name)
             self._rows.end(actor.name)
 
     async def _db(self, actor: Actor, op: DbOp) -> Any:

@@ -45,6 +45,7 @@ from sim.engine.ordered import (
     FollowPrefix,
     FollowSchedule,
     OrderedRun,
+    actor_of,
     require_modelled,
     run_ordered,
     schedule_of,
@@ -129,7 +130,7 @@ def reduce_to_job(
     job = violations[0].job
     small = case.only_job(job)
     names = {a.name for a in small.actors}
-    small_run = replay_case(small, strategy, [n for n in run.schedule if n in names], backend)
+    small_run = replay_case(small, strategy, [n for n in run.schedule if actor_of(n) in names], backend)
     wanted = {k for k in _keys(violations) if k[1] == job}
     if wanted and wanted <= _keys(focus.hits(small_run.record)):
         return small, small_run
@@ -426,13 +427,16 @@ def interleaving_estimate(
     runs = [run_ordered(case, strategy, backend, FirstReady(), window_us)]
     runs += [run_ordered(case, strategy, backend, _RandomChoice(random.Random(f"racetrack:estimate:{i}")), window_us)
              for i in range(ESTIMATE_SAMPLES)]
-    for run in runs:
-        ops = [max(c, run.schedule.count(n)) for c, n in zip(ops, names, strict=True)]
+    # A Parallel's statements count as their handler's: a bound, as they may also swap.
+    schedules = [[actor_of(n) for n in run.schedule] for run in runs]
+    for schedule in schedules:
+        ops = [max(c, schedule.count(n)) for c, n in zip(ops, names, strict=True)]
     index = {n: i for i, n in enumerate(names)}
     after = [[index[d] for d in a.after if d in index] for a in case.actors if a.name in index]
     count, exact = count_orders(ops, after)
-    varied = any(r.schedule.count(n) != runs[0].schedule.count(n) for r in runs for n in names)
-    return count, exact and not varied, sum(ops)
+    varied = any(s.count(n) != schedules[0].count(n) for s in schedules for n in names)
+    parallel = any(actor_of(n) != n for run in runs for n in run.schedule)
+    return count, exact and not varied and not parallel, sum(ops)
 
 
 #: Worlds exhaustive search visits at most by default (each is a SimPy run and an estimate).
@@ -554,6 +558,9 @@ class PctScheduler:
         self.change = {p: depth - 1 - i for i, p in enumerate(sorted(points))}
 
     def choose(self, ready: tuple[str, ...], position: int) -> str:
+        for n in ready:  # a Parallel statement the recorded run did not send: its handler's priority
+            if n not in self.priority:
+                self.priority[n] = self.priority[actor_of(n)]
         top = max(ready, key=lambda n: self.priority[n])
         if position in self.change:
             self.priority[top] = self.change[position]  # below every initial priority (>= depth)
@@ -630,6 +637,7 @@ def explore_pct(
             world_seed = seed + len(searched)
             case = case_for(scenario, strategy, world_seed)
             names = [a.name for a in case.actors if strategy.handler(a.event) is not None]
+            names += sorted(case.branch_latencies)  # Parallel statements: threads of their own
             steps = run_ordered(case, strategy, backend, FirstReady(), window_us).ops
             searched.append(_PctWorld(world_seed, case, names, steps))
         w = searched[-1]

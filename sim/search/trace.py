@@ -301,7 +301,12 @@ def structural_problem(data: dict[str, Any]) -> str | None:
     if not isinstance(schedule, list) or not all(isinstance(n, str) for n in schedule):
         return "schedule: must be a list of actor names"
     names = {a["name"] for a in actors}
-    unknown = [n for n in schedule if n not in names]
+
+    def known(name: str) -> bool:  # an actor, or a statement of its Parallel: "<actor>/<n>"
+        actor, _, n = name.rpartition("/")
+        return name in names or (actor in names and n.isdigit())
+
+    unknown = [n for n in schedule if not known(n)]
     if unknown:
         return f"schedule: names {unknown[0]!r}, which is not one of the trace's actors"
     ran = Counter(st.get("actor") for st in data.get("steps", []) if isinstance(st, dict) and st.get("kind") == "db")
@@ -333,7 +338,7 @@ def case_data(case: Case) -> dict[str, Any]:
         "slack_us": case.slack_us,
         "default_latency": list(case.default_latency),
         "end_floor_us": case.end_floor_us,
-    }
+    } | ({"branches": {b: [list(x) for x in lat] for b, lat in case.branch_latencies.items()}} if case.branch_latencies else {})
 
 
 def case_from_data(data: dict[str, Any]) -> Case:
@@ -362,6 +367,7 @@ def case_from_data(data: dict[str, Any]) -> Case:
         scenario=str(data["scenario"]), params=dict(data["params"]), seed=int(data["seed"]), actors=actors,
         clocks=clocks, truth=record.truth, slack_us=int(data["slack_us"]),
         default_latency=(int(request), int(reply)), end_floor_us=int(data["end_floor_us"]),
+        branch_latencies={str(b): tuple((int(r), int(p)) for r, p in lat) for b, lat in data.get("branches", {}).items()},
     )
 
 

@@ -16,9 +16,10 @@ correct in whatever order the statements arrive:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from tracker.ops import Case, Coalesce, Col, Greatest, Handler, Least, Update, eq, ge, lt, not_in
+from tracker.ops import Case, Coalesce, Col, Greatest, Handler, Least, Parallel, Update, eq, ge, lt, not_in
 from tracker.strategies import HandlerContext, JobView, Strategy
 
 OUTCOMES = ("completed", "failed")
@@ -114,4 +115,46 @@ STRATEGY = Strategy(
     on_failed=mark_job_failed,
     on_removed=mark_job_removed,
     job_view="snapshot",  # what it was written to read: the job at event time
+)
+
+
+# --- 'completed' in two statements: awaited in turn, and sent at once (``Promise.all``) ---------
+#
+# The end time and the transition as two UPDATEs. The table's CHECK wants a completed row to have
+# its ``completed_at``, so the time goes first. Awaited one after the other, the status always
+# finds the time written: as clean as ``atomic``. Sent at once (``await Promise.all([...])``, each
+# on a connection of its own) the two race: when the status reaches the server first,
+# ``job_status_completed_check`` rejects it (no-rejected-writes) and the row never says completed
+# (terminal-status). ``scenarios/promise-all.toml`` runs both.
+
+
+def _completed_time(job: JobView) -> Update:
+    return Update(job.id, {"completed_at": Greatest(job.finished_on_us, end_anchor(job))})
+
+
+def _completed_status(job: JobView) -> Update:
+    values = {"status": "completed", "attempts": Greatest(Col("attempts"), job.attempt), "started_at": first_start(job)}
+    return Update(job.id, values)
+
+
+def mark_job_completed_in_turn(job: JobView, ctx: HandlerContext) -> Handler:
+    yield _completed_time(job)
+    yield _completed_status(job)
+
+
+def mark_job_completed_at_once(job: JobView, ctx: HandlerContext) -> Handler:
+    yield Parallel(_completed_time(job), _completed_status(job))
+
+
+#: ``atomic`` with 'completed' as two UPDATEs awaited in turn: the time, then the status. Not a
+#: built-in.
+SPLIT = replace(
+    STRATEGY, name="atomic-split", summary="atomic, 'completed' as two UPDATEs awaited in turn: the time, then the status",
+    on_completed=mark_job_completed_in_turn,
+)
+
+#: The same two UPDATEs sent at once (``Promise.all``). Not a built-in.
+PARALLEL = replace(
+    STRATEGY, name="atomic-parallel", summary="atomic-split with its two UPDATEs sent at once (Promise.all)",
+    on_completed=mark_job_completed_at_once,
 )
