@@ -1,15 +1,19 @@
 """A worker process that dies mid-attempt (``workers.crash_probability``): its handlers stop where
-they are (their sessions end, an open transaction rolls back), its jobs stall and are re-run, and
-searches and replays refuse the world in one line rather than run it as if nobody died."""
+they are (their sessions end, an open transaction rolls back), its jobs stall and are re-run; and
+forced orders (searches, replays) stop them at the same true instant."""
 
 from __future__ import annotations
+
+import random
 
 import pytest
 
 from sim.cli import main
 from sim.engine import scenario as scenarios
-from sim.engine.ordered import UnmodelledWorld, require_modelled
-from sim.engine.world import World
+from sim.engine.ordered import FollowSchedule, run_ordered, schedule_of
+from sim.engine.world import World, case_from_world
+from sim.judge.invariants import judge
+from sim.search.trace import read
 from tracker.memory import MemoryTracker
 from tracker.ops import Begin, Commit, Sleep, Update
 from tracker.strategies import Strategy, load_strategy
@@ -66,10 +70,70 @@ def test_without_a_crash_the_key_changes_nothing(tmp_path):
     assert never.crashed == [] and never.jobs[0].outcome == "completed"
 
 
-def test_searches_and_replays_refuse_a_world_with_process_deaths(capsys):
-    with pytest.raises(UnmodelledWorld, match="workers.crash_probability"):
-        require_modelled({"workers.crash_probability": 0.3}, "x.toml")
-    require_modelled({"workers.crash_probability": None}, "x.toml")  # unset: nothing to refuse
-    code = main(["explore", "worker-crash", "--strategy", "atomic", "--no-database"])
-    err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "do not model workers.crash_probability" in err
+STOPPED = "stopped: its worker process died"
+WORKER_CRASH = scenarios.load("worker-crash")
+
+
+def _fingerprints(record):
+    return [(s.actor, s.kind, s.op, s.result, s.error, s.clock_us, s.executed_us, s.replied_us) for s in record.steps]
+
+
+@pytest.mark.parametrize("name", ["naive", "three-layer", "atomic", "row-lock", "db-clock", "tracker.strategies.atomic:PARALLEL"])
+def test_forced_order_following_a_simpy_run_stops_the_same_handlers_at_the_same_instant(name):
+    strategy = load_strategy(name)
+    stopped = 0
+    for seed in range(6):
+        world = World(WORKER_CRASH, strategy, MemoryTracker(), seed)
+        record = world.run()
+        case = case_from_world(world, record, WORKER_CRASH, seed)
+        assert case.deaths == tuple(sorted(world.crashed))
+        follow = FollowSchedule(list(schedule_of(record)))
+        again = run_ordered(case, strategy, MemoryTracker(), follow)
+        assert follow.skipped == follow.extra == 0
+        assert _fingerprints(again.record) == _fingerprints(record)
+        assert judge(again.record) == judge(record)
+        stopped += sum(s.error is not None and s.error[2] == STOPPED for s in record.steps)
+    assert stopped > 0  # the runs compared did stop handlers
+
+
+class _Random:
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+
+    def choose(self, ready, position):
+        return self.rng.choice(ready)
+
+
+def test_in_any_forced_order_nothing_of_a_dead_process_reaches_the_server_after_its_death():
+    strategy = load_strategy("row-lock")  # transactions: a death must release their locks
+    checked = 0
+    for seed in range(4):
+        world = World(WORKER_CRASH, strategy, MemoryTracker(), seed)
+        case = case_from_world(world, world.run(), WORKER_CRASH, seed)
+        for order in range(5):
+            run = run_ordered(case, strategy, MemoryTracker(), _Random(order), window_us=200_000)
+            spawned = {a.name: a for a in case.actors}
+            for step in run.record.steps:
+                actor = spawned[step.actor.split("/")[0]]
+                dead = [at for at, host in case.deaths if host == actor.host and actor.spawn_us < at]
+                if not dead:
+                    continue
+                if step.kind == "error" and step.error is not None and step.error[2] == STOPPED:
+                    assert step.executed_us == dead[0]
+                    checked += 1
+                else:
+                    assert step.executed_us < dead[0], (step.actor, step.kind, step.executed_us, dead[0])
+            assert run.record.steps  # every actor ended: no deadlock left behind by a dead holder
+            assert not any(s.error and "deadlock" in s.error[2] for s in run.record.steps)
+    assert checked > 0
+
+
+def test_a_search_finds_what_a_death_leaves_and_its_trace_replays_it(tmp_path, capsys):
+    out = tmp_path / "t.json"
+    code = main(["explore", "worker-crash", "--strategy", "atomic", "--method", "pct", "--out", str(out)])
+    assert code == 1, capsys.readouterr().err
+    data = read(out)
+    assert data["deaths"] and all(host.startswith("worker-") for _, host in data["deaths"])
+    capsys.readouterr()
+    assert main(["replay", str(out)]) == 1
+    assert "REPRODUCED" in capsys.readouterr().out

@@ -67,8 +67,9 @@ class Driver:
         self.failure: str | None = None
         self._rows = RowVisibility()
         self._waiters: dict[str, list[tuple[str, simpy.Event]]] = {}
-        #: The running handlers' processes, by actor: what :meth:`stop_host` stops.
-        self._processes: dict[str, tuple[str, simpy.Process]] = {}
+        #: The running handlers' processes, by actor (host, process, start, a ``Parallel``
+        #: statement's?): what :meth:`stop_host` stops.
+        self._processes: dict[str, tuple[str, simpy.Process, int, bool]] = {}
         #: Statements each actor has sent in a ``Parallel`` so far (they name its branch sessions).
         self._branches: dict[str, int] = {}
 
@@ -81,7 +82,10 @@ class Driver:
     def stop_host(self, host: str, why: str) -> None:
         """The process on ``host`` died: its handlers stop where they are (an operation not yet at
         the server never runs; a lock wait is abandoned), and their sessions end."""
-        for on, process in list(self._processes.values()):
+        # In the order they started; at one instant, handlers before Parallel statements (the
+        # forced-order driver stops them in the same order).
+        running = sorted(enumerate(self._processes.values()), key=lambda e: (e[1][2], e[1][3], e[0]))
+        for _, (on, process, _, _) in running:
             if on == host:
                 process.interrupt(why)
 
@@ -97,7 +101,7 @@ class Driver:
             self.live[actor.name] = gen
         process = self.env.active_process
         assert process is not None
-        self._processes[actor.name] = (actor.host, process)
+        self._processes[actor.name] = (actor.host, process, int(self.env.now), False)
         try:
             while True:
                 step = gen if isinstance(gen, interpreter.Crashed) else interpreter.advance(gen, send, throw)
@@ -183,7 +187,7 @@ class Driver:
         """One statement of a ``Parallel``, on its own session, ended (committed) when it is back."""
         process = self.env.active_process
         assert process is not None
-        self._processes[actor.name] = (actor.host, process)
+        self._processes[actor.name] = (actor.host, process, int(self.env.now), True)
         discarded = False
         try:
             try:

@@ -41,6 +41,15 @@ latencies (:attr:`Case.branch_latencies`) or draws from its own network stream b
 handler is ready again once all of them are back (at the latest reply), or as soon as a refused one
 is back (the first refused in the order chosen).
 
+A worker process that dies (``workers.crash_*``) dies at its true instant, as in the SimPy world:
+the case lists each death (when, which host). When the order reaches that instant (an operation
+is forced to arrive at or after it, or nothing else can run), every handler on that host spawned
+before it that has not finished stops there: its operation in flight never runs, a lock wait is
+abandoned, its session ends (PostgreSQL rolls back what a gone client left open) and whoever waited
+for its locks goes on at that instant. A handler whose next operation would reach the server only
+at or after its host's death (or whose answer would come back then, or whose sleep ends then) is
+not offered to the scheduler: it can only die.
+
 Imports ``sim.record.history``, ``sim.record.clocks``, ``sim.engine.world`` (to read a finished world) and ``tracker``.
 """
 
@@ -64,10 +73,9 @@ from tracker.lifecycle import DEFAULT_LIFECYCLE, Lifecycle
 from tracker.ops import Commit, DbOp, Parallel, ReadClock, Rollback, Row, Sleep
 from tracker.strategies import HandlerContext, JobChanges, JobView, LiveJob, Strategy
 
-#: World keys a forced order cannot replay yet: a process death stops handlers at a true instant,
-#: and a forced order moves operations in time, so what it stopped would depend on the order
-#: chosen. A search or replay of a scenario that sets one is refused, never run as if it were unset.
-UNMODELLED_KEYS = ("workers.crash_probability",)
+#: World keys a forced order cannot replay: a search or replay of a scenario that sets one is
+#: refused, never run as if it were unset. (None today: process deaths are modelled, below.)
+UNMODELLED_KEYS: tuple[str, ...] = ()
 
 
 class UnmodelledWorld(UserError, ValueError):
@@ -121,6 +129,8 @@ class Case:
     #: (request, reply) latencies of the ``Parallel`` statements the run sent, by branch session
     #: (``<actor>/<n>``): one operation each.
     branch_latencies: dict[str, tuple[tuple[int, int], ...]] = field(default_factory=dict, hash=False)
+    #: The worker processes that died, as (true time, host), in time order.
+    deaths: tuple[tuple[int, str], ...] = ()
 
     @property
     def rtt(self) -> Dist | None:
@@ -249,6 +259,8 @@ class _Live:
     branch_of: tuple[_Live, int] | None = None
     #: A handler waiting for its ``Parallel``: [answers, statements not back, latest reply].
     gathering: list[Any] | None = None
+    #: When it started: a handler's spawn time, a ``Parallel`` statement's sending.
+    started_us: int = 0
 
 
 class _Run:
@@ -263,7 +275,7 @@ class _Run:
         self.live: dict[str, _Live] = {}
         for spec in case.actors:
             if strategy.handler(spec.event) is not None:
-                self.live[spec.name] = _Live(spec, case.clocks[spec.host])
+                self.live[spec.name] = _Live(spec, case.clocks[spec.host], started_us=spec.spawn_us)
         self.strategy = strategy
         self.now = 0
         self.steps: list[Step] = []
@@ -277,19 +289,30 @@ class _Run:
         self.failure: str | None = None
         self.max_hold_us = 0
         self.rtt = case.rtt
+        #: Deaths not yet reached, earliest first.
+        self.deaths = sorted(case.deaths)
 
     def run(self) -> OrderedRun:
         self.backend.reset()
         while True:
+            while self.deaths and self.deaths[0][0] <= self.now:  # time passed a death (a lock released late)
+                self._die(*self.deaths.pop(0))
             self._start_ready()
             ready = tuple(n for n, a in self.live.items() if a.state == "ready")
             if not ready:
+                if self.deaths:  # what is left waits for, or can only die at, the next death
+                    self._die(*self.deaths.pop(0))
+                    continue
                 break
             if self.window_us is not None:
                 ready = self._offered(ready)
             name = self.scheduler.choose(ready, len(self.schedule))
             if name not in ready:
                 raise ValueError(f"scheduler chose {name!r}, which is not ready ({', '.join(ready)})")
+            chosen = self.live[name]
+            arrival = max(self.now, chosen.local_us + self._latency(chosen)[0])
+            while self.deaths and self.deaths[0][0] <= arrival:  # the order passes a death: it happens first
+                self._die(*self.deaths.pop(0))
             self.schedule.append(name)
             self.choices.append(ready)
             self._execute(self.live[name])
@@ -370,6 +393,8 @@ class _Run:
             send, throw = None, None
             if isinstance(op, Sleep):
                 a.local_us += max(0, round(op.ms * 1000))
+                if self._dies_by(a, a.local_us):
+                    return
             elif isinstance(op, ReadClock):
                 send = a.clock.read(a.local_us)
                 self.steps.append(clock_step(len(self.steps), a.spec, a.local_us, send))
@@ -382,7 +407,47 @@ class _Run:
             else:
                 a.pending = op  # type: ignore[assignment]
                 a.state = "ready"
+                self._dies_by(a, a.local_us + self._latency(a)[0])
                 return
+
+    def _death_of(self, a: _Live) -> int | None:
+        """When ``a``'s process dies (the next death of its host after it was spawned), if it does."""
+        for at, host in self.deaths:
+            if host == a.spec.host and a.spec.spawn_us < at:
+                return at
+        return None
+
+    def _dies_by(self, a: _Live, at_us: int) -> bool:
+        """``a`` would go on only at ``at_us``: if its process is dead by then, it waits to die."""
+        death = self._death_of(a)
+        if death is None or at_us < death:
+            return False
+        a.state = "dying"
+        return True
+
+    def _die(self, at_us: int, host: str) -> None:
+        """``host``'s process dies at ``at_us``: every handler on it spawned before then that has
+        not finished stops there, as :meth:`sim.engine.driver.Driver.stop_host` stops them."""
+        self.now = max(self.now, at_us)
+        # In the order their processes started, as the SimPy driver stops them.
+        victims = [
+            a for a in sorted(self.live.values(), key=lambda a: (a.started_us, a.branch_of is not None))
+            if a.spec.host == host and a.spec.spawn_us < at_us and a.state != "done"
+        ]
+        names = {a.spec.name for a in victims}
+        for waiting in self.waiters.values():  # their lock waits are abandoned: nobody wakes them
+            waiting[:] = [w for w in waiting if w not in names]
+        for a in victims:
+            a.state = "dying"
+        for a in victims:
+            if a.gen is not None and not isinstance(a.gen, interpreter.Crashed):
+                try:
+                    a.gen.close()
+                except RuntimeError:  # a handler that yields in its `finally`: stopped all the same
+                    pass
+            a.local_us, a.gathering = at_us, None
+            self._error(a, "stopped: its worker process died")
+            self._finish(a)
 
     def _fork(self, a: _Live, op: Parallel) -> None:
         """``a`` sent ``op``: each statement becomes a ready actor of its own; ``a`` waits."""
@@ -392,7 +457,10 @@ class _Run:
             a.branches += 1
             name = f"{a.spec.name}/{a.branches}"
             spec = replace(a.spec, name=name, after=(), latencies=self.case.branch_latencies.get(name, ()), job_changes=())
-            self.live[name] = _Live(spec, a.clock, state="ready", local_us=a.local_us, pending=statement, branch_of=(a, i))
+            b = self.live[name] = _Live(
+                spec, a.clock, state="ready", local_us=a.local_us, pending=statement, branch_of=(a, i), started_us=a.local_us
+            )
+            self._dies_by(b, b.local_us + self._latency(b)[0])
 
     def _branch_back(self, b: _Live, outcome: Done | Exception) -> None:
         """A ``Parallel`` statement's answer is back (``outcome``: its answer, or the exception
@@ -499,6 +567,10 @@ class _Run:
         a.done_ops += 1
         a.local_us = executed + reply
         a.pending, a.blocked, a.state = None, None, "ready"
+        if self._dies_by(a, a.local_us):  # its answer comes back after its process died
+            if (isinstance(op, (Commit, Rollback)) or outcome.error is not None) and self.waiters.get(s.name):
+                self._wake(s.name, executed)
+            return
         # An error aborts a transaction and releases its locks at once (as the SimPy driver does).
         if (isinstance(op, (Commit, Rollback)) or outcome.error is not None) and self.waiters.get(s.name):
             self._wake(s.name, executed)
@@ -515,6 +587,8 @@ class _Run:
         for name in self.waiters.pop(session, []):
             w = self.live[name]
             assert w.blocked is not None
+            if self._dies_by(w, self.now):  # its process died while it waited: the wait was abandoned
+                continue
             op, sent, arrival, db_now, before, blockers, reply = w.blocked
             outcome = self.backend.resume(name)
             if isinstance(outcome, Blocked):

@@ -717,4 +717,5 @@ def case_from_world(world: World, record: RunRecord, scenario: Scenario, seed: i
         end_floor_us=record.end_us,
         lifecycle=scenario.lifecycle,
         branch_latencies={b: latencies_of(record, b) for b in branches},
+        deaths=tuple(sorted(world.crashed)),
     )
