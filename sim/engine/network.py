@@ -21,7 +21,8 @@ keys below, so every other run is the plain driver's, draw for draw.
   the HTTP hop (``network.http_rtt``, default ``db_rtt``): one more round trip per call.
 
 Forced-order runs (searches, replays) take each operation's recorded latencies, tails and HTTP hop
-included; a pool's queueing is not among them: they choose the order themselves.
+included, and its recorded wait for a pool connection (``queued``): following the run's own order
+reproduces it; an order that moves the statements a handler waited for does not move its wait.
 
 Imports ``sim.engine`` (the driver), ``sim.record`` and ``tracker``.
 """
@@ -88,6 +89,9 @@ class NetworkDriver(Driver):
         self._on_wire: dict[str, tuple[Actor, DbOp]] = {}
         #: Actors holding a pool connection, with their request.
         self._held: dict[str, tuple[simpy.Resource, Any]] = {}
+        #: Per session, how long each database operation that ran waited for a connection
+        #: (what a forced order of the run replays: :attr:`sim.engine.ordered.Case.queued`).
+        self.queued: dict[str, list[int]] = {}
         self._in_transaction: set[str] = set()
 
     def _one_way_now(self, actor_name: str) -> int:
@@ -108,6 +112,7 @@ class NetworkDriver(Driver):
     def _db(self, actor: Actor, op: DbOp) -> Generator[simpy.Event, Any, Done]:
         if self.http and isinstance(op, (Begin, Commit, Rollback)):
             return Done()  # PostgREST has no client transactions: nothing is sent
+        asked = int(self.env.now)
         if self._pool_size is not None and actor.name not in self._held:
             pool = self._pools.get(actor.host)
             if pool is None:
@@ -116,10 +121,15 @@ class NetworkDriver(Driver):
             self._held[actor.name] = (pool, request)
             yield request
         self._on_wire[actor.name] = (actor, op)
+        queued, mark = int(self.env.now) - asked, len(self.steps)
         try:
             outcome: Done = yield from super()._db(actor, op)
         finally:
             self._on_wire.pop(actor.name, None)
+            # Its wait, once it reached the server (a step was recorded: its process may have died
+            # before the answer came back).
+            if self._pool_size is not None and any(st.actor == actor.name for st in self.steps[mark:]):
+                self.queued.setdefault(actor.name, []).append(queued)
         if isinstance(op, Begin) and outcome.error is None:
             self._in_transaction.add(actor.name)
         elif isinstance(op, (Commit, Rollback)):

@@ -28,7 +28,9 @@ operation that would naturally arrive after it. ``OrderedRun.max_hold_us`` is th
 hold-back the run made.
 
 Latencies are the actor's recorded ones (its k-th operation's request and reply one-way times),
-so following a SimPy run's own arrival order reproduces that run value for value. An operation
+so following a SimPy run's own arrival order reproduces that run value for value; an operation
+that waited for a pool connection there waits as long here (:attr:`Case.queued`), and over HTTP
+(``network.client = "http"``) ``Begin``/``Commit``/``Rollback`` reach nothing, as in the world. An operation
 beyond the recorded ones (a forced order made a handler take a branch the SimPy run did not)
 draws its latencies from the world's round-trip distribution (``network.db_rtt`` in the case's
 parameters), continuing the actor's own seeded network stream: what the SimPy world would have
@@ -70,7 +72,7 @@ from sim.record.history import JobTruth, RowVisibility, RunRecord, Step, clock_s
 from tracker.backend import Blocked, Done, TrackerBackend
 from tracker.errors import UserError
 from tracker.lifecycle import DEFAULT_LIFECYCLE, Lifecycle
-from tracker.ops import Commit, DbOp, Parallel, ReadClock, Rollback, Row, Sleep
+from tracker.ops import Begin, Commit, DbOp, Parallel, ReadClock, Rollback, Row, Sleep
 from tracker.strategies import HandlerContext, JobChanges, JobView, LiveJob, Strategy
 
 #: World keys a forced order cannot replay: a search or replay of a scenario that sets one is
@@ -131,6 +133,9 @@ class Case:
     branch_latencies: dict[str, tuple[tuple[int, int], ...]] = field(default_factory=dict, hash=False)
     #: The worker processes that died, as (true time, host), in time order.
     deaths: tuple[tuple[int, str], ...] = ()
+    #: With a client pool (``network.pool_size``): how long each session's 1st, 2nd... database
+    #: operation waited for a connection in the recorded run (sessions that never waited: absent).
+    queued: dict[str, tuple[int, ...]] = field(default_factory=dict, hash=False)
 
     @property
     def rtt(self) -> Dist | None:
@@ -150,6 +155,10 @@ class Case:
             branch_latencies={
                 b: lat for b, lat in self.branch_latencies.items()
                 if any(a.name == actor_of(b) and a.job_id == job_id for a in self.actors)
+            },
+            queued={
+                n: q for n, q in self.queued.items()
+                if any(a.name == actor_of(n) and a.job_id == job_id for a in self.actors)
             },
         )
 
@@ -291,6 +300,8 @@ class _Run:
         self.rtt = case.rtt
         #: Deaths not yet reached, earliest first.
         self.deaths = sorted(case.deaths)
+        #: ``network.client = "http"``: BEGIN/COMMIT/ROLLBACK reach nothing (PostgREST), as in the world.
+        self.http = case.params.get("network.client") == "http"
 
     def run(self) -> OrderedRun:
         self.backend.reset()
@@ -310,7 +321,7 @@ class _Run:
             if name not in ready:
                 raise ValueError(f"scheduler chose {name!r}, which is not ready ({', '.join(ready)})")
             chosen = self.live[name]
-            arrival = max(self.now, chosen.local_us + self._latency(chosen)[0])
+            arrival = max(self.now, self._natural(chosen))
             while self.deaths and self.deaths[0][0] <= arrival:  # the order passes a death: it happens first
                 self._die(*self.deaths.pop(0))
             self.schedule.append(name)
@@ -340,7 +351,7 @@ class _Run:
         """The ready actors a search may pick (see the module docstring)."""
         assert self.window_us is not None
         # When each operation could first have arrived: held back from then, not from "now".
-        natural = {n: self.live[n].local_us + self._latency(self.live[n])[0] for n in ready}
+        natural = {n: self._natural(self.live[n]) for n in ready}
         horizon = min(natural.values()) + self.window_us
         urgent = [max(self.now, natural[n]) for n in ready if n in self.urgent]
         if urgent:
@@ -398,6 +409,8 @@ class _Run:
             elif isinstance(op, ReadClock):
                 send = a.clock.read(a.local_us)
                 self.steps.append(clock_step(len(self.steps), a.spec, a.local_us, send))
+            elif self.http and isinstance(op, (Begin, Commit, Rollback)):
+                continue  # nothing is sent: it answers None at once
             elif op.__class__ is Parallel:
                 if not op.ops:  # type: ignore[union-attr]
                     send = ()
@@ -407,7 +420,7 @@ class _Run:
             else:
                 a.pending = op  # type: ignore[assignment]
                 a.state = "ready"
-                self._dies_by(a, a.local_us + self._latency(a)[0])
+                self._dies_by(a, self._natural(a))
                 return
 
     def _death_of(self, a: _Live) -> int | None:
@@ -460,7 +473,7 @@ class _Run:
             b = self.live[name] = _Live(
                 spec, a.clock, state="ready", local_us=a.local_us, pending=statement, branch_of=(a, i), started_us=a.local_us
             )
-            self._dies_by(b, b.local_us + self._latency(b)[0])
+            self._dies_by(b, self._natural(b))
 
     def _branch_back(self, b: _Live, outcome: Done | Exception) -> None:
         """A ``Parallel`` statement's answer is back (``outcome``: its answer, or the exception
@@ -504,6 +517,17 @@ class _Run:
         if self.waiters.get(a.spec.name):
             self._wake(a.spec.name, a.local_us)
 
+    def _queued(self, a: _Live) -> int:
+        """How long ``a``'s next operation waited for a pool connection in the recorded run (0
+        beyond the recorded operations, or without a pool)."""
+        waits = self.case.queued.get(a.spec.name, ())
+        return waits[a.done_ops] if a.done_ops < len(waits) else 0
+
+    def _natural(self, a: _Live) -> int:
+        """When ``a``'s next operation could first reach the server: its time, its recorded wait
+        for a connection, its request latency."""
+        return a.local_us + self._queued(a) + self._latency(a)[0]
+
     def _latency(self, a: _Live) -> tuple[int, int]:
         k = a.done_ops
         if k < len(a.spec.latencies):
@@ -527,7 +551,7 @@ class _Run:
         op = a.pending
         assert op is not None
         request, reply = self._latency(a)
-        sent = a.local_us
+        sent = a.local_us + self._queued(a)
         arrival = self.now = max(self.now, sent + request)
         self.max_hold_us = max(self.max_hold_us, arrival - sent - request)
         db_now = self.case.clocks["db"].read(arrival)

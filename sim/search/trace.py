@@ -339,7 +339,8 @@ def case_data(case: Case) -> dict[str, Any]:
         "default_latency": list(case.default_latency),
         "end_floor_us": case.end_floor_us,
     } | ({"branches": {b: [list(x) for x in lat] for b, lat in case.branch_latencies.items()}} if case.branch_latencies else {}) \
-      | ({"deaths": [[at, host] for at, host in case.deaths]} if case.deaths else {})
+      | ({"deaths": [[at, host] for at, host in case.deaths]} if case.deaths else {}) \
+      | ({"queued": {n: list(q) for n, q in case.queued.items()}} if case.queued else {})
 
 
 def case_from_data(data: dict[str, Any]) -> Case:
@@ -370,6 +371,7 @@ def case_from_data(data: dict[str, Any]) -> Case:
         default_latency=(int(request), int(reply)), end_floor_us=int(data["end_floor_us"]),
         branch_latencies={str(b): tuple((int(r), int(p)) for r, p in lat) for b, lat in data.get("branches", {}).items()},
         deaths=tuple((int(at), str(host)) for at, host in data.get("deaths", ())),
+        queued={str(n): tuple(int(w) for w in q) for n, q in data.get("queued", {}).items()},
     )
 
 
