@@ -309,12 +309,48 @@ def structural_problem(data: dict[str, Any]) -> str | None:
     unknown = [n for n in schedule if not known(n)]
     if unknown:
         return f"schedule: names {unknown[0]!r}, which is not one of the trace's actors"
+    problem = _world_fields_problem(data, known)
+    if problem:
+        return problem
     ran = Counter(st.get("actor") for st in data.get("steps", []) if isinstance(st, dict) and st.get("kind") == "db")
     scheduled = Counter(schedule)
     if ran != scheduled:
         actor = sorted(str(a) for a in (ran - scheduled) + (scheduled - ran))[0]
         return (f"schedule: lists {scheduled.get(actor, 0)} operation(s) of {actor!r} but its steps record "
                 f"{ran.get(actor, 0)}: the schedule is not the order of the recorded run")
+    return None
+
+
+def _micros(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _world_fields_problem(data: dict[str, Any], known: Any) -> str | None:
+    """The first malformed optional world field of a replayable trace (``deaths``, ``queued``,
+    ``branches``), named with what it must be."""
+    clocks = data.get("clocks") if isinstance(data.get("clocks"), dict) else {}
+    deaths = data.get("deaths", [])
+    if not isinstance(deaths, list) or not all(
+        isinstance(d, list) and len(d) == 2 and _micros(d[0]) and isinstance(d[1], str) for d in deaths
+    ):
+        return "deaths: must be a list of [microseconds >= 0, host name] pairs"
+    unknown_hosts = sorted({d[1] for d in deaths} - set(clocks))
+    if unknown_hosts:
+        return f"deaths: host {unknown_hosts[0]!r} is not one of the trace's clocks"
+    queued = data.get("queued", {})
+    if not isinstance(queued, dict) or not all(
+        isinstance(q, list) and all(_micros(w) for w in q) for q in queued.values()
+    ):
+        return "queued: must be a table of session name -> list of microseconds >= 0"
+    branches = data.get("branches", {})
+    if not isinstance(branches, dict) or not all(
+        isinstance(lat, list) and all(isinstance(x, list) and len(x) == 2 and all(_micros(v) for v in x) for x in lat)
+        for lat in branches.values()
+    ):
+        return "branches: must be a table of '<actor>/<n>' -> list of [request, reply] microseconds >= 0"
+    for name in [*queued, *branches]:
+        if not known(name):
+            return f"{'queued' if name in queued else 'branches'}: {name!r} is not one of the trace's actors or their statements"
     return None
 
 
