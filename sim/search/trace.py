@@ -328,7 +328,7 @@ def _micros(value: Any) -> bool:
 def _world_fields_problem(data: dict[str, Any], known: Any) -> str | None:
     """The first malformed optional world field of a replayable trace (``deaths``, ``queued``,
     ``branches``), named with what it must be."""
-    clocks = data.get("clocks") if isinstance(data.get("clocks"), dict) else {}
+    clocks: dict[str, Any] = data["clocks"] if isinstance(data.get("clocks"), dict) else {}
     deaths = data.get("deaths", [])
     if not isinstance(deaths, list) or not all(
         isinstance(d, list) and len(d) == 2 and _micros(d[0]) and isinstance(d[1], str) for d in deaths
