@@ -11,7 +11,8 @@ import pytest
 from sim.cli import main
 from sim.engine.limits import Limits
 from sim.engine.scenario import load
-from sim.runs.inflight import Slots
+from sim.runs import inflight
+from sim.runs.inflight import Slots, uninterrupted
 from sim.runs.runner import run_one
 from sim.runs.sweep import Execution, Sweep, SweepError, SweepRun
 from tracker.ops import Select
@@ -129,3 +130,25 @@ def test_a_failing_call_fails_its_batch_and_the_others_keep_their_order():
             bad.result()
     finally:
         slots.stop()
+
+
+def test_a_slot_opening_a_backend_gets_the_interrupt_once_it_is_open():
+    # Interrupted between creating its schema and keeping the backend, a slot would leave the schema.
+    inside, opened = threading.Event(), []
+
+    def open_then_spin() -> None:
+        with uninterrupted():
+            inside.set()
+            while threading.get_ident() not in inflight._deferred:  # until the stop has come
+                pass
+            opened.append(True)
+        while True:
+            pass
+
+    slots = Slots(1)
+    batch = slots.submit([open_then_spin])
+    assert inside.wait(timeout=30)
+    slots.stop(interrupt_running=True)
+    assert opened == [True]
+    with pytest.raises(KeyboardInterrupt):
+        batch.result()

@@ -8,7 +8,9 @@ of its calls in the order they were given, whichever slot ran which: rows stay i
 
 Ctrl-C reaches the main thread only; :meth:`Slots.stop` passes it on to the slots running a call
 (``sim.runs.thread_limit.interrupt``), so a sweep stops as promptly as one running in the main
-thread, and each slot closes its backends (``on_exit``) before it ends.
+thread, and each slot closes its backends (``on_exit``) before it ends. A slot opening a backend
+(:func:`uninterrupted`) gets it once the backend is open, so that its schema is never created
+without a backend that drops it.
 
 May import: ``sim.runs.thread_limit`` and the standard library.
 """
@@ -18,7 +20,8 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from sim.runs.thread_limit import interrupt, withdraw
@@ -124,13 +127,40 @@ class Slots:
                 for batch in self.pending:
                     batch.cancel()
                     batch._fail(KeyboardInterrupt())
-                for ident in self.busy:
-                    self.interrupted.add(ident)
-                    interrupt(ident)
+                with _shield_lock:
+                    for ident in self.busy:
+                        if ident in _shielded:
+                            _deferred.add(ident)  # raised where its shield ends
+                        else:
+                            self.interrupted.add(ident)
+                            interrupt(ident)
         for _ in self.threads:
             self.jobs.put(None)
         for thread in self.threads:
             thread.join()
+
+
+_shield_lock = threading.Lock()
+_shielded: set[int] = set()  # idents of slots inside `uninterrupted`
+_deferred: set[int] = set()  # of those, the ones a stop would have interrupted
+
+
+@contextmanager
+def uninterrupted() -> Iterator[None]:
+    """A stop's Ctrl-C waits for the end of this block (then raises there): for opening a backend,
+    whose schema could be created but not yet known to anything that drops it."""
+    ident = threading.get_ident()
+    with _shield_lock:
+        _shielded.add(ident)
+    try:
+        yield
+    finally:
+        with _shield_lock:
+            _shielded.discard(ident)
+            stopped = ident in _deferred
+            _deferred.discard(ident)
+    if stopped:
+        raise KeyboardInterrupt
 
 
 _process_slots: Slots | None = None
@@ -150,8 +180,10 @@ def process_slots(size: int, on_exit: Callable[[], None]) -> Slots:
 
 def _forget_in_child() -> None:
     """A forked child has none of its parent's threads: it makes slots of its own."""
-    global _process_slots, _process_lock
-    _process_slots, _process_lock = None, threading.Lock()
+    global _process_slots, _process_lock, _shield_lock
+    _process_slots, _process_lock, _shield_lock = None, threading.Lock(), threading.Lock()
+    _shielded.clear()
+    _deferred.clear()
 
 
 os.register_at_fork(after_in_child=_forget_in_child)

@@ -44,7 +44,7 @@ from sim.engine.limits import DEFAULT_LIMITS, Limits
 from sim.engine.scenario import Scenario
 from sim.runs.backends import BackendSpec, BackendUnavailable, close_backend, open_backend, run_errors
 from sim.runs.columns import RESULTS_FORMAT
-from sim.runs.inflight import Slots, process_slots
+from sim.runs.inflight import Slots, process_slots, uninterrupted
 from sim.runs.results_file import PartialResults, ResultsError
 from sim.runs.runner import SweepItem, check_strategy_table, error_row, run_one
 from tracker.backend import TrackerBackend
@@ -223,7 +223,9 @@ def run_seed(chunk: Chunk, seed: int, spec: BackendSpec) -> dict[str, Any]:
     """The row of one seed of ``chunk``, on this thread's backend (a slot's call)."""
     strategy = _worker_strategy(chunk.strategy)
     with _thread_lock():
-        return _row(chunk, strategy, seed, _worker_backend(spec, chunk.scenario.table), spec)
+        with uninterrupted():  # a Ctrl-C between creating its schema and keeping it would leave the schema
+            backend = _worker_backend(spec, chunk.scenario.table)
+        return _row(chunk, strategy, seed, backend, spec)
 
 
 def seed_calls(chunk: Chunk, spec: BackendSpec) -> list[Callable[[], dict[str, Any]]]:
