@@ -1,16 +1,23 @@
 """How fast racetrack drives a real PostgreSQL, beside ``pgbench -S`` on the same server.
 
-    python benchmarks/postgres_throughput.py [--dsn DSN] [--runs N] [--seconds S]
+    python benchmarks/postgres_throughput.py [--dsn DSN] [--runs N] [--seconds S] [--in-flight 1,2] [--rounds R]
 
 1. The harness: a sweep of every bundled scenario x every built-in strategy, ``--runs`` seeds
-   each, on ``--backend postgres`` in this one process; statements per second = database
-   operations sent to the server (every round trip: BEGIN/COMMIT included) / wall time. The
-   same sweep in memory is timed too, to show what the simulation itself costs.
+   each, on ``--backend postgres`` in this one process (``racetrack sweep --workers 1``), once for
+   each ``--in-flight`` value (runs in flight at once, each on its own connections and schema;
+   1 is one run after the other); statements per second = database operations sent to the
+   server (every round trip: BEGIN/COMMIT included) / wall time. Beside it: this process's CPU
+   time per operation (simulation included; waiting for a core does not count) and how idle the
+   machine's cores were (``/proc/stat``: 0 % means the cores, shared by Python and a local
+   server, were the limit). The same sweep in memory is timed too, to show what the simulation
+   itself costs.
 2. ``pgbench -S -c 1`` (select-only, one client) for ``--seconds`` on the same server, its tables
    in a schema of their own (dropped afterwards): transactions per second, one statement each.
 
-The server is chosen as racetrack chooses it (``--dsn``, ``DATABASE_URL``, ``PG*``, embedded).
-pgbench: the embedded server's own, else ``pgbench`` on PATH, else PostgreSQL 15's.
+``--rounds`` repeats 1 and 2, alternating the ``--in-flight`` values, so that a ratio compares
+figures taken a few seconds apart. The server is chosen as racetrack chooses it (``--dsn``,
+``DATABASE_URL``, ``PG*``, embedded). pgbench: the embedded server's own, else ``pgbench`` on
+PATH, else PostgreSQL 15's.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from psycopg import sql
 from sim.engine.scenario import bundled_names, load
 from sim.runs.backends import BackendSpec, close_backend, open_backend
 from sim.runs.runner import plan, run_one
+from sim.runs.sweep import Execution, Sweep, SweepRun
 from tracker import pg_server
 from tracker.pg_server import choose_server, mask_password
 from tracker.strategies import builtin_strategies
@@ -66,16 +74,47 @@ class TimedBackend:
 
 
 def harness(dsn: str, runs: int, kind: str) -> tuple[int, float, float]:
-    """(operations, wall seconds, seconds inside the backend) of the benchmark sweep."""
+    """(operations, wall seconds, seconds inside the backend) of the benchmark sweep, one run after
+    the other through ``run_one`` (one backend per table the scenarios track, as a sweep has)."""
     items = list(plan([load(n) for n in bundled_names()], builtin_strategies(), runs, seed=0))
-    backend = TimedBackend(open_backend(BackendSpec(kind, dsn=dsn)))
+    backends: dict[Any, TimedBackend] = {}
     try:
+        for table in dict.fromkeys(i.scenario.table for i in items):
+            backends[table] = TimedBackend(open_backend(BackendSpec(kind, dsn=dsn), table))
         started = time.perf_counter()
-        ops = sum(run_one(i.scenario, i.strategy, i.seed, backend).ops for i in items)  # type: ignore[arg-type]
+        ops = sum(run_one(i.scenario, i.strategy, i.seed, backends[i.scenario.table]).ops for i in items)  # type: ignore[arg-type]
         elapsed = time.perf_counter() - started
     finally:
-        close_backend(backend.backend)
-    return ops, elapsed, backend.seconds
+        for backend in backends.values():
+            close_backend(backend.backend)
+    return ops, elapsed, sum(b.seconds for b in backends.values())
+
+
+def busy_idle_ticks() -> tuple[int, int] | None:
+    """The machine's busy and idle CPU ticks so far (None where there is no /proc/stat)."""
+    try:
+        fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + fields[4]  # idle, iowait
+    return sum(fields[:8]) - idle, idle
+
+
+def sweep_harness(dsn: str, runs: int, kind: str, in_flight: int) -> tuple[int, float, float, float | None]:
+    """(operations, wall seconds, CPU seconds of this process, idle share of the machine's cores)
+    of the benchmark sweep run as ``racetrack sweep --workers 1 --in-flight N`` runs it."""
+    sweep = Sweep(tuple(load(n) for n in bundled_names()), tuple(s.name for s in builtin_strategies()), runs, 0,
+                  BackendSpec(kind, dsn))
+    ticks, cpu, started = busy_idle_ticks(), time.process_time(), time.perf_counter()
+    with SweepRun(sweep, Execution(workers=1, in_flight=in_flight)) as run:
+        ops = sum(row["ops"] for row in run.rows())
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    after = busy_idle_ticks()
+    idle = None
+    if ticks is not None and after is not None and after != ticks:
+        busy, idled = after[0] - ticks[0], after[1] - ticks[1]
+        idle = idled / (busy + idled)
+    return ops, elapsed, cpu, idle
 
 
 def find_pgbench() -> str | None:
@@ -116,20 +155,29 @@ def main() -> None:
     parser.add_argument("--dsn")
     parser.add_argument("--runs", type=int, default=5, help="seeds per scenario and strategy (default 5)")
     parser.add_argument("--seconds", type=int, default=10, help="pgbench duration (default 10)")
+    parser.add_argument("--in-flight", default="1,2", help="runs in flight to measure, comma-separated (default 1,2)")
+    parser.add_argument("--rounds", type=int, default=1, help="times to measure each, alternating (default 1)")
     args = parser.parse_args()
+    in_flights = [int(k) for k in args.in_flight.split(",")]
     server = choose_server(args.dsn)
     print(f"server: {mask_password(pg_server.describe_server(server.dsn), server.dsn)} (from {server.source})")
 
     memory_ops, memory_s, _ = harness(server.dsn, args.runs, "memory")
-    ops, elapsed, inside = harness(server.dsn, args.runs, "postgres")
-    assert ops == memory_ops, "the same sweep must send the same operations"
-    harness_rate, backend_rate = ops / elapsed, ops / inside
     print(f"harness, memory:    {memory_ops} operations in {memory_s:.2f} s = {memory_ops / memory_s:,.0f} op/s (simulation only)")
-    print(f"harness, postgres:  {ops} statements in {elapsed:.2f} s = {harness_rate:,.0f} statements/s end to end")
-    print(f"  inside the PostgreSQL backend: {inside:.2f} s = {backend_rate:,.0f} statements/s (incl. per-run reset)")
-    tps = pgbench_select_only(server.dsn, args.seconds)
-    print(f"pgbench -S -c 1:    {tps:,.0f} statements/s")
-    print(f"ratio harness / pgbench: {harness_rate / tps:.2f} end to end, {backend_rate / tps:.2f} backend only")
+    for round_ in range(1, args.rounds + 1):
+        rates = {}
+        for k in in_flights:
+            ops, elapsed, cpu, idle = sweep_harness(server.dsn, args.runs, "postgres", k)
+            assert ops == memory_ops, "the same sweep must send the same operations"
+            rates[k] = ops / elapsed
+            idle_text = "" if idle is None else f", cores idle {idle:.0%}"
+            print(f"round {round_}, postgres, {k} in flight: {ops} statements in {elapsed:.2f} s = {rates[k]:,.0f} statements/s"
+                  f" end to end; client CPU {cpu / ops * 1e6:.0f} us per operation{idle_text}")
+        tps = pgbench_select_only(server.dsn, args.seconds)
+        load = f" (load average {os.getloadavg()[0]:.1f})" if hasattr(os, "getloadavg") else ""
+        print(f"round {round_}, pgbench -S -c 1: {tps:,.0f} statements/s{load}")
+        print(f"round {round_}, ratio harness / pgbench: "
+              + ", ".join(f"{rates[k] / tps:.3f} with {k} in flight" for k in in_flights))
 
 
 if __name__ == "__main__":

@@ -53,7 +53,8 @@ def test_the_probe_sees_a_heavy_import_when_a_command_makes_one(tmp_path):
     assert "simpy" in result["modules"]  # type: ignore[operator]
 
 
-def test_the_parser_offers_the_executors_and_default_workers_the_sweep_has():
+def test_the_parser_offers_the_executors_and_defaults_the_sweep_has():
     # sim.cli.args keeps its own copy so that building the parser does not import the sweep.
     assert cli_args.EXECUTORS == sweep.EXECUTORS
     assert cli_args.default_workers() == sweep.default_workers()
+    assert cli_args.DEFAULT_IN_FLIGHT == sweep.DEFAULT_IN_FLIGHT

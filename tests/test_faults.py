@@ -74,9 +74,9 @@ FAULTS = {
 }
 
 
-def sweep_rows(dsn: str, prefix: str, out, resume: bool = False, between=None) -> list[dict]:
-    job = Sweep((load("seed-fast-jobs"),), ("atomic",), RUNS, 0, BackendSpec("postgres", dsn, prefix))
-    run = SweepRun(job, Execution(workers=1), out, resume, on_rows=between)
+def sweep_rows(dsn: str, prefix: str, out, resume: bool = False, between=None, runs: int = RUNS, in_flight: int = 1) -> list[dict]:
+    job = Sweep((load("seed-fast-jobs"),), ("atomic",), runs, 0, BackendSpec("postgres", dsn, prefix))
+    run = SweepRun(job, Execution(workers=1, in_flight=in_flight), out, resume, on_rows=between)
     with run:
         return list(run.rows())
 
@@ -114,6 +114,38 @@ def test_a_fault_becomes_an_error_row_and_resume_retries_exactly_it(dsn, tmp_pat
     assert reran == [HIT]  # seed 0 + HIT, and nothing else
     assert resumed == clean
     assert not out.with_name("out.parquet.partial").exists()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        left = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE %s", [prefix + "%"]).fetchone()
+    assert left == (0,)
+
+
+def test_a_killed_connection_with_runs_in_flight_gives_error_rows_that_resume_retries(dsn, tmp_path, monkeypatch):
+    """Two runs in flight, each on its own connections: killing them all spoils at most the one
+    run each slot has going (or starts next), the rest are as in a clean sweep, and --resume
+    retries exactly the spoiled ones."""
+    prefix, runs, in_flight = f"rtfault{os.getpid()}inflight", 24, 2
+    clean = sweep_rows(dsn, prefix + "c", None, runs=runs, in_flight=in_flight)
+    done = []
+
+    def between(count: int) -> None:
+        done.append(count)
+        if len(done) == HIT:  # later runs are not even submitted yet: some slot meets the dead connections
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                kill_sessions(conn, prefix)
+
+    out = tmp_path / "out.parquet"
+    hit = sweep_rows(dsn, prefix, out, between=between, runs=runs, in_flight=in_flight)
+    failed = [i for i, r in enumerate(hit) if r["error"]]
+    assert 1 <= len(failed) <= in_flight, failed
+    assert all("lost the connection" in hit[i]["error"] for i in failed)
+    assert [r for i, r in enumerate(hit) if i not in failed] == [r for i, r in enumerate(clean) if i not in failed]
+
+    reran = []
+    real_run_seed = sweep.run_seed
+    monkeypatch.setattr(sweep, "run_seed", lambda chunk, seed, spec: reran.append(seed) or real_run_seed(chunk, seed, spec))
+    resumed = sweep_rows(dsn, prefix, out, resume=True, runs=runs, in_flight=in_flight)
+    assert reran == failed  # seeds 0.. : the spoiled runs, and nothing else
+    assert resumed == clean
     with psycopg.connect(dsn, autocommit=True) as conn:
         left = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE %s", [prefix + "%"]).fetchone()
     assert left == (0,)

@@ -88,6 +88,7 @@ COMMANDS = {
     "check": ["check", "--runs", "2", "--workers", "2", "--backend", "postgres"],
     "sweep_report": ["sweep", "seed-fast-jobs", "--runs", "3", "--workers", "2", "--backend", "postgres", "--report", "REPORT"],
     "sweep_in_process": ["sweep", "seed-fast-jobs", "--runs", "2", "--workers", "1", "--backend", "postgres"],
+    "sweep_in_flight": ["sweep", "seed-fast-jobs", "--runs", "6", "--workers", "1", "--in-flight", "3", "--backend", "both"],
 }
 
 
@@ -133,9 +134,10 @@ def start_long_sweep(dsn: str, mine: str, tmp_path: Path, started: list[int], *e
     return proc
 
 
-def test_ctrl_c_mid_sweep_leaves_no_schema(dsn, tmp_path, started):
-    mine = prefix("sigint")
-    proc = start_long_sweep(dsn, mine, tmp_path, started)
+@pytest.mark.parametrize("where", [(), ("--workers", "1", "--in-flight", "3")], ids=["pool", "in_flight"])
+def test_ctrl_c_mid_sweep_leaves_no_schema(dsn, tmp_path, started, where):
+    mine = prefix("sigint" + "".join(where).replace("-", ""))
+    proc = start_long_sweep(dsn, mine, tmp_path, started, *where)
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

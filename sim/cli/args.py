@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 #: parser is built for every command, even ``racetrack --help``, and importing the sweep module
 #: would import the simulation (SimPy) with it.
 EXECUTORS = ("local", "dask")
+#: ``--in-flight``'s default on a server, as ``sim.runs.sweep.DEFAULT_IN_FLIGHT`` (the same test).
+DEFAULT_IN_FLIGHT = 2
 
 #: The exit code of an internal error, a bug in racetrack (0, 1 and 2 are the documented verdicts;
 #: 130 is Ctrl-C).
@@ -63,6 +65,8 @@ class CliParser(argparse.ArgumentParser):
 MAX_RUNS = 10_000_000
 MAX_SEED = 2**63 - 1
 MAX_WORKERS = max(64, 8 * (os.cpu_count() or 1))
+#: Runs a worker keeps in flight at most: each holds a schema and its connections on the server.
+MAX_IN_FLIGHT = 16
 
 
 def whole(name: str, minimum: int, maximum: int | None = None, why: str = "") -> Callable[[str], int]:
@@ -226,12 +230,16 @@ def add_execution_flags(p: argparse.ArgumentParser) -> None:
                    help="local: a process pool on this machine; dask: a Dask cluster (default: local)")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                    help="the Dask scheduler to use (implies --executor dask; without it, dask starts a LocalCluster of --workers)")
+    p.add_argument("--in-flight", type=positive("--in-flight", MAX_IN_FLIGHT), metavar="N",
+                   help=f"runs each worker keeps going at once, each on its own connections and schema, so the server works "
+                        f"while Python simulates (default: {DEFAULT_IN_FLIGHT} with --backend postgres or both and fewer --workers "
+                        f"than cores, else 1; at most {MAX_IN_FLIGHT}); results do not depend on it")
 
 
 def execution(args: argparse.Namespace) -> sweep.Execution:
     from sim.runs import sweep
 
-    return sweep.Execution(workers=args.workers, executor=args.executor, scheduler=args.scheduler)
+    return sweep.Execution(workers=args.workers, executor=args.executor, scheduler=args.scheduler, in_flight=args.in_flight)
 
 
 def add_limit_flags(p: argparse.ArgumentParser) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sim.engine.interpreter import user_frame
-from sim.engine.limits import DEFAULT_LIMITS, LimitExceeded, Limits, wall_clock_limit
+from sim.engine.limits import DEFAULT_LIMITS, LimitExceeded, Limits
 from sim.engine.scenario import Scenario
 from sim.engine.world import Draws, World
 from sim.judge.invariants import INVARIANT_IDS, Judgement, RowVerdicts, Unknown, Violation, judge
@@ -21,6 +21,7 @@ from sim.record.clocks import EPOCH_US
 from sim.record.conflicts import conflict_orders
 from sim.record.history import RunRecord
 from sim.runs.columns import COLUMN_NAMES, RESULTS_FORMAT, ROW_INVARIANTS
+from sim.runs.thread_limit import run_time_limit
 from tracker.backend import TrackerBackend
 from tracker.handler_columns import check_writes
 from tracker.memory import MemoryTracker
@@ -193,7 +194,7 @@ def run_one(
     backend = backend or MemoryTracker(scenario.table)
     world = World(scenario, strategy, backend, seed, draws, limits)
     try:
-        with wall_clock_limit(limits.wall_seconds, f"seed {seed} of {scenario.name} with {strategy.name}"):
+        with run_time_limit(limits.wall_seconds, f"seed {seed} of {scenario.name} with {strategy.name}"):
             record = world.run()
     except LimitExceeded as exc:
         where = user_frame(exc)

@@ -11,17 +11,23 @@ Workers receive chunks that carry scenario objects and strategy *references* (``
 ``my_pkg.mod:HANDLERS``), never function objects: each worker loads the strategy itself and opens
 its own backend from the picklable :class:`~sim.runs.backends.BackendSpec`.
 
+On a PostgreSQL backend a worker may keep several runs in flight (``Execution.in_flight``,
+``--in-flight``): its chunks' seeds run on a few threads of the process ("slots",
+``sim.runs.inflight``), each with its own backend (connections and schema), so the server works
+while Python simulates; rows are still collected in seed order.
+
 A run whose server goes away (PostgreSQL backends) becomes an error row (``error`` set, nothing
 judged) and the sweep goes on. A PostgreSQL server is chosen once, in the parent (so an embedded
 server is started once, not per worker), and its DSN handed to the workers; each worker opens
 its own connection and schema.
 
-May import: ``sim.runs.runner``, ``sim.runs.backends``, ``sim.runs.results_file``, ``sim.engine.scenario``,
+May import: ``sim.runs.runner``, ``sim.runs.backends``, ``sim.runs.results_file``, ``sim.runs.inflight``, ``sim.engine.scenario``,
 ``tracker.strategies``; ``distributed`` lazily, only for the Dask executor.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -38,6 +44,7 @@ from sim.engine.limits import DEFAULT_LIMITS, Limits
 from sim.engine.scenario import Scenario
 from sim.runs.backends import BackendSpec, BackendUnavailable, close_backend, open_backend, run_errors
 from sim.runs.columns import RESULTS_FORMAT
+from sim.runs.inflight import Slots, process_slots, uninterrupted
 from sim.runs.results_file import PartialResults, ResultsError
 from sim.runs.runner import SweepItem, check_strategy_table, error_row, run_one
 from tracker.backend import TrackerBackend
@@ -47,6 +54,9 @@ from tracker.table import Table
 
 EXECUTORS = ("local", "dask")
 CONNECT_TIMEOUT_S = 3.0
+#: Runs each worker keeps in flight on a PostgreSQL backend when the workers leave cores idle
+#: (``--in-flight``'s default then): while one waits for the server, another simulates.
+DEFAULT_IN_FLIGHT = 2
 
 
 class SweepError(UserError, ValueError):
@@ -117,6 +127,18 @@ class Execution:
     executor: str = "local"
     scheduler: str | None = None
     connect_timeout_s: float = CONNECT_TIMEOUT_S
+    #: Runs each worker keeps in flight, each on a backend of its own (None: by backend, see
+    #: :meth:`in_flight_for`).
+    in_flight: int | None = None
+
+    def in_flight_for(self, spec: BackendSpec) -> int:
+        """Runs in flight per worker: ``in_flight`` if set; else DEFAULT_IN_FLIGHT on a server when
+        there are fewer workers than cores, 1 otherwise. In memory a run never waits; with a
+        worker per core the cores are busy already, and the runs in flight would only take turns
+        (measured in docs/performance.md: slower)."""
+        if self.in_flight is not None:
+            return self.in_flight
+        return DEFAULT_IN_FLIGHT if spec.kind != "memory" and self.workers < default_workers() else 1
 
 
 def default_workers() -> int:
@@ -167,19 +189,48 @@ def close_worker_backends() -> None:
             backends.clear()
 
 
-def run_chunk(chunk: Chunk, spec: BackendSpec) -> list[dict[str, Any]]:
-    """Run one chunk (in whatever process or thread) and return its rows in seed order."""
+def _close_thread_backends() -> None:
+    """Close this thread's backends and forget them (a slot's last act)."""
+    lock = _thread_lock()
+    with lock:
+        for backend in _local.backends.values():
+            close_backend(backend)
+        _local.backends.clear()
+        _thread_backends.remove((lock, _local.backends))
+    del _local.lock
+
+
+def _row(chunk: Chunk, strategy: Strategy, seed: int, backend: TrackerBackend, spec: BackendSpec) -> dict[str, Any]:
+    spoilers = run_errors() if spec.kind != "memory" else ()
+    try:
+        return run_one(chunk.scenario, strategy, seed, backend, limits=chunk.limits).row()
+    except spoilers as exc:
+        return error_row(SweepItem(chunk.scenario, strategy, seed), backend.name, str(exc))
+
+
+def run_chunk(chunk: Chunk, spec: BackendSpec, in_flight: int = 1) -> list[dict[str, Any]]:
+    """Run one chunk (in whatever process or thread) and return its rows in seed order;
+    ``in_flight`` > 1: its seeds on this process's slots, that many at once."""
+    if in_flight > 1:
+        return process_slots(in_flight, _close_thread_backends).submit(seed_calls(chunk, spec)).result()
     strategy = _worker_strategy(chunk.strategy)
     with _thread_lock():
         backend = _worker_backend(spec, chunk.scenario.table)
-        spoilers = run_errors() if spec.kind != "memory" else ()
-        rows = []
-        for seed in range(chunk.seed, chunk.seed + chunk.count):
-            try:
-                rows.append(run_one(chunk.scenario, strategy, seed, backend, limits=chunk.limits).row())
-            except spoilers as exc:
-                rows.append(error_row(SweepItem(chunk.scenario, strategy, seed), backend.name, str(exc)))
-    return rows
+        return [_row(chunk, strategy, seed, backend, spec) for seed in range(chunk.seed, chunk.seed + chunk.count)]
+
+
+def run_seed(chunk: Chunk, seed: int, spec: BackendSpec) -> dict[str, Any]:
+    """The row of one seed of ``chunk``, on this thread's backend (a slot's call)."""
+    strategy = _worker_strategy(chunk.strategy)
+    with _thread_lock():
+        with uninterrupted():  # a Ctrl-C between creating its schema and keeping it would leave the schema
+            backend = _worker_backend(spec, chunk.scenario.table)
+        return _row(chunk, strategy, seed, backend, spec)
+
+
+def seed_calls(chunk: Chunk, spec: BackendSpec) -> list[Callable[[], dict[str, Any]]]:
+    """One call per seed of ``chunk``, for slots."""
+    return [functools.partial(run_seed, chunk, seed, spec) for seed in range(chunk.seed, chunk.seed + chunk.count)]
 
 
 def _resolve_server(spec: BackendSpec, tables: Iterable[Table | None] = (None,)) -> BackendSpec:
@@ -268,18 +319,36 @@ class _InProcess:
         close_worker_backends()
 
 
-class _ProcessPool:
-    """A local process pool; each worker keeps its strategies and backend for its lifetime."""
+class _InFlight:
+    """One process, ``in_flight`` runs at once on slots of their own (each with its own backend)."""
 
-    def __init__(self, spec: BackendSpec, workers: int) -> None:
+    def __init__(self, spec: BackendSpec, in_flight: int) -> None:
+        self.spec = spec
+        self.window = in_flight * 4
+        self.slots = Slots(in_flight, _close_thread_backends)
+
+    def submit(self, chunk: Chunk) -> Any:
+        return self.slots.submit(seed_calls(chunk, self.spec))
+
+    def close(self, abort: bool = False) -> None:
+        self.slots.stop(interrupt_running=abort)
+
+
+class _ProcessPool:
+    """A local process pool; each worker keeps its strategies and backends (one per run in
+    flight) for its lifetime."""
+
+    def __init__(self, spec: BackendSpec, workers: int, in_flight: int = 1) -> None:
         from concurrent.futures import ProcessPoolExecutor
 
-        self.spec = spec
+        self.spec, self.in_flight = spec, in_flight
         self.window = workers * 4
         self.pool = ProcessPoolExecutor(max_workers=workers, initializer=_start_worker, initargs=(os.getpid(),))
 
     def submit(self, chunk: Chunk) -> Any:
-        return self.pool.submit(run_chunk, chunk, self.spec)
+        if self.in_flight == 1:
+            return self.pool.submit(run_chunk, chunk, self.spec)
+        return self.pool.submit(run_chunk, chunk, self.spec, self.in_flight)
 
     def close(self, abort: bool = False) -> None:
         processes = dict(getattr(self.pool, "_processes", None) or {})
@@ -310,7 +379,7 @@ class _Dask:
             from distributed import Client, LocalCluster
         except ImportError:
             raise SweepError('--executor dask needs Dask: pip install "racetrack[dask]"') from None
-        self.spec = spec
+        self.spec, self.in_flight = spec, execution.in_flight_for(spec)
         self.cluster = None
         timeout = f"{execution.connect_timeout_s}s"
         if execution.scheduler:
@@ -334,7 +403,7 @@ class _Dask:
         self.window = workers * 4
 
     def submit(self, chunk: Chunk) -> Any:
-        return self.client.submit(run_chunk, chunk, self.spec, pure=False)
+        return self.client.submit(run_chunk, chunk, self.spec, self.in_flight, pure=False)
 
     def close(self, abort: bool = False) -> None:
         try:
@@ -360,20 +429,26 @@ def _check_scheduler_address(address: str) -> None:
 
 
 def _executor(spec: BackendSpec, execution: Execution) -> Any:
+    if execution.in_flight is not None and execution.in_flight < 1:
+        raise SweepError(f"--in-flight must be >= 1 (got {execution.in_flight})")
     if execution.executor == "dask" or execution.scheduler:
         return _Dask(spec, execution)
     if execution.executor != "local":
         raise SweepError(f"--executor {execution.executor}: use one of {', '.join(EXECUTORS)}")
     if execution.workers < 1:
         raise SweepError(f"--workers must be >= 1 (got {execution.workers})")
+    in_flight = execution.in_flight_for(spec)
     if execution.workers == 1:
-        return _InProcess(spec)
-    return _ProcessPool(spec, execution.workers)
+        return _InProcess(spec) if in_flight == 1 else _InFlight(spec, in_flight)
+    return _ProcessPool(spec, execution.workers, in_flight)
 
 
-def chunk_size(total: int, workers: int) -> int:
-    """Runs per chunk: enough chunks to keep every worker busy, few enough to amortize the trip."""
-    return max(1, min(64, total // max(workers * 16, 1)))
+def chunk_size(total: int, workers: int, in_flight: int = 1) -> int:
+    """Runs per chunk: enough chunks to keep every worker busy, few enough to amortize the trip.
+    A pool worker with runs in flight takes one chunk at a time: a few runs per slot each, so
+    that its slots are not idle for long at the end of every chunk."""
+    size = max(1, min(64, total // max(workers * 16, 1)))
+    return max(size, min(4 * in_flight, 64)) if workers > 1 and in_flight > 1 else size
 
 
 # --- running a sweep ---------------------------------------------------------------------------
@@ -443,7 +518,8 @@ class SweepRun:
             if skip and self.on_rows:
                 self.on_rows(skip)
         workers = max(self.execution.workers, 1)
-        chunks = self.sweep.chunks(chunk_size(self.sweep.total, workers), skip=skip)
+        size = chunk_size(self.sweep.total, workers, self.execution.in_flight_for(self.sweep.backend))
+        chunks = self.sweep.chunks(size, skip=skip)
         for rows in _in_order(self.executor, chunks):
             if self.results is not None:
                 self.results.append(rows)

@@ -1,0 +1,115 @@
+"""The wall-clock limit of a run (``--max-run-seconds``) in a thread other than the main one.
+
+The main thread's limit is a timer signal (``sim.engine.limits.wall_clock_limit``); only the main
+thread takes signals. A run on another thread (the runs a worker keeps in flight on PostgreSQL,
+a Dask worker's thread) gets the same limit from one watchdog thread per process, which raises
+:class:`~sim.engine.limits.LimitExceeded` in the run's thread when its time is up
+(``PyThreadState_SetAsyncExc``: like the signal, it lands between two bytecodes, so it stops a
+loop that never yields). :func:`interrupt` raises ``KeyboardInterrupt`` in a thread the same way
+(Ctrl-C, which only the main thread receives, stopping the runs in flight).
+
+May import: ``sim.engine.limits`` and the standard library.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+
+from sim.engine.limits import LimitExceeded, wall_clock_limit
+
+
+@dataclass
+class _Deadline:
+    at: float
+    message: str
+    fired: bool = False
+
+
+_lock = threading.Condition()
+#: Thread ident -> the deadline of the run it is running (at most one per thread).
+_deadlines: dict[int, _Deadline] = {}
+_watchdog: threading.Thread | None = None
+
+
+def _raise_in(ident: int, exc_type: type[BaseException] | None) -> None:
+    """Raise ``exc_type`` in thread ``ident`` at its next bytecode (None: withdraw one not raised yet)."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exc_type) if exc_type else None)
+
+
+def withdraw(ident: int) -> None:
+    """Withdraw what :func:`interrupt` (or the watchdog) raised in thread ``ident`` if it has not landed yet."""
+    _raise_in(ident, None)
+
+
+def interrupt(ident: int) -> None:
+    """Ctrl-C in thread ``ident``: ``KeyboardInterrupt`` there, as the main thread would get it."""
+    _raise_in(ident, KeyboardInterrupt)
+
+
+def _watch() -> None:
+    with _lock:
+        while True:
+            now = time.monotonic()  # wall-clock ok: the limit is wall time, never a result
+            waiting = [d.at for d in _deadlines.values() if not d.fired]
+            for ident, deadline in _deadlines.items():
+                if not deadline.fired and deadline.at <= now:
+                    deadline.fired = True
+                    _raise_in(ident, _exceeded(deadline.message))
+            _lock.wait(timeout=max(min(waiting) - now, 0.001) if waiting else None)
+
+
+def _exceeded(message: str) -> type[LimitExceeded]:
+    """A :class:`LimitExceeded` class whose instances say ``message`` (an exception raised in another
+    thread is given as a class and made without arguments)."""
+
+    class RunTookTooLong(LimitExceeded):
+        def __init__(self, *args: object) -> None:  # made again with its message (copied) or without (raised)
+            super().__init__(*(args or (message,)))
+
+    return RunTookTooLong
+
+
+@contextmanager
+def _thread_limit(seconds: float, what: str) -> Iterator[None]:
+    global _watchdog
+    ident = threading.get_ident()
+    message = f"{what} took longer than {seconds:g} s of wall time (--max-run-seconds)"
+    with _lock:
+        _deadlines[ident] = _Deadline(time.monotonic() + seconds, message)  # wall-clock ok: see _watch
+        if _watchdog is None:
+            _watchdog = threading.Thread(target=_watch, name="racetrack-run-limit", daemon=True)
+            _watchdog.start()
+        _lock.notify()
+    try:
+        yield
+    finally:
+        with _lock:
+            deadline = _deadlines.pop(ident, None)
+        if deadline is not None and deadline.fired:
+            withdraw(ident)  # if it has not landed yet (the run ended meanwhile)
+    if deadline is not None and deadline.fired:  # it fired as the run ended: say it here
+        raise LimitExceeded(message)
+
+
+def _forget_in_child() -> None:
+    """A forked child has none of its parent's threads: no watchdog, no run of theirs."""
+    global _lock, _watchdog
+    _lock, _watchdog = threading.Condition(), None
+    _deadlines.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
+def run_time_limit(seconds: float, what: str) -> AbstractContextManager[None]:
+    """``--max-run-seconds`` for a run on this thread: the timer signal on the main thread, the
+    watchdog elsewhere. Raises :class:`LimitExceeded` saying ``what`` took too long."""
+    if threading.current_thread() is threading.main_thread():
+        return wall_clock_limit(seconds, what)
+    return _thread_limit(seconds, what)

@@ -1,0 +1,154 @@
+"""Several runs in flight in one worker process (``--in-flight``): the same bytes as one run at a
+time, the run-time limit and Ctrl-C reach runs on a slot thread, a slot's error reaches the
+sweep, and bad values are one line, exit 2."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from sim.cli import main
+from sim.engine.limits import Limits
+from sim.engine.scenario import load
+from sim.runs import inflight
+from sim.runs.inflight import Slots, uninterrupted
+from sim.runs.runner import run_one
+from sim.runs.sweep import Execution, Sweep, SweepError, SweepRun
+from tracker.ops import Select
+from tracker.strategies import Strategy
+
+SWEEP = ["sweep", "seed-fast-jobs", "concurrent-jobs", "--strategies", "naive,atomic,row-lock", "--runs", "6", "--json"]
+
+
+def _bytes(tmp_path, name: str, *extra: str) -> bytes:
+    out = tmp_path / name
+    assert main([*SWEEP, "--out", str(out), *extra]) == 0
+    return out.read_bytes()
+
+
+def test_runs_in_flight_in_memory_write_the_same_bytes_as_one_at_a_time(tmp_path, capsys):
+    one = _bytes(tmp_path, "one.parquet", "--workers", "1", "--in-flight", "1")
+    json_one = capsys.readouterr().out
+    three = _bytes(tmp_path, "three.parquet", "--workers", "1", "--in-flight", "3")
+    assert one == three
+    assert capsys.readouterr().out == json_one
+
+
+@pytest.mark.postgres
+def test_runs_in_flight_on_postgres_write_the_same_bytes_as_one_at_a_time(tmp_path, capsys):
+    from tracker.pg_server import choose_server
+
+    dsn = choose_server().dsn
+    server = ["--backend", "postgres", *(["--dsn", dsn] if dsn else [])]
+    one = _bytes(tmp_path, "one.parquet", *server, "--workers", "1", "--in-flight", "1")
+    json_one = capsys.readouterr().out
+    for name, extra in [("three.parquet", ("--workers", "1", "--in-flight", "3")),
+                        ("default.parquet", ("--workers", "1")),
+                        ("pool.parquet", ("--workers", "2", "--in-flight", "2"))]:
+        assert _bytes(tmp_path, name, *server, *extra) == one, extra
+        assert capsys.readouterr().out == json_one
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "17", "two"])
+def test_a_bad_in_flight_is_one_line_exit_2(value, capsys):
+    assert main(["sweep", "seed-fast-jobs", "--runs", "1", "--in-flight", value]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--in-flight must be" in err
+
+
+def test_an_execution_with_no_run_in_flight_is_refused():
+    with pytest.raises(SweepError, match="--in-flight must be >= 1"):
+        SweepRun(Sweep((load("seed-fast-jobs"),), ("naive",), runs=1), Execution(in_flight=0)).__enter__()
+
+
+def test_the_default_is_more_than_one_only_on_a_server_with_cores_to_spare(monkeypatch):
+    from sim.runs import sweep
+    from sim.runs.backends import BackendSpec
+
+    monkeypatch.setattr(sweep, "default_workers", lambda: 4)
+    assert Execution(workers=1).in_flight_for(BackendSpec("memory")) == 1
+    assert Execution(workers=1).in_flight_for(BackendSpec("postgres")) == sweep.DEFAULT_IN_FLIGHT > 1
+    assert Execution(workers=3).in_flight_for(BackendSpec("both")) == sweep.DEFAULT_IN_FLIGHT
+    assert Execution(workers=4).in_flight_for(BackendSpec("postgres")) == 1  # a worker per core: busy already
+    assert Execution(workers=4, in_flight=3).in_flight_for(BackendSpec("memory")) == 3
+
+
+def spin_forever(job, ctx):
+    yield Select(job.id)
+    while True:
+        pass
+
+
+def test_the_wall_clock_limit_stops_a_run_on_a_slot_thread():
+    # The main thread's limit is a timer signal, which other threads never get.
+    results = []
+    thread = threading.Thread(target=lambda: results.append(
+        run_one(load("process-success"), Strategy("spin", "x", on_active=spin_forever), 0, limits=Limits(wall_seconds=0.5))))
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    [result] = results
+    assert "took longer than 0.5 s of wall time (--max-run-seconds)" in result.error
+    assert "in spin_forever" in result.error  # where the handler was, as on the main thread
+
+
+def test_a_run_that_ends_in_time_on_a_slot_thread_is_not_stopped_afterwards():
+    results = []
+    thread = threading.Thread(target=lambda: results.append(
+        [run_one(load("seed-fast-jobs"), Strategy("naive", "x"), seed, limits=Limits(wall_seconds=60)).error for seed in range(3)]))
+    thread.start()
+    thread.join(timeout=120)
+    assert results == [["", "", ""]]
+
+
+def test_stop_interrupts_the_calls_running_and_each_slot_closes_up():
+    closed, started = [], threading.Event()
+
+    def spin() -> None:
+        started.set()
+        while True:
+            pass
+
+    slots = Slots(2, on_exit=lambda: closed.append(threading.get_ident()))
+    batch = slots.submit([spin, spin, spin])
+    assert started.wait(timeout=30)
+    slots.stop(interrupt_running=True)
+    assert sorted(closed) == sorted(t.ident for t in slots.threads)
+    assert not any(t.is_alive() for t in slots.threads)
+    with pytest.raises(KeyboardInterrupt):
+        batch.result()
+
+
+def test_a_failing_call_fails_its_batch_and_the_others_keep_their_order():
+    slots = Slots(3)
+    try:
+        good = slots.submit([lambda i=i: i * i for i in range(20)])
+        bad = slots.submit([lambda: 1, lambda: 1 / 0])
+        assert good.result() == [i * i for i in range(20)]
+        with pytest.raises(ZeroDivisionError):
+            bad.result()
+    finally:
+        slots.stop()
+
+
+def test_a_slot_opening_a_backend_gets_the_interrupt_once_it_is_open():
+    # Interrupted between creating its schema and keeping the backend, a slot would leave the schema.
+    inside, opened = threading.Event(), []
+
+    def open_then_spin() -> None:
+        with uninterrupted():
+            inside.set()
+            while threading.get_ident() not in inflight._deferred:  # until the stop has come
+                pass
+            opened.append(True)
+        while True:
+            pass
+
+    slots = Slots(1)
+    batch = slots.submit([open_then_spin])
+    assert inside.wait(timeout=30)
+    slots.stop(interrupt_running=True)
+    assert opened == [True]
+    with pytest.raises(KeyboardInterrupt):
+        batch.result()
