@@ -120,9 +120,11 @@ def test_a_fault_becomes_an_error_row_and_resume_retries_exactly_it(dsn, tmp_pat
 
 
 def test_a_killed_connection_with_runs_in_flight_gives_error_rows_that_resume_retries(dsn, tmp_path, monkeypatch):
-    """Two runs in flight, each on its own connections: killing them all spoils at most the one
-    run each slot has going (or starts next), the rest are as in a clean sweep, and --resume
-    retries exactly the spoiled ones."""
+    """Two runs in flight, each on its own connections: killing them all spoils at most two runs
+    per slot (the one it has going, and the next when the kill lands while it is between runs or
+    its pooled connections do not know yet that they are dead: seen as runs 2, 3 and 4 of 24 on a
+    loaded machine), the rest are as in a clean sweep, and --resume retries exactly the spoiled
+    ones."""
     prefix, runs, in_flight = f"rtfault{os.getpid()}inflight", 24, 2
     clean = sweep_rows(dsn, prefix + "c", None, runs=runs, in_flight=in_flight)
     done = []
@@ -136,7 +138,7 @@ def test_a_killed_connection_with_runs_in_flight_gives_error_rows_that_resume_re
     out = tmp_path / "out.parquet"
     hit = sweep_rows(dsn, prefix, out, between=between, runs=runs, in_flight=in_flight)
     failed = [i for i, r in enumerate(hit) if r["error"]]
-    assert 1 <= len(failed) <= in_flight, failed
+    assert 1 <= len(failed) <= 2 * in_flight, failed
     assert all("lost the connection" in hit[i]["error"] for i in failed)
     assert [r for i, r in enumerate(hit) if i not in failed] == [r for i, r in enumerate(clean) if i not in failed]
 
