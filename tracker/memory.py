@@ -56,17 +56,13 @@ from tracker.ops import (
     TrackerError,
     Update,
 )
-from tracker.table import INT_RANGES, KINDS, Column, Table, compile_expr
+from tracker.table import INT_RANGES, KINDS, Column, Table, compile_defaults, compile_rules
 from tracker.table import evaluate as evaluate_sql
 from tracker.table_sql import bundled_table
 
 
 class UnmodelledTable(UserError):
     """A table the memory model cannot reproduce exactly; the line names the construct."""
-
-
-def _defaults(table: Table, now_us: int) -> Row:
-    return {c.name: None if c.default is None else evaluate_sql(c.default, {}, now_us) for c in table.columns}
 
 
 # --- SQL three-valued logic --------------------------------------------------------------------
@@ -130,32 +126,34 @@ def _rules_of(table: Table) -> _Rules:
 
 class _Rules:
     """What the model looks up in its table for every statement, worked out once per table: the
-    columns by name, the ones a statement may set, the enum columns' labels, the NOT NULL
-    columns and each CHECK compiled (:func:`~tracker.table.compile_expr`)."""
+    columns by name, the ones a statement may set, the enum columns' labels, the defaults, and
+    the NOT NULL columns and CHECKs compiled into one function
+    (:func:`~tracker.table.compile_rules`)."""
 
     def __init__(self, table: Table) -> None:
         self.table = table
         self.columns = {c.name: c for c in table.columns}
         self.settable = frozenset(self.columns) - {table.key}
         self.enum_labels = {c.name: c.labels for c in table.columns if c.kind == "enum"}
-        self.not_null = tuple(c.name for c in table.columns if c.not_null)
-        self.checks = tuple((c.name, compile_expr(c.expr)) for c in table.checks)
+        self.defaults = compile_defaults(table.columns)
+        not_null = tuple(c.name for c in table.columns if c.not_null)
+        self._first_broken = compile_rules(not_null, tuple(c.expr for c in table.checks))
+        #: The error of each rule, in the order compile_rules numbers them.
+        self._errors = tuple(
+            (
+                "23502",
+                f"{table.name}_{name}_not_null",
+                f'null value in column "{name}" of relation "{table.name}" violates not-null constraint',
+            )
+            for name in not_null
+        ) + tuple(
+            ("23514", c.name, f'new row for relation "{table.name}" violates check constraint "{c.name}"')
+            for c in table.checks
+        )
 
     def check_row(self, row: Row, now_us: int) -> TrackerError | None:
-        table = self.table
-        for name in self.not_null:
-            if row[name] is None:
-                return TrackerError(
-                    "23502",
-                    f"{table.name}_{name}_not_null",
-                    f'null value in column "{name}" of relation "{table.name}" violates not-null constraint',
-                )
-        for name, check in self.checks:
-            if check(row, now_us) is False:
-                return TrackerError(
-                    "23514", name, f'new row for relation "{table.name}" violates check constraint "{name}"'
-                )
-        return None
+        broken = self._first_broken(row, now_us)
+        return None if broken is None else TrackerError(*self._errors[broken])
 
     def check_columns(self, verb: str, values: Any) -> None:
         if not self.settable.issuperset(values):
@@ -417,7 +415,7 @@ class MemoryTracker:
     def _insert(self, session: str, state: _Session, op: Insert, now_us: int) -> Outcome:
         table, rules = self.table, self._rules
         rules.check_columns("INSERT", op.values)
-        row = _defaults(table, now_us)
+        row = rules.defaults(now_us)
         values = {k: evaluate(v, None, now_us) for k, v in op.values.items()}
         error = _check_types(table, "INSERT", values, rules.columns)
         if error:
@@ -473,7 +471,7 @@ class MemoryTracker:
             return Done(error=error)
         new.update(values)
         new.update(dict.fromkeys(table.stamped, now_us))  # the BEFORE UPDATE trigger
-        error = check_row(new, table, now_us)
+        error = self._rules.check_row(new, now_us)
         if error:
             return Done(error=error)
         self._write(session, state, op.job_id, new)
