@@ -20,7 +20,7 @@ from tracker.memory import MemoryTracker, UnmodelledTable, check_row
 from tracker.ops import Insert, Update
 from tracker.pg_server import choose_server
 from tracker.strategies import BUILTIN, load_strategy
-from tracker.table import compile_expr, evaluate
+from tracker.table import compile_defaults, compile_expr, compile_rules, evaluate
 from tracker.table_sql import TableSqlError, bundled_table, for_postgres, parse_table
 
 TABLES = Path(__file__).parent / "tables"
@@ -241,3 +241,55 @@ def test_a_compiled_check_gives_what_walking_its_expression_gives(condition, row
     (check,) = parse_table(ddl, "probe.sql").checks
     full = {"id": "j", **row}
     assert compile_expr(check.expr)(full, T0) == evaluate(check.expr, full, T0)
+
+
+#: Any value in any column, and columns missing: the compiled code must also fail as walking does.
+_ANY = st.one_of(st.none(), st.integers(-3, 3), st.sampled_from(["x", "3", *ENUM]), st.booleans(), st.floats(-3, 3))
+
+
+def _outcome(compute):
+    try:
+        return ("value", compute())
+    except Exception as exc:  # the exception's class and arguments are part of what must agree
+        return (type(exc), exc.args)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    conditions=st.lists(_conditions(), min_size=1, max_size=3),
+    not_null=st.lists(st.sampled_from(list(COLUMNS)), unique=True, max_size=3),
+    row=st.one_of(st.fixed_dictionaries(dict.fromkeys(COLUMNS, _ANY)), st.dictionaries(st.sampled_from(list(COLUMNS)), _ANY)),
+)
+def test_compiled_rules_fail_where_walking_fails_and_name_the_same_rule_on_any_row(conditions, not_null, row):
+    ddl = (
+        "CREATE TYPE st AS ENUM ('lo', 'mid', 'hi');\nCREATE TABLE c (id text PRIMARY KEY, "
+        + ", ".join(f"{n} {t}" for n, t in COLUMNS.items())
+        + "".join(f", CONSTRAINT probe{i} CHECK ({for_postgres(c)})" for i, c in enumerate(conditions))
+        + ");"
+    )
+    checks = tuple(c.expr for c in parse_table(ddl, "probe.sql").checks)
+    full = {"id": "j", **row}
+
+    def walking():
+        for i, column in enumerate(not_null):
+            if full[column] is None:
+                return i
+        for i, check in enumerate(checks, len(not_null)):
+            if evaluate(check, full, T0) is False:
+                return i
+        return None
+
+    assert _outcome(lambda: compile_rules(tuple(not_null), checks)(full, T0)) == _outcome(walking)
+    for check in checks:
+        compiled = compile_expr(check)
+        assert _outcome(lambda: compiled(full, T0)) == _outcome(lambda: evaluate(check, full, T0))  # noqa: B023 - called at once
+
+
+@pytest.mark.parametrize("table_file", ["enum_cancelled_status.sql", "extra_not_null_defaults.sql", "case_coalesce_check.sql"])
+def test_compiled_defaults_are_the_walked_defaults_in_column_order(table_file):
+    table = parse_table((TABLES / table_file).read_text(), table_file)
+    for t in (bundled_table(), table):
+        walked = {c.name: None if c.default is None else evaluate(c.default, {}, T0) for c in t.columns}
+        compiled = compile_defaults(t.columns)(T0)
+        assert list(compiled.items()) == list(walked.items())
+        assert compiled is not compile_defaults(t.columns)(T0)

@@ -56,17 +56,13 @@ from tracker.ops import (
     TrackerError,
     Update,
 )
-from tracker.table import INT_RANGES, KINDS, Column, Table, compile_expr
+from tracker.table import INT_RANGES, KINDS, Column, Table, compile_defaults, compile_rules
 from tracker.table import evaluate as evaluate_sql
 from tracker.table_sql import bundled_table
 
 
 class UnmodelledTable(UserError):
     """A table the memory model cannot reproduce exactly; the line names the construct."""
-
-
-def _defaults(table: Table, now_us: int) -> Row:
-    return {c.name: None if c.default is None else evaluate_sql(c.default, {}, now_us) for c in table.columns}
 
 
 # --- SQL three-valued logic --------------------------------------------------------------------
@@ -130,37 +126,64 @@ def _rules_of(table: Table) -> _Rules:
 
 class _Rules:
     """What the model looks up in its table for every statement, worked out once per table: the
-    columns by name, the ones a statement may set, the enum columns' labels, the NOT NULL
-    columns and each CHECK compiled (:func:`~tracker.table.compile_expr`)."""
+    columns by name, the ones a statement may set, the enum columns' labels, the defaults, and
+    the NOT NULL columns and CHECKs compiled into one function
+    (:func:`~tracker.table.compile_rules`)."""
 
     def __init__(self, table: Table) -> None:
         self.table = table
         self.columns = {c.name: c for c in table.columns}
         self.settable = frozenset(self.columns) - {table.key}
         self.enum_labels = {c.name: c.labels for c in table.columns if c.kind == "enum"}
-        self.not_null = tuple(c.name for c in table.columns if c.not_null)
-        self.checks = tuple((c.name, compile_expr(c.expr)) for c in table.checks)
+        self.defaults = compile_defaults(table.columns)
+        not_null = tuple(c.name for c in table.columns if c.not_null)
+        self._first_broken = compile_rules(not_null, tuple(c.expr for c in table.checks))
+        #: Per column: the classes a value may have to fit without a look (None: any), and the
+        #: range an int must be in (empty when ints need :func:`_check_types`).
+        self._accepts = {c.name: _ACCEPTS.get(c.kind, (_NULL, 1, 0)) for c in table.columns}
+        #: The error of each rule, in the order compile_rules numbers them.
+        self._errors = tuple(
+            (
+                "23502",
+                f"{table.name}_{name}_not_null",
+                f'null value in column "{name}" of relation "{table.name}" violates not-null constraint',
+            )
+            for name in not_null
+        ) + tuple(
+            ("23514", c.name, f'new row for relation "{table.name}" violates check constraint "{c.name}"')
+            for c in table.checks
+        )
+
+    def check_types(self, verb: str, values: dict[str, Any]) -> TrackerError | None:
+        """:func:`_check_types`, deciding the values whose class alone says they fit (and ints in
+        their column's range) without it; any other value has it check them all, as before."""
+        accepts = self._accepts
+        for name, value in values.items():
+            classes, lo, hi = accepts[name]
+            if classes is None or value.__class__ in classes or (value.__class__ is int and lo <= value <= hi):
+                continue
+            return _check_types(self.table, verb, values, self.columns)
+        return None
 
     def check_row(self, row: Row, now_us: int) -> TrackerError | None:
-        table = self.table
-        for name in self.not_null:
-            if row[name] is None:
-                return TrackerError(
-                    "23502",
-                    f"{table.name}_{name}_not_null",
-                    f'null value in column "{name}" of relation "{table.name}" violates not-null constraint',
-                )
-        for name, check in self.checks:
-            if check(row, now_us) is False:
-                return TrackerError(
-                    "23514", name, f'new row for relation "{table.name}" violates check constraint "{name}"'
-                )
-        return None
+        broken = self._first_broken(row, now_us)
+        return None if broken is None else TrackerError(*self._errors[broken])
 
     def check_columns(self, verb: str, values: Any) -> None:
         if not self.settable.issuperset(values):
             _check_columns(self.table, verb, values)  # says which column, as it always did
 
+
+_NULL = frozenset((type(None),))
+#: What :func:`_fits` accepts, by kind, in the form ``_Rules._accepts`` keeps (enum labels and
+#: other kinds are left to :func:`_check_types`).
+_ACCEPTS: dict[str, tuple[frozenset[type] | None, int, int]] = {
+    "text": (frozenset((str, type(None))), 1, 0),
+    "boolean": (frozenset((bool, type(None))), 1, 0),
+    "jsonb": (None, 1, 0),
+    "timestamptz": (_NULL, -(2**62) + 1, 2**62 - 1),
+    **{kind: (_NULL, lo, hi) for kind, (lo, hi) in INT_RANGES.items()},
+}
 
 #: Values an expression may be that evaluate to themselves (the common case, tested first).
 _PLAIN = frozenset((int, str, float, bool, type(None)))
@@ -329,13 +352,15 @@ class MemoryTracker:
         state = self._sessions.get(session)
         if state is None:
             state = self._sessions[session] = _Session()
-        if isinstance(op, Begin):
-            if not state.in_tx:
-                state.in_tx, state.aborted, state.tx_now_us = True, False, db_now_us
-            return _DONE
-        if isinstance(op, (Commit, Rollback)):
-            self._end_transaction(session, state, commit=isinstance(op, Commit) and not state.aborted)
-            return _DONE
+        cls = op.__class__
+        if cls is not Update and cls is not Select and cls is not Insert:  # the common three skip these
+            if isinstance(op, Begin):
+                if not state.in_tx:
+                    state.in_tx, state.aborted, state.tx_now_us = True, False, db_now_us
+                return _DONE
+            if isinstance(op, (Commit, Rollback)):
+                self._end_transaction(session, state, commit=isinstance(op, Commit) and not state.aborted)
+                return _DONE
         if state.aborted:
             return Done(
                 error=TrackerError(
@@ -344,10 +369,17 @@ class MemoryTracker:
                     "current transaction is aborted, commands ignored until end of transaction block",
                 )
             )
-        if op.__class__ is Rpc:
+        if cls is Rpc:
             return self._rpcs.execute(op, db_now_us, state.in_tx, lambda o: self.execute(session, o, db_now_us), session)  # type: ignore[arg-type]
         now_us = state.tx_now_us if state.in_tx else db_now_us
-        outcome = self._statement(session, state, op, now_us, resumed=False)
+        if cls is Update:  # as _statement would, without its isinstance tests
+            outcome = self._update(session, state, op, now_us, False)  # type: ignore[arg-type]
+        elif cls is Select:
+            outcome = self._select(session, state, op)  # type: ignore[arg-type]
+        elif cls is Insert:
+            outcome = self._insert(session, state, op, now_us)  # type: ignore[arg-type]
+        else:
+            outcome = self._statement(session, state, op, now_us, resumed=False)
         if isinstance(outcome, Blocked):
             state.waiting = (op, db_now_us)
         elif outcome.error is not None and state.in_tx:
@@ -417,9 +449,9 @@ class MemoryTracker:
     def _insert(self, session: str, state: _Session, op: Insert, now_us: int) -> Outcome:
         table, rules = self.table, self._rules
         rules.check_columns("INSERT", op.values)
-        row = _defaults(table, now_us)
+        row = rules.defaults(now_us)
         values = {k: evaluate(v, None, now_us) for k, v in op.values.items()}
-        error = _check_types(table, "INSERT", values, rules.columns)
+        error = rules.check_types("INSERT", values)
         if error:
             return Done(error=error)
         row.update(values)
@@ -473,7 +505,7 @@ class MemoryTracker:
             return Done(error=error)
         new.update(values)
         new.update(dict.fromkeys(table.stamped, now_us))  # the BEFORE UPDATE trigger
-        error = check_row(new, table, now_us)
+        error = self._rules.check_row(new, now_us)
         if error:
             return Done(error=error)
         self._write(session, state, op.job_id, new)
@@ -496,11 +528,12 @@ class MemoryTracker:
         assert row is not None
         new = dict(row)
         values = {k: evaluate(v, row, now_us) for k, v in op.set.items()}
-        error = _check_types(table, "UPDATE", values, rules.columns)
+        error = rules.check_types("UPDATE", values)
         if error:
             return Done(error=error)
         new.update(values)
-        new.update(dict.fromkeys(table.stamped, now_us))  # the BEFORE UPDATE trigger
+        for column in table.stamped:  # the BEFORE UPDATE trigger
+            new[column] = now_us
         error = rules.check_row(new, now_us)
         if error:
             return Done(error=error)

@@ -14,7 +14,6 @@ Imports only the standard library.
 from __future__ import annotations
 
 import json
-import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -188,124 +187,202 @@ def evaluate(expr: Expr, row: dict[str, Any], now_us: int) -> Any:
     raise TypeError(f"not an expression: {expr!r}")
 
 
-_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
-    "=": operator.eq, "<>": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
-}
+_OPERATORS = {"=": "==", "<>": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 
 
 def compile_expr(expr: Expr) -> Callable[[dict[str, Any], int], Any]:
     """``expr`` as a function of ``(row, now_us)`` that gives what :func:`evaluate` gives (the
     same values, the same exceptions, arguments evaluated in the same order), without walking
     the expression tree per call: the memory model checks every written row against every CHECK."""
-    if isinstance(expr, Lit):
-        value = expr.value
-        if expr.kind == "jsonb" and value is not None:
-            return lambda row, now_us: json.loads(value)
-        return lambda row, now_us: value
-    if isinstance(expr, Ref):
-        column = expr.column
-        return lambda row, now_us: row[column]
-    if isinstance(expr, Now):
-        return lambda row, now_us: now_us
-    if isinstance(expr, Compare):
-        return _compiled_compare(expr)
-    if isinstance(expr, Logic):
-        args = tuple(compile_expr(a) for a in expr.args)
-        decisive = expr.op == "or"  # OR is decided by a true argument, AND by a false one
+    source = Source()
+    result = source.value(expr)
+    return source.function("expression", ("row", "now_us"), f"return {result}")  # type: ignore[return-value]
 
-        def logic(row: dict[str, Any], now_us: int) -> Any:
-            values = [arg(row, now_us) for arg in args]
-            unknown = False
-            for v in values:
-                if v is decisive:
-                    return decisive
-                if v is None:
-                    unknown = True
-            return None if unknown else not decisive
 
-        return logic
-    if isinstance(expr, Negate):
-        arg = compile_expr(expr.arg)
+class Source:
+    """Python source that evaluates expressions as :func:`evaluate` does, for :func:`compile`:
+    straight-line statements into temporaries, SQL's three-valued logic spelled out per node
+    (every argument of AND / OR / IN / GREATEST evaluated in order before deciding, CASE and
+    COALESCE lazily), ints and strs compared directly and anything else through :func:`_cmp`,
+    so that the values and the exceptions are :func:`evaluate`'s. The row is ``row``, the clock
+    ``now_us``. A table's rules become one function this way instead of a tree of closures."""
 
-        def negate(row: dict[str, Any], now_us: int) -> Any:
-            value = arg(row, now_us)
-            return None if value is None else not value
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.names: dict[str, Any] = {"_cmp": _cmp, "_json_loads": json.loads}
+        self.depth = 1
+        self.count = 0
 
-        return negate
-    if isinstance(expr, NullTest):
-        arg, negated = compile_expr(expr.arg), expr.negated
-        return lambda row, now_us: (arg(row, now_us) is None) != negated
-    if isinstance(expr, Member):
-        arg, items, negated = compile_expr(expr.arg), tuple(compile_expr(i) for i in expr.items), expr.negated
+    def emit(self, line: str) -> None:
+        self.lines.append("    " * self.depth + line)
 
-        def member(row: dict[str, Any], now_us: int) -> Any:
-            value = arg(row, now_us)
-            found = [_cmp(value, "=", item(row, now_us)) for item in items]
-            inside = True if True in found else (None if None in found else False)
-            return None if inside is None else inside != negated
+    def temp(self) -> str:
+        self.count += 1
+        return f"_t{self.count}"
 
-        return member
-    if isinstance(expr, Choose):
-        whens = tuple((compile_expr(c), compile_expr(r)) for c, r in expr.whens)
-        otherwise = compile_expr(expr.otherwise)
+    def constant(self, value: Any) -> str:
+        """``value`` as source: a literal for the types whose repr gives them back, else a name."""
+        if value is None or value.__class__ in (int, str, bool):
+            return repr(value)
+        name = f"_k{len(self.names)}"
+        self.names[name] = value
+        return name
 
-        def choose(row: dict[str, Any], now_us: int) -> Any:
-            for condition, result in whens:
-                if condition(row, now_us) is True:
-                    return result(row, now_us)
-            return otherwise(row, now_us)
+    def assign(self, source: str) -> str:
+        name = self.temp()
+        self.emit(f"{name} = {source}")
+        return name
 
-        return choose
-    if isinstance(expr, Pick):
-        args, fn = tuple(compile_expr(a) for a in expr.args), expr.fn
-        if fn == "coalesce":
-
-            def coalesce(row: dict[str, Any], now_us: int) -> Any:
-                for arg in args:
-                    value = arg(row, now_us)
-                    if value is not None:
-                        return value
-                return None
-
-            return coalesce
-        pick = max if fn == "greatest" else min
-
-        def extreme(row: dict[str, Any], now_us: int) -> Any:
-            present = [v for v in (arg(row, now_us) for arg in args) if v is not None]
-            return pick(present) if present else None
-
-        return extreme
-    if isinstance(expr, Convert):
-        arg, to_text = compile_expr(expr.arg), expr.kind == "text"
-
-        def convert(row: dict[str, Any], now_us: int) -> Any:
-            value = arg(row, now_us)
-            if value is None or not to_text:
+    def value(self, expr: Expr) -> str:
+        """Emits what evaluates ``expr``; the name of a local that then holds its value."""
+        if isinstance(expr, Lit):
+            if expr.kind == "jsonb" and expr.value is not None:
+                return self.assign(f"_json_loads({self.constant(expr.value)})")
+            return self.assign(self.constant(expr.value))
+        if isinstance(expr, Ref):
+            return self.assign(f"row[{self.constant(expr.column)}]")
+        if isinstance(expr, Now):
+            return "now_us"
+        if isinstance(expr, Compare):
+            return self._compare(expr)
+        if isinstance(expr, Logic):
+            values = [self.value(a) for a in expr.args]
+            decisive = expr.op == "or"  # OR is decided by a true argument, AND by a false one
+            any_decisive = " or ".join(f"{v} is {decisive}" for v in values)
+            any_unknown = " or ".join(f"{v} is None" for v in values)
+            return self.assign(f"{decisive} if ({any_decisive}) else (None if ({any_unknown}) else {not decisive})")
+        if isinstance(expr, Negate):
+            value = self.value(expr.arg)
+            return self.assign(f"None if {value} is None else not {value}")
+        if isinstance(expr, NullTest):
+            value = self.value(expr.arg)
+            return self.assign(f"{value} is {'not ' if expr.negated else ''}None")
+        if isinstance(expr, Member):
+            return self._member(expr)
+        if isinstance(expr, Choose):
+            return self._lazy([(c, r) for c, r in expr.whens], expr.otherwise, "{} is True")
+        if isinstance(expr, Pick):
+            if expr.fn == "coalesce":
+                return self._lazy([(a, None) for a in expr.args], None, "{} is not None")
+            values = [self.value(a) for a in expr.args]
+            present = self.assign(f"[_v for _v in ({''.join(v + ', ' for v in values)}) if _v is not None]")
+            pick = "max" if expr.fn == "greatest" else "min"
+            return self.assign(f"{pick}({present}) if {present} else None")
+        if isinstance(expr, Convert):
+            value = self.value(expr.arg)
+            if expr.kind != "text":
                 return value
-            return ("true" if value else "false") if isinstance(value, bool) else str(value)
+            return self.assign(
+                f"{value} if {value} is None else (('true' if {value} else 'false') "
+                f"if isinstance({value}, bool) else str({value}))"
+            )
+        self.emit(f"raise TypeError({self.constant(f'not an expression: {expr!r}')})")
+        return "None"
 
-        return convert
+    def _compare(self, expr: Compare) -> str:
+        if expr.labels:
+            a, b = self.value(expr.left), self.value(expr.right)
+            labels = self.constant(expr.labels)
+            a = self.assign(f"{labels}.index({a}) if {a} is not None else {a}")
+            b = self.assign(f"{labels}.index({b}) if {b} is not None else {b}")
+            sides: tuple[Any, Any] = (None, None)
+        else:
+            a, b = self._operand(expr.left), self._operand(expr.right)
+            sides = (_known(expr.left), _known(expr.right))
+        fallback = f"_cmp({a}, {expr.op!r}, {b})"
+        operator = _OPERATORS.get(expr.op)
+        if operator is None:
+            return self.assign(fallback)
+        # Two ints or two strs compare every way, so _cmp's table of all six is not needed.
+        kinds = {v.__class__ for v in sides if v is not None}
+        if len(kinds) == 1 and next(iter(kinds)) in _ORDERED:
+            kind = next(iter(kinds)).__name__  # one side is a constant of that class: test the other
+            same = " and ".join(f"{x}.__class__ is {kind}" for x, v in zip((a, b), sides, strict=True) if v is None) or "True"
+        else:
+            a, b = (f"({x})" if x[0].isdigit() or x[0] == "-" else x for x in (a, b))  # (1).__class__
+            same = f"{a}.__class__ is {b}.__class__ and ({a}.__class__ is int or {a}.__class__ is str)"
+        return self.assign(f"({a} {operator} {b}) if {same} else {fallback}")
 
-    def unknown(row: dict[str, Any], now_us: int) -> Any:
-        raise TypeError(f"not an expression: {expr!r}")
+    def _operand(self, expr: Expr) -> str:
+        """A constant int or str as its literal (used where ``is`` never tests it), else :meth:`value`."""
+        known = _known(expr)
+        return repr(known) if known.__class__ in _ORDERED else self.value(expr)
 
-    return unknown
+    def _member(self, expr: Member) -> str:
+        value = self.value(expr.arg)
+        items = [_known(i) for i in expr.items]
+        kinds = {i.__class__ for i in items}
+        inside = self.temp()
+        if items and len(kinds) == 1 and next(iter(kinds)) in _ORDERED:
+            # Constant ints or strs: for a value of their class each _cmp is ==, never None.
+            self.emit(f"if {value}.__class__ is {next(iter(kinds)).__name__}:")
+            self.emit(f"    {inside} = {value} in {self.constant(tuple(items))}")
+            self.emit("else:")
+            self.depth += 1
+            found = [f"_cmp({value}, '=', {i!r})" for i in items]
+        else:
+            found = [self.assign(f"_cmp({value}, '=', {self.value(item)})") for item in expr.items]
+        listed = self.assign(f"[{', '.join(found)}]")
+        self.emit(f"{inside} = True if True in {listed} else (None if None in {listed} else False)")
+        if items and len(kinds) == 1 and next(iter(kinds)) in _ORDERED:
+            self.depth -= 1
+        return self.assign(f"None if {inside} is None else {inside} != {expr.negated}")
+
+    def _lazy(self, branches: list[tuple[Expr, Expr | None]], otherwise: Expr | None, taken: str) -> str:
+        """CASE (a branch's result when its condition is true) and COALESCE (the first argument
+        not NULL): each condition evaluated only when the ones before it were not taken."""
+        result = self.temp()
+        depth = self.depth
+        for condition, then in branches:
+            tested = self.value(condition)
+            self.emit(f"if {taken.format(tested)}:")
+            self.depth += 1
+            self.emit(f"{result} = {tested if then is None else self.value(then)}")
+            self.depth -= 1
+            self.emit("else:")
+            self.depth += 1
+        self.emit(f"{result} = {'None' if otherwise is None else self.value(otherwise)}")
+        self.depth = depth
+        return result
+
+    def function(self, name: str, parameters: tuple[str, ...], *last: str) -> Callable[..., Any]:
+        """The statements emitted so far, then ``last``, as a function ``name(parameters)``."""
+        for line in last:
+            self.emit(line)
+        text = f"def {name}({', '.join(parameters)}):\n" + "\n".join(self.lines) + "\n"
+        namespace = dict(self.names)
+        exec(compile(text, f"<racetrack {name}>", "exec"), namespace)  # noqa: S102 - our own generated source
+        return namespace[name]  # type: ignore[no-any-return]
 
 
-def _compiled_compare(expr: Compare) -> Callable[[dict[str, Any], int], Any]:
-    left, right, op, labels = compile_expr(expr.left), compile_expr(expr.right), expr.op, expr.labels
-    compare = _COMPARE.get(op)
+def compile_rules(not_null: tuple[str, ...], checks: tuple[Expr, ...]) -> Callable[[dict[str, Any], int], int | None]:
+    """One function of ``(row, now_us)`` giving the index of the first rule the row breaks, or
+    None: the columns ``not_null`` in their order (``row[column] is None``), then ``checks`` in
+    their order (false, not unknown; index ``len(not_null) + i``), each evaluated as
+    :func:`evaluate` would, and none after the first broken."""
+    source = Source()
+    for i, column in enumerate(not_null):
+        source.emit(f"if row[{column!r}] is None:")
+        source.emit(f"    return {i}")
+    for i, check in enumerate(checks, len(not_null)):
+        source.emit(f"if {source.value(check)} is False:")
+        source.emit(f"    return {i}")
+    return source.function("first_broken", ("row", "now_us"), "return None")  # type: ignore[return-value]
 
-    def comparison(row: dict[str, Any], now_us: int) -> Any:
-        a, b = left(row, now_us), right(row, now_us)
-        if labels:
-            a, b = _ranked(a, labels), _ranked(b, labels)
-        # Two ints or two strs compare every way, so :func:`_cmp`'s table of all six is not needed.
-        if compare is not None and a.__class__ is b.__class__ and a.__class__ in _ORDERED:
-            return compare(a, b)
-        return _cmp(a, op, b)
 
-    return comparison
+def compile_defaults(columns: tuple[Column, ...]) -> Callable[[int], dict[str, Any]]:
+    """A function of ``now_us`` giving a new row of ``columns``' defaults (None where a column
+    has none), each as :func:`evaluate` gives it against an empty row, in column order."""
+    source = Source()
+    source.emit("row = {}")
+    values = [(c.name, "None" if c.default is None else source.value(c.default)) for c in columns]
+    items = ", ".join(f"{name!r}: {value}" for name, value in values)
+    return source.function("defaults", ("now_us",), f"return {{{items}}}")  # type: ignore[return-value]
+
+
+def _known(expr: Expr) -> Any:
+    """A constant's value when the source can rely on it (not jsonb, which is parsed per use)."""
+    return expr.value if isinstance(expr, Lit) and expr.kind != "jsonb" else None
 
 
 _ORDERED = frozenset((int, str))

@@ -102,9 +102,10 @@ class Driver:
         process = self.env.active_process
         assert process is not None
         self._processes[actor.name] = (actor.host, process, int(self.env.now), False)
+        crashed = gen if isinstance(gen, interpreter.Crashed) else None  # tested once, not per operation
         try:
             while True:
-                step = gen if isinstance(gen, interpreter.Crashed) else interpreter.advance(gen, send, throw)
+                step = crashed if crashed is not None else interpreter.advance(gen, send, throw)  # type: ignore[arg-type]
                 if not isinstance(step, interpreter.Yielded):
                     self._ended(actor, step)
                     break
