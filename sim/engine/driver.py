@@ -70,8 +70,11 @@ class Driver:
         #: The running handlers' processes, by actor (host, process, start, a ``Parallel``
         #: statement's?): what :meth:`stop_host` stops.
         self._processes: dict[str, tuple[str, simpy.Process, int, bool]] = {}
-        #: Statements each actor has sent in a ``Parallel`` so far (they name its branch sessions).
-        self._branches: dict[str, int] = {}
+        #: Names the sessions of ``Parallel`` statements.
+        self._statements = interpreter.Statements()
+        #: With a client pool (:class:`~sim.engine.network.NetworkDriver`): per session, how long
+        #: each database operation that ran waited for a connection.
+        self.queued: dict[str, list[int]] = {}
 
     # -- public --------------------------------------------------------------------------------
 
@@ -147,14 +150,8 @@ class Driver:
                     else:
                         send = outcome.value
         except simpy.Interrupt as stop:
-            self.steps.append(error_step(len(self.steps), actor, self.now, str(stop.cause)))
-            for waiting in self._waiters.values():  # a lock wait it abandoned wakes nobody
-                waiting[:] = [w for w in waiting if w[0] != actor.name]
-            if not isinstance(gen, interpreter.Crashed):
-                try:
-                    gen.close()
-                except RuntimeError:  # a handler that yields in its `finally`: it is stopped all the same
-                    pass
+            self._stopped(actor, str(stop.cause))
+            interpreter.stop(gen)
         except GeneratorExit:
             discarded = True  # the run is over and SimPy drops a process stuck in a lock wait
             raise
@@ -163,9 +160,7 @@ class Driver:
             self.live.pop(actor.name, None)
             self._processes.pop(actor.name, None)
             if not discarded:
-                self.backend.end_session(actor.name)  # a pool would roll back what was left open
-                self._rows.end(actor.name)
-                self._wake(actor.name)
+                self._end_session(actor.name)
 
     def _parallel(self, actor: Actor, op: Parallel) -> Generator[simpy.Event, Any, Any]:
         """Send ``op``'s statements at once, each on a branch session of its own; the tuple of
@@ -176,9 +171,9 @@ class Driver:
         done = self.env.event()
         answers: list[Any] = [None] * len(op.ops)
         left = [len(op.ops)]
-        for i, statement in enumerate(op.ops):
-            n = self._branches[actor.name] = self._branches.get(actor.name, 0) + 1
-            branch = Actor(f"{actor.name}/{n}", actor.job_id, actor.event, actor.host, actor.clock)
+        sessions = self._statements.sessions(actor.name, len(op.ops))
+        for i, (session, statement) in enumerate(zip(sessions, op.ops, strict=True)):
+            branch = Actor(session, actor.job_id, actor.event, actor.host, actor.clock)
             self.env.process(self._branch(branch, statement, i, answers, left, done))
         return (yield done)
 
@@ -206,19 +201,25 @@ class Driver:
             if not left[0] and not done.triggered:
                 done.succeed(tuple(answers))
         except simpy.Interrupt as stop:
-            self.steps.append(error_step(len(self.steps), actor, self.now, str(stop.cause)))
-            for waiting in self._waiters.values():
-                waiting[:] = [w for w in waiting if w[0] != actor.name]
+            self._stopped(actor, str(stop.cause))
         except GeneratorExit:
             discarded = True
             raise
         finally:
             self._processes.pop(actor.name, None)
             if not discarded:
-                self._end_branch(actor.name)
+                self._end_session(actor.name)
 
-    def _end_branch(self, session: str) -> None:
-        """A ``Parallel`` statement's session is over: it ends, as a handler's does."""
+    def _stopped(self, actor: Actor, why: str) -> None:
+        """``actor``'s process was stopped (:meth:`stop_host`): recorded; a lock wait it abandoned
+        wakes nobody."""
+        self.steps.append(error_step(len(self.steps), actor, self.now, why))
+        for waiting in self._waiters.values():
+            waiting[:] = [w for w in waiting if w[0] != actor.name]
+
+    def _end_session(self, session: str) -> None:
+        """A handler's (or a ``Parallel`` statement's) session is over: it ends (a pool would roll
+        back what was left open) and whoever waited for its locks goes on."""
         self.backend.end_session(session)
         self._rows.end(session)
         self._wake(session)

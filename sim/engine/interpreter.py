@@ -134,6 +134,38 @@ def suspended_at(gen: types.GeneratorType) -> str:
     return f"{os.path.basename(code.co_filename)}:{line} in {code.co_name}"
 
 
+def stop(gen: types.GeneratorType | Crashed | None) -> None:
+    """Stop a handler where it is (its process died): its generator is closed; one that yields in
+    its ``finally`` is stopped all the same."""
+    if isinstance(gen, types.GeneratorType):
+        try:
+            gen.close()
+        except RuntimeError:
+            pass
+
+
+class Statements:
+    """The sessions of the statements handlers send in a ``Parallel``: ``<actor>/<n>``, ``n``
+    counting that handler's such statements from 1. Every driver names them so: schedules,
+    traces and replays rely on the names agreeing."""
+
+    def __init__(self) -> None:
+        self._sent: dict[str, int] = {}
+
+    def sessions(self, actor: str, count: int) -> list[str]:
+        """The sessions of ``actor``'s next ``count`` statements."""
+        sent = self._sent.get(actor, 0)
+        self._sent[actor] = sent + count
+        return [f"{actor}/{sent + i}" for i in range(1, count + 1)]
+
+
+def actor_of(session: str) -> str:
+    """The handler a session belongs to: ``job-1.completed#1`` for its ``Parallel`` statement
+    ``job-1.completed#1/2``, itself otherwise."""
+    actor, slash, n = session.rpartition("/")
+    return actor if slash and n.isdigit() else session
+
+
 def stop_runaway(name: str, gen: types.GeneratorType, limit: int) -> str:
     """Close a handler that yielded more than ``limit`` operations; the one line that says so
     (``name``: its actor)."""

@@ -89,9 +89,6 @@ class NetworkDriver(Driver):
         self._on_wire: dict[str, tuple[Actor, DbOp]] = {}
         #: Actors holding a pool connection, with their request.
         self._held: dict[str, tuple[simpy.Resource, Any]] = {}
-        #: Per session, how long each database operation that ran waited for a connection
-        #: (what a forced order of the run replays: :attr:`sim.engine.ordered.Case.queued`).
-        self.queued: dict[str, list[int]] = {}
         self._in_transaction: set[str] = set()
 
     def _one_way_now(self, actor_name: str) -> int:
@@ -101,12 +98,11 @@ class NetworkDriver(Driver):
     def _run(self, actor: Actor, gen: types.GeneratorType | interpreter.Crashed) -> Generator[simpy.Event, Any, None]:
         try:
             yield from super()._run(actor, gen)
-        finally:
-            self._release(actor.name)
+        finally:  # its connection went back with its session (_end_session)
             self._in_transaction.discard(actor.name)
 
-    def _end_branch(self, session: str) -> None:
-        super()._end_branch(session)
+    def _end_session(self, session: str) -> None:
+        super()._end_session(session)
         self._release(session)
 
     def _db(self, actor: Actor, op: DbOp) -> Generator[simpy.Event, Any, Done]:

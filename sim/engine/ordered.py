@@ -154,20 +154,13 @@ class Case:
             truth={k: v for k, v in self.truth.items() if k == job_id},
             branch_latencies={
                 b: lat for b, lat in self.branch_latencies.items()
-                if any(a.name == actor_of(b) and a.job_id == job_id for a in self.actors)
+                if any(a.name == interpreter.actor_of(b) and a.job_id == job_id for a in self.actors)
             },
             queued={
                 n: q for n, q in self.queued.items()
-                if any(a.name == actor_of(n) and a.job_id == job_id for a in self.actors)
+                if any(a.name == interpreter.actor_of(n) and a.job_id == job_id for a in self.actors)
             },
         )
-
-
-def actor_of(session: str) -> str:
-    """The handler a session belongs to: ``job-1.completed#1`` for its ``Parallel`` statement
-    ``job-1.completed#1/2``, itself otherwise."""
-    actor, slash, n = session.rpartition("/")
-    return actor if slash and n.isdigit() else session
 
 
 class Scheduler(Protocol):
@@ -262,8 +255,6 @@ class _Live:
     #: Latencies drawn for operations beyond the recorded ones, and the stream they come from.
     drawn: list[tuple[int, int]] = field(default_factory=list)
     network: random.Random | None = None
-    #: Statements sent in ``Parallel`` so far (they name the branch sessions).
-    branches: int = 0
     #: A ``Parallel`` statement's actor: the handler that sent it, and its place in the answer.
     branch_of: tuple[_Live, int] | None = None
     #: A handler waiting for its ``Parallel``: [answers, statements not back, latest reply].
@@ -302,6 +293,8 @@ class _Run:
         self.deaths = sorted(case.deaths)
         #: ``network.client = "http"``: BEGIN/COMMIT/ROLLBACK reach nothing (PostgREST), as in the world.
         self.http = case.params.get("network.client") == "http"
+        #: Names the sessions of ``Parallel`` statements, as the SimPy driver does.
+        self.statements = interpreter.Statements()
 
     def run(self) -> OrderedRun:
         self.backend.reset()
@@ -453,11 +446,7 @@ class _Run:
         for a in victims:
             a.state = "dying"
         for a in victims:
-            if a.gen is not None and not isinstance(a.gen, interpreter.Crashed):
-                try:
-                    a.gen.close()
-                except RuntimeError:  # a handler that yields in its `finally`: stopped all the same
-                    pass
+            interpreter.stop(a.gen)
             a.local_us, a.gathering = at_us, None
             self._error(a, "stopped: its worker process died")
             self._finish(a)
@@ -466,9 +455,8 @@ class _Run:
         """``a`` sent ``op``: each statement becomes a ready actor of its own; ``a`` waits."""
         a.state, a.pending = "parallel", None
         a.gathering = [[None] * len(op.ops), len(op.ops), a.local_us]
-        for i, statement in enumerate(op.ops):
-            a.branches += 1
-            name = f"{a.spec.name}/{a.branches}"
+        sessions = self.statements.sessions(a.spec.name, len(op.ops))
+        for i, (name, statement) in enumerate(zip(sessions, op.ops, strict=True)):
             spec = replace(a.spec, name=name, after=(), latencies=self.case.branch_latencies.get(name, ()), job_changes=())
             b = self.live[name] = _Live(
                 spec, a.clock, state="ready", local_us=a.local_us, pending=statement, branch_of=(a, i), started_us=a.local_us

@@ -728,5 +728,5 @@ def case_from_world(world: World, record: RunRecord, scenario: Scenario, seed: i
         lifecycle=scenario.lifecycle,
         branch_latencies={b: latencies_of(record, b) for b in branches},
         deaths=tuple(sorted(world.crashed)),
-        queued={n: tuple(q) for n, q in sorted(getattr(world.driver, "queued", {}).items()) if any(q)},
+        queued={n: tuple(q) for n, q in sorted(world.driver.queued.items()) if any(q)},
     )

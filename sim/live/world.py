@@ -126,8 +126,8 @@ class LiveDriver:
         self.tasks: set[asyncio.Task[None]] = set()
         self.lost: BaseException | None = None
         self._rows = RowVisibility()
-        #: Statements each actor has sent in a ``Parallel`` so far (they name its sessions).
-        self._branches: dict[str, int] = {}
+        #: Names the sessions of ``Parallel`` statements, as the SimPy driver does.
+        self._statements = interpreter.Statements()
 
     def spawn(self, actor: Actor, fn: HandlerFn, view: JobView, ctx: HandlerContext) -> asyncio.Task[None]:
         """Start a handler now without waiting for it (as Node's EventEmitter calls a listener)."""
@@ -197,9 +197,8 @@ class LiveDriver:
         in the SimPy driver; the answers once all are back, or the first refusal to come back.
         The other statements run on to their end (and :meth:`settle` waits for them)."""
         tasks = []
-        for statement in op.ops:
-            n = self._branches[actor.name] = self._branches.get(actor.name, 0) + 1
-            branch = Actor(f"{actor.name}/{n}", actor.job_id, actor.event, actor.host, actor.clock)
+        for session, statement in zip(self._statements.sessions(actor.name, len(op.ops)), op.ops, strict=True):
+            branch = Actor(session, actor.job_id, actor.event, actor.host, actor.clock)
             task = asyncio.get_running_loop().create_task(self._branch(branch, statement))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)

@@ -37,7 +37,7 @@ from typing import Any
 
 from sim.engine import limits
 from sim.engine.distributions import Dist, SignedRange
-from sim.engine.interpreter import user_frame
+from sim.engine.interpreter import actor_of, user_frame
 from sim.engine.limits import LimitExceeded, StrategyFailed, wall_clock_limit
 from sim.engine.ordered import (
     Case,
@@ -45,7 +45,6 @@ from sim.engine.ordered import (
     FollowPrefix,
     FollowSchedule,
     OrderedRun,
-    actor_of,
     require_modelled,
     run_ordered,
     schedule_of,

@@ -21,6 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from sim.engine.interpreter import actor_of
 from sim.engine.ordered import ActorSpec, Case, require_modelled
 from sim.engine.scenario import PARAM_BY_PATH, validate_value
 from sim.judge.violation import Violation
@@ -303,8 +304,7 @@ def structural_problem(data: dict[str, Any]) -> str | None:
     names = {a["name"] for a in actors}
 
     def known(name: str) -> bool:  # an actor, or a statement of its Parallel: "<actor>/<n>"
-        actor, _, n = name.rpartition("/")
-        return name in names or (actor in names and n.isdigit())
+        return name in names or actor_of(name) in names
 
     unknown = [n for n in schedule if not known(n)]
     if unknown:
