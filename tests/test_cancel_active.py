@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-from sim.engine import scenario as scenarios
-from sim.engine.world import ABORT_REASON, World
-from tracker.memory import MemoryTracker
-from tracker.strategies import load_strategy
+from worlds import world_of
+
+from sim.engine.world import ABORT_REASON
 
 #: One job, running 1 s, cancelled 300 ms after it was added: it is active then.
 RUNNING = (
@@ -15,23 +14,15 @@ RUNNING = (
 )
 
 
-def _world(text: str, tmp_path) -> World:
-    path = tmp_path / "cancel.toml"
-    path.write_text(text)
-    world = World(scenarios.load(str(path)), load_strategy("atomic"), MemoryTracker(), 0)
-    world.run()
-    return world
-
-
 def test_a_cancel_that_finds_the_job_active_is_refused_by_default(tmp_path):
-    world = _world(RUNNING, tmp_path)
+    world = world_of(RUNNING, tmp_path, run=True)
     job = world.jobs[0]
     assert job.outcome == "completed"
     assert [e.actor.event for e in world.spawned] == ["created", "active", "completed"]
 
 
 def test_abort_ends_the_attempt_at_the_cancel_as_failed_without_retry(tmp_path):
-    world = _world(RUNNING + 'active = "abort"\n', tmp_path)
+    world = world_of(RUNNING + 'active = "abort"\n', tmp_path, run=True)
     job = world.jobs[0]
     assert job.outcome == "failed" and job.attempts_made == 1 and len(job.attempts) == 1
     attempt = job.attempts[0]

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from sim.engine import scenario as scenarios
+from worlds import world_of
+
 from sim.engine.ordered import FirstReady, run_ordered
-from sim.engine.world import World, case_from_world
+from sim.engine.world import case_from_world
 from tracker.memory import MemoryTracker
 from tracker.ops import Sleep, Update
 from tracker.strategies import BUILTIN, JobView, Strategy, load_strategy
@@ -24,18 +25,12 @@ def reads_after_the_attempt(job: JobView, ctx):
     SEEN.append((job.id, "at_event", job.at_event().attempts_made if hasattr(job, "at_event") else None))
 
 
-def _world(text: str, tmp_path, strategy: Strategy) -> World:
-    path = tmp_path / "live.toml"
-    path.write_text(text)
-    return World(scenarios.load(str(path)), strategy, MemoryTracker(), 0)
-
-
 FAILING = "[job]\ncount = 1\nduration = { fixed_ms = 50 }\nfail_probability = 1\nattempts = 1\n"
 
 
 def test_a_live_job_read_after_the_attempt_ended_says_what_the_instance_says_then(tmp_path):
     SEEN.clear()
-    _world(FAILING, tmp_path, Strategy("probe", "", on_active=reads_after_the_attempt)).run()
+    world_of(FAILING, tmp_path, Strategy("probe", "", on_active=reads_after_the_attempt)).run()
     (_, before, after), (_, _, at_event) = SEEN
     assert before == (0, None, None)
     assert after[0] == 1 and after[1] is not None and after[2] == "attempt 1 failed"
@@ -44,7 +39,7 @@ def test_a_live_job_read_after_the_attempt_ended_says_what_the_instance_says_the
 
 def test_a_snapshot_strategy_reads_the_job_as_it_was_at_the_event(tmp_path):
     SEEN.clear()
-    _world(FAILING, tmp_path, Strategy("probe", "", on_active=reads_after_the_attempt, job_view="snapshot")).run()
+    world_of(FAILING, tmp_path, Strategy("probe", "", on_active=reads_after_the_attempt, job_view="snapshot")).run()
     (_, before, after), _ = SEEN
     assert before == after == (0, None, None)
 
@@ -55,7 +50,7 @@ def test_every_built_in_reads_the_snapshot_it_was_written_for():
 
 def test_a_forced_order_run_reads_the_live_job_at_the_actors_own_time(tmp_path):
     live = load_strategy("tracker.strategies.naive:LIVE")
-    world = _world("[job]\ncount = 1\nduration = { fixed_ms = 50 }\n[handlers]\ncompleted_delay_ms = 1000\n", tmp_path, live)
+    world = world_of("[job]\ncount = 1\nduration = { fixed_ms = 50 }\n[handlers]\ncompleted_delay_ms = 1000\n", tmp_path, live)
     record = world.run()
     case = case_from_world(world, record, world.scenario, 0)
     for strategy, attempts in ((live, 2), (replace(live, job_view="snapshot"), 1)):

@@ -9,12 +9,13 @@ import json
 
 import pytest
 import simpy
+from worlds import fingerprints, replayed_in_own_order
 
 from sim.cli import main
 from sim.engine import scenario as scenarios
 from sim.engine.driver import Driver
-from sim.engine.ordered import FollowSchedule, actor_of, run_ordered, schedule_of
-from sim.engine.world import World, case_from_world
+from sim.engine.interpreter import actor_of
+from sim.engine.world import World
 from sim.judge.invariants import judge
 from sim.record.clocks import EPOCH_US, Clock
 from sim.record.history import Actor
@@ -160,22 +161,14 @@ def test_memory_and_postgres_agree_on_every_strategy_the_scenario_names():
 # --- forced order, traces, exports -------------------------------------------------------------
 
 
-def _fingerprints(record):
-    return [(s.actor, s.kind, s.op, s.result, s.error, s.clock_us, s.executed_us, s.replied_us) for s in record.steps]
-
-
 def test_forced_order_following_a_simpy_run_reproduces_it_value_for_value():
     strategy = load_strategy(PARALLEL)
     for seed in (0, 1, 2):
-        world = World(PROMISE_ALL, strategy, MemoryTracker(), seed)
-        record = world.run()
-        case = case_from_world(world, record, PROMISE_ALL, seed)
-        assert case.branch_latencies and all("/" in b for b in case.branch_latencies)
-        follow = FollowSchedule(list(schedule_of(record)))
-        again = run_ordered(case, strategy, MemoryTracker(), follow)
-        assert follow.skipped == follow.extra == 0
-        assert _fingerprints(again.record) == _fingerprints(record)
-        assert judge(again.record) == judge(record)
+        r = replayed_in_own_order(PROMISE_ALL, strategy, seed)
+        assert r.case.branch_latencies and all("/" in b for b in r.case.branch_latencies)
+        assert r.follow.skipped == r.follow.extra == 0
+        assert fingerprints(r.again.record) == fingerprints(r.record)
+        assert judge(r.again.record) == judge(r.record)
 
 
 @pytest.mark.parametrize("method", ["exhaustive", "pct", "random"])

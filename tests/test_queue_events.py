@@ -3,20 +3,11 @@ stream order, and possibly missed; Worker events stay as they were unless a scen
 
 from __future__ import annotations
 
-from sim.engine import scenario as scenarios
+from worlds import world_of
+
 from sim.engine.world import World
-from tracker.memory import MemoryTracker
-from tracker.strategies import load_strategy
 
 JOBS = "[job]\ncount = 30\ninterarrival = { fixed_ms = 5 }\nduration = { fixed_ms = 20 }\n"
-
-
-def _world(text: str, tmp_path) -> World:
-    path = tmp_path / "qe.toml"
-    path.write_text(text)
-    world = World(scenarios.load(str(path)), load_strategy("atomic"), MemoryTracker(), 0)
-    world.run()
-    return world
 
 
 def _starts(world: World) -> dict[str, int]:
@@ -24,8 +15,8 @@ def _starts(world: World) -> dict[str, int]:
 
 
 def test_queue_events_deliver_every_event_later_in_stream_order_on_the_listeners_host(tmp_path):
-    worker = _starts(_world(JOBS, tmp_path))
-    stream_world = _world(JOBS + '[listeners]\nsource = "queue-events"\ndelay = { min_ms = 1, max_ms = 50 }\n', tmp_path)
+    worker = _starts(world_of(JOBS, tmp_path, run=True))
+    stream_world = world_of(JOBS + '[listeners]\nsource = "queue-events"\ndelay = { min_ms = 1, max_ms = 50 }\n', tmp_path, run=True)
     stream = _starts(stream_world)
     assert set(stream) == set(worker)
     assert all(stream[name] > worker[name] for name in worker)
@@ -35,7 +26,7 @@ def test_queue_events_deliver_every_event_later_in_stream_order_on_the_listeners
 
 
 def test_a_missed_event_starts_no_handler(tmp_path):
-    world = _world(JOBS + '[listeners]\nsource = "queue-events"\nmiss_probability = 1\n', tmp_path)
+    world = world_of(JOBS + '[listeners]\nsource = "queue-events"\nmiss_probability = 1\n', tmp_path, run=True)
     assert not _starts(world) and len(world.missed_events) == 60  # 'active' and 'completed' of 30 jobs
     record = world.record()
     assert {row["status"] for row in record.rows.values()} == {"waiting"}

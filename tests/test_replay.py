@@ -8,10 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
+from worlds import fingerprints, replayed_in_own_order
 
 from sim.cli import main
 from sim.engine import scenario as scenarios
-from sim.engine.ordered import FollowSchedule, run_ordered, schedule_of
+from sim.engine.ordered import FollowSchedule, run_ordered
 from sim.engine.world import World, case_from_world
 from sim.judge.invariants import judge
 from sim.runs import backends
@@ -24,22 +25,14 @@ from tracker.strategies import BUILTIN, load_strategy
 SEED_FAST = scenarios.load("seed-fast-jobs")
 
 
-def _fingerprints(record):
-    return [(s.actor, s.kind, s.op, s.result, s.error, s.clock_us, s.executed_us, s.replied_us) for s in record.steps]
-
-
 @pytest.mark.parametrize("name", list(BUILTIN))
 def test_forced_order_driver_following_a_simpy_runs_arrival_order_reproduces_it(name: str) -> None:
     strategy = load_strategy(name)
     for seed in (0, 1, 2):
-        world = World(SEED_FAST, strategy, MemoryTracker(), seed)
-        record = world.run()
-        case = case_from_world(world, record, SEED_FAST, seed)
-        follow = FollowSchedule(list(schedule_of(record)))
-        again = run_ordered(case, strategy, MemoryTracker(), follow)
-        assert follow.skipped == follow.extra == 0
-        assert _fingerprints(again.record) == _fingerprints(record)
-        assert judge(again.record) == judge(record)
+        r = replayed_in_own_order(SEED_FAST, strategy, seed)
+        assert r.follow.skipped == r.follow.extra == 0
+        assert fingerprints(r.again.record) == fingerprints(r.record)
+        assert judge(r.again.record) == judge(r.record)
 
 
 @pytest.mark.parametrize("scenario", scenarios.bundled_names())
@@ -52,14 +45,10 @@ def test_every_bundled_world_replays_value_for_value_in_its_own_order(scenario: 
     for name in sorted(set(BUILTIN) | set(sc.expect)):
         strategy = load_strategy(name)
         for seed in (0, 1):
-            world = World(sc, strategy, MemoryTracker(sc.table), seed)
-            record = world.run()
-            case = case_from_world(world, record, sc, seed)
-            follow = FollowSchedule(list(schedule_of(record)))
-            again = run_ordered(case, strategy, MemoryTracker(sc.table), follow)
-            assert follow.skipped == follow.extra == 0, (name, seed)
-            assert [(s, s.sent_us) for s in again.record.steps] == [(s, s.sent_us) for s in record.steps], (name, seed)
-            assert judge(again.record) == judge(record), (name, seed)
+            r = replayed_in_own_order(sc, strategy, seed)
+            assert r.follow.skipped == r.follow.extra == 0, (name, seed)
+            assert [(s, s.sent_us) for s in r.again.record.steps] == [(s, s.sent_us) for s in r.record.steps], (name, seed)
+            assert judge(r.again.record) == judge(r.record), (name, seed)
 
 
 @pytest.mark.parametrize(

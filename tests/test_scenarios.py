@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from worlds import world_of
 
 import scenarios as bundled
 from sim.engine import scenario as scenarios
 from sim.engine.distributions import parse_dist
-from sim.engine.world import World
+from sim.engine.world import World, case_from_world
 from sim.runs.runner import run_one
 from tracker.memory import MemoryTracker
 from tracker.strategies import BUILTIN, load_strategy
@@ -144,28 +145,22 @@ def test_the_same_seed_gives_the_same_history(tables, seed, strategy):
 # --- clocks per host ---------------------------------------------------------------------------
 
 
-def _world(text: str, tmp_path, seed: int = 0) -> World:
-    path = tmp_path / "clocks.toml"
-    path.write_text(text)
-    return World(scenarios.load(str(path)), load_strategy("atomic"), MemoryTracker(), seed)
-
-
 def test_one_line_puts_every_worker_clock_behind_the_database_by_that_range(tmp_path):
-    world = _world("[workers]\ncount = 4\n[clocks.workers]\noffset = { min_ms = -50, max_ms = -10 }\n", tmp_path)
+    world = world_of("[workers]\ncount = 4\n[clocks.workers]\noffset = { min_ms = -50, max_ms = -10 }\n", tmp_path)
     offsets = [world.clocks[f"worker-{i}"].offset_us for i in range(1, 5)]
     assert all(-50_000 <= o <= -10_000 for o in offsets) and len(set(offsets)) == 4
     assert abs(world.clocks["db"].offset_us) <= 5_000  # the other hosts keep clocks.max_offset_ms
 
 
 def test_offsets_may_be_given_in_seconds(tmp_path):
-    world = _world("[clocks.workers]\noffset = { fixed_s = -1.5 }\n[clocks.db]\ndrift = { fixed_ppm = 0 }\n", tmp_path)
+    world = world_of("[clocks.workers]\noffset = { fixed_s = -1.5 }\n[clocks.db]\ndrift = { fixed_ppm = 0 }\n", tmp_path)
     assert world.clocks["worker-1"].offset_us == -1_500_000 and world.clocks["db"].drift_ppm == 0
 
 
 def test_unset_host_groups_draw_every_clock_exactly_as_before(tmp_path):
     import random
 
-    world = _world("[workers]\ncount = 2\n", tmp_path, seed=7)
+    world = world_of("[workers]\ncount = 2\n", tmp_path, seed=7)
     rng = random.Random("racetrack:7:clocks")
     for host in ("api", "db", "worker-1", "worker-2"):
         offset, drift = rng.uniform(-5, 5), rng.uniform(-50, 50)
@@ -174,13 +169,13 @@ def test_unset_host_groups_draw_every_clock_exactly_as_before(tmp_path):
 
 
 def test_setting_one_group_leaves_the_other_hosts_draws_alone(tmp_path):
-    plain = _world("[workers]\ncount = 2\n", tmp_path, seed=3)
-    grouped = _world("[workers]\ncount = 2\n[clocks.workers]\noffset = { min_ms = -50, max_ms = -10 }\n", tmp_path, seed=3)
+    plain = world_of("[workers]\ncount = 2\n", tmp_path, seed=3)
+    grouped = world_of("[workers]\ncount = 2\n[clocks.workers]\noffset = { min_ms = -50, max_ms = -10 }\n", tmp_path, seed=3)
     assert grouped.clocks["db"] == plain.clocks["db"] and grouped.clocks["api"] == plain.clocks["api"]
 
 
 def test_a_step_jumps_the_clock_at_its_drawn_time_and_widens_its_error_bound(tmp_path):
-    world = _world(
+    world = world_of(
         "[clocks.db]\noffset = { fixed_ms = 0 }\ndrift = { fixed_ppm = 0 }\n"
         "step = { fixed_ms = -300 }\nstep_at = { min_ms = 100, max_ms = 200 }\n", tmp_path,
     )
@@ -194,10 +189,9 @@ def test_a_step_jumps_the_clock_at_its_drawn_time_and_widens_its_error_bound(tmp
 def test_a_stepped_clock_survives_a_trace_round_trip(tmp_path):
     import json
 
-    from sim.engine.world import case_from_world
     from sim.search.trace import case_from_data, counterexample_data
 
-    world = _world(
+    world = world_of(
         "[job]\ncount = 1\n[clocks.workers]\nstep = { fixed_s = 2 }\nstep_at = { fixed_ms = 10 }\n", tmp_path
     )
     record = world.run()
@@ -237,7 +231,7 @@ fail_probability = 1
 
 
 def test_each_job_takes_its_class_parameters_in_about_its_share(tmp_path):
-    world = _world(CLASSES, tmp_path)
+    world = world_of(CLASSES, tmp_path)
     record = world.run()
     slow = [t for t in record.truth.values() if t.max_attempts == 4]
     fast = [t for t in record.truth.values() if t.max_attempts == 1]
@@ -252,7 +246,7 @@ def test_a_jobs_class_does_not_move_its_other_draws(tmp_path):
     world it saw without classes."""
     plain = "[job]\ncount = 20\nfail_probability = 0.3\nattempts = 2\n"
     same = plain + "[job.classes.a]\nshare = 0.5\n[job.classes.b]\nshare = 0.5\n"
-    assert _world(same, tmp_path).run().truth == _world(plain, tmp_path).run().truth
+    assert world_of(same, tmp_path).run().truth == world_of(plain, tmp_path).run().truth
 
 
 def test_job_classes_round_trip_to_params():

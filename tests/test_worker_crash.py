@@ -7,10 +7,11 @@ from __future__ import annotations
 import random
 
 import pytest
+from worlds import fingerprints, replayed_in_own_order, world_of
 
 from sim.cli import main
 from sim.engine import scenario as scenarios
-from sim.engine.ordered import FollowSchedule, run_ordered, schedule_of
+from sim.engine.ordered import run_ordered
 from sim.engine.world import World, case_from_world
 from sim.judge.invariants import judge
 from sim.search.trace import read
@@ -26,21 +27,13 @@ DIES = (
 )
 
 
-def _world(text: str, tmp_path, strategy: Strategy) -> World:
-    path = tmp_path / "crash.toml"
-    path.write_text(text)
-    world = World(scenarios.load(str(path)), strategy, MemoryTracker(), 0)
-    world.run()
-    return world
-
-
 def _late_writer(job, ctx):
     yield Sleep(500)  # the integration's delay: the process dies during it
     yield Update(job.id, {"status": "active"})
 
 
 def test_a_dead_process_stops_its_handlers_and_its_job_stalls_until_the_limit(tmp_path):
-    world = _world(DIES.format(stalls=1, p=1), tmp_path, Strategy("late", "", on_active=_late_writer))
+    world = world_of(DIES.format(stalls=1, p=1), tmp_path, Strategy("late", "", on_active=_late_writer), run=True)
     job = world.jobs[0]
     assert [a.outcome for a in job.attempts] == ["stalled", "stalled"]  # re-run once, died again
     assert job.outcome == "failed" and len(world.crashed) == 2
@@ -59,14 +52,14 @@ def test_an_open_transaction_of_a_stopped_handler_rolls_back(tmp_path):
         yield Sleep(1000)  # the process dies here, 100 ms into the attempt
         yield Commit()
 
-    world = _world(DIES.format(stalls=0, p=1), tmp_path, Strategy("tx", "", on_active=on_active, job_view="snapshot"))
+    world = world_of(DIES.format(stalls=0, p=1), tmp_path, Strategy("tx", "", on_active=on_active, job_view="snapshot"), run=True)
     wrote = [s for s in world.driver.steps if s.kind == "db" and type(s.op).__name__ == "Update"]
     assert len(wrote) == 1  # the update ran inside the transaction...
     assert world.backend.rows()["job-1"]["status"] == "waiting"  # ...and went with the session
 
 
 def test_without_a_crash_the_key_changes_nothing(tmp_path):
-    never = _world(DIES.format(stalls=1, p=0), tmp_path, load_strategy("atomic"))
+    never = world_of(DIES.format(stalls=1, p=0), tmp_path, run=True)
     assert never.crashed == [] and never.jobs[0].outcome == "completed"
 
 
@@ -74,25 +67,17 @@ STOPPED = "stopped: its worker process died"
 WORKER_CRASH = scenarios.load("worker-crash")
 
 
-def _fingerprints(record):
-    return [(s.actor, s.kind, s.op, s.result, s.error, s.clock_us, s.executed_us, s.replied_us) for s in record.steps]
-
-
 @pytest.mark.parametrize("name", ["naive", "three-layer", "atomic", "row-lock", "db-clock", "tracker.strategies.atomic:PARALLEL"])
 def test_forced_order_following_a_simpy_run_stops_the_same_handlers_at_the_same_instant(name):
     strategy = load_strategy(name)
     stopped = 0
     for seed in range(6):
-        world = World(WORKER_CRASH, strategy, MemoryTracker(), seed)
-        record = world.run()
-        case = case_from_world(world, record, WORKER_CRASH, seed)
-        assert case.deaths == tuple(sorted(world.crashed))
-        follow = FollowSchedule(list(schedule_of(record)))
-        again = run_ordered(case, strategy, MemoryTracker(), follow)
-        assert follow.skipped == follow.extra == 0
-        assert _fingerprints(again.record) == _fingerprints(record)
-        assert judge(again.record) == judge(record)
-        stopped += sum(s.error is not None and s.error[2] == STOPPED for s in record.steps)
+        r = replayed_in_own_order(WORKER_CRASH, strategy, seed)
+        assert r.case.deaths == tuple(sorted(r.world.crashed))
+        assert r.follow.skipped == r.follow.extra == 0
+        assert fingerprints(r.again.record) == fingerprints(r.record)
+        assert judge(r.again.record) == judge(r.record)
+        stopped += sum(s.error is not None and s.error[2] == STOPPED for s in r.record.steps)
     assert stopped > 0  # the runs compared did stop handlers
 
 
