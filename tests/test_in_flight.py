@@ -102,7 +102,8 @@ def test_a_run_that_ends_in_time_on_a_slot_thread_is_not_stopped_afterwards():
     assert results == [["", "", ""]]
 
 
-def test_stop_interrupts_the_calls_running_and_each_slot_closes_up():
+def test_stop_interrupts_the_calls_running_and_each_slot_closes_up(monkeypatch):
+    monkeypatch.setattr(inflight, "STOP_GRACE_S", 0.2)  # a call that never ends is raised into after the grace
     closed, started = [], threading.Event()
 
     def spin() -> None:
@@ -132,7 +133,8 @@ def test_a_failing_call_fails_its_batch_and_the_others_keep_their_order():
         slots.stop()
 
 
-def test_a_slot_opening_a_backend_gets_the_interrupt_once_it_is_open():
+def test_a_slot_opening_a_backend_gets_the_interrupt_once_it_is_open(monkeypatch):
+    monkeypatch.setattr(inflight, "STOP_GRACE_S", 0.2)
     # Interrupted between creating its schema and keeping the backend, a slot would leave the schema.
     inside, opened = threading.Event(), []
 
@@ -152,3 +154,36 @@ def test_a_slot_opening_a_backend_gets_the_interrupt_once_it_is_open():
     assert opened == [True]
     with pytest.raises(KeyboardInterrupt):
         batch.result()
+
+
+def test_stop_asks_the_running_calls_to_end_before_raising_into_their_threads(monkeypatch):
+    # Raising into a thread from outside can land inside a lock or in a thread it is starting (a
+    # sweep hung so): a call that ends when asked is never raised into.
+    raised: list[int] = []
+    monkeypatch.setattr(inflight, "interrupt", raised.append)
+    asked, started = threading.Event(), threading.Event()
+
+    def until_asked() -> None:
+        started.set()
+        while not asked.is_set():
+            asked.wait(0.01)
+        raise KeyboardInterrupt  # as a PostgreSQL backend does at its next statement
+
+    slots = Slots(2, on_interrupt=asked.set)
+    batch = slots.submit([until_asked, until_asked, until_asked])
+    assert started.wait(timeout=30)
+    slots.stop(interrupt_running=True)
+    assert raised == []
+    assert not any(t.is_alive() for t in slots.threads)
+    with pytest.raises(KeyboardInterrupt):
+        batch.result()
+
+
+def test_slots_start_the_run_limit_watchdog_from_the_thread_that_makes_them():
+    from sim.runs import thread_limit
+
+    slots = Slots(1)
+    try:
+        assert thread_limit._watchdog is not None and thread_limit._watchdog.is_alive()
+    finally:
+        slots.stop()

@@ -268,3 +268,33 @@ def test_dask_workers_die_with_their_parent_and_clean_removes_their_schemas(dsn,
     assert done.returncode == 0, done.stderr
     assert schemas(dsn, mine) == []
     assert f"dropped schema {mine}_" in done.stdout
+
+
+def test_a_tracker_whose_admin_connection_is_mid_statement_still_drops_its_schema(dsn):
+    # A Ctrl-C landing while the admin connection waits for a result leaves it "busy": a statement
+    # sent on it fails ("another command is already in progress"), so close() drops over a fresh one.
+    from tracker.postgres import PostgresTracker
+
+    mine = prefix("busyadmin")
+    tracker = PostgresTracker(dsn, mine)
+    tracker.admin.pgconn.send_query(b"SELECT 1")  # sent, its result never read
+    with pytest.raises(psycopg.OperationalError, match="another command is already in progress"):
+        tracker.admin.execute("SELECT 1")
+    tracker.close()
+    assert schemas(dsn, mine) == []
+
+
+def test_an_interrupted_tracker_stops_at_its_next_statement_and_still_drops_its_schema(dsn):
+    from tracker.ops import Select
+    from tracker.postgres import PostgresTracker, interrupt_open_trackers
+
+    mine = prefix("interrupted")
+    tracker = PostgresTracker(dsn, mine)
+    try:
+        assert tracker.execute("a/1", Select("job-1"), 0).value is None  # no row yet
+        interrupt_open_trackers()
+        with pytest.raises(KeyboardInterrupt):
+            tracker.execute("a/1", Select("job-1"), 0)
+    finally:
+        tracker.close()
+    assert schemas(dsn, mine) == []

@@ -457,6 +457,7 @@ class PostgresTracker:
         self._threads: ThreadPoolExecutor | None = None
         self._rpcs = RpcCalls()
         self._created = False
+        self._interrupted = False  # Ctrl-C from another thread: see interrupt()
         self._pid_session: dict[int, str] = {}
         #: Job ids in the order their rows were first committed: ``rows()`` keeps the model's order.
         self._commit_order: dict[str, None] = {}
@@ -567,7 +568,24 @@ class PostgresTracker:
         if self.monitor.closed or self.monitor.broken:
             self.monitor = self._reconnect()
 
+    def interrupt(self) -> None:
+        """Ctrl-C, from another thread than the one running on this tracker: its statements
+        running now are cancelled on the server and its next ``execute`` or ``resume`` raises
+        ``KeyboardInterrupt`` in the running thread, at a point where nothing is half done (an
+        exception raised into a thread from outside can land inside a lock or a thread's start)."""
+        self._interrupted = True
+        for state in list(self._sessions.values()):
+            try:
+                state.conn.cancel()
+            except psycopg.Error:
+                pass  # a closed or broken connection runs nothing
+
+    def _check_interrupted(self) -> None:
+        if self._interrupted:
+            raise KeyboardInterrupt
+
     def execute(self, session: str, op: DbOp, db_now_us: int) -> Outcome:
+        self._check_interrupted()
         state = self._session(session)
         if state.future is not None:
             raise RuntimeError(f"session {session} already has a statement in flight")
@@ -586,6 +604,7 @@ class PostgresTracker:
         return outcome
 
     def resume(self, session: str) -> Outcome:
+        self._check_interrupted()
         if session in self._rpcs:
             return self._rpcs.resume(session, lambda: self._resume(session), self._rpc_statement(session))
         return self._resume(session)
@@ -675,7 +694,9 @@ class PostgresTracker:
                 self.admin.execute(drop_schema_statement(self.schema))
                 self._created = False
         except (psycopg.Error, ServerUnavailable):
-            pass  # the server is gone: nothing to drop it from (`racetrack clean` will)
+            # the admin connection is unusable (a Ctrl-C landed mid-statement: "another command is
+            # already in progress") or the server is gone: a fresh connection, else `racetrack clean`
+            self.drop_from_outside()
         for conn in [*self._idle, self.admin, self.monitor]:
             conn.close()
         self._idle.clear()
@@ -767,6 +788,7 @@ class PostgresTracker:
                 row = cur.fetchone()
             return Done(value=None if row is None else dict(row))
         except psycopg.OperationalError as exc:
+            self._check_interrupted()  # cancelled by interrupt(): Ctrl-C, not a lost server
             if isinstance(exc, errors.LockNotAvailable):  # a wait the bookkeeping did not foresee
                 raise ConnectionLost(f"a statement waited on a row lock past lock_timeout at {self.where}") from None
             raise self._lost(exc) from None
@@ -799,6 +821,7 @@ class PostgresTracker:
         started = time.monotonic()  # wall-clock ok: only bounds how long we poll, never a result
         delay = 0.0002
         while True:
+            self._check_interrupted()
             try:
                 outcome = state.future.result(timeout=delay)
             except FutureTimeout:
@@ -854,6 +877,12 @@ def close_open_trackers() -> None:
             tracker.close()
         except Exception:  # at exit, one broken tracker must not keep the others' schemas
             tracker.drop_from_outside()
+
+
+def interrupt_open_trackers() -> None:
+    """Ctrl-C reaching runs on other threads of this process: see :meth:`PostgresTracker.interrupt`."""
+    for tracker in list(_open_trackers):
+        tracker.interrupt()
 
 
 def drop_open_trackers_from_outside() -> None:

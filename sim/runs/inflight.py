@@ -6,9 +6,14 @@ while Python works. Each slot keeps its own backend (its own connections and sch
 ``work`` opens it per thread), so runs never share a session. A :class:`Batch` collects the values
 of its calls in the order they were given, whichever slot ran which: rows stay in plan order.
 
-Ctrl-C reaches the main thread only; :meth:`Slots.stop` passes it on to the slots running a call
-(``sim.runs.thread_limit.interrupt``), so a sweep stops as promptly as one running in the main
-thread, and each slot closes its backends (``on_exit``) before it ends. A slot opening a backend
+Ctrl-C reaches the main thread only; :meth:`Slots.stop` passes it on to the slots running a call,
+so a sweep stops as promptly as one running in the main thread, and each slot closes its backends
+(``on_exit``) before it ends. It asks first (``on_interrupt``: the PostgreSQL backends cancel their
+statements and raise ``KeyboardInterrupt`` at their next one, where nothing is half done) and
+waits up to ``STOP_GRACE_S`` for the calls to end. Only a call still running after that (a handler
+in a loop that never yields) gets ``KeyboardInterrupt`` raised into its thread from outside
+(``sim.runs.thread_limit.interrupt``): that can land anywhere, inside a lock or in a thread the
+slot is starting, which is why it is the last resort. A slot opening a backend
 (:func:`uninterrupted`) gets it once the backend is open, so that its schema is never created
 without a backend that drops it.
 
@@ -24,7 +29,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sim.runs.thread_limit import interrupt, withdraw
+from sim.runs.thread_limit import interrupt, start_watchdog, withdraw
+
+#: How long a stop waits for the calls it asked to end before it raises into their threads.
+STOP_GRACE_S = 10.0
 
 
 class Batch:
@@ -67,8 +75,12 @@ class Batch:
 class Slots:
     """``size`` threads of this process, each running one call at a time from a shared queue."""
 
-    def __init__(self, size: int, on_exit: Callable[[], None] = lambda: None) -> None:
-        self.size, self.on_exit = size, on_exit
+    def __init__(
+        self, size: int, on_exit: Callable[[], None] = lambda: None, on_interrupt: Callable[[], None] = lambda: None
+    ) -> None:
+        self.size, self.on_exit, self.on_interrupt = size, on_exit, on_interrupt
+        self.idle = threading.Condition(threading.Lock())  # notified when a slot ends a call
+        start_watchdog()  # here, not in a slot: a thread a slot starts could catch the slot's interrupt
         self.jobs: queue.SimpleQueue[tuple[Batch, int, Callable[[], Any]] | None] = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.busy: set[int] = set()  # idents of the slots running a call
@@ -111,6 +123,8 @@ class Slots:
                 finally:
                     with self.lock:
                         self.busy.discard(ident)
+                        with self.idle:
+                            self.idle.notify_all()
                         if ident in self.interrupted:  # a stop's interrupt that may not have landed
                             self.interrupted.discard(ident)
                             withdraw(ident)
@@ -122,11 +136,16 @@ class Slots:
     def stop(self, interrupt_running: bool = False) -> None:
         """End every slot (after closing its backends). ``interrupt_running``: Ctrl-C in the calls
         running now and skip those not started; otherwise they all finish first."""
-        with self.lock:
-            if interrupt_running:
+        if interrupt_running:
+            with self.lock:
                 for batch in self.pending:
                     batch.cancel()
                     batch._fail(KeyboardInterrupt())
+            self.on_interrupt()
+            with self.idle:
+                self.idle.wait_for(lambda: not self.busy, timeout=STOP_GRACE_S)
+        with self.lock:
+            if interrupt_running:
                 with _shield_lock:
                     for ident in self.busy:
                         if ident in _shielded:
@@ -167,14 +186,14 @@ _process_slots: Slots | None = None
 _process_lock = threading.Lock()
 
 
-def process_slots(size: int, on_exit: Callable[[], None]) -> Slots:
+def process_slots(size: int, on_exit: Callable[[], None], on_interrupt: Callable[[], None] = lambda: None) -> Slots:
     """This process's slots (a pool worker's), made on first use, ``size`` of them."""
     global _process_slots
     with _process_lock:
         if _process_slots is None or _process_slots.size != size:
             if _process_slots is not None:
                 _process_slots.stop()
-            _process_slots = Slots(size, on_exit)
+            _process_slots = Slots(size, on_exit, on_interrupt)
         return _process_slots
 
 

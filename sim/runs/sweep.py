@@ -200,6 +200,13 @@ def _close_thread_backends() -> None:
     del _local.lock
 
 
+def _interrupt_backends() -> None:
+    """Ctrl-C for the runs on this process's slots: their PostgreSQL backends stop at their next statement."""
+    postgres = sys.modules.get("tracker.postgres")  # never imported: no run waits on a server
+    if postgres is not None:
+        postgres.interrupt_open_trackers()
+
+
 def _row(chunk: Chunk, strategy: Strategy, seed: int, backend: TrackerBackend, spec: BackendSpec) -> dict[str, Any]:
     spoilers = run_errors() if spec.kind != "memory" else ()
     try:
@@ -212,7 +219,7 @@ def run_chunk(chunk: Chunk, spec: BackendSpec, in_flight: int = 1) -> list[dict[
     """Run one chunk (in whatever process or thread) and return its rows in seed order;
     ``in_flight`` > 1: its seeds on this process's slots, that many at once."""
     if in_flight > 1:
-        return process_slots(in_flight, _close_thread_backends).submit(seed_calls(chunk, spec)).result()
+        return process_slots(in_flight, _close_thread_backends, _interrupt_backends).submit(seed_calls(chunk, spec)).result()
     strategy = _worker_strategy(chunk.strategy)
     with _thread_lock():
         backend = _worker_backend(spec, chunk.scenario.table)
@@ -325,7 +332,7 @@ class _InFlight:
     def __init__(self, spec: BackendSpec, in_flight: int) -> None:
         self.spec = spec
         self.window = in_flight * 4
-        self.slots = Slots(in_flight, _close_thread_backends)
+        self.slots = Slots(in_flight, _close_thread_backends, _interrupt_backends)
 
     def submit(self, chunk: Chunk) -> Any:
         return self.slots.submit(seed_calls(chunk, self.spec))

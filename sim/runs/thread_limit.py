@@ -75,16 +75,25 @@ def _exceeded(message: str) -> type[LimitExceeded]:
     return RunTookTooLong
 
 
-@contextmanager
-def _thread_limit(seconds: float, what: str) -> Iterator[None]:
+def start_watchdog() -> None:
+    """Start this process's watchdog thread if it is not running. Start it from a thread nobody
+    raises into: CPython (3.11) gives a thread being started its starter's ident until it runs, so
+    an exception raised into the starter then can land in the new thread instead."""
     global _watchdog
-    ident = threading.get_ident()
-    message = f"{what} took longer than {seconds:g} s of wall time (--max-run-seconds)"
     with _lock:
-        _deadlines[ident] = _Deadline(time.monotonic() + seconds, message)  # wall-clock ok: see _watch
         if _watchdog is None:
             _watchdog = threading.Thread(target=_watch, name="racetrack-run-limit", daemon=True)
             _watchdog.start()
+
+
+@contextmanager
+def _thread_limit(seconds: float, what: str) -> Iterator[None]:
+    ident = threading.get_ident()
+    message = f"{what} took longer than {seconds:g} s of wall time (--max-run-seconds)"
+    if _watchdog is None:
+        start_watchdog()
+    with _lock:
+        _deadlines[ident] = _Deadline(time.monotonic() + seconds, message)  # wall-clock ok: see _watch
         _lock.notify()
     try:
         yield
