@@ -31,17 +31,11 @@ from sim.engine.scenario import load
 from sim.runs import sweep
 from sim.runs.backends import BackendSpec
 from sim.runs.sweep import Execution, Sweep, SweepRun
-from tracker.pg_server import choose_server
 
 pytestmark = pytest.mark.postgres
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = 4
 HIT = 1  # the run the fault lands on
-
-
-@pytest.fixture(scope="module")
-def dsn() -> str:
-    return choose_server().dsn
 
 
 def our_schema(conn, prefix: str) -> str:

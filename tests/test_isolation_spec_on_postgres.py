@@ -16,16 +16,6 @@ from sim.search.trace import counterexample_data
 from tracker.strategies import load_strategy
 
 psycopg = pytest.importorskip("psycopg")
-pg_server = pytest.importorskip("tracker.pg_server")
-
-
-@pytest.fixture(scope="module")
-def dsn():
-    """The server the PostgreSQL backend would use (DATABASE_URL, PG*, else an embedded one)."""
-    try:
-        return pg_server.choose_server(None).dsn
-    except pg_server.ServerUnavailable as exc:
-        pytest.skip(str(exc))
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, tuple[str, str]], list[str]]:

@@ -23,7 +23,6 @@ from tracker.memory import MemoryTracker
 from tracker.strategies import load_strategy
 
 psycopg = pytest.importorskip("psycopg")
-pg_server = pytest.importorskip("tracker.pg_server")
 
 ONE_JOB = scenarios.load("seed-fast-jobs").with_values({"job.count": 1})
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -36,14 +35,6 @@ def _isolationtester() -> str:
     for candidate in Path("/usr/lib/postgresql").glob("*/lib/pgxs/src/test/isolation/isolationtester"):
         return str(candidate)
     pytest.skip("PostgreSQL's isolationtester is not installed (Debian: postgresql-client-NN)")
-
-
-@pytest.fixture(scope="module")
-def dsn():
-    try:
-        return pg_server.choose_server(None).dsn
-    except pg_server.ServerUnavailable as exc:
-        pytest.skip(str(exc))
 
 
 def _us(text: str) -> int:

@@ -18,18 +18,12 @@ import psycopg
 import pytest
 
 from tracker.leftovers import schema_marker
-from tracker.pg_server import choose_server
 
 ROOT = Path(__file__).resolve().parents[1]
 #: How long a dying process tree may take to go, generously (the machine is shared and slow).
 GONE_WITHIN_S = 30.0
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture(scope="module")
-def dsn() -> str:
-    return choose_server().dsn
 
 
 def schemas(dsn: str, prefix: str) -> list[str]:

@@ -40,11 +40,6 @@ MS = 1000
 
 
 @pytest.fixture(scope="module")
-def dsn() -> str:
-    return choose_server().dsn
-
-
-@pytest.fixture(scope="module")
 def pg(dsn: str):
     tracker = PostgresTracker(dsn)
     yield tracker
