@@ -57,7 +57,7 @@ import psycopg
 from psycopg import errors, sql
 from psycopg.adapt import AdaptersMap, Dumper, Loader
 from psycopg.pq import ExecStatus, Format, TransactionStatus
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 
 from tracker.backend import Blocked, Done, Outcome, RpcCalls
@@ -420,12 +420,21 @@ def drop_schema_statement(schema: str) -> sql.Composed:
 # --- sessions ----------------------------------------------------------------------------------
 
 
+#: A pooled session connection and the one cursor every statement of it runs on (a cursor per
+#: statement would cost its own adapters map and transformer, and look its loaders up anew).
+_Link = tuple[psycopg.Connection[Any], psycopg.Cursor[tuple[Any, ...]]]
+
+
+def _link(conn: psycopg.Connection[Any]) -> _Link:
+    return conn, conn.cursor(binary=True, row_factory=tuple_row)
+
+
 class _Session:
     """One actor's connection and what the backend knows about its transaction."""
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self.conn = conn
-        self.pid = conn.info.backend_pid
+    def __init__(self, link: _Link) -> None:
+        self.conn, self.cur = link
+        self.pid = self.conn.info.backend_pid
         self.in_tx = False
         #: The clock of a BEGIN not sent yet: it goes with the transaction's first statement.
         self.begin_clock: str | None = None
@@ -450,7 +459,10 @@ class PostgresTracker:
         self.where = describe_server(dsn)
         self.lock_timeout_ms = lock_timeout_ms
         self.schema = f"{prefix}_{os.getpid()}_{next(_schema_numbers)}"
-        self._idle: list[psycopg.Connection[Any]] = []
+        self._idle: list[_Link] = []
+        #: The table's column names in the server's order: every session statement returns whole
+        #: rows (``SELECT *``, ``RETURNING *``), read as tuples; learnt from the first one.
+        self._columns: tuple[str, ...] | None = None
         self._sessions: dict[str, _Session] = {}
         self._lock_owner: dict[str, str] = {}  # row -> session whose open transaction locked it
         self._held: dict[str, set[str]] = {}  # session -> rows it locked (or may have locked)
@@ -510,7 +522,7 @@ class PostgresTracker:
 
     def _lost(self, exc: BaseException) -> ConnectionLost:
         """The server went away: pooled connections are as dead as this one; reconnect next run."""
-        for conn in self._idle:
+        for conn, _ in self._idle:
             conn.close()
         self._idle.clear()
         return ConnectionLost(self._say("lost the connection to PostgreSQL", exc))
@@ -636,7 +648,7 @@ class PostgresTracker:
                     pass
             if conn.info.transaction_status != TransactionStatus.IDLE:
                 end_transaction(conn, "ROLLBACK")
-            self._idle.append(conn)
+            self._idle.append((conn, state.cur))
         except psycopg.Error:
             conn.close()  # a broken connection is not returned to the pool
 
@@ -697,7 +709,7 @@ class PostgresTracker:
             # the admin connection is unusable (a Ctrl-C landed mid-statement: "another command is
             # already in progress") or the server is gone: a fresh connection, else `racetrack clean`
             self.drop_from_outside()
-        for conn in [*self._idle, self.admin, self.monitor]:
+        for conn in [*(c for c, _ in self._idle), self.admin, self.monitor]:
             conn.close()
         self._idle.clear()
         _open_trackers.discard(self)
@@ -720,8 +732,8 @@ class PostgresTracker:
     def _session(self, session: str) -> _Session:
         state = self._sessions.get(session)
         if state is None:
-            conn = self._idle.pop() if self._idle else self._connect()
-            state = self._sessions[session] = _Session(conn)
+            link = self._idle.pop() if self._idle else _link(self._connect())
+            state = self._sessions[session] = _Session(link)
             self._pid_session[state.pid] = session
         return state
 
@@ -770,23 +782,27 @@ class PostgresTracker:
 
     def _run(self, state: _Session, query: str, params: list[Any], clock: str | None) -> Outcome:
         """Execute on the session's connection (inline or on a worker thread)."""
-        conn = state.conn
+        cur = state.cur
         try:
-            with conn.cursor(binary=True) as cur:
-                if state.begin_clock is not None:  # the transaction's first statement: BEGIN goes with it
-                    begin_clock, state.begin_clock = state.begin_clock, None
-                    with conn.pipeline():
-                        cur.execute(BEGIN)
-                        cur.execute(SET_CLOCK_LOCAL, [CLOCK_SETTING, begin_clock])
-                        cur.execute(query, params)
-                elif clock is None:
+            if state.begin_clock is not None:  # the transaction's first statement: BEGIN goes with it
+                begin_clock, state.begin_clock = state.begin_clock, None
+                with state.conn.pipeline():
+                    cur.execute(BEGIN)
+                    cur.execute(SET_CLOCK_LOCAL, [CLOCK_SETTING, begin_clock])
                     cur.execute(query, params)
-                else:
-                    with conn.pipeline():
-                        cur.execute(SET_CLOCK, [CLOCK_SETTING, clock])
-                        cur.execute(query, params)
-                row = cur.fetchone()
-            return Done(value=None if row is None else dict(row))
+            elif clock is None:
+                cur.execute(query, params)
+            else:
+                with state.conn.pipeline():
+                    cur.execute(SET_CLOCK, [CLOCK_SETTING, clock])
+                    cur.execute(query, params)
+            row = cur.fetchone()
+            if row is None:
+                return Done()
+            columns = self._columns
+            if columns is None:
+                columns = self._columns = tuple(c.name for c in cur.description or ())
+            return Done(value=dict(zip(columns, row, strict=True)))
         except psycopg.OperationalError as exc:
             self._check_interrupted()  # cancelled by interrupt(): Ctrl-C, not a lost server
             if isinstance(exc, errors.LockNotAvailable):  # a wait the bookkeeping did not foresee
