@@ -47,11 +47,11 @@ import os
 import struct
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg import errors, sql
@@ -164,6 +164,10 @@ ADAPTERS.register_loader("timestamptz", _MicrosTextLoader)
 # --- operations -> SQL -------------------------------------------------------------------------
 
 
+_FUNCTIONS = {Greatest: "GREATEST", Least: "LEAST", Coalesce: "COALESCE"}
+_EXPRESSIONS = (Col, DbNow, Excluded, Case, *_FUNCTIONS)
+
+
 class Compiler:
     """Turns ``tracker.ops`` records into (query text, parameters) for one schema.
 
@@ -177,6 +181,7 @@ class Compiler:
         self.table = quote(sql.Identifier(schema, spec.name))
         self.now = quote(sql.SQL("{}.now()").format(sql.Identifier(schema)))
         self.cols = {name: quote(sql.Identifier(name)) for name in self.types}
+        self._settable = frozenset(self.types) - {self.key}
         #: Set while compiling an upsert's DO UPDATE: its columns must name the row they read.
         self._qualifier = ""
         #: Set while compiling an autocommit UPDATE's guard: ``now()`` there is the statement's
@@ -189,6 +194,9 @@ class Compiler:
         return self._qualifier + self.cols[name]
 
     def value(self, expr: Any, sql_type: str, params: list[Any]) -> str:
+        if not isinstance(expr, _EXPRESSIONS):  # a plain value, the commonest: one check
+            params.append(bind(expr, sql_type))
+            return f"CAST(%s AS {sql_type})"
         if isinstance(expr, Col):
             return self.column(expr.name)
         if isinstance(expr, DbNow):
@@ -202,16 +210,13 @@ class Compiler:
             if expr.name not in self.cols:
                 raise ValueError(f"EXCLUDED names column {expr.name!r}, which is not a column of {self.name}")
             return f"EXCLUDED.{self.cols[expr.name]}"
-        if isinstance(expr, (Greatest, Least, Coalesce)):
-            name = {Greatest: "GREATEST", Least: "LEAST", Coalesce: "COALESCE"}[type(expr)]
-            return f"{name}(" + ", ".join(self.value(a, sql_type, params) for a in expr.args) + ")"
         if isinstance(expr, Case):
             return (
                 f"CASE WHEN {self.conds(expr.when, params)} THEN {self.value(expr.then, sql_type, params)}"
                 f" ELSE {self.value(expr.otherwise, sql_type, params)} END"
             )
-        params.append(bind(expr, sql_type))
-        return f"CAST(%s AS {sql_type})"
+        call = cast(Greatest | Least | Coalesce, expr)  # what _EXPRESSIONS holds besides
+        return f"{_FUNCTIONS[type(call)]}(" + ", ".join(self.value(a, sql_type, params) for a in call.args) + ")"
 
     def cond(self, cond: Cond, params: list[Any]) -> str:
         column = self.column(cond.column)
@@ -246,9 +251,7 @@ class Compiler:
         """`` ON CONFLICT (key) DO UPDATE SET ... [WHERE ...]``; the existing row's columns are
         qualified (unqualified they would be ambiguous with ``EXCLUDED``'s)."""
         assert op.on_conflict_update is not None
-        bad = set(op.on_conflict_update) - set(self.types) | ({self.key} & set(op.on_conflict_update))
-        if bad:
-            raise ValueError(f"ON CONFLICT DO UPDATE sets columns it may not set: {sorted(bad)}")
+        self._check_settable(op.on_conflict_update, "ON CONFLICT DO UPDATE sets columns it may not set")
         self._qualifier = UPSERT_ALIAS + "."
         try:
             sets = [
@@ -258,6 +261,11 @@ class Compiler:
         finally:
             self._qualifier = ""
         return f" ON CONFLICT ({self.cols[self.key]}) DO UPDATE SET {', '.join(sets)}{where}"
+
+    def _check_settable(self, columns: Mapping[str, Any], what: str) -> None:
+        """Only the table's columns, and not its key, may be written."""
+        if not self._settable.issuperset(columns):
+            raise ValueError(f"{what}: {sorted(set(columns) - self._settable)}")
 
     def _may_embed(self, op: DbOp) -> bool:
         return isinstance(op, (Insert, Update))
@@ -270,9 +278,7 @@ class Compiler:
             lock = " FOR UPDATE" if op.for_update else ""
             return f"SELECT * FROM {self.table} WHERE {self.cols[self.key]} = %s{lock}", params, False
         if isinstance(op, Insert):
-            bad = set(op.values) - set(self.types) | ({self.key} & set(op.values))
-            if bad:
-                raise ValueError(f"INSERT names columns it may not set: {sorted(bad)}")
+            self._check_settable(op.values, "INSERT names columns it may not set")
             names = [self.cols[self.key]] + [self.cols[c] for c in op.values]
             params.append(op.job_id)
             values = ["%s"] + [self.value(v, self.types[c], params) for c, v in op.values.items()]
@@ -292,9 +298,7 @@ class Compiler:
                 clock is not None,
             )
         if isinstance(op, Update):
-            bad = set(op.set) - set(self.types) | ({self.key} & set(op.set))
-            if bad:
-                raise ValueError(f"UPDATE sets columns it may not set: {sorted(bad)}")
+            self._check_settable(op.set, "UPDATE sets columns it may not set")
             sets = [f"{self.cols[c]} = {self.value(v, self.types[c], params)}" for c, v in op.set.items()]
             if not sets:  # SET nothing is not SQL; the trigger still stamps updated_at
                 sets = [f"{self.cols[self.key]} = {self.cols[self.key]}"]
