@@ -7,9 +7,12 @@ Runs the same sweep as ``benchmarks/postgres_throughput.py`` (every bundled scen
 built-in strategy, ``--runs`` seeds each, ``--backend postgres``) and counts, at the client:
 
 * a round trip: a statement executed outside a pipeline (psycopg's ``execute`` generator: its
-  Parse of a statement prepared for the first time is one more), a pipeline (one Sync), and a
-  COMMIT or ROLLBACK sent through libpq (``tracker.postgres.end_transaction``, where it exists);
-* prepares: statements psycopg parsed on the server (each is a round trip of its own);
+  Parse of a statement prepared for the first time is one more), a pipeline (one Sync), a
+  COMMIT or ROLLBACK sent through libpq (``tracker.postgres.end_transaction``, where it exists),
+  and a statement run through libpq (``tracker.postgres.run_prepared`` and its Parse,
+  ``prepare_statement``, where they exist);
+* prepares: statements psycopg or ``prepare_statement`` parsed on the server (outside a
+  pipeline each is a round trip of its own);
 * the process's CPU time per operation (waiting for a core or for the server does not count).
 
 It counts by wrapping psycopg's internals (checked with psycopg 3.3): an instrument for
@@ -76,6 +79,23 @@ def count_round_trips() -> None:
             return end_transaction(conn, command)  # type: ignore[no-any-return]
 
         tracker.postgres.end_transaction = counted_end_transaction  # type: ignore[attr-defined]
+    run_prepared = getattr(tracker.postgres, "run_prepared", None)
+    if run_prepared is not None:  # a statement run through libpq itself: Bind and Execute
+
+        def counted_run_prepared(*args: Any) -> Any:
+            counts["round trips"] += 1
+            return run_prepared(*args)
+
+        tracker.postgres.run_prepared = counted_run_prepared  # type: ignore[attr-defined]
+    prepare_statement = getattr(tracker.postgres, "prepare_statement", None)
+    if prepare_statement is not None:  # its Parse, the first time on a connection
+
+        def counted_prepare_statement(*args: Any) -> Any:
+            counts["round trips"] += 1
+            counts["prepares"] += 1
+            return prepare_statement(*args)
+
+        tracker.postgres.prepare_statement = counted_prepare_statement  # type: ignore[attr-defined]
 
 
 def main() -> None:

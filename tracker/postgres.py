@@ -55,8 +55,10 @@ from typing import Any, cast
 
 import psycopg
 from psycopg import errors, sql
-from psycopg.adapt import AdaptersMap, Dumper, Loader
-from psycopg.pq import ExecStatus, Format, TransactionStatus
+from psycopg._queries import PostgresQuery
+from psycopg.adapt import AdaptersMap, Dumper, Loader, Transformer
+from psycopg.pq import ConnStatus, ExecStatus, Format, TransactionStatus
+from psycopg.pq.abc import PGresult
 from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 
@@ -354,6 +356,44 @@ def end_transaction(conn: psycopg.Connection[Any], command: str) -> str:
     return (result.command_status or b"").decode()
 
 
+def run_prepared(link: _Link, query: str, params: list[Any]) -> PGresult:
+    """Run one statement on a session's connection through libpq itself, as psycopg's
+    ``cursor.execute`` would with ``prepare_threshold=0`` (the same parameters, dumped by
+    psycopg; the same Parse the first time, a round trip of its own; then Bind and Execute of
+    the prepared statement, one round trip) without a cursor's per-statement bookkeeping. An error
+    raises as psycopg would raise it; a connection that broke raises ``OperationalError``.
+
+    The names are this module's own (psycopg's are ``_pg3_*``) and live as long as the
+    connection: nothing on it runs DDL or a ROLLBACK through psycopg (see
+    :func:`end_transaction`), which would have psycopg deallocate every prepared statement."""
+    pgq = PostgresQuery(link.tx)
+    pgq.convert(query, params)
+    key = (pgq.query, pgq.types)
+    name = link.prepared.get(key)
+    if name is None:
+        name = b"racetrack_%d" % len(link.prepared)
+        prepare_statement(link.conn, name, pgq)
+        link.prepared[key] = name
+    # psycopg's cursor passes its parameters so too (None: NULL), a type its stub leaves out
+    result = link.conn.pgconn.exec_prepared(name, pgq.params, pgq.formats, result_format=Format.BINARY)  # type: ignore[arg-type]
+    if result.status != ExecStatus.TUPLES_OK:
+        raise _error(link.conn, result)
+    return result
+
+
+def prepare_statement(conn: psycopg.Connection[Any], name: bytes, pgq: PostgresQuery) -> None:
+    """Parse ``pgq`` on the server as ``name`` (one round trip)."""
+    result = conn.pgconn.prepare(name, pgq.query, pgq.types)
+    if result.status != ExecStatus.COMMAND_OK:
+        raise _error(conn, result)
+
+
+def _error(conn: psycopg.Connection[Any], result: PGresult) -> psycopg.Error:
+    if conn.pgconn.status == ConnStatus.BAD:  # psycopg raises this when the connection breaks
+        return errors.OperationalError(result.get_error_message(conn.info.encoding) or "the connection broke")
+    return errors.error_from_result(result, encoding=conn.info.encoding)
+
+
 def tracker_error(exc: psycopg.Error, table: str = "job_status") -> TrackerError:
     """PostgreSQL's error as the handler sees it: SQLSTATE and constraint name."""
     diag = exc.diag
@@ -424,20 +464,25 @@ def drop_schema_statement(schema: str) -> sql.Composed:
 # --- sessions ----------------------------------------------------------------------------------
 
 
-#: A pooled session connection and the one cursor every statement of it runs on (a cursor per
-#: statement would cost its own adapters map and transformer, and look its loaders up anew).
-_Link = tuple[psycopg.Connection[Any], psycopg.Cursor[tuple[Any, ...]]]
+class _Link:
+    """A pooled session connection and what its statements reuse across sessions and runs: one
+    cursor (for the pipeline that opens a transaction), one transformer (a cursor or a
+    transformer per statement would cost its own adapters map and look its loaders up anew), and
+    the statements it prepared itself (see :func:`run_prepared`)."""
 
-
-def _link(conn: psycopg.Connection[Any]) -> _Link:
-    return conn, conn.cursor(binary=True, row_factory=tuple_row)
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        self.cur = conn.cursor(binary=True, row_factory=tuple_row)
+        self.tx = Transformer(conn)
+        #: (query, parameter types) -> the name it was prepared under on this connection
+        self.prepared: dict[tuple[bytes, Any], bytes] = {}
 
 
 class _Session:
     """One actor's connection and what the backend knows about its transaction."""
 
     def __init__(self, link: _Link) -> None:
-        self.conn, self.cur = link
+        self.link, self.conn = link, link.conn
         self.pid = self.conn.info.backend_pid
         self.in_tx = False
         #: The clock of a BEGIN not sent yet: it goes with the transaction's first statement.
@@ -526,8 +571,8 @@ class PostgresTracker:
 
     def _lost(self, exc: BaseException) -> ConnectionLost:
         """The server went away: pooled connections are as dead as this one; reconnect next run."""
-        for conn, _ in self._idle:
-            conn.close()
+        for link in self._idle:
+            link.conn.close()
         self._idle.clear()
         return ConnectionLost(self._say("lost the connection to PostgreSQL", exc))
 
@@ -652,7 +697,7 @@ class PostgresTracker:
                     pass
             if conn.info.transaction_status != TransactionStatus.IDLE:
                 end_transaction(conn, "ROLLBACK")
-            self._idle.append((conn, state.cur))
+            self._idle.append(state.link)
         except psycopg.Error:
             conn.close()  # a broken connection is not returned to the pool
 
@@ -713,7 +758,7 @@ class PostgresTracker:
             # the admin connection is unusable (a Ctrl-C landed mid-statement: "another command is
             # already in progress") or the server is gone: a fresh connection, else `racetrack clean`
             self.drop_from_outside()
-        for conn in [*(c for c, _ in self._idle), self.admin, self.monitor]:
+        for conn in [*(link.conn for link in self._idle), self.admin, self.monitor]:
             conn.close()
         self._idle.clear()
         _open_trackers.discard(self)
@@ -736,7 +781,7 @@ class PostgresTracker:
     def _session(self, session: str) -> _Session:
         state = self._sessions.get(session)
         if state is None:
-            link = self._idle.pop() if self._idle else _link(self._connect())
+            link = self._idle.pop() if self._idle else _Link(self._connect())
             state = self._sessions[session] = _Session(link)
             self._pid_session[state.pid] = session
         return state
@@ -786,26 +831,31 @@ class PostgresTracker:
 
     def _run(self, state: _Session, query: str, params: list[Any], clock: str | None) -> Outcome:
         """Execute on the session's connection (inline or on a worker thread)."""
-        cur = state.cur
+        link = state.link
+        row: tuple[Any, ...] | None
         try:
-            if state.begin_clock is not None:  # the transaction's first statement: BEGIN goes with it
-                begin_clock, state.begin_clock = state.begin_clock, None
-                with state.conn.pipeline():
-                    cur.execute(BEGIN)
-                    cur.execute(SET_CLOCK_LOCAL, [CLOCK_SETTING, begin_clock])
-                    cur.execute(query, params)
-            elif clock is None:
-                cur.execute(query, params)
+            if clock is None and state.begin_clock is None:  # one statement: straight through libpq
+                result = run_prepared(link, query, params)
+                if not result.ntuples:
+                    return Done()
+                link.tx.set_pgresult(result)
+                row = link.tx.load_row(0, tuple)
+                columns = self._columns or self._learn_columns(result)
             else:
+                cur = link.cur
                 with state.conn.pipeline():
-                    cur.execute(SET_CLOCK, [CLOCK_SETTING, clock])
-                    cur.execute(query, params)
-            row = cur.fetchone()
-            if row is None:
-                return Done()
-            columns = self._columns
-            if columns is None:
-                columns = self._columns = tuple(c.name for c in cur.description or ())
+                    if state.begin_clock is not None:  # the transaction's first statement: BEGIN goes with it
+                        begin_clock, state.begin_clock = state.begin_clock, None
+                        cur.execute(BEGIN)
+                        cur.execute(SET_CLOCK_LOCAL, [CLOCK_SETTING, begin_clock])
+                    else:
+                        cur.execute(SET_CLOCK, [CLOCK_SETTING, clock])
+                    # unnamed: the connection prepares it for run_prepared, once, when it runs alone
+                    cur.execute(query, params, prepare=False)
+                row = cur.fetchone()
+                if row is None:
+                    return Done()
+                columns = self._columns or self._learn_columns(cur.pgresult)
             return Done(value=dict(zip(columns, row, strict=True)))
         except psycopg.OperationalError as exc:
             self._check_interrupted()  # cancelled by interrupt(): Ctrl-C, not a lost server
@@ -814,6 +864,12 @@ class PostgresTracker:
             raise self._lost(exc) from None
         except psycopg.Error as exc:
             return Done(error=tracker_error(exc, self.spec.name))
+
+    def _learn_columns(self, result: PGresult | None) -> tuple[str, ...]:
+        assert result is not None
+        encoding = self.admin.info.encoding
+        self._columns = tuple(result.fname(i).decode(encoding) for i in range(result.nfields))  # type: ignore[union-attr]
+        return self._columns
 
     def _finish(self, session: str, state: _Session, op: DbOp, outcome: Outcome) -> Outcome:
         """Book what a finished statement locked (for Blocked answers and for may-wait guesses)."""
