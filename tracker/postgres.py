@@ -21,7 +21,9 @@
   produced after that item, so defaults, SET and the trigger see it; a guard, which may be
   evaluated before that item, gets the clock's value in place of ``now()``): one round trip.
 * **One connection per active session**, taken from a pool that lives across runs; ``reset()``
-  rolls back whatever is open and empties the table.
+  rolls back whatever is open and empties the table. A statement that runs alone goes straight
+  through libpq (:func:`run_prepared`: prepared once per connection, then one round trip); the
+  pipeline that opens a transaction uses the connection's one cursor.
 * **Lock waits.** A statement that may wait (another open transaction holds the row, by the
   backend's own bookkeeping) runs on a worker thread; the calling thread polls it and asks a
   monitor connection for ``pg_blocking_pids`` of its backend, as PostgreSQL's isolation tester
@@ -840,7 +842,7 @@ class PostgresTracker:
                     return Done()
                 link.tx.set_pgresult(result)
                 row = link.tx.load_row(0, tuple)
-                columns = self._columns or self._learn_columns(result)
+                columns = self._columns or self._learn_columns(result, link.conn)
             else:
                 cur = link.cur
                 with state.conn.pipeline():
@@ -855,7 +857,7 @@ class PostgresTracker:
                 row = cur.fetchone()
                 if row is None:
                     return Done()
-                columns = self._columns or self._learn_columns(cur.pgresult)
+                columns = self._columns or self._learn_columns(cur.pgresult, link.conn)
             return Done(value=dict(zip(columns, row, strict=True)))
         except psycopg.OperationalError as exc:
             self._check_interrupted()  # cancelled by interrupt(): Ctrl-C, not a lost server
@@ -865,9 +867,10 @@ class PostgresTracker:
         except psycopg.Error as exc:
             return Done(error=tracker_error(exc, self.spec.name))
 
-    def _learn_columns(self, result: PGresult | None) -> tuple[str, ...]:
+    def _learn_columns(self, result: PGresult | None, conn: psycopg.Connection[Any]) -> tuple[str, ...]:
+        """The column names of the first whole row read (see ``_columns``)."""
         assert result is not None
-        encoding = self.admin.info.encoding
+        encoding = conn.info.encoding
         self._columns = tuple(result.fname(i).decode(encoding) for i in range(result.nfields))  # type: ignore[union-attr]
         return self._columns
 
