@@ -1,6 +1,6 @@
 """How fast racetrack drives a real PostgreSQL, beside ``pgbench -S`` on the same server.
 
-    python benchmarks/postgres_throughput.py [--dsn DSN] [--runs N] [--seconds S] [--in-flight 1,2] [--rounds R]
+    python benchmarks/postgres_throughput.py [--dsn DSN] [--runs N] [--seconds S] [--in-flight 1,2] [--workers 2] [--rounds R]
 
 1. The harness: a sweep of every bundled scenario x every built-in strategy, ``--runs`` seeds
    each, on ``--backend postgres`` in this one process (``racetrack sweep --workers 1``), once for
@@ -14,7 +14,13 @@
 2. ``pgbench -S -c 1`` (select-only, one client) for ``--seconds`` on the same server, its tables
    in a schema of their own (dropped afterwards): transactions per second, one statement each.
 
-``--rounds`` repeats 1 and 2, alternating the ``--in-flight`` values, so that a ratio compares
+3. With ``--workers N`` (N > 1, comma-separated for several): the same sweep as ``racetrack sweep
+   --workers N`` runs it (N worker processes, one run in flight each: the default on a server
+   with N cores), beside ``pgbench -S -c N -j N`` (N clients on N threads): each side with N
+   client processes, so their ratio compares like with like. Client CPU here counts the worker
+   processes too.
+
+``--rounds`` repeats 1 and 2 (and 3), alternating the ``--in-flight`` values, so that a ratio compares
 figures taken a few seconds apart. The server is chosen as racetrack chooses it (``--dsn``,
 ``DATABASE_URL``, ``PG*``, embedded). pgbench: the embedded server's own, else ``pgbench`` on
 PATH, else PostgreSQL 15's.
@@ -25,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -100,15 +107,24 @@ def busy_idle_ticks() -> tuple[int, int] | None:
     return sum(fields[:8]) - idle, idle
 
 
-def sweep_harness(dsn: str, runs: int, kind: str, in_flight: int) -> tuple[int, float, float, float | None]:
-    """(operations, wall seconds, CPU seconds of this process, idle share of the machine's cores)
-    of the benchmark sweep run as ``racetrack sweep --workers 1 --in-flight N`` runs it."""
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and of its children that have ended (pool workers)."""
+    mine, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return mine.ru_utime + mine.ru_stime + children.ru_utime + children.ru_stime
+
+
+def sweep_harness(
+    dsn: str, runs: int, kind: str, in_flight: int, workers: int = 1
+) -> tuple[int, float, float, float | None]:
+    """(operations, wall seconds, CPU seconds of this process and its workers, idle share of the
+    machine's cores) of the benchmark sweep run as ``racetrack sweep --workers W --in-flight N``
+    runs it."""
     sweep = Sweep(tuple(load(n) for n in bundled_names()), tuple(s.name for s in builtin_strategies()), runs, 0,
                   BackendSpec(kind, dsn))
-    ticks, cpu, started = busy_idle_ticks(), time.process_time(), time.perf_counter()
-    with SweepRun(sweep, Execution(workers=1, in_flight=in_flight)) as run:
+    ticks, cpu, started = busy_idle_ticks(), _cpu_seconds(), time.perf_counter()
+    with SweepRun(sweep, Execution(workers=workers, in_flight=in_flight)) as run:
         ops = sum(row["ops"] for row in run.rows())
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    elapsed, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
     after = busy_idle_ticks()
     idle = None
     if ticks is not None and after is not None and after != ticks:
@@ -129,7 +145,7 @@ def find_pgbench() -> str | None:
     return None
 
 
-def pgbench_select_only(dsn: str, seconds: int) -> float:
+def pgbench_select_only(dsn: str, seconds: int, clients: int = 1) -> float:
     pgbench = find_pgbench()
     if pgbench is None:
         sys.exit("benchmark: pgbench not found (install postgresql-client or use the embedded server)")
@@ -140,7 +156,7 @@ def pgbench_select_only(dsn: str, seconds: int) -> float:
         try:
             subprocess.run([pgbench, "-i", "-q", "-s", "1", dsn], env=env, check=True, capture_output=True)
             out = subprocess.run(
-                [pgbench, "-S", "-c", "1", "-T", str(seconds), dsn], env=env, check=True, capture_output=True, text=True
+                [pgbench, "-S", "-c", str(clients), "-j", str(clients), "-T", str(seconds), dsn], env=env, check=True, capture_output=True, text=True
             ).stdout
         finally:
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
@@ -156,9 +172,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="seeds per scenario and strategy (default 5)")
     parser.add_argument("--seconds", type=int, default=10, help="pgbench duration (default 10)")
     parser.add_argument("--in-flight", default="1,2", help="runs in flight to measure, comma-separated (default 1,2)")
+    parser.add_argument("--workers", default="", help="worker processes to measure beside pgbench -c N -j N, comma-separated (default: none)")
     parser.add_argument("--rounds", type=int, default=1, help="times to measure each, alternating (default 1)")
     args = parser.parse_args()
     in_flights = [int(k) for k in args.in_flight.split(",")]
+    workers = [int(w) for w in args.workers.split(",") if w]
     server = choose_server(args.dsn)
     print(f"server: {mask_password(pg_server.describe_server(server.dsn), server.dsn)} (from {server.source})")
 
@@ -178,6 +196,16 @@ def main() -> None:
         print(f"round {round_}, pgbench -S -c 1: {tps:,.0f} statements/s{load}")
         print(f"round {round_}, ratio harness / pgbench: "
               + ", ".join(f"{rates[k] / tps:.3f} with {k} in flight" for k in in_flights))
+        for w in workers:
+            ops, elapsed, cpu, idle = sweep_harness(server.dsn, args.runs, "postgres", 1, w)
+            assert ops == memory_ops, "the same sweep must send the same operations"
+            idle_text = "" if idle is None else f", cores idle {idle:.0%}"
+            print(f"round {round_}, postgres, {w} worker processes: {ops} statements in {elapsed:.2f} s = "
+                  f"{ops / elapsed:,.0f} statements/s end to end; client CPU {cpu / ops * 1e6:.0f} us per operation{idle_text}")
+            tps_w = pgbench_select_only(server.dsn, args.seconds, w)
+            print(f"round {round_}, pgbench -S -c {w} -j {w}: {tps_w:,.0f} statements/s")
+            print(f"round {round_}, ratio harness / pgbench with {w} client processes each: {ops / elapsed / tps_w:.3f}"
+                  f" (against pgbench -c 1: {ops / elapsed / tps:.3f})")
 
 
 if __name__ == "__main__":
