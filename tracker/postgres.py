@@ -472,8 +472,10 @@ class _Link:
     transformer per statement would cost its own adapters map and look its loaders up anew), and
     the statements it prepared itself (see :func:`run_prepared`)."""
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], generation: int) -> None:
         self.conn = conn
+        #: How many times its tracker had lost the server when it connected (see ``_lost``).
+        self.generation = generation
         self.cur = conn.cursor(binary=True, row_factory=tuple_row)
         self.tx = Transformer(conn)
         #: (query, parameter types) -> the name it was prepared under on this connection
@@ -511,6 +513,7 @@ class PostgresTracker:
         self.lock_timeout_ms = lock_timeout_ms
         self.schema = f"{prefix}_{os.getpid()}_{next(_schema_numbers)}"
         self._idle: list[_Link] = []
+        self._generation = 0  # times the server was lost (see _lost)
         #: The table's column names in the server's order: every session statement returns whole
         #: rows (``SELECT *``, ``RETURNING *``), read as tuples; learnt from the first one.
         self._columns: tuple[str, ...] | None = None
@@ -545,9 +548,13 @@ class PostgresTracker:
             )
         except psycopg.Error as exc:
             raise ServerUnavailable(self._say("cannot connect to PostgreSQL", exc)) from None
-        with conn.cursor() as cur:
-            for statement, params in session_settings(self.schema, self.lock_timeout_ms):
-                cur.execute(statement, params or None)
+        try:
+            with conn.cursor() as cur:
+                for statement, params in session_settings(self.schema, self.lock_timeout_ms):
+                    cur.execute(statement, params or None)
+        except psycopg.OperationalError as exc:  # accepted, then gone (a server restarting): not up yet
+            conn.close()
+            raise ServerUnavailable(self._say("cannot connect to PostgreSQL", exc)) from None
         self._read_enums_as_text(conn)
         return conn
 
@@ -572,7 +579,10 @@ class PostgresTracker:
             conn.adapters.register_loader(oid, psycopg.types.string.TextBinaryLoader)
 
     def _lost(self, exc: BaseException) -> ConnectionLost:
-        """The server went away: pooled connections are as dead as this one; reconnect next run."""
+        """The server went away: pooled connections are as dead as this one, and so are those
+        sessions hold now (which may look alive until they are used: they never go back to the
+        pool); reconnect next run."""
+        self._generation += 1
         for link in self._idle:
             link.conn.close()
         self._idle.clear()
@@ -697,6 +707,9 @@ class PostgresTracker:
                     state.future.result(timeout=STUCK_AFTER_S)
                 except Exception:  # the cancelled statement's error is nobody's answer any more
                     pass
+            if state.link.generation != self._generation:  # connected before the server went away
+                conn.close()
+                return
             if conn.info.transaction_status != TransactionStatus.IDLE:
                 end_transaction(conn, "ROLLBACK")
             self._idle.append(state.link)
@@ -783,7 +796,7 @@ class PostgresTracker:
     def _session(self, session: str) -> _Session:
         state = self._sessions.get(session)
         if state is None:
-            link = self._idle.pop() if self._idle else _Link(self._connect())
+            link = self._idle.pop() if self._idle else _Link(self._connect(), self._generation)
             state = self._sessions[session] = _Session(link)
             self._pid_session[state.pid] = session
         return state
