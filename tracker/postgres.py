@@ -762,17 +762,14 @@ class PostgresTracker:
             self.end_session(session)
         if self._threads is not None:
             self._threads.shutdown(wait=False, cancel_futures=True)
-        try:
-            if self._created:
-                if self.admin.closed or self.admin.broken:  # a killed connection: the schema is still there
-                    self.admin.close()
-                    self.admin = self._connect()
+        if self._created and not (self.admin.closed or self.admin.broken):
+            try:
                 self.admin.execute(drop_schema_statement(self.schema))
                 self._created = False
-        except (psycopg.Error, ServerUnavailable):
-            # the admin connection is unusable (a Ctrl-C landed mid-statement: "another command is
-            # already in progress") or the server is gone: a fresh connection, else `racetrack clean`
-            self.drop_from_outside()
+            except psycopg.Error:
+                pass  # busy (a Ctrl-C landed mid-statement: "another command is already in progress")
+        # a killed or busy admin connection: over a fresh one (the server gone: `racetrack clean`)
+        self.drop_from_outside()
         for conn in [*(link.conn for link in self._idle), self.admin, self.monitor]:
             conn.close()
         self._idle.clear()
