@@ -353,8 +353,6 @@ class _ProcessPool:
         self.pool = ProcessPoolExecutor(max_workers=workers, initializer=_start_worker, initargs=(os.getpid(),))
 
     def submit(self, chunk: Chunk) -> Any:
-        if self.in_flight == 1:
-            return self.pool.submit(run_chunk, chunk, self.spec)
         return self.pool.submit(run_chunk, chunk, self.spec, self.in_flight)
 
     def close(self, abort: bool = False) -> None:
