@@ -112,10 +112,16 @@ def test_stop_interrupts_the_calls_running_and_each_slot_closes_up(monkeypatch):
             pass
 
     slots = Slots(2, on_exit=lambda: closed.append(threading.get_ident()))
-    batch = slots.submit([spin, spin, spin])
+    stop_while_running(slots, spin, started)
+    assert sorted(closed) == sorted(t.ident for t in slots.threads)
+
+
+def stop_while_running(slots: Slots, call, started: threading.Event) -> None:
+    """Three ``call``s on ``slots``, stopped as Ctrl-C stops them once one has started: every slot
+    ends, and the batch raises ``KeyboardInterrupt``."""
+    batch = slots.submit([call, call, call])
     assert started.wait(timeout=30)
     slots.stop(interrupt_running=True)
-    assert sorted(closed) == sorted(t.ident for t in slots.threads)
     assert not any(t.is_alive() for t in slots.threads)
     with pytest.raises(KeyboardInterrupt):
         batch.result()
@@ -169,14 +175,8 @@ def test_stop_asks_the_running_calls_to_end_before_raising_into_their_threads(mo
             asked.wait(0.01)
         raise KeyboardInterrupt  # as a PostgreSQL backend does at its next statement
 
-    slots = Slots(2, on_interrupt=asked.set)
-    batch = slots.submit([until_asked, until_asked, until_asked])
-    assert started.wait(timeout=30)
-    slots.stop(interrupt_running=True)
+    stop_while_running(Slots(2, on_interrupt=asked.set), until_asked, started)
     assert raised == []
-    assert not any(t.is_alive() for t in slots.threads)
-    with pytest.raises(KeyboardInterrupt):
-        batch.result()
 
 
 def test_slots_start_the_run_limit_watchdog_from_the_thread_that_makes_them():
