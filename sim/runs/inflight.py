@@ -79,10 +79,10 @@ class Slots:
         self, size: int, on_exit: Callable[[], None] = lambda: None, on_interrupt: Callable[[], None] = lambda: None
     ) -> None:
         self.size, self.on_exit, self.on_interrupt = size, on_exit, on_interrupt
-        self.idle = threading.Condition(threading.Lock())  # notified when a slot ends a call
         start_watchdog()  # here, not in a slot: a thread a slot starts could catch the slot's interrupt
         self.jobs: queue.SimpleQueue[tuple[Batch, int, Callable[[], Any]] | None] = queue.SimpleQueue()
         self.lock = threading.Lock()
+        self.idle = threading.Condition(self.lock)  # notified when a slot ends a call
         self.busy: set[int] = set()  # idents of the slots running a call
         self.interrupted: set[int] = set()
         self.pending: set[Batch] = set()
@@ -123,8 +123,7 @@ class Slots:
                 finally:
                     with self.lock:
                         self.busy.discard(ident)
-                        with self.idle:
-                            self.idle.notify_all()
+                        self.idle.notify_all()
                         if ident in self.interrupted:  # a stop's interrupt that may not have landed
                             self.interrupted.discard(ident)
                             withdraw(ident)
@@ -142,7 +141,7 @@ class Slots:
                     batch.cancel()
                     batch._fail(KeyboardInterrupt())
             self.on_interrupt()
-            with self.idle:
+            with self.lock:
                 self.idle.wait_for(lambda: not self.busy, timeout=STOP_GRACE_S)
         with self.lock:
             if interrupt_running:
