@@ -6,6 +6,12 @@ the same number of events per run, and their ratio.
 The skeleton is what any SimPy model of this size pays at least: the same count of scheduled
 events (timeouts and process resumptions), spread over the same number of processes, doing
 nothing else. The ratio says how much of a racetrack run is the simulation engine itself.
+
+It then splits a run's time: judging and the result row alone (on the runs' finished records),
+and the model's statements alone (each run's database operations executed again, in the order
+they ran, on a fresh ``MemoryTracker``). What is left is the driver, the queue world, the latency
+draws and the history records. Beside them, the time per run a ratio of 0.3 allows: if judging,
+the model and the skeleton already take it, no speed-up of the driver and world alone reaches it.
 """
 
 from __future__ import annotations
@@ -17,9 +23,11 @@ import simpy
 
 from sim.engine import scenario as scenarios
 from sim.engine.world import World
-from sim.runs.runner import run_one
+from sim.judge.invariants import judge
+from sim.runs.runner import RunResult, run_one
 from tracker.memory import MemoryTracker
 from tracker.strategies import load_strategy
+from tracker.table import Table
 
 
 def count_events(scenario, strategy, seed: int) -> tuple[int, int]:
@@ -57,6 +65,21 @@ def skeleton_run(events: int, processes: int) -> None:
     env.run()
 
 
+def judge_and_row(result: RunResult) -> None:
+    """What ``run_one`` does after the simulation, for the memory backend: judge, then the row."""
+    judgement = judge(result.record, None)
+    RunResult(result.scenario, result.strategy, result.backend, result.seed, judgement.violations, result.record,
+              params=result.params, params_json=result.params_json, unknown=judgement.unknown).row()
+
+
+def model_statements(result: RunResult, table: Table | None) -> None:
+    """The run's database operations again, in the order they ran, on a fresh model."""
+    model = MemoryTracker(table)
+    for step in result.record.steps:
+        if step.kind == "db":
+            model.execute(step.actor, step.op, step.db_now_us)
+
+
 def rate(fn, runs: int) -> float:
     started = time.perf_counter()
     for i in range(runs):
@@ -81,6 +104,16 @@ def main() -> None:
     print(f"racetrack (simulate + judge + result row): {ours:8.1f} runs/s")
     print(f"bare SimPy skeleton, same events:          {bare:8.1f} runs/s")
     print(f"ratio racetrack / skeleton:                {ours / bare:8.2f}  (aim: >= 0.3)")
+    results = [run_one(scenario, strategy, i) for i in range(args.runs)]
+    judging = rate(lambda i: judge_and_row(results[i]), args.runs)
+    model = rate(lambda i: model_statements(results[i], scenario.table), args.runs)
+    per_run = {"skeleton": 1e6 / bare, "judging": 1e6 / judging, "model": 1e6 / model}
+    rest = 1e6 / ours - sum(per_run.values())
+    print(f"one run: {1e6 / ours:,.0f} us = SimPy skeleton {per_run['skeleton']:,.0f} + judging and result row "
+          f"{per_run['judging']:,.0f} + the model's statements {per_run['model']:,.0f} + driver, world, draws and "
+          f"history {rest:,.0f}")
+    print(f"a ratio of 0.3 allows {1e6 / bare / 0.3:,.0f} us per run; skeleton, judging and model alone take "
+          f"{sum(per_run.values()):,.0f} us")
 
 
 if __name__ == "__main__":
