@@ -248,3 +248,21 @@ def test_connections_open_when_the_server_went_away_never_go_back_to_the_pool(ds
         assert tracker.execute("c/1", Select("job-1"), 0).value is None
     finally:
         tracker.close()
+
+
+def test_a_connection_lost_at_commit_is_a_lost_server_not_the_statements_error(dsn):
+    # COMMIT and ROLLBACK go through libpq as lone statements do, and a dead connection must read
+    # the same on both paths: the run becomes an error row, not a handler seeing a bogus error.
+    from tracker.ops import Begin, Commit, Insert
+    from tracker.postgres import ConnectionLost, PostgresTracker
+
+    tracker = PostgresTracker(dsn, "racetrack_t_lostcommit")
+    try:
+        assert tracker.execute("a/1", Begin(), 0).error is None
+        assert tracker.execute("a/1", Insert("job-1", {"status": "waiting"}), 0).error is None
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            kill_sessions(conn, "racetrack_t_lostcommit")
+        with pytest.raises(ConnectionLost):
+            tracker.execute("a/1", Commit(), 0)
+    finally:
+        tracker.close()

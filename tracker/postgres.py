@@ -354,7 +354,7 @@ def end_transaction(conn: psycopg.Connection[Any], command: str) -> str:
     rollback (they are not transactional)."""
     result = conn.pgconn.exec_(command.encode())
     if result.status != ExecStatus.COMMAND_OK:
-        raise errors.error_from_result(result, encoding=conn.info.encoding)
+        raise _error(conn, result)
     return (result.command_status or b"").decode()
 
 
@@ -391,6 +391,7 @@ def prepare_statement(conn: psycopg.Connection[Any], name: bytes, pgq: PostgresQ
 
 
 def _error(conn: psycopg.Connection[Any], result: PGresult) -> psycopg.Error:
+    """The error psycopg would raise for a failed ``result`` of a statement sent through libpq."""
     if conn.pgconn.status == ConnStatus.BAD:  # psycopg raises this when the connection breaks
         return errors.OperationalError(result.get_error_message(conn.info.encoding) or "the connection broke")
     return errors.error_from_result(result, encoding=conn.info.encoding)
