@@ -21,10 +21,12 @@ import time
 
 import simpy
 
+from sim.cli.args import positive
 from sim.engine import scenario as scenarios
 from sim.engine.world import World
 from sim.judge.invariants import judge
 from sim.runs.runner import RunResult, run_one
+from tracker.errors import UserError
 from tracker.memory import MemoryTracker
 from tracker.strategies import load_strategy
 from tracker.table import Table
@@ -89,12 +91,15 @@ def rate(fn, runs: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=500)
+    parser.add_argument("--runs", type=positive("--runs"), default=500)
     parser.add_argument("--scenario", default="seed-fast-jobs")
     parser.add_argument("--strategy", default="naive")
     args = parser.parse_args()
-    scenario = scenarios.load(args.scenario)
-    strategy = load_strategy(args.strategy)
+    try:
+        scenario = scenarios.load(args.scenario)
+        strategy = load_strategy(args.strategy)
+    except UserError as exc:
+        parser.error(str(exc))
     samples = [count_events(scenario, strategy, seed) for seed in range(20)]
     events = round(sum(e for e, _ in samples) / len(samples))
     processes = round(sum(p for _, p in samples) / len(samples))
