@@ -42,11 +42,13 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from sim.cli.args import MAX_IN_FLIGHT, MAX_WORKERS, positive
 from sim.engine.scenario import bundled_names, load
 from sim.runs.backends import BackendSpec, close_backend, open_backend
 from sim.runs.runner import plan, run_one
 from sim.runs.sweep import Execution, Sweep, SweepRun
 from tracker import pg_server
+from tracker.errors import UserError
 from tracker.pg_server import choose_server, mask_password
 from tracker.strategies import builtin_strategies
 
@@ -166,17 +168,26 @@ def pgbench_select_only(dsn: str, seconds: int, clients: int = 1) -> float:
     return float(match.group(1))
 
 
+def positives(name: str, maximum: int) -> Any:
+    """An argument type: comma-separated whole numbers in [1, ``maximum``] (none for "")."""
+    one = positive(name, maximum)
+    return lambda text: [one(item) for item in text.split(",") if item]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dsn")
-    parser.add_argument("--runs", type=int, default=5, help="seeds per scenario and strategy (default 5)")
-    parser.add_argument("--seconds", type=int, default=10, help="pgbench duration (default 10)")
-    parser.add_argument("--in-flight", default="1,2", help="runs in flight to measure, comma-separated (default 1,2)")
-    parser.add_argument("--workers", default="", help="worker processes to measure beside pgbench -c N -j N, comma-separated (default: none)")
-    parser.add_argument("--rounds", type=int, default=1, help="times to measure each, alternating (default 1)")
+    parser.add_argument("--runs", type=positive("--runs"), default=5, help="seeds per scenario and strategy (default 5)")
+    parser.add_argument("--seconds", type=positive("--seconds"), default=10, help="pgbench duration (default 10)")
+    parser.add_argument("--in-flight", type=positives("--in-flight", MAX_IN_FLIGHT), default="1,2",
+                        help="runs in flight to measure, comma-separated (default 1,2)")
+    parser.add_argument("--workers", type=positives("--workers", MAX_WORKERS), default="",
+                        help="worker processes to measure beside pgbench -c N -j N, comma-separated (default: none)")
+    parser.add_argument("--rounds", type=positive("--rounds"), default=1, help="times to measure each, alternating (default 1)")
     args = parser.parse_args()
-    in_flights = [int(k) for k in args.in_flight.split(",")]
-    workers = [int(w) for w in args.workers.split(",") if w]
+    in_flights, workers = args.in_flight, args.workers
+    if not in_flights:
+        parser.error("--in-flight needs at least one number")
     server = choose_server(args.dsn)
     print(f"server: {mask_password(pg_server.describe_server(server.dsn), server.dsn)} (from {server.source})")
 
@@ -209,4 +220,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as exc:  # an unreachable server, a bad DSN: one line, as racetrack says it
+        print(f"postgres_throughput.py: {exc}", file=sys.stderr)
+        sys.exit(2)
