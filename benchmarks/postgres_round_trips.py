@@ -35,10 +35,11 @@ import psycopg._cursor_base as cursor_base
 import psycopg.generators
 
 import tracker.postgres
+from sim.cli.args import positive
 from tracker.pg_server import choose_server
 
 sys.path.insert(0, str(Path(__file__).parent))
-from postgres_throughput import harness  # noqa: E402
+from postgres_throughput import harness, run  # noqa: E402
 
 counts: Counter[str] = Counter()
 
@@ -101,7 +102,7 @@ def count_round_trips() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dsn")
-    parser.add_argument("--runs", type=int, default=5, help="seeds per scenario and strategy (default 5)")
+    parser.add_argument("--runs", type=positive("--runs"), default=5, help="seeds per scenario and strategy (default 5)")
     args = parser.parse_args()
     server = choose_server(args.dsn)
     count_round_trips()
@@ -115,4 +116,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

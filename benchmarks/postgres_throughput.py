@@ -36,6 +36,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -219,9 +220,15 @@ def main() -> None:
                   f" (against pgbench -c 1: {ops / elapsed / tps:.3f})")
 
 
-if __name__ == "__main__":
+def run(main: Callable[[], None]) -> None:
+    """Run a benchmark's ``main``: a UserError (an unreachable server, a bad DSN) ends it in one
+    line and exit 2, as racetrack ends."""
     try:
         main()
-    except UserError as exc:  # an unreachable server, a bad DSN: one line, as racetrack says it
-        print(f"postgres_throughput.py: {exc}", file=sys.stderr)
+    except UserError as exc:
+        print(f"{Path(sys.argv[0]).name}: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    run(main)
