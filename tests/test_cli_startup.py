@@ -46,6 +46,21 @@ def test_quick_commands_import_no_heavy_library(argv):
     assert sorted(loaded & set(HEAVY)) == []
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["scenarios"], ["invariants"]], ids=lambda argv: " ".join(argv))
+def test_commands_that_make_no_record_do_not_import_dataclasses(argv):
+    # dataclasses imports inspect (ast, dis, tokenize) and generates code for every class: about
+    # a fifth of such a command's start-up. The parser takes its defaults and choices from
+    # sim.engine.limit_defaults and sim.runs.backend_kinds; `strategies` loads the strategies,
+    # which are dataclasses (the probe sees that below).
+    result = imported_by(*argv)
+    assert result["code"] == 0
+    assert "dataclasses" not in result["modules"]  # type: ignore[operator]
+
+
+def test_the_probe_sees_dataclasses_when_a_command_imports_them():
+    assert "dataclasses" in imported_by("strategies")["modules"]  # type: ignore[operator]
+
+
 def test_the_probe_sees_a_heavy_import_when_a_command_makes_one(tmp_path):
     # The same probe on a command that runs a simulation must see SimPy, or the test above
     # would pass for a probe that sees nothing.

@@ -15,14 +15,18 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
-from sim.engine.limits import DEFAULT_LIMITS, Limits
-from sim.runs.backends import KINDS, BackendSpec
+from sim.engine.limit_defaults import OPS_PER_HANDLER, SIM_SECONDS, WALL_SECONDS
+from sim.runs.backend_kinds import KINDS
 from tracker.errors import UserError
 from tracker.strategy_names import BUILTIN
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from sim.engine.limits import Limits
     from sim.engine.scenario import Scenario
     from sim.runs import sweep
+    from sim.runs.backends import BackendSpec
     from tracker.strategies import Strategy
     from tracker.table import Table
 
@@ -214,6 +218,8 @@ def _table_of(path: str) -> Table:
 
 
 def backend_spec(args: argparse.Namespace) -> BackendSpec:
+    from sim.runs.backends import BackendSpec
+
     return BackendSpec(kind=args.backend, dsn=args.dsn, schema=args.schema)
 
 
@@ -244,17 +250,25 @@ def execution(args: argparse.Namespace) -> sweep.Execution:
 
 def add_limit_flags(p: argparse.ArgumentParser) -> None:
     """Limits that stop a runaway handler (the run becomes an error naming the handler)."""
-    d = DEFAULT_LIMITS
-    p.add_argument("--max-ops", type=positive("--max-ops", 100_000_000), default=d.ops_per_handler,
-                   help=f"operations one handler may yield (default: {d.ops_per_handler:,})")
-    p.add_argument("--max-sim-seconds", type=positive_float("--max-sim-seconds"), default=d.sim_seconds,
-                   help=f"simulated seconds one run may last (default: {d.sim_seconds:g})")
-    p.add_argument("--max-run-seconds", type=positive_float("--max-run-seconds"), default=d.wall_seconds,
-                   help=f"wall-clock seconds one run may take (default: {d.wall_seconds:g})")
+    p.add_argument("--max-ops", type=positive("--max-ops", 100_000_000), default=OPS_PER_HANDLER,
+                   help=f"operations one handler may yield (default: {OPS_PER_HANDLER:,})")
+    p.add_argument("--max-sim-seconds", type=positive_float("--max-sim-seconds"), default=SIM_SECONDS,
+                   help=f"simulated seconds one run may last (default: {SIM_SECONDS:g})")
+    p.add_argument("--max-run-seconds", type=positive_float("--max-run-seconds"), default=WALL_SECONDS,
+                   help=f"wall-clock seconds one run may take (default: {WALL_SECONDS:g})")
 
 
 def limits_of(args: argparse.Namespace) -> Limits:
+    from sim.engine.limits import Limits
+
     return Limits(args.max_ops, args.max_sim_seconds, args.max_run_seconds)
+
+
+def limits_applied(args: argparse.Namespace) -> AbstractContextManager[None]:
+    """The limits of ``args`` in force in this process while the block runs."""
+    from sim.engine.limits import applied
+
+    return applied(limits_of(args))
 
 
 def add_scenario_argument(p: argparse.ArgumentParser) -> None:

@@ -15,6 +15,7 @@ from sim.cli.args import (
     add_seeds_flags,
     backend_spec,
     execution,
+    limits_applied,
     limits_of,
     output_file,
     user_modules_from_cwd,
@@ -22,7 +23,6 @@ from sim.cli.args import (
     with_table_sql,
 )
 from sim.cli.output import Progress, write_output
-from sim.engine.limits import applied
 
 
 def add_parser(sub: Any) -> None:
@@ -65,7 +65,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     searched = []
-    with applied(limits_of(args)):
+    with limits_applied(args):
         for v in verdicts:
             runs = args.search if args.search is not None else v.expectation.scenario.search
             searched.append(gate.search_verdict(v, gate.DEFAULT_SEARCH if runs is None else runs, args.seed, Path(args.traces)))

@@ -14,14 +14,13 @@ from sim.cli.args import (
     UsageError,
     add_limit_flags,
     add_scenario_argument,
-    limits_of,
+    limits_applied,
     load_strategy_arg,
     output_file,
     positive,
     positive_float,
     seed,
 )
-from sim.engine.limits import applied
 
 DEFAULT_TRACE = "racetrack-counterexample.json"
 
@@ -79,7 +78,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
         raise UsageError("--time does not apply to --method exhaustive (it enumerates; --budget caps the interleavings)")
     if args.invariants is not None and not [i for i in args.invariants.split(",") if i.strip()]:
         raise UsageError("--invariants needs at least one invariant ID (see 'racetrack invariants')")
-    with applied(limits_of(args)):
+    with limits_applied(args):
         result = ex.explore(
             scenario, strategy, args.method, seed=args.seed, runs=args.budget, seconds=args.time,
             depth=args.depth, window_ms=args.window, worlds=args.worlds, database=None if args.no_database else args.database,

@@ -9,8 +9,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from sim.cli.args import UsageError, add_backend_flags, add_limit_flags, backend_spec, limits_of, load_strategy_arg
-from sim.engine.limits import applied
+from sim.cli.args import UsageError, add_backend_flags, add_limit_flags, backend_spec, limits_applied, load_strategy_arg
 
 
 def add_parser(sub: Any) -> None:
@@ -35,7 +34,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     own = args.strategy is None or args.strategy.strip() == data.get("strategy")
     strategy = None if own else load_strategy_arg(args.strategy)
     try:
-        with applied(limits_of(args)):
+        with limits_applied(args):
             if args.table_sql:
                 raise UsageError("replay --table-sql: a trace replays against the bundled table only")
             result = replay_data(data, strategy, backend_spec(args), strict=args.strict)

@@ -27,10 +27,10 @@ from sim.cli.args import (
     with_table_sql,
 )
 from sim.cli.output import Progress, backend_lines, format_summary, sweep_heading, verdict_lines
-from sim.runs.backends import BackendSpec
 
 if TYPE_CHECKING:
     from sim.engine.scenario import Scenario
+    from sim.runs.backends import BackendSpec
 
 
 def add_parser(sub: Any) -> None:

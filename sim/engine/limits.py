@@ -2,7 +2,7 @@
 per run. The defaults are far beyond anything a bundled scenario comes near; a run that reaches one
 ends as an error naming the handler, its file and line, and the limit (it judged nothing).
 
-Imports ``tracker.errors`` only; no SimPy.
+Imports ``tracker.errors`` and ``sim.engine.limit_defaults`` only; no SimPy.
 """
 
 from __future__ import annotations
@@ -13,17 +13,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from sim.engine.limit_defaults import OPS_PER_HANDLER, SIM_SECONDS, WALL_SECONDS
 from tracker.errors import UserError
 
 
 @dataclass(frozen=True)
 class Limits:
     #: Operations (statements, sleeps, clock reads) one handler may yield.
-    ops_per_handler: int = 10_000
+    ops_per_handler: int = OPS_PER_HANDLER
     #: Simulated seconds one run may last (a retry's backoff counts).
-    sim_seconds: float = 30 * 86_400.0
+    sim_seconds: float = SIM_SECONDS
     #: Wall-clock seconds one run may take (a handler stuck in a CPU loop).
-    wall_seconds: float = 300.0
+    wall_seconds: float = WALL_SECONDS
 
     def fingerprint(self) -> dict[str, float]:
         """What differs from the defaults (empty for the defaults: old fingerprints stay valid)."""

@@ -11,13 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sim.runs.backend_kinds import KINDS as KINDS  # the names live there: the parser needs only them
 from tracker.errors import UserError
 
 if TYPE_CHECKING:  # the model is imported when a backend is opened: the command line's parser
     from tracker.backend import TrackerBackend  # needs only KINDS and BackendSpec
     from tracker.table import Table
-
-KINDS = ("memory", "postgres", "both")
 
 
 class BackendUnavailable(UserError):
