@@ -13,7 +13,9 @@ built-in strategy, ``--runs`` seeds each, ``--backend postgres``) and counts, at
   ``prepare_statement``, where they exist);
 * prepares: statements psycopg or ``prepare_statement`` parsed on the server (outside a
   pipeline each is a round trip of its own);
-* the process's CPU time per operation (waiting for a core or for the server does not count).
+* the process's CPU time per operation (waiting for a core or for the server does not count);
+* the wall time and client CPU of a lone statement's call into libpq (these two move with the
+  machine's load; compare them with ``benchmarks/round_trip_gap.py``'s back-to-back figure).
 
 It counts by wrapping psycopg's internals (checked with psycopg 3.3): an instrument for
 comparing two commits, not an API.
@@ -42,6 +44,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from postgres_throughput import harness, run  # noqa: E402
 
 counts: Counter[str] = Counter()
+#: Seconds spent in ``run_prepared`` (a lone statement: Bind, Execute, the answer), wall and this
+#: thread's CPU.
+lone = {"wall": 0.0, "cpu": 0.0}
 
 
 def count_round_trips() -> None:
@@ -85,7 +90,13 @@ def count_round_trips() -> None:
 
         def counted_run_prepared(*args: Any) -> Any:
             counts["round trips"] += 1
-            return run_prepared(*args)
+            counts["lone statements"] += 1
+            started, cpu = time.perf_counter(), time.thread_time()  # wall-clock ok: an instrument
+            try:
+                return run_prepared(*args)
+            finally:
+                lone["wall"] += time.perf_counter() - started  # wall-clock ok
+                lone["cpu"] += time.thread_time() - cpu
 
         tracker.postgres.run_prepared = counted_run_prepared  # type: ignore[attr-defined]
     prepare_statement = getattr(tracker.postgres, "prepare_statement", None)
@@ -113,6 +124,10 @@ def main() -> None:
     print(f"round trips: {counts['round trips']} = {counts['round trips'] / ops:.3f} per operation")
     print(f"  of which pipelines: {counts['pipelines']}, prepares: {counts['prepares']}")
     print(f"client CPU: {cpu:.2f} s = {cpu / ops * 1e6:.0f} us per operation (simulation included)")
+    if counts["lone statements"]:
+        n = counts["lone statements"]
+        print(f"lone statements through libpq: {n}, each {lone['wall'] / n * 1e6:.0f} us of wall time and "
+              f"{lone['cpu'] / n * 1e6:.0f} us of client CPU (the same call back to back: benchmarks/round_trip_gap.py)")
 
 
 if __name__ == "__main__":
