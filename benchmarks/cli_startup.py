@@ -12,6 +12,13 @@ by others. The load average is printed beside the figures.
 
     python benchmarks/cli_startup.py
     python benchmarks/cli_startup.py --repeat 40
+    python benchmarks/cli_startup.py --instructions
+
+``--instructions`` counts instead of timing: each command runs once under valgrind's callgrind
+tool, and its instruction count (callgrind's "Collected") is set beside ``python -c pass``'s. The
+count does not move with the machine's load or speed, so it compares two trees on a noisy
+machine; it weighs the interpreter's start-up less than wall time does (starting a process is
+the kernel's work, not counted), so its ratios sit above the wall ratios. Needs ``valgrind``.
 
 May import: the standard library only (it times subprocesses). Prints figures; asserts nothing.
 """
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -56,10 +64,47 @@ def best_of(argv: list[str], repeat: int, env: dict[str, str]) -> tuple[float, f
     return wall, cpu
 
 
+def instructions(valgrind: str, argv: list[str], env: dict[str, str]) -> int:
+    """The instructions ``argv`` runs, counted by callgrind (output discarded; must exit 0)."""
+    process = subprocess.run([valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    found = re.search(r"Collected : (\d+)", process.stderr)
+    if process.returncode != 0 or found is None:
+        raise SystemExit(f"{' '.join(argv)} under valgrind: exit {process.returncode}")
+    return int(found.group(1))
+
+
+def count(env: dict[str, str], bytecode: str) -> None:
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise SystemExit("cli_startup.py: --instructions needs valgrind (apt-get install valgrind)")
+    racetrack = racetrack_command()
+    for command in COMMANDS:  # uncounted: writes the bytecode cache
+        best_of([*racetrack, *command], 1, env)
+    floor = instructions(valgrind, [sys.executable, "-c", "pass"], env)
+    print(f"instructions (callgrind), {bytecode}")
+    print(f"{'command':<24} {'instructions':>14} {'ratio':>6}   (ratio: x python -c pass)")
+    print(f"{'python -c pass':<24} {floor:>14,} {1.0:>6.2f}")
+    for command in COMMANDS:
+        n = instructions(valgrind, [*racetrack, *command], env)
+        print(f"{' '.join(['racetrack', *command]):<24} {n:>14,} {n / floor:>6.2f}")
+
+
+def at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--repeat takes a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--repeat must be >= 1 (got {value})")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=20, help="runs per command; the best counts (default: 20)")
+    parser.add_argument("--repeat", type=at_least_one, default=20, help="runs per command; the best counts (default: 20)")
     parser.add_argument("--no-bytecode", action="store_true", help="time with PYTHONDONTWRITEBYTECODE=1 (compile every import)")
+    parser.add_argument("--instructions", action="store_true", help="count instructions under valgrind instead of timing")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="racetrack-cli-startup-") as cache:
         env = dict(os.environ)
@@ -68,7 +113,11 @@ def main() -> None:
         else:
             env.pop("PYTHONDONTWRITEBYTECODE", None)
             env["PYTHONPYCACHEPREFIX"] = cache
-        measure(args.repeat, env, "compiled every time" if args.no_bytecode else "bytecode cached")
+        bytecode = "compiled every time" if args.no_bytecode else "bytecode cached"
+        if args.instructions:
+            count(env, bytecode)
+        else:
+            measure(args.repeat, env, bytecode)
 
 
 def measure(repeat: int, env: dict[str, str], bytecode: str) -> None:

@@ -33,8 +33,6 @@ OTHER_FLAGS = {
     "--port": None,  # dask scheduler
     "--help": None,  # every command
     "--no-deps": None,  # pip
-    "--tool": None,  # valgrind
-    "--callgrind-out-file": None,  # valgrind's callgrind
 }
 # Pages generated from the results format and the invariants' code (tests/test_generated_docs.py).
 WRITTEN_ELSEWHERE = {DOCS / "results.md", DOCS / "invariants.md"}
