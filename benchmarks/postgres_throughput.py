@@ -169,10 +169,10 @@ def pgbench_select_only(dsn: str, seconds: int, clients: int = 1) -> float:
     return float(match.group(1))
 
 
-def positives(name: str, maximum: int) -> Any:
-    """An argument type: comma-separated whole numbers in [1, ``maximum``] (none for "")."""
-    one = positive(name, maximum)
-    return lambda text: [one(item) for item in text.split(",") if item]
+def comma_separated(one: Callable[[str], int]) -> Callable[[str], list[int]]:
+    """An argument type: comma-separated values, each parsed by ``one`` (an argument type of
+    ``sim.cli.args``, whose error names the flag); an empty list for ""."""
+    return lambda text: [one(item) for item in text.split(",") if item.strip()]
 
 
 def main() -> None:
@@ -180,9 +180,9 @@ def main() -> None:
     parser.add_argument("--dsn")
     parser.add_argument("--runs", type=positive("--runs"), default=5, help="seeds per scenario and strategy (default 5)")
     parser.add_argument("--seconds", type=positive("--seconds"), default=10, help="pgbench duration (default 10)")
-    parser.add_argument("--in-flight", type=positives("--in-flight", MAX_IN_FLIGHT), default="1,2",
+    parser.add_argument("--in-flight", type=comma_separated(positive("--in-flight", MAX_IN_FLIGHT)), default="1,2",
                         help="runs in flight to measure, comma-separated (default 1,2)")
-    parser.add_argument("--workers", type=positives("--workers", MAX_WORKERS), default="",
+    parser.add_argument("--workers", type=comma_separated(positive("--workers", MAX_WORKERS)), default="",
                         help="worker processes to measure beside pgbench -c N -j N, comma-separated (default: none)")
     parser.add_argument("--rounds", type=positive("--rounds"), default=1, help="times to measure each, alternating (default 1)")
     args = parser.parse_args()

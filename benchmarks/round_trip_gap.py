@@ -33,12 +33,12 @@ from pathlib import Path
 import psycopg
 from psycopg.pq import ExecStatus
 
-from sim.cli.args import positive
+from sim.cli.args import positive, whole
 from tracker.errors import UserError
 from tracker.pg_server import choose_server, describe_server, mask_password, one_line
 
 sys.path.insert(0, str(Path(__file__).parent))
-from postgres_throughput import run  # noqa: E402
+from postgres_throughput import comma_separated, run  # noqa: E402
 
 MAX_GAP_US = 100_000
 
@@ -66,19 +66,6 @@ def loops_per_us(work: Callable[[int], int]) -> float:
     return 200_000 / (best * 1e6)
 
 
-def gaps(text: str) -> list[int]:
-    """--gaps: comma-separated microseconds in [0, MAX_GAP_US]."""
-    try:
-        values = [int(item) for item in text.split(",") if item.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--gaps takes whole microseconds separated by commas, not {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("--gaps needs at least one number of microseconds")
-    if any(not 0 <= v <= MAX_GAP_US for v in values):
-        raise argparse.ArgumentTypeError(f"--gaps takes microseconds from 0 to {MAX_GAP_US:,}, not {text!r}")
-    return values
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dsn")
@@ -87,12 +74,14 @@ def main() -> None:
     )
     parser.add_argument(
         "--gaps",
-        type=gaps,
+        type=comma_separated(whole("--gaps", 0, MAX_GAP_US)),
         default="0,100,300,1000",
         help="microseconds of client work before each statement, comma-separated (default 0,100,300,1000)",
     )
     parser.add_argument("--rounds", type=positive("--rounds", 20), default=3, help="rounds (default 3)")
     args = parser.parse_args()
+    if not args.gaps:
+        parser.error("--gaps needs at least one number of microseconds")
     server = choose_server(args.dsn)
     print(f"server: {mask_password(describe_server(server.dsn), server.dsn)} (from {server.source})")
     try:
