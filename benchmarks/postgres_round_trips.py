@@ -7,12 +7,15 @@ Runs the same sweep as ``benchmarks/postgres_throughput.py`` (every bundled scen
 built-in strategy, ``--runs`` seeds each, ``--backend postgres``) and counts, at the client:
 
 * a round trip: a statement executed outside a pipeline (psycopg's ``execute`` generator: its
-  Parse of a statement prepared for the first time is one more), a pipeline (one Sync), a
+  Parse of a statement prepared for the first time is one more), a pipeline (one Sync: psycopg's,
+  or ``tracker.postgres.run_pipeline``'s through libpq, where it exists), a
   COMMIT or ROLLBACK sent through libpq (``tracker.postgres.end_transaction``, where it exists),
-  and a statement run through libpq (``tracker.postgres.run_prepared`` and its Parse,
+  a run's DELETE and final SELECT sent through libpq (``PostgresTracker._admin_result``, where it
+  exists), and a statement run through libpq (``tracker.postgres.run_prepared`` and its Parse,
   ``prepare_statement``, where they exist);
 * prepares: statements psycopg or ``prepare_statement`` parsed on the server (outside a
-  pipeline each is a round trip of its own);
+  pipeline each is a round trip of its own; a Parse that ``run_pipeline`` sends in its pipeline
+  costs none and is not counted);
 * the process's CPU time per operation (waiting for a core or for the server does not count);
 * the wall time and client CPU of a lone statement's call into libpq (these two move with the
   machine's load; compare them with ``benchmarks/round_trip_gap.py``'s back-to-back figure).
@@ -99,6 +102,23 @@ def count_round_trips() -> None:
                 lone["cpu"] += time.thread_time() - cpu
 
         tracker.postgres.run_prepared = counted_run_prepared  # type: ignore[attr-defined]
+    run_pipeline = getattr(tracker.postgres, "run_pipeline", None)
+    if run_pipeline is not None:  # a transaction's opening through libpq's pipeline mode
+
+        def counted_run_pipeline(*args: Any) -> Any:
+            counts["round trips"] += 1
+            counts["pipelines"] += 1
+            return run_pipeline(*args)
+
+        tracker.postgres.run_pipeline = counted_run_pipeline  # type: ignore[attr-defined]
+    admin_result = getattr(tracker.postgres.PostgresTracker, "_admin_result", None)
+    if admin_result is not None:  # a run's DELETE and final SELECT through libpq itself
+
+        def counted_admin_result(*args: Any) -> Any:
+            counts["round trips"] += 1
+            return admin_result(*args)
+
+        tracker.postgres.PostgresTracker._admin_result = counted_admin_result  # type: ignore[method-assign]
     prepare_statement = getattr(tracker.postgres, "prepare_statement", None)
     if prepare_statement is not None:  # its Parse, the first time on a connection
 

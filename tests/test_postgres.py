@@ -181,6 +181,50 @@ def test_update_waits_on_a_row_lock_and_rechecks_its_guard_when_the_blocker_comm
 
 
 @pytest.mark.postgres
+def test_a_transactions_first_statement_waits_on_a_row_lock_and_lets_the_blocker_go_on(pg):
+    # The first statement goes out with its BEGIN and clock in one pipeline (run_pipeline). Its
+    # thread waits there for the lock; were the wait to hold the GIL, the polling thread could
+    # not see it wait, nor could b commit: it would end at lock_timeout as a lost connection.
+    steps = [
+        SEEDED,
+        ("b", Begin(), T + MS),
+        ("b", Select("j", for_update=True), T + 2 * MS),
+        ("c", Begin(), T + 3 * MS),
+        ("c", Update("j", {"status": "active", "started_at": DbNow()}), T + 4 * MS),
+        ("b", Update("j", {"attempts": 1}), T + 5 * MS),
+        ("b", Commit(), T + 6 * MS),
+        ("c", "resume", 0),
+        ("c", Commit(), T + 7 * MS),
+    ]
+    memory, postgres = drive(both(pg), steps)
+    assert memory == postgres
+    assert postgres[4] == ("blocked", ("b",))
+    assert postgres[7][0]["attempts"] == 1 and postgres[7][0]["started_at"] == T + 3 * MS
+
+
+@pytest.mark.postgres
+def test_a_transactions_refused_first_statement_is_its_error_and_the_connection_serves_on(pg):
+    # A refusal inside the opening pipeline is the statement's, with its constraint; the
+    # transaction is aborted as on the server; the same session's next transaction runs.
+    steps = [
+        SEEDED,
+        ("c", Begin(), T + MS),
+        ("c", Update("j", {"status": "completed"}), T + 2 * MS),  # completed without completed_at
+        ("c", Select("j"), T + 3 * MS),
+        ("c", Commit(), T + 4 * MS),
+        ("c", Begin(), T + 5 * MS),
+        ("c", Select("j", for_update=True), T + 6 * MS),
+        ("c", Update("j", {"status": "active", "started_at": DbNow()}), T + 7 * MS),
+        ("c", Commit(), T + 8 * MS),
+    ]
+    memory, postgres = drive(both(pg), steps)
+    assert memory == postgres
+    assert postgres[2][1] is not None and postgres[2][1][1] == "job_status_completed_check"
+    assert postgres[3][1] is not None and postgres[3][1][0] == "25P02"  # in a failed transaction
+    assert postgres[7][0]["status"] == "active" and postgres[7][0]["started_at"] == T + 5 * MS
+
+
+@pytest.mark.postgres
 def test_an_error_in_a_transaction_releases_its_locks_at_once(pg):
     steps = [
         SEEDED,

@@ -23,7 +23,7 @@
 * **One connection per active session**, taken from a pool that lives across runs; ``reset()``
   rolls back whatever is open and empties the table. A statement that runs alone goes straight
   through libpq (:func:`run_prepared`: prepared once per connection, then one round trip); the
-  pipeline that opens a transaction uses the connection's one cursor.
+  pipeline that opens a transaction goes through libpq's pipeline mode (:func:`run_pipeline`).
 * **Lock waits.** A statement that may wait (another open transaction holds the row, by the
   backend's own bookkeeping) runs on a worker thread; the calling thread polls it and asks a
   monitor connection for ``pg_blocking_pids`` of its backend, as PostgreSQL's isolation tester
@@ -46,6 +46,7 @@ from __future__ import annotations
 import atexit
 import itertools
 import os
+import select
 import struct
 import time
 import weakref
@@ -58,10 +59,11 @@ from typing import Any, cast
 import psycopg
 from psycopg import errors, sql
 from psycopg._queries import PostgresQuery
+from psycopg.abc import Transformer as TransformerLike
 from psycopg.adapt import AdaptersMap, Dumper, Loader, Transformer
-from psycopg.pq import ConnStatus, ExecStatus, Format, TransactionStatus
+from psycopg.pq import ConnStatus, DiagnosticField, ExecStatus, Format, TransactionStatus
 from psycopg.pq.abc import PGresult
-from psycopg.rows import dict_row, tuple_row
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from tracker.backend import Blocked, Done, Outcome, RpcCalls
@@ -383,6 +385,70 @@ def run_prepared(link: _Link, query: str, params: list[Any]) -> PGresult:
     return result
 
 
+def run_pipeline(link: _Link, statements: list[tuple[str, list[Any]]]) -> PGresult:
+    """Send ``statements`` in one libpq pipeline, one round trip, and answer the last one's
+    result (a transaction's BEGIN and clock go so with its first statement). Each is prepared
+    on the connection under a name of :func:`run_prepared`'s, its Parse in the same pipeline the
+    first time. The first error raises as psycopg would raise it (the statements after it are
+    not run); a connection that broke raises ``OperationalError``.
+
+    Waits for the answer in ``select``, which lets other threads run meanwhile (libpq's own wait
+    inside ``PQgetResult`` would hold the GIL). A pipeline left unread (Ctrl-C while waiting)
+    closes the connection: it could serve no other statement."""
+    pg = link.conn.pgconn
+    #: per message sent, in order: a Parse's (key, name), to remember once it succeeded, or None
+    sent: list[tuple[tuple[bytes, Any], bytes] | None] = []
+    pg.enter_pipeline_mode()
+    try:
+        for query, params in statements:
+            pgq = PostgresQuery(link.tx)
+            pgq.convert(query, params)
+            key = (pgq.query, pgq.types)
+            name = link.prepared.get(key) or next((p[1] for p in sent if p is not None and p[0] == key), None)
+            if name is None:
+                name = b"racetrack_%d" % (len(link.prepared) + sum(p is not None for p in sent))
+                pg.send_prepare(name, pgq.query, pgq.types)
+                sent.append((key, name))
+            # psycopg's cursor passes its parameters so too (None: NULL), a type its stub leaves out
+            pg.send_query_prepared(name, pgq.params, pgq.formats, result_format=Format.BINARY)  # type: ignore[arg-type]
+            sent.append(None)
+        pg.pipeline_sync()
+        results = _pipeline_results(link.conn)
+    finally:
+        try:
+            pg.exit_pipeline_mode()
+        except psycopg.Error:
+            link.conn.close()
+    for parse, result in zip(sent, results, strict=False):  # the Sync's result is last
+        if result.status == ExecStatus.FATAL_ERROR:
+            raise _error(link.conn, result)
+        if parse is not None and result.status == ExecStatus.COMMAND_OK:
+            link.prepared[parse[0]] = parse[1]
+    answer = results[-2]  # the last statement's
+    if answer.status != ExecStatus.TUPLES_OK:
+        raise _error(link.conn, answer)
+    return answer
+
+
+def _pipeline_results(conn: psycopg.Connection[Any]) -> list[PGresult]:
+    """Every result of the pipeline just sent on ``conn``, up to and with its Sync's."""
+    pg, results, nothing = conn.pgconn, [], 0
+    while True:
+        while pg.is_busy():
+            select.select([pg.socket], [], [])
+            pg.consume_input()
+        result = pg.get_result()
+        if result is None:  # the end of one statement's results
+            nothing += 1
+            if nothing > 1 and pg.status == ConnStatus.BAD:
+                raise errors.OperationalError("the connection broke")
+            continue
+        nothing = 0
+        results.append(result)
+        if result.status == ExecStatus.PIPELINE_SYNC:
+            return results
+
+
 def prepare_statement(conn: psycopg.Connection[Any], name: bytes, pgq: PostgresQuery) -> None:
     """Parse ``pgq`` on the server as ``name`` (one round trip)."""
     result = conn.pgconn.prepare(name, pgq.query, pgq.types)
@@ -391,8 +457,12 @@ def prepare_statement(conn: psycopg.Connection[Any], name: bytes, pgq: PostgresQ
 
 
 def _error(conn: psycopg.Connection[Any], result: PGresult) -> psycopg.Error:
-    """The error psycopg would raise for a failed ``result`` of a statement sent through libpq."""
-    if conn.pgconn.status == ConnStatus.BAD:  # psycopg raises this when the connection breaks
+    """The error psycopg would raise for a failed ``result`` of a statement sent through libpq.
+
+    psycopg raises ``OperationalError`` when the connection breaks. libpq does not always mark
+    the connection bad at once (a server gone while the statement was sent), but its own errors
+    carry no SQLSTATE, which every error of the server's has: either means a lost connection."""
+    if conn.pgconn.status == ConnStatus.BAD or result.error_field(DiagnosticField.SQLSTATE) is None:
         return errors.OperationalError(result.get_error_message(conn.info.encoding) or "the connection broke")
     return errors.error_from_result(result, encoding=conn.info.encoding)
 
@@ -469,16 +539,17 @@ def drop_schema_statement(schema: str) -> sql.Composed:
 
 class _Link:
     """A pooled session connection and what its statements reuse across sessions and runs: one
-    cursor (for the pipeline that opens a transaction), one transformer (a cursor or a
-    transformer per statement would cost its own adapters map and look its loaders up anew), and
-    the statements it prepared itself (see :func:`run_prepared`)."""
+    transformer (a cursor or a transformer per statement would cost its own adapters map and
+    look its loaders up anew), and the statements it prepared itself (see :func:`run_prepared`)."""
 
     def __init__(self, conn: psycopg.Connection[Any], generation: int) -> None:
         self.conn = conn
         #: How many times its tracker had lost the server when it connected (see ``_lost``).
         self.generation = generation
-        self.cur = conn.cursor(binary=True, row_factory=tuple_row)
         self.tx = Transformer(conn)
+        #: Whether ``tx`` has its row loaders: every row a lone statement answers is a whole row of
+        #: the one table, in binary, so the loaders looked up for the first serve every later one.
+        self.loaders_set = False
         #: (query, parameter types) -> the name it was prepared under on this connection
         self.prepared: dict[tuple[bytes, Any], bytes] = {}
 
@@ -538,6 +609,10 @@ class PostgresTracker:
             self.close()
             raise
         self.compiler = Compiler(self.schema, lambda c: c.as_string(self.admin), self.spec)
+        self._delete_rows = delete_rows(self.schema, self.spec).as_bytes(self.admin)
+        self._select_rows = select_rows(self.schema, self.spec).as_bytes(self.admin)
+        #: The admin connection a run's rows were last read on, and a transformer for it.
+        self._admin_tx: tuple[psycopg.Connection[Any], TransformerLike] | None = None
 
     # -- setup ----------------------------------------------------------------------------------
 
@@ -626,15 +701,24 @@ class PostgresTracker:
         self._commit_order.clear()
         try:
             self._reconnect_if_broken()
-            self.admin.execute(delete_rows(self.schema, self.spec))
+            self._admin_result(self._delete_rows, ExecStatus.COMMAND_OK)
         except psycopg.OperationalError:
             try:  # the server went away since the last run (restarted): its connections only look open
                 self.admin.close()
                 self.monitor.close()
                 self._reconnect_if_broken()
-                self.admin.execute(delete_rows(self.schema, self.spec))
+                self._admin_result(self._delete_rows, ExecStatus.COMMAND_OK)
             except psycopg.OperationalError as exc:
                 raise self._lost(exc) from None
+
+    def _admin_result(self, query: bytes, status: ExecStatus) -> PGresult:
+        """``query`` (no parameters) on the admin connection through libpq itself, rows in binary:
+        what ``admin.execute`` does, without a cursor's bookkeeping. An answer of another status
+        than ``status`` raises as psycopg would raise it."""
+        result = self.admin.pgconn.exec_params(query, None, result_format=Format.BINARY)
+        if result.status != status:
+            raise _error(self.admin, result)
+        return result
 
     def _reconnect_if_broken(self) -> None:
         if self.admin.closed or self.admin.broken:
@@ -719,10 +803,17 @@ class PostgresTracker:
 
     def rows(self) -> dict[str, Row]:
         try:
-            cur = self.admin.execute(select_rows(self.schema, self.spec), binary=True)
-            found = {r[self.spec.key]: dict(r) for r in cur.fetchall()}
+            result = self._admin_result(self._select_rows, ExecStatus.TUPLES_OK)
         except psycopg.OperationalError as exc:
             raise self._lost(exc) from None
+        if self._admin_tx is None or self._admin_tx[0] is not self.admin:
+            self._admin_tx = (self.admin, Transformer(self.admin))
+        tx = self._admin_tx[1]
+        tx.set_pgresult(result)
+        encoding = self.admin.info.encoding
+        names = [result.fname(i).decode(encoding) for i in range(result.nfields)]  # type: ignore[union-attr]
+        key = names.index(self.spec.key)
+        found = {t[key]: dict(zip(names, t, strict=True)) for t in tx.load_rows(0, result.ntuples, tuple)}
         order = [j for j in self._commit_order if j in found] + [j for j in found if j not in self._commit_order]
         return {j: found[j] for j in order}
 
@@ -845,30 +936,22 @@ class PostgresTracker:
     def _run(self, state: _Session, query: str, params: list[Any], clock: str | None) -> Outcome:
         """Execute on the session's connection (inline or on a worker thread)."""
         link = state.link
-        row: tuple[Any, ...] | None
         try:
             if clock is None and state.begin_clock is None:  # one statement: straight through libpq
                 result = run_prepared(link, query, params)
-                if not result.ntuples:
-                    return Done()
-                link.tx.set_pgresult(result)
-                row = link.tx.load_row(0, tuple)
-                columns = self._columns or self._learn_columns(result, link.conn)
             else:
-                cur = link.cur
-                with state.conn.pipeline():
-                    if state.begin_clock is not None:  # the transaction's first statement: BEGIN goes with it
-                        begin_clock, state.begin_clock = state.begin_clock, None
-                        cur.execute(BEGIN)
-                        cur.execute(SET_CLOCK_LOCAL, [CLOCK_SETTING, begin_clock])
-                    else:
-                        cur.execute(SET_CLOCK, [CLOCK_SETTING, clock])
-                    # unnamed: the connection prepares it for run_prepared, once, when it runs alone
-                    cur.execute(query, params, prepare=False)
-                row = cur.fetchone()
-                if row is None:
-                    return Done()
-                columns = self._columns or self._learn_columns(cur.pgresult, link.conn)
+                if state.begin_clock is not None:  # the transaction's first statement: BEGIN goes with it
+                    begin_clock, state.begin_clock = state.begin_clock, None
+                    first: list[tuple[str, list[Any]]] = [(BEGIN, []), (SET_CLOCK_LOCAL, [CLOCK_SETTING, begin_clock])]
+                else:
+                    first = [(SET_CLOCK, [CLOCK_SETTING, clock])]
+                result = run_pipeline(link, [*first, (query, params)])
+            if not result.ntuples:
+                return Done()
+            link.tx.set_pgresult(result, set_loaders=not link.loaders_set)
+            link.loaders_set = True
+            row = link.tx.load_row(0, tuple)
+            columns = self._columns or self._learn_columns(result, link.conn)
             return Done(value=dict(zip(columns, row, strict=True)))
         except psycopg.OperationalError as exc:
             self._check_interrupted()  # cancelled by interrupt(): Ctrl-C, not a lost server
