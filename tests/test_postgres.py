@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 
 import psycopg
 import pytest
@@ -222,6 +223,27 @@ def test_a_transactions_refused_first_statement_is_its_error_and_the_connection_
     assert postgres[2][1] is not None and postgres[2][1][1] == "job_status_completed_check"
     assert postgres[3][1] is not None and postgres[3][1][0] == "25P02"  # in a failed transaction
     assert postgres[7][0]["status"] == "active" and postgres[7][0]["started_at"] == T + 5 * MS
+
+
+@pytest.mark.postgres
+def test_a_transaction_opens_on_a_connection_numbered_past_fd_setsize(dsn):
+    # A long sweep holds many sockets; select() cannot wait on one numbered 1024 or more.
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if limit[1] != resource.RLIM_INFINITY and limit[1] < 1100:
+        pytest.skip(f"the hard limit of open files ({limit[1]}) keeps socket numbers below 1024")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(limit[0], 1100), limit[1]))
+    fillers = [os.open(os.devnull, os.O_RDONLY) for _ in range(1030)]
+    tracker = PostgresTracker(dsn, "racetrack_t_fds")
+    try:
+        assert tracker.execute("a", Begin(), T).error is None
+        assert tracker.execute("a", Insert("j", {"status": "waiting"}), T + MS).value["created_at"] == T
+        assert tracker._session("a").conn.fileno() >= 1024
+        assert tracker.execute("a", Commit(), T + 2 * MS).error is None
+    finally:
+        tracker.close()
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, limit)
 
 
 @pytest.mark.postgres

@@ -392,7 +392,7 @@ def run_pipeline(link: _Link, statements: list[tuple[str, list[Any]]]) -> PGresu
     first time. The first error raises as psycopg would raise it (the statements after it are
     not run); a connection that broke raises ``OperationalError``.
 
-    Waits for the answer in ``select``, which lets other threads run meanwhile (libpq's own wait
+    Waits for the answer in ``poll``, which lets other threads run meanwhile (libpq's own wait
     inside ``PQgetResult`` would hold the GIL). A pipeline left unread (Ctrl-C while waiting)
     closes the connection: it could serve no other statement."""
     pg = link.conn.pgconn
@@ -433,9 +433,11 @@ def run_pipeline(link: _Link, statements: list[tuple[str, list[Any]]]) -> PGresu
 def _pipeline_results(conn: psycopg.Connection[Any]) -> list[PGresult]:
     """Every result of the pipeline just sent on ``conn``, up to and with its Sync's."""
     pg, results, nothing = conn.pgconn, [], 0
+    readable = select.poll()  # not select(): a sweep's sockets may be numbered past FD_SETSIZE
+    readable.register(pg.socket, select.POLLIN)
     while True:
         while pg.is_busy():
-            select.select([pg.socket], [], [])
+            readable.poll()
             pg.consume_input()
         result = pg.get_result()
         if result is None:  # the end of one statement's results
