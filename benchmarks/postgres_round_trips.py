@@ -1,7 +1,7 @@
 """How many times the PostgreSQL backend waits for the server per operation: a figure that,
 unlike statements per second, does not move with the machine's load.
 
-    python benchmarks/postgres_round_trips.py [--dsn DSN] [--runs N]
+    python benchmarks/postgres_round_trips.py [--dsn DSN] [--runs N] [--instructions]
 
 Runs the same sweep as ``benchmarks/postgres_throughput.py`` (every bundled scenario x every
 built-in strategy, ``--runs`` seeds each, ``--backend postgres``) and counts, at the client:
@@ -20,6 +20,12 @@ built-in strategy, ``--runs`` seeds each, ``--backend postgres``) and counts, at
 * the wall time and client CPU of a lone statement's call into libpq (these two move with the
   machine's load; compare them with ``benchmarks/round_trip_gap.py``'s back-to-back figure).
 
+``--instructions`` counts instead the client's instructions per operation under valgrind's
+callgrind (the script run twice, with ``--runs`` and twice as many seeds, start-up subtracted), on
+PostgreSQL and in memory, and the backend's share by difference: a figure the machine's load
+and speed do not move, but that leaves out the kernel's work (sending, waiting, waking). Needs
+``valgrind``; takes minutes even with ``--runs 1``.
+
 It counts by wrapping psycopg's internals (checked with psycopg 3.3): an instrument for
 comparing two commits, not an API.
 """
@@ -28,6 +34,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
+import shutil
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -41,7 +50,8 @@ import psycopg.generators
 
 import tracker.postgres
 from sim.cli.args import positive
-from tracker.pg_server import choose_server
+from tracker.errors import UserError
+from tracker.pg_server import choose_server, mask_password
 
 sys.path.insert(0, str(Path(__file__).parent))
 from postgres_throughput import harness, run  # noqa: E402
@@ -130,17 +140,56 @@ def count_round_trips() -> None:
         tracker.postgres.prepare_statement = counted_prepare_statement  # type: ignore[attr-defined]
 
 
+def instructions_per_operation(dsn: str, runs: int, kind: str) -> tuple[int, float]:
+    """(operations counted, instructions per operation) of the benchmark sweep on ``kind``, counted
+    by callgrind in this script run twice (``runs`` and ``2 * runs`` seeds), start-up subtracted."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise UserError("--instructions needs valgrind (apt-get install valgrind)")
+    counted = []
+    for n in (runs, 2 * runs):
+        done = subprocess.run(
+            [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__,
+             "--dsn", dsn, "--runs", str(n), "--kind", kind],
+            capture_output=True, text=True, check=False,
+        )
+        ops = re.search(r"^operations: (\d+)", done.stdout, re.MULTILINE)
+        collected = re.search(r"Collected : (\d+)", done.stderr)
+        if done.returncode != 0 or ops is None or collected is None:
+            raise UserError(f"the sweep under callgrind failed (exit {done.returncode}): "
+                            f"{mask_password(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else '')}")
+        counted.append((int(ops.group(1)), int(collected.group(1))))
+    (ops_1, count_1), (ops_2, count_2) = counted
+    return ops_2 - ops_1, (count_2 - count_1) / (ops_2 - ops_1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dsn")
     parser.add_argument("--runs", type=positive("--runs"), default=5, help="seeds per scenario and strategy (default 5)")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count the client's instructions per operation under callgrind instead, on PostgreSQL "
+                             "and in memory (slow: use --runs 1)")
+    parser.add_argument("--kind", choices=("postgres", "memory"), default="postgres", help=argparse.SUPPRESS)
     args = parser.parse_args()
     server = choose_server(args.dsn)
-    count_round_trips()
+    if args.instructions:
+        ops, postgres = instructions_per_operation(server.dsn, args.runs, "postgres")
+        _, memory = instructions_per_operation(server.dsn, args.runs, "memory")
+        print(f"client instructions per operation (callgrind, {ops} operations counted, start-up subtracted):")
+        print(f"  on PostgreSQL: {postgres / 1e3:,.1f} k")
+        print(f"  in memory, the same runs: {memory / 1e3:,.1f} k (the simulation, judging and the model)")
+        print(f"  the PostgreSQL backend and libpq, by difference: {(postgres - memory) / 1e3:,.1f} k"
+              " (the kernel's work is not counted)")
+        return
+    if args.kind == "postgres":
+        count_round_trips()
     started = time.process_time()
-    ops, _, _ = harness(server.dsn, args.runs, "postgres")
+    ops, _, _ = harness(server.dsn, args.runs, args.kind)
     cpu = time.process_time() - started
     print(f"operations: {ops}")
+    if args.kind == "memory":
+        return
     print(f"round trips: {counts['round trips']} = {counts['round trips'] / ops:.3f} per operation")
     print(f"  of which pipelines: {counts['pipelines']}, prepares: {counts['prepares']}")
     print(f"client CPU: {cpu:.2f} s = {cpu / ops * 1e6:.0f} us per operation (simulation included)")
