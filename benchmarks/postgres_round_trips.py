@@ -156,8 +156,9 @@ def instructions_per_operation(dsn: str, runs: int, kind: str) -> tuple[int, flo
         ops = re.search(r"^operations: (\d+)", done.stdout, re.MULTILINE)
         collected = re.search(r"Collected : (\d+)", done.stderr)
         if done.returncode != 0 or ops is None or collected is None:
+            said = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith("==")]
             raise UserError(f"the sweep under callgrind failed (exit {done.returncode}): "
-                            f"{mask_password(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else '')}")
+                            f"{mask_password(said[-1] if said else 'no message', dsn)}")
         counted.append((int(ops.group(1)), int(collected.group(1))))
     (ops_1, count_1), (ops_2, count_2) = counted
     return ops_2 - ops_1, (count_2 - count_1) / (ops_2 - ops_1)
