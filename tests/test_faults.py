@@ -133,7 +133,7 @@ def test_a_killed_connection_with_runs_in_flight_gives_error_rows_that_resume_re
     hit = sweep_rows(dsn, prefix, out, between=between, runs=runs, in_flight=in_flight)
     failed = [i for i, r in enumerate(hit) if r["error"]]
     assert 1 <= len(failed) <= 2 * in_flight, failed
-    assert all("lost the connection" in hit[i]["error"] for i in failed)
+    assert all("lost the connection" in hit[i]["error"] for i in failed), [hit[i]["error"] for i in failed]
     assert [r for i, r in enumerate(hit) if i not in failed] == [r for i, r in enumerate(clean) if i not in failed]
 
     reran = []
@@ -245,6 +245,30 @@ def test_connections_open_when_the_server_went_away_never_go_back_to_the_pool(ds
         tracker.end_session("a/1")
         tracker.end_session("b/1")  # its connection is dead too, though nothing used it yet
         tracker.reset()  # the next run: admin and monitor reconnect
+        assert tracker.execute("c/1", Select("job-1"), 0).value is None
+    finally:
+        tracker.close()
+
+
+def test_a_sessions_connection_dropped_as_it_is_set_up_is_a_lost_server(dsn, monkeypatch):
+    # Every connection ended at once (as the killed-connection test does) can catch a session's
+    # new connection mid-setup. That run lost its server as the others did: the same error, and
+    # the pool is thrown away, not "cannot connect" as for a server that was never there.
+    import tracker.postgres as backend_module
+    from tracker.ops import Select
+    from tracker.postgres import ConnectionLost, PostgresTracker
+
+    tracker = PostgresTracker(dsn, "racetrack_t_lostsetup")
+    try:
+        assert tracker.execute("a/1", Select("job-1"), 0).value is None
+        settings = backend_module.session_settings
+        monkeypatch.setattr(backend_module, "session_settings", lambda *a: [
+            *settings(*a), ("SELECT pg_catalog.pg_terminate_backend(pg_catalog.pg_backend_pid())", [])])
+        with pytest.raises(ConnectionLost, match="lost the connection"):
+            tracker.execute("b/1", Select("job-1"), 0)  # a second session: a new connection
+        monkeypatch.undo()
+        tracker.end_session("a/1")
+        tracker.reset()
         assert tracker.execute("c/1", Select("job-1"), 0).value is None
     finally:
         tracker.close()

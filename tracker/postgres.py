@@ -618,21 +618,29 @@ class PostgresTracker:
 
     # -- setup ----------------------------------------------------------------------------------
 
-    def _connect(self) -> psycopg.Connection[Any]:
+    def _connect(self, mid_run: bool = False) -> psycopg.Connection[Any]:
+        """A new connection, set up for racetrack. A server that refuses it, or accepts it and
+        drops it while it is set up (restarting, or ending every connection), raises
+        :class:`ServerUnavailable`; ``mid_run`` (a session's connection), it has gone away
+        during the run: :class:`ConnectionLost`, as for the run's other connections."""
+
+        def failed(exc: psycopg.Error) -> UserError:
+            return self._lost(exc) if mid_run else ServerUnavailable(self._say("cannot connect to PostgreSQL", exc))
+
         try:
             conn = psycopg.connect(
                 self.dsn, autocommit=True, context=ADAPTERS, row_factory=dict_row, prepare_threshold=0,
                 connect_timeout=10, application_name=self.schema,  # who's who in pg_stat_activity
             )
         except psycopg.Error as exc:
-            raise ServerUnavailable(self._say("cannot connect to PostgreSQL", exc)) from None
+            raise failed(exc) from None
         try:
             with conn.cursor() as cur:
                 for statement, params in session_settings(self.schema, self.lock_timeout_ms):
                     cur.execute(statement, params or None)
         except psycopg.OperationalError as exc:  # accepted, then gone (a server restarting): not up yet
             conn.close()
-            raise ServerUnavailable(self._say("cannot connect to PostgreSQL", exc)) from None
+            raise failed(exc) from None
         self._read_enums_as_text(conn)
         return conn
 
@@ -887,7 +895,7 @@ class PostgresTracker:
     def _session(self, session: str) -> _Session:
         state = self._sessions.get(session)
         if state is None:
-            link = self._idle.pop() if self._idle else _Link(self._connect(), self._generation)
+            link = self._idle.pop() if self._idle else _Link(self._connect(mid_run=True), self._generation)
             state = self._sessions[session] = _Session(link)
             self._pid_session[state.pid] = session
         return state
