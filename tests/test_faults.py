@@ -274,6 +274,30 @@ def test_a_sessions_connection_dropped_as_it_is_set_up_is_a_lost_server(dsn, mon
         tracker.close()
 
 
+def test_a_connection_killed_while_a_transactions_first_statement_waits_is_a_lost_server(dsn):
+    # The opening pipeline (BEGIN, clock, statement) waits on a row lock when its connection is
+    # ended from outside: the wait ends, and the run reads a lost server, not a hang.
+    from tracker.backend import Blocked
+    from tracker.ops import Begin, Insert, Select, Update
+    from tracker.postgres import ConnectionLost, PostgresTracker
+
+    tracker = PostgresTracker(dsn, "racetrack_t_lostwait")
+    try:
+        assert tracker.execute("a/1", Insert("job-1", {"status": "waiting"}), 0).error is None
+        assert tracker.execute("b/1", Begin(), 0).error is None
+        assert tracker.execute("b/1", Select("job-1", for_update=True), 0).value is not None
+        assert tracker.execute("c/1", Begin(), 0).error is None
+        assert isinstance(tracker.execute("c/1", Update("job-1", {"status": "active"}), 0), Blocked)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("SELECT pg_catalog.pg_terminate_backend(%s)", [tracker._session("c/1").pid])
+        started = time.monotonic()
+        with pytest.raises(ConnectionLost, match="lost the connection"):
+            while isinstance(tracker.resume("c/1"), Blocked) and time.monotonic() - started < WITHIN_S:
+                time.sleep(0.05)
+    finally:
+        tracker.close()
+
+
 def test_a_connection_lost_at_commit_is_a_lost_server_not_the_statements_error(dsn):
     # COMMIT and ROLLBACK go through libpq as lone statements do, and a dead connection must read
     # the same on both paths: the run becomes an error row, not a handler seeing a bogus error.

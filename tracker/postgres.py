@@ -440,10 +440,10 @@ def _pipeline_results(conn: psycopg.Connection[Any]) -> list[PGresult]:
             readable.poll()
             pg.consume_input()
         result = pg.get_result()
-        if result is None:  # the end of one statement's results
+        if result is None:  # the end of one statement's results; twice running: no more will come
             nothing += 1
-            if nothing > 1 and pg.status == ConnStatus.BAD:
-                raise errors.OperationalError("the connection broke")
+            if nothing > 1:  # (a broken connection), and waiting on would never end
+                raise errors.OperationalError(pg.error_message.decode("utf-8", "replace") or "the connection broke")
             continue
         nothing = 0
         results.append(result)
