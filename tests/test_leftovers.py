@@ -139,6 +139,19 @@ def test_ctrl_c_mid_sweep_leaves_no_schema(dsn, tmp_path, started, where):
     assert schemas(dsn, mine) == []
 
 
+@pytest.mark.parametrize("where", [(), ("--workers", "1", "--in-flight", "3")], ids=["pool", "in_flight"])
+def test_sigterm_mid_sweep_ends_as_ctrl_c_does_and_leaves_no_schema(dsn, tmp_path, started, where):
+    # `kill PID`, a CI job's timeout, `docker stop`: SIGTERM to the command alone. Before, the
+    # command died at once, leaving the schemas of the runs in its own process.
+    mine = prefix("sigterm" + "".join(where).replace("-", ""))
+    proc = start_long_sweep(dsn, mine, tmp_path, started, *where)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert schemas(dsn, mine) == []
+
+
 def test_workers_die_with_their_parent_and_clean_removes_their_schemas(dsn, tmp_path, started):
     mine = prefix("kill9")
     with psycopg.connect(dsn, autocommit=True) as conn:  # look-alikes that clean must spare

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -88,5 +89,24 @@ def _internal_error_log(exc: BaseException) -> str:
         return "(no log: the temporary folder cannot be written)"
 
 
+#: Whether this process got SIGTERM (see :func:`entry`).
+_terminated = False
+
+
+def _end_as_on_ctrl_c(signum: int, frame: Any) -> None:
+    """SIGTERM ends the command as Ctrl-C does: every run stopped at its next statement, every
+    backend closed and schema dropped, every embedded server stopped. A second one ends the
+    process at once."""
+    global _terminated
+    _terminated = True
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise KeyboardInterrupt
+
+
 def entry() -> None:
-    sys.exit(main())
+    """The ``racetrack`` command: :func:`main`, with SIGTERM ended as Ctrl-C is (exit 143 instead
+    of 130), unless whoever started it chose to ignore SIGTERM."""
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _end_as_on_ctrl_c)
+    code = main()
+    sys.exit(128 + signal.SIGTERM if _terminated and code == 130 else code)

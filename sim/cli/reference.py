@@ -43,7 +43,7 @@ Exit codes everywhere: **0** the command did its job and no invariant it judges 
 (one line on stderr naming the file, field or value and what is allowed; never a traceback), also
 a strategy whose handler crashed or ran away (the line names the handler, its file and line),
 **3** an internal error, a bug in racetrack (one line and the path of a log with the traceback),
-**130** interrupted (Ctrl-C; a sweep says how to resume).
+**130** interrupted (Ctrl-C; a sweep says how to resume). **143** terminated (SIGTERM): ended as on Ctrl-C, with the same cleanup.
 """
 
 
