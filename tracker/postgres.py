@@ -360,6 +360,21 @@ def end_transaction(conn: psycopg.Connection[Any], command: str) -> str:
     return (result.command_status or b"").decode()
 
 
+def _bound(
+    link: _Link, query: str, params: list[Any], parsing: Mapping[tuple[bytes, Any], bytes] | None = None
+) -> tuple[PostgresQuery, tuple[bytes, Any] | None, bytes]:
+    """``query`` with ``params`` dumped by psycopg, as its cursor would, and the name it is prepared
+    under on ``link``'s connection, or is being (``parsing``). The key is that of a statement still
+    to parse under a new name, ``None`` for one prepared already."""
+    pgq = PostgresQuery(link.tx)
+    pgq.convert(query, params)
+    key = (pgq.query, pgq.types)
+    name = link.prepared.get(key) or (parsing or {}).get(key)
+    if name is not None:
+        return pgq, None, name
+    return pgq, key, b"racetrack_%d" % (len(link.prepared) + len(parsing or {}))
+
+
 def run_prepared(link: _Link, query: str, params: list[Any]) -> PGresult:
     """Run one statement on a session's connection through libpq itself, as psycopg's
     ``cursor.execute`` would with ``prepare_threshold=0`` (the same parameters, dumped by
@@ -370,12 +385,8 @@ def run_prepared(link: _Link, query: str, params: list[Any]) -> PGresult:
     The names are this module's own (psycopg's are ``_pg3_*``) and live as long as the
     connection: nothing on it runs DDL or a ROLLBACK through psycopg (see
     :func:`end_transaction`), which would have psycopg deallocate every prepared statement."""
-    pgq = PostgresQuery(link.tx)
-    pgq.convert(query, params)
-    key = (pgq.query, pgq.types)
-    name = link.prepared.get(key)
-    if name is None:
-        name = b"racetrack_%d" % len(link.prepared)
+    pgq, key, name = _bound(link, query, params)
+    if key is not None:
         prepare_statement(link.conn, name, pgq)
         link.prepared[key] = name
     # psycopg's cursor passes its parameters so too (None: NULL), a type its stub leaves out
@@ -396,19 +407,17 @@ def run_pipeline(link: _Link, statements: list[tuple[str, list[Any]]]) -> PGresu
     inside ``PQgetResult`` would hold the GIL). A pipeline left unread (Ctrl-C while waiting)
     closes the connection: it could serve no other statement."""
     pg = link.conn.pgconn
-    #: per message sent, in order: a Parse's (key, name), to remember once it succeeded, or None
-    sent: list[tuple[tuple[bytes, Any], bytes] | None] = []
+    parsing: dict[tuple[bytes, Any], bytes] = {}  # names given in this pipeline, not parsed yet
+    #: per message sent, in order: a Parse's key (its name is remembered once it succeeded), or None
+    sent: list[tuple[bytes, Any] | None] = []
     pg.enter_pipeline_mode()
     try:
         for query, params in statements:
-            pgq = PostgresQuery(link.tx)
-            pgq.convert(query, params)
-            key = (pgq.query, pgq.types)
-            name = link.prepared.get(key) or next((p[1] for p in sent if p is not None and p[0] == key), None)
-            if name is None:
-                name = b"racetrack_%d" % (len(link.prepared) + sum(p is not None for p in sent))
+            pgq, key, name = _bound(link, query, params, parsing)
+            if key is not None:
                 pg.send_prepare(name, pgq.query, pgq.types)
-                sent.append((key, name))
+                parsing[key] = name
+                sent.append(key)
             # psycopg's cursor passes its parameters so too (None: NULL), a type its stub leaves out
             pg.send_query_prepared(name, pgq.params, pgq.formats, result_format=Format.BINARY)  # type: ignore[arg-type]
             sent.append(None)
@@ -419,11 +428,11 @@ def run_pipeline(link: _Link, statements: list[tuple[str, list[Any]]]) -> PGresu
             pg.exit_pipeline_mode()
         except psycopg.Error:
             link.conn.close()
-    for parse, result in zip(sent, results, strict=False):  # the Sync's result is last
+    for parsed, result in zip(sent, results, strict=False):  # the Sync's result is last
         if result.status == ExecStatus.FATAL_ERROR:
             raise _error(link.conn, result)
-        if parse is not None and result.status == ExecStatus.COMMAND_OK:
-            link.prepared[parse[0]] = parse[1]
+        if parsed is not None and result.status == ExecStatus.COMMAND_OK:
+            link.prepared[parsed] = parsing[parsed]
     answer = results[-2]  # the last statement's
     if answer.status != ExecStatus.TUPLES_OK:
         raise _error(link.conn, answer)
@@ -549,9 +558,6 @@ class _Link:
         #: How many times its tracker had lost the server when it connected (see ``_lost``).
         self.generation = generation
         self.tx = Transformer(conn)
-        #: Whether ``tx`` has its row loaders: every row a lone statement answers is a whole row of
-        #: the one table, in binary, so the loaders looked up for the first serve every later one.
-        self.loaders_set = False
         #: (query, parameter types) -> the name it was prepared under on this connection
         self.prepared: dict[tuple[bytes, Any], bytes] = {}
 
@@ -820,8 +826,7 @@ class PostgresTracker:
             self._admin_tx = (self.admin, Transformer(self.admin))
         tx = self._admin_tx[1]
         tx.set_pgresult(result)
-        encoding = self.admin.info.encoding
-        names = [result.fname(i).decode(encoding) for i in range(result.nfields)]  # type: ignore[union-attr]
+        names = self._columns or self._learn_columns(result, self.admin)  # SELECT *: a statement's whole row
         key = names.index(self.spec.key)
         found = {t[key]: dict(zip(names, t, strict=True)) for t in tx.load_rows(0, result.ntuples, tuple)}
         order = [j for j in self._commit_order if j in found] + [j for j in found if j not in self._commit_order]
@@ -958,8 +963,7 @@ class PostgresTracker:
                 result = run_pipeline(link, [*first, (query, params)])
             if not result.ntuples:
                 return Done()
-            link.tx.set_pgresult(result, set_loaders=not link.loaders_set)
-            link.loaders_set = True
+            link.tx.set_pgresult(result)
             row = link.tx.load_row(0, tuple)
             columns = self._columns or self._learn_columns(result, link.conn)
             return Done(value=dict(zip(columns, row, strict=True)))
