@@ -20,20 +20,22 @@ count does not move with the machine's load or speed, so it compares two trees o
 machine; it weighs the interpreter's start-up less than wall time does (starting a process is
 the kernel's work, not counted), so its ratios sit above the wall ratios. Needs ``valgrind``.
 
-May import: the standard library only (it times subprocesses). Prints figures; asserts nothing.
+May import: the standard library only (it times subprocesses), and ``callgrind.py`` beside it,
+which does too. Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from callgrind import under_callgrind  # benchmarks/callgrind.py, beside this script
 
 COMMANDS = (["--help"], ["--version"], ["strategies"], ["scenarios"], ["invariants"])
 TARGET_RATIO = 3.0
@@ -66,12 +68,10 @@ def best_of(argv: list[str], repeat: int, env: dict[str, str]) -> tuple[float, f
 
 def instructions(valgrind: str, argv: list[str], env: dict[str, str]) -> int:
     """The instructions ``argv`` runs, counted by callgrind (output discarded; must exit 0)."""
-    process = subprocess.run([valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    found = re.search(r"Collected : (\d+)", process.stderr)
-    if process.returncode != 0 or found is None:
+    counted, process = under_callgrind(valgrind, argv, env)
+    if counted is None:
         raise SystemExit(f"{' '.join(argv)} under valgrind: exit {process.returncode}")
-    return int(found.group(1))
+    return counted
 
 
 def count(env: dict[str, str], bytecode: str) -> None:

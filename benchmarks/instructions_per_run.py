@@ -14,11 +14,11 @@ a fraction of a percent). Needs ``valgrind`` on PATH. Prints figures; asserts no
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
+
+from callgrind import under_callgrind  # benchmarks/callgrind.py, beside this script
 
 WARMUP = 5
 
@@ -45,15 +45,12 @@ else:  # the bare SimPy skeleton of sim_throughput.py, with the same events per 
 
 def instructions(scenario: str, strategy: str, runs: int, what: str) -> int:
     """Instructions callgrind counted for a process that does ``runs`` runs of ``what``."""
-    done = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-         sys.executable, "-c", RUNS, scenario, strategy, str(runs), what, str(Path(__file__).parent)],
-        capture_output=True, text=True, check=False,
+    counted, done = under_callgrind(
+        "valgrind", [sys.executable, "-c", RUNS, scenario, strategy, str(runs), what, str(Path(__file__).parent)]
     )
-    match = re.search(r"Collected : (\d+)", done.stderr)
-    if done.returncode != 0 or match is None:
+    if counted is None:
         raise SystemExit(f"benchmark: callgrind failed: {done.stderr.strip().splitlines()[-1:]}")
-    return int(match.group(1))
+    return counted
 
 
 def main() -> None:

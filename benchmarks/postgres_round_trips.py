@@ -36,7 +36,6 @@ import argparse
 import contextlib
 import re
 import shutil
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -54,6 +53,7 @@ from tracker.errors import UserError
 from tracker.pg_server import choose_server, mask_password
 
 sys.path.insert(0, str(Path(__file__).parent))
+from callgrind import under_callgrind  # noqa: E402
 from postgres_throughput import harness, run  # noqa: E402
 
 counts: Counter[str] = Counter()
@@ -148,18 +148,13 @@ def instructions_per_operation(dsn: str, runs: int, kind: str) -> tuple[int, flo
         raise UserError("--instructions needs valgrind (apt-get install valgrind)")
     counted = []
     for n in (runs, 2 * runs):
-        done = subprocess.run(
-            [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__,
-             "--dsn", dsn, "--runs", str(n), "--kind", kind],
-            capture_output=True, text=True, check=False,
-        )
+        collected, done = under_callgrind(valgrind, [sys.executable, __file__, "--dsn", dsn, "--runs", str(n), "--kind", kind])
         ops = re.search(r"^operations: (\d+)", done.stdout, re.MULTILINE)
-        collected = re.search(r"Collected : (\d+)", done.stderr)
-        if done.returncode != 0 or ops is None or collected is None:
+        if collected is None or ops is None:
             said = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith("==")]
             raise UserError(f"the sweep under callgrind failed (exit {done.returncode}): "
                             f"{mask_password(said[-1] if said else 'no message', dsn)}")
-        counted.append((int(ops.group(1)), int(collected.group(1))))
+        counted.append((int(ops.group(1)), collected))
     (ops_1, count_1), (ops_2, count_2) = counted
     return ops_2 - ops_1, (count_2 - count_1) / (ops_2 - ops_1)
 
