@@ -376,6 +376,11 @@ def describe(op: Op) -> str:
 
 def show(value: Any) -> str:
     """A value or expression as a timeline shows it (timestamps as seconds.micros of the day)."""
+    cls = value.__class__  # the commonest, a str or an int, by its exact class first
+    if cls is str:
+        return repr(value)
+    if cls is int:
+        return format_timestamp(value) if value >= TIMESTAMP_FLOOR_US else str(value)
     if isinstance(value, Col):
         return value.name
     if isinstance(value, DbNow):

@@ -53,14 +53,15 @@ def no_rejected_writes(record: RunRecord) -> Iterator[Violation]:
     Facts: the ``actor``, the ``operation``, the ``constraint`` that rejected it, and the row it
     met (``row_status``, ``row_started_at``, ``row_completed_at``).
     """
+    lc = record.lifecycle
+    status, started, completed = lc.status, lc.started_at or "", lc.completed_at or ""
     for step in record.steps:
         if step.kind == "db" and step.rejected and step.error is not None:
             row = step.row_before or {}
             assert step.op is not None
-            lc = record.lifecycle
             facts = {"actor": step.actor, "operation": describe(step.op), "constraint": step.error[1],
-                     "row_status": row.get(lc.status), "row_started_at": row.get(lc.started_at or ""),
-                     "row_completed_at": row.get(lc.completed_at or "")}
+                     "row_status": row.get(status), "row_started_at": row.get(started),
+                     "row_completed_at": row.get(completed)}
             yield Violation("no-rejected-writes", step.job_id, step.executed_us, step.index, facts)
 
 
@@ -74,20 +75,33 @@ def ordered_timestamps(record: RunRecord) -> Iterator[Violation]:
     """
     lc = record.lifecycle
     created_col, started_col = lc.column("created_at"), lc.column("started_at")
+    completed_col, failed_col, cancelled_col = lc.column("completed_at"), lc.column("failed_at"), lc.column("cancelled_at")
     for job, versions in record.versions.items():
         for step, row in versions:
             created, started = _get(row, created_col), _get(row, started_col)
-            pairs = [(created_col, created, started_col, started)]
-            for later in (lc.column("completed_at"), lc.column("failed_at")):
-                earlier = started_col if started is not None else created_col
-                pairs.append((earlier, _get(row, earlier), later, _get(row, later)))
-            pairs.append((created_col, created, lc.column("cancelled_at"), _get(row, lc.column("cancelled_at"))))
-            bad = [(a, va, b, vb) for a, va, b, vb in pairs if va is not None and vb is not None and vb < va]
-            if bad:
-                a, va, b, vb = bad[0]
+            # completed_at / failed_at are checked against started_at, or created_at without one
+            earlier, before = (started_col, started) if started is not None else (created_col, created)
+            bad = _first_out_of_order((
+                (created_col, created, started_col, started),
+                (earlier, before, completed_col, _get(row, completed_col)),
+                (earlier, before, failed_col, _get(row, failed_col)),
+                (created_col, created, cancelled_col, _get(row, cancelled_col)),
+            ))
+            if bad is not None:
+                a, va, b, vb = bad
                 facts = {"actor": step.actor, "earlier": a, "earlier_value": va, "later": b, "later_value": vb}
                 yield Violation("ordered-timestamps", job, step.executed_us, step.index, facts)
                 break
+
+
+def _first_out_of_order(pairs: tuple[tuple[str | None, Any, str | None, Any], ...]) -> tuple[str | None, Any, str | None, Any] | None:
+    """The first (earlier column, its value, later column, its value) whose later value is
+    smaller, both set; None when all are in order."""
+    for pair in pairs:
+        va, vb = pair[1], pair[3]
+        if va is not None and vb is not None and vb < va:
+            return pair
+    return None
 
 
 def terminal_status(record: RunRecord) -> Iterator[Violation]:

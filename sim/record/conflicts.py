@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from sim.record.history import RunRecord
@@ -29,19 +30,29 @@ def _writes(op: Any) -> bool:
     return isinstance(op, (Insert, Update)) or (isinstance(op, Select) and op.for_update)
 
 
+#: A step's place in execution order: its execution time, then its place in the history.
+_in_execution_order = attrgetter("executed_us", "index")
+
+
 def conflict_orders(record: RunRecord) -> tuple[str, ...]:
     """One 12-hex digest per job whose row saw conflicting operations, sorted (a run's coverage)."""
     rows: dict[str, list[tuple[str, str, bool]]] = {}
     nth: dict[str, int] = {}
-    for step in sorted((s for s in record.steps if s.kind == "db"), key=lambda s: (s.executed_us, s.index)):
-        job = getattr(step.op, "job_id", None)
-        if isinstance(step.op, Rpc):  # a function's row: its first statement's (bodies touch one row)
-            job = step.op.body[0].job_id
+    roles: dict[str, str] = {}
+    steps = [s for s in record.steps if s.kind == "db"]
+    steps.sort(key=_in_execution_order)
+    for step in steps:
+        op = step.op
+        # a function's row: its first statement's (bodies touch one row)
+        job = op.body[0].job_id if isinstance(op, Rpc) else getattr(op, "job_id", None)
         if job is None:
             continue
-        k = nth[step.actor] = nth.get(step.actor, 0) + 1
-        role = step.actor.split(".", 1)[-1]
-        rows.setdefault(job, []).append((step.actor, f"{role}/{k}", _writes(step.op)))
+        actor = step.actor
+        k = nth[actor] = nth.get(actor, 0) + 1
+        role = roles.get(actor)
+        if role is None:
+            role = roles[actor] = actor.split(".", 1)[-1]
+        rows.setdefault(job, []).append((actor, f"{role}/{k}", _writes(op)))
     digests = []
     for ops in rows.values():
         pairs = []

@@ -58,7 +58,15 @@ class RunResult:
 
     def row(self) -> dict[str, Any]:
         """The result row (one line of a results file)."""
-        steps = [s for s in self.record.steps if s.kind == "db"]
+        ops = statements = lock_waits = waited_us = 0
+        for s in self.record.steps:
+            if s.kind == "db":
+                ops += 1
+                if not isinstance(s.op, (Begin, Commit, Rollback)):
+                    statements += 1
+                if s.blocked_by:
+                    lock_waits += 1
+                waited_us += s.waited_us
         counts = {i: 0 for i in INVARIANT_IDS}
         own = {r.name: 0 for r in self.record.lifecycle.rows}
         for v in self.violations:
@@ -76,11 +84,11 @@ class RunResult:
             "backend": self.backend,
             "seed": self.seed,
             "jobs": len(self.record.truth),
-            "ops": len(steps),
-            "round_trips": len(steps),
-            "statements": sum(1 for s in steps if not isinstance(s.op, (Begin, Commit, Rollback))),
-            "lock_waits": sum(1 for s in steps if s.blocked_by),
-            "lock_wait_ms": round(sum(s.waited_us for s in steps) / 1000, 3),
+            "ops": ops,
+            "round_trips": ops,
+            "statements": statements,
+            "lock_waits": lock_waits,
+            "lock_wait_ms": round(waited_us / 1000, 3),
             "crashes": len(self.crashes),
             "violating": bool(self.violations),
             "violations": len(self.violations),
