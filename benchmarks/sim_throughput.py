@@ -12,17 +12,27 @@ and the model's statements alone (each run's database operations executed again,
 they ran, on a fresh ``MemoryTracker``). What is left is the driver, the queue world, the latency
 draws and the history records. Beside them, the time per run a ratio of 0.3 allows: if judging,
 the model and the skeleton already take it, no speed-up of the driver and world alone reaches it.
+
+Last, what no faster racetrack can leave out while its results stay the same: seeding the run's
+named random streams (each ``random.Random(name)``, as the world seeds them) and the strategy's
+own handler code (the time inside its generators' steps); with the skeleton, what is left of the
+0.3 budget for the model, judging, the driver, the world and the history.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import time
+from collections.abc import Generator
+from typing import Any
 
 import simpy
 
 from sim.cli.args import positive
+from sim.engine import interpreter
 from sim.engine import scenario as scenarios
+from sim.engine import world as world_module
 from sim.engine.world import World
 from sim.judge.invariants import judge
 from sim.runs.runner import RunResult, run_one
@@ -82,6 +92,70 @@ def model_statements(result: RunResult, table: Table | None) -> None:
             model.execute(step.actor, step.op, step.db_now_us)
 
 
+def stream_names(scenario, strategy, seed: int) -> list[str]:
+    """The names of the random streams one run seeds, in order."""
+    names: list[str] = []
+    plain = random.Random
+
+    class Counting(plain):
+        def __init__(self, x: Any = None) -> None:
+            names.append(x)
+            super().__init__(x)
+
+    world_module.random.Random = Counting  # type: ignore[misc]
+    try:
+        run_one(scenario, strategy, seed)
+    finally:
+        world_module.random.Random = plain  # type: ignore[misc]
+    return names
+
+
+def handler_us(scenario, strategy, runs: int) -> float:
+    """Microseconds per run spent inside the strategy's generators (each step timed, the timer's
+    own cost taken off)."""
+    spent = [0, 0]  # ns, steps
+    clock, plain_start = time.perf_counter_ns, interpreter.start
+
+    def timed(gen: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+        send: Any = None
+        throw: BaseException | None = None
+        while True:
+            started = clock()
+            try:
+                op = gen.throw(throw) if throw is not None else gen.send(send)
+            except StopIteration as end:
+                spent[0] += clock() - started
+                spent[1] += 1
+                return end.value
+            spent[0] += clock() - started
+            spent[1] += 1
+            send, throw = None, None
+            try:
+                send = yield op
+            except GeneratorExit:
+                gen.close()
+                raise
+            except BaseException as exc:  # an error answer: thrown into the handler, as the driver does
+                throw = exc
+
+    def start(fn: Any, *args: Any) -> Any:
+        gen = plain_start(fn, *args)
+        return timed(gen) if isinstance(gen, Generator) else gen
+
+    calls = 100_000
+    t0 = clock()
+    for _ in range(calls):
+        clock() - clock()
+    timer_ns = (clock() - t0) / calls
+    interpreter.start = start
+    try:
+        for i in range(runs):
+            run_one(scenario, strategy, i)
+    finally:
+        interpreter.start = plain_start
+    return (spent[0] - spent[1] * timer_ns) / runs / 1000
+
+
 def rate(fn, runs: int) -> float:
     started = time.perf_counter()
     for i in range(runs):
@@ -119,6 +193,14 @@ def main() -> None:
           f"history {rest:,.0f}")
     print(f"a ratio of 0.3 allows {1e6 / bare / 0.3:,.0f} us per run; skeleton, judging and model alone take "
           f"{sum(per_run.values()):,.0f} us")
+    names = stream_names(scenario, strategy, 0)
+    seeding = 1e6 / rate(lambda i: [random.Random(n) for n in names], args.runs)
+    handlers = handler_us(scenario, strategy, args.runs)
+    fixed = per_run["skeleton"] + seeding + handlers
+    print(f"the same results need at least: seeding run 0's {len(names)} random streams {seeding:,.0f} us + the "
+          f"strategy's own handler code {handlers:,.0f} us + the skeleton = {fixed:,.0f} us; 0.3 leaves "
+          f"{1e6 / bare / 0.3 - fixed:,.0f} us for the model, judging, the driver, the world and the history, "
+          f"which take {1e6 / ours - fixed:,.0f} us now")
 
 
 if __name__ == "__main__":
