@@ -62,18 +62,23 @@ counts: Counter[str] = Counter()
 lone = {"wall": 0.0, "cpu": 0.0}
 
 
+def counting(owner: Any, name: str, *keys: str) -> None:
+    """Wrap ``owner.name``, where it exists, so that each call adds one to each of ``keys``."""
+    original = getattr(owner, name, None)
+    if original is None:  # an older tree: the place does not exist there
+        return
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        for key in keys:
+            counts[key] += 1
+        return original(*args, **kwargs)
+
+    setattr(owner, name, counted)
+
+
 def count_round_trips() -> None:
     """Wrap every place the backend can wait for the server."""
-    cursor_execute, connection_execute = cursor_base.execute, psycopg.generators.execute
-    pipeline, send_prepare = psycopg.Connection.pipeline, cursor_base.BaseCursor._send_prepare
-
-    def counted_cursor_execute(*args: Any, **kwargs: Any) -> Any:
-        counts["round trips"] += 1
-        return cursor_execute(*args, **kwargs)
-
-    def counted_connection_execute(*args: Any, **kwargs: Any) -> Any:
-        counts["round trips"] += 1
-        return connection_execute(*args, **kwargs)
+    pipeline = psycopg.Connection.pipeline
 
     @contextlib.contextmanager
     def counted_pipeline(self: psycopg.Connection[Any]) -> Iterator[Any]:
@@ -82,22 +87,11 @@ def count_round_trips() -> None:
         with pipeline(self) as p:
             yield p
 
-    def counted_prepare(self: Any, *args: Any, **kwargs: Any) -> Any:
-        counts["prepares"] += 1
-        return send_prepare(self, *args, **kwargs)
-
-    cursor_base.execute = counted_cursor_execute  # type: ignore[assignment]
-    psycopg.generators.execute = counted_connection_execute  # type: ignore[assignment]
+    counting(cursor_base, "execute", "round trips")
+    counting(psycopg.generators, "execute", "round trips")
     psycopg.Connection.pipeline = counted_pipeline  # type: ignore[assignment,method-assign]
-    cursor_base.BaseCursor._send_prepare = counted_prepare  # type: ignore[method-assign]
-    end_transaction = getattr(tracker.postgres, "end_transaction", None)
-    if end_transaction is not None:
-
-        def counted_end_transaction(conn: Any, command: str) -> str:
-            counts["round trips"] += 1
-            return end_transaction(conn, command)  # type: ignore[no-any-return]
-
-        tracker.postgres.end_transaction = counted_end_transaction  # type: ignore[attr-defined]
+    counting(cursor_base.BaseCursor, "_send_prepare", "prepares")
+    counting(tracker.postgres, "end_transaction", "round trips")
     run_prepared = getattr(tracker.postgres, "run_prepared", None)
     if run_prepared is not None:  # a statement run through libpq itself: Bind and Execute
 
@@ -112,32 +106,9 @@ def count_round_trips() -> None:
                 lone["cpu"] += time.thread_time() - cpu
 
         tracker.postgres.run_prepared = counted_run_prepared  # type: ignore[attr-defined]
-    run_pipeline = getattr(tracker.postgres, "run_pipeline", None)
-    if run_pipeline is not None:  # a transaction's opening through libpq's pipeline mode
-
-        def counted_run_pipeline(*args: Any) -> Any:
-            counts["round trips"] += 1
-            counts["pipelines"] += 1
-            return run_pipeline(*args)
-
-        tracker.postgres.run_pipeline = counted_run_pipeline  # type: ignore[attr-defined]
-    admin_result = getattr(tracker.postgres.PostgresTracker, "_admin_result", None)
-    if admin_result is not None:  # a run's DELETE and final SELECT through libpq itself
-
-        def counted_admin_result(*args: Any) -> Any:
-            counts["round trips"] += 1
-            return admin_result(*args)
-
-        tracker.postgres.PostgresTracker._admin_result = counted_admin_result  # type: ignore[method-assign]
-    prepare_statement = getattr(tracker.postgres, "prepare_statement", None)
-    if prepare_statement is not None:  # its Parse, the first time on a connection
-
-        def counted_prepare_statement(*args: Any) -> Any:
-            counts["round trips"] += 1
-            counts["prepares"] += 1
-            return prepare_statement(*args)
-
-        tracker.postgres.prepare_statement = counted_prepare_statement  # type: ignore[attr-defined]
+    counting(tracker.postgres, "run_pipeline", "round trips", "pipelines")  # a transaction's opening
+    counting(tracker.postgres.PostgresTracker, "_admin_result", "round trips")  # a run's DELETE and final SELECT
+    counting(tracker.postgres, "prepare_statement", "round trips", "prepares")  # its Parse, the first time
 
 
 def instructions_per_operation(dsn: str, runs: int, kind: str) -> tuple[int, float]:
