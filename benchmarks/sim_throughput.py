@@ -32,7 +32,6 @@ import simpy
 from sim.cli.args import positive
 from sim.engine import interpreter
 from sim.engine import scenario as scenarios
-from sim.engine import world as world_module
 from sim.engine.world import World
 from sim.judge.invariants import judge
 from sim.runs.runner import RunResult, run_one
@@ -102,11 +101,11 @@ def stream_names(scenario, strategy, seed: int) -> list[str]:
             names.append(x)
             super().__init__(x)
 
-    world_module.random.Random = Counting  # type: ignore[misc]
+    random.Random = Counting  # type: ignore[misc]  # as the world calls it: random.Random(name)
     try:
         run_one(scenario, strategy, seed)
     finally:
-        world_module.random.Random = plain  # type: ignore[misc]
+        random.Random = plain  # type: ignore[misc]
     return names
 
 

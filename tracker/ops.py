@@ -376,10 +376,11 @@ def describe(op: Op) -> str:
 
 def show(value: Any) -> str:
     """A value or expression as a timeline shows it (timestamps as seconds.micros of the day)."""
-    cls = value.__class__  # the commonest, a str or an int, by its exact class first
-    if cls is str:
+    if isinstance(value, str):  # plain values first: a statement's commonest
         return repr(value)
-    if cls is int:
+    if isinstance(value, bool) or value is None:
+        return "NULL" if value is None else str(value).lower()
+    if isinstance(value, int):
         return format_timestamp(value) if value >= TIMESTAMP_FLOOR_US else str(value)
     if isinstance(value, Col):
         return value.name
@@ -396,12 +397,6 @@ def show(value: Any) -> str:
     if isinstance(value, Case):
         cond = " AND ".join(show_cond(c) for c in value.when)
         return f"CASE WHEN {cond} THEN {show(value.then)} ELSE {show(value.otherwise)} END"
-    if isinstance(value, bool) or value is None:
-        return "NULL" if value is None else str(value).lower()
-    if isinstance(value, int) and value >= TIMESTAMP_FLOOR_US:
-        return format_timestamp(value)
-    if isinstance(value, str):
-        return repr(value)
     if isinstance(value, tuple):
         return "(" + ", ".join(show(v) for v in value) + ")"
     return str(value)
