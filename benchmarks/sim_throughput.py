@@ -14,9 +14,11 @@ draws and the history records. Beside them, the time per run a ratio of 0.3 allo
 the model and the skeleton already take it, no speed-up of the driver and world alone reaches it.
 
 Last, what no faster racetrack can leave out while its results stay the same: seeding the run's
-named random streams (each ``random.Random(name)``, as the world seeds them) and the strategy's
+named random streams (each ``random.Random(name)``, as the world seeds them), the draws the run
+makes from them (the same calls into ``random``, replayed on fresh streams), and the strategy's
 own handler code (the time inside its generators' steps); with the skeleton, what is left of the
-0.3 budget for the model, judging, the driver, the world and the history.
+0.3 budget for the model, judging, the driver, the world and the history, in all and for each of
+a run's database operations.
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ from tracker.errors import UserError
 from tracker.memory import MemoryTracker
 from tracker.strategies import load_strategy
 from tracker.table import Table
+
+#: Every method of ``random.Random`` that draws (all but seeding and the state's get and set).
+DRAWS = tuple(
+    m for m in dir(random.Random)
+    if not m.startswith("_") and m not in ("seed", "getstate", "setstate") and callable(getattr(random.Random, m))
+)
 
 
 def count_events(scenario, strategy, seed: int) -> tuple[int, int]:
@@ -91,22 +99,61 @@ def model_statements(result: RunResult, table: Table | None) -> None:
             model.execute(step.actor, step.op, step.db_now_us)
 
 
-def stream_names(scenario, strategy, seed: int) -> list[str]:
-    """The names of the random streams one run seeds, in order."""
+def stream_draws(scenario, strategy, seed: int) -> tuple[list[str], list[tuple[int, str, tuple[Any, ...]]]]:
+    """The names of the random streams one run seeds, in order, and the draws it makes from them:
+    (stream, method, arguments) for each call racetrack makes (a ``gauss`` that calls ``random``
+    inside counts once)."""
     names: list[str] = []
+    calls: list[tuple[int, str, tuple[Any, ...]]] = []
+    inside = [False]
     plain = random.Random
 
     class Counting(plain):
         def __init__(self, x: Any = None) -> None:
+            self.index = len(names)
             names.append(x)
             super().__init__(x)
 
+    def recorded(method: str) -> Any:
+        draw = getattr(plain, method)
+
+        def record(self: Any, *args: Any) -> Any:
+            if inside[0]:
+                return draw(self, *args)
+            inside[0] = True
+            try:
+                calls.append((self.index, method, args))
+                return draw(self, *args)
+            finally:
+                inside[0] = False
+
+        return record
+
+    for method in DRAWS:
+        setattr(Counting, method, recorded(method))
     random.Random = Counting  # type: ignore[misc]  # as the world calls it: random.Random(name)
     try:
         run_one(scenario, strategy, seed)
     finally:
         random.Random = plain  # type: ignore[misc]
-    return names
+    return names, calls
+
+
+def draws_us(names: list[str], calls: list[tuple[int, str, tuple[Any, ...]]], runs: int) -> float:
+    """Microseconds the draws of one run take in ``random`` itself: the least over ``runs``
+    repetitions, each on freshly seeded streams (the seeding not timed), the loop's cost taken off."""
+    best = float("inf")
+    for _ in range(runs):
+        streams = [random.Random(name) for name in names]
+        bound = [(getattr(streams[i], method), args) for i, method, args in calls]
+        t0 = time.perf_counter_ns()
+        for draw, args in bound:
+            draw(*args)
+        t1 = time.perf_counter_ns()
+        for _draw, _args in bound:
+            pass
+        best = min(best, (t1 - t0) - (time.perf_counter_ns() - t1))
+    return best / 1000
 
 
 def handler_us(scenario, strategy, runs: int) -> float:
@@ -192,14 +239,19 @@ def main() -> None:
           f"history {rest:,.0f}")
     print(f"a ratio of 0.3 allows {1e6 / bare / 0.3:,.0f} us per run; skeleton, judging and model alone take "
           f"{sum(per_run.values()):,.0f} us")
-    names = stream_names(scenario, strategy, 0)
+    names, calls = stream_draws(scenario, strategy, 0)
     seeding = 1e6 / rate(lambda i: [random.Random(n) for n in names], args.runs)
+    draws = draws_us(names, calls, args.runs)
     handlers = handler_us(scenario, strategy, args.runs)
-    fixed = per_run["skeleton"] + seeding + handlers
-    print(f"the same results need at least: seeding run 0's {len(names)} random streams {seeding:,.0f} us + the "
-          f"strategy's own handler code {handlers:,.0f} us + the skeleton = {fixed:,.0f} us; 0.3 leaves "
-          f"{1e6 / bare / 0.3 - fixed:,.0f} us for the model, judging, the driver, the world and the history, "
-          f"which take {1e6 / ours - fixed:,.0f} us now")
+    fixed = per_run["skeleton"] + seeding + draws + handlers
+    left = 1e6 / bare / 0.3 - fixed
+    ops = sum(step.kind == "db" for result in results for step in result.record.steps) / len(results)
+    print(f"the same results need at least: seeding run 0's {len(names)} random streams {seeding:,.0f} us + its "
+          f"{len(calls)} draws from them {draws:,.0f} us + the strategy's own handler code {handlers:,.0f} us + the "
+          f"skeleton = {fixed:,.0f} us; 0.3 leaves {left:,.0f} us for the model, judging, the driver, the world and "
+          f"the history, which take {1e6 / ours - fixed:,.0f} us now" + (
+              f": {left / ops:,.2f} against {(1e6 / ours - fixed) / ops:,.2f} us for each of a run's {ops:,.0f} "
+              "database operations" if ops else ""))
 
 
 if __name__ == "__main__":
