@@ -175,16 +175,22 @@ def comma_separated(one: Callable[[str], int]) -> Callable[[str], list[int]]:
     return lambda text: [one(item) for item in text.split(",") if item.strip()]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def sweep_parser(doc: str, seconds: int, in_flight: str, rounds: int) -> argparse.ArgumentParser:
+    """The options of a benchmark that runs the benchmark sweep beside pgbench, with its defaults."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--dsn")
     parser.add_argument("--runs", type=positive("--runs"), default=5, help="seeds per scenario and strategy (default 5)")
-    parser.add_argument("--seconds", type=positive("--seconds"), default=10, help="pgbench duration (default 10)")
-    parser.add_argument("--in-flight", type=comma_separated(positive("--in-flight", MAX_IN_FLIGHT)), default="1,2",
-                        help="runs in flight to measure, comma-separated (default 1,2)")
+    parser.add_argument("--seconds", type=positive("--seconds"), default=seconds, help=f"pgbench duration (default {seconds})")
+    parser.add_argument("--in-flight", type=comma_separated(positive("--in-flight", MAX_IN_FLIGHT)), default=in_flight,
+                        help=f"runs in flight to measure, comma-separated (default {in_flight})")
+    parser.add_argument("--rounds", type=positive("--rounds"), default=rounds, help=f"times to measure each, alternating (default {rounds})")
+    return parser
+
+
+def main() -> None:
+    parser = sweep_parser(__doc__, seconds=10, in_flight="1,2", rounds=1)
     parser.add_argument("--workers", type=comma_separated(positive("--workers", MAX_WORKERS)), default="",
                         help="worker processes to measure beside pgbench -c N -j N, comma-separated (default: none)")
-    parser.add_argument("--rounds", type=positive("--rounds"), default=1, help="times to measure each, alternating (default 1)")
     args = parser.parse_args()
     in_flights, workers = args.in_flight, args.workers
     if not in_flights:
