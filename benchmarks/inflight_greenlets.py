@@ -11,10 +11,11 @@ backends of its own (its own connections and schema), the plan dealt out to the 
 
 - **threads**: N threads, racetrack's backend as it is. A thread waits for the server inside
   libpq (or in ``poll``) with the GIL released; when the answer comes it waits for the GIL.
-- **greenlets**: N greenlets in this one thread. Here the backend's waits for the server (a lone
-  statement, a pipeline's results, COMMIT and ROLLBACK, the admin connection's statements) send
-  their statement and switch to a hub, which polls every slot's socket at once and switches to
-  the greenlets whose answers came. No thread ever waits for the GIL. A statement that may wait
+- **greenlets**: N greenlets in this one thread. Here the backend's waits for the server switch
+  to a hub, which polls every slot's socket at once and switches to the greenlets whose answers
+  came: its one wait (``_wait_readable``, a pipeline's) replaced, and what it runs through libpq's
+  blocking calls (a lone statement, COMMIT and ROLLBACK, the admin connection's statements) sent
+  instead and waited for so. No thread ever waits for the GIL. A statement that may wait
   for a row lock still runs on the backend's own worker thread and blocks the hub while it
   waits (rare: 22 waits in 17,640 operations of this sweep).
 
@@ -71,22 +72,28 @@ def _wait(fd: int, events: int) -> None:
     _HUB.switch((fd, events))
 
 
-def _next_result(pgconn: Any) -> Any:
-    """libpq's next result on ``pgconn`` (None: the end of one statement's), waiting through :func:`_wait`."""
-    while pgconn.is_busy():
-        _wait(pgconn.socket, select.POLLIN)
-        pgconn.consume_input()
-    return pgconn.get_result()
+def _wait_readable(pgconn: Any) -> None:
+    """The backend's wait for the server (``tracker.postgres._wait_readable``), through :func:`_wait`."""
+    _wait(pgconn.socket, select.POLLIN)
 
 
-def _results(pgconn: Any) -> list[Any]:
-    """Every result of what was just sent on ``pgconn``."""
+def _answer(conn: Any, expected: ExecStatus) -> Any:
+    """The last result of what was just sent on ``conn`` (its waits through :func:`_wait`),
+    raised as the backend raises it unless its status is ``expected``."""
+    pgconn = conn.pgconn
     while pgconn.flush():
         _wait(pgconn.socket, select.POLLOUT)
-    results = []
-    while (result := _next_result(pgconn)) is not None:
-        results.append(result)
-    return results
+    result = None
+    while (more := pg_backend._next_result(pgconn)) is not None:
+        result = more
+    if result is None:
+        raise pg_backend.errors.OperationalError(pgconn.error_message.decode("utf-8", "replace") or "the connection broke")
+    if result.status != expected:
+        raise pg_backend._error(conn, result)
+    return result
+
+
+# What the backend runs through libpq's blocking calls, sent instead and waited for as above.
 
 
 def _run_prepared(link: Any, query: str, params: list[Any]) -> Any:
@@ -95,44 +102,20 @@ def _run_prepared(link: Any, query: str, params: list[Any]) -> Any:
         pg_backend.prepare_statement(link.conn, name, pgq)
         link.prepared[key] = name
     link.conn.pgconn.send_query_prepared(name, pgq.params, pgq.formats, result_format=Format.BINARY)
-    result = _results(link.conn.pgconn)[-1]
-    if result.status != ExecStatus.TUPLES_OK:
-        raise pg_backend._error(link.conn, result)
-    return result
+    return _answer(link.conn, ExecStatus.TUPLES_OK)
 
 
 def _end_transaction(conn: Any, command: str) -> str:
     conn.pgconn.send_query(command.encode())
-    result = _results(conn.pgconn)[-1]
-    if result.status != ExecStatus.COMMAND_OK:
-        raise pg_backend._error(conn, result)
-    return (result.command_status or b"").decode()
+    return (_answer(conn, ExecStatus.COMMAND_OK).command_status or b"").decode()
 
 
 def _admin_result(self: Any, query: bytes, status: ExecStatus) -> Any:
     self.admin.pgconn.send_query_params(query, None, result_format=Format.BINARY)
-    result = _results(self.admin.pgconn)[-1]
-    if result.status != status:
-        raise pg_backend._error(self.admin, result)
-    return result
+    return _answer(self.admin, status)
 
 
-def _pipeline_results(conn: Any) -> list[Any]:
-    results, nothing = [], 0
-    while True:
-        result = _next_result(conn.pgconn)
-        if result is None:
-            nothing += 1
-            if nothing > 1:
-                raise pg_backend.errors.OperationalError("the connection broke")
-            continue
-        nothing = 0
-        results.append(result)
-        if result.status == ExecStatus.PIPELINE_SYNC:
-            return results
-
-
-_REPLACED = ("run_prepared", "end_transaction", "_pipeline_results")
+_REPLACED = ("run_prepared", "end_transaction", "_wait_readable")
 
 
 class _Cooperative:
@@ -140,7 +123,7 @@ class _Cooperative:
 
     def __enter__(self) -> None:
         self.saved = [getattr(pg_backend, name) for name in _REPLACED], pg_backend.PostgresTracker._admin_result
-        for name, replacement in zip(_REPLACED, (_run_prepared, _end_transaction, _pipeline_results), strict=True):
+        for name, replacement in zip(_REPLACED, (_run_prepared, _end_transaction, _wait_readable), strict=True):
             setattr(pg_backend, name, replacement)
         pg_backend.PostgresTracker._admin_result = _admin_result  # type: ignore[method-assign]
 

@@ -62,7 +62,7 @@ from psycopg._queries import PostgresQuery
 from psycopg.abc import Transformer as TransformerLike
 from psycopg.adapt import AdaptersMap, Dumper, Loader, Transformer
 from psycopg.pq import ConnStatus, DiagnosticField, ExecStatus, Format, TransactionStatus
-from psycopg.pq.abc import PGresult
+from psycopg.pq.abc import PGconn, PGresult
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -439,16 +439,28 @@ def run_pipeline(link: _Link, statements: list[tuple[str, list[Any]]]) -> PGresu
     return answer
 
 
+def _wait_readable(pg: PGconn) -> None:
+    """Wait until the server has sent something on ``pg``'s socket, in ``poll`` (not select(): a
+    sweep's sockets may be numbered past FD_SETSIZE), which lets other threads run meanwhile."""
+    readable = select.poll()
+    readable.register(pg.socket, select.POLLIN)
+    readable.poll()
+
+
+def _next_result(pg: PGconn) -> PGresult | None:
+    """libpq's next result on ``pg`` (None: the end of one statement's results), its wait in
+    :func:`_wait_readable`."""
+    while pg.is_busy():
+        _wait_readable(pg)
+        pg.consume_input()
+    return pg.get_result()
+
+
 def _pipeline_results(conn: psycopg.Connection[Any]) -> list[PGresult]:
     """Every result of the pipeline just sent on ``conn``, up to and with its Sync's."""
     pg, results, nothing = conn.pgconn, [], 0
-    readable = select.poll()  # not select(): a sweep's sockets may be numbered past FD_SETSIZE
-    readable.register(pg.socket, select.POLLIN)
     while True:
-        while pg.is_busy():
-            readable.poll()
-            pg.consume_input()
-        result = pg.get_result()
+        result = _next_result(pg)
         if result is None:  # the end of one statement's results; twice running: no more will come
             nothing += 1
             if nothing > 1:  # (a broken connection), and waiting on would never end
