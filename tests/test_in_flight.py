@@ -1,20 +1,27 @@
 """Several runs in flight in one worker process (``--in-flight``): the same bytes as one run at a
-time, the run-time limit and Ctrl-C reach runs on a slot thread, a slot's error reaches the
-sweep, and bad values are one line, exit 2."""
+time, slots (greenlets on one thread) that switch while they wait, the run-time limit and Ctrl-C
+reach the run they are meant for and no other, a slot's error reaches the sweep, and bad values
+are one line, exit 2."""
 
 from __future__ import annotations
 
+import os
+import select
 import threading
+import time
 
 import pytest
+from greenlet import getcurrent
 
 from sim.cli import main
-from sim.engine.limits import Limits
+from sim.engine.limits import LimitExceeded, Limits
 from sim.engine.scenario import load
 from sim.runs import inflight
 from sim.runs.inflight import Slots, uninterrupted
 from sim.runs.runner import run_one
 from sim.runs.sweep import Execution, Sweep, SweepError, SweepRun
+from sim.runs.thread_limit import run_time_limit
+from tracker import waits
 from tracker.ops import Select
 from tracker.strategies import Strategy
 
@@ -111,9 +118,9 @@ def test_stop_interrupts_the_calls_running_and_each_slot_closes_up(monkeypatch):
         while True:
             pass
 
-    slots = Slots(2, on_exit=lambda: closed.append(threading.get_ident()))
+    slots = Slots(2, on_exit=lambda: closed.append(getcurrent()))
     stop_while_running(slots, spin, started)
-    assert sorted(closed) == sorted(t.ident for t in slots.threads)
+    assert len(closed) == len(set(closed)) == 2  # each slot closed up, the one that never got a call too
 
 
 def stop_while_running(slots: Slots, call, started: threading.Event) -> None:
@@ -147,7 +154,7 @@ def test_a_slot_opening_a_backend_gets_the_interrupt_once_it_is_open(monkeypatch
     def open_then_spin() -> None:
         with uninterrupted():
             inside.set()
-            while threading.get_ident() not in inflight._deferred:  # until the stop has come
+            while inflight._key() not in inflight._deferred:  # until the stop has come
                 pass
             opened.append(True)
         while True:
@@ -165,8 +172,8 @@ def test_a_slot_opening_a_backend_gets_the_interrupt_once_it_is_open(monkeypatch
 def test_stop_asks_the_running_calls_to_end_before_raising_into_their_threads(monkeypatch):
     # Raising into a thread from outside can land inside a lock or in a thread it is starting (a
     # sweep hung so): a call that ends when asked is never raised into.
-    raised: list[int] = []
-    monkeypatch.setattr(inflight, "interrupt", raised.append)
+    raised: list[object] = []
+    monkeypatch.setattr(inflight, "interrupt", lambda slots, slot: raised.append(slot))
     asked, started = threading.Event(), threading.Event()
 
     def until_asked() -> None:
@@ -187,3 +194,173 @@ def test_slots_start_the_run_limit_watchdog_from_the_thread_that_makes_them():
         assert thread_limit._watchdog is not None and thread_limit._watchdog.is_alive()
     finally:
         slots.stop()
+
+
+@pytest.fixture
+def pipes():
+    """Pipes to wait on (a slot's wait is for a socket; any file descriptor will do)."""
+    made: list[int] = []
+
+    def make() -> tuple[int, int]:
+        r, w = os.pipe()
+        made.extend((r, w))
+        return r, w
+
+    yield make
+    for fd in made:
+        os.close(fd)
+
+
+def wait_readable(fd: int) -> None:
+    waits.wait(fd, select.POLLIN)
+
+
+def on_slots(size: int, calls) -> list:
+    """The values of ``calls`` run on ``size`` new slots (stopped afterwards)."""
+    slots = Slots(size)
+    try:
+        return slots.submit(calls).result()
+    finally:
+        slots.stop()
+
+
+def test_a_slot_that_waits_lets_the_others_run(pipes):
+    # Both calls on one thread: each finishes only if the other ran while it waited.
+    (r1, w1), (r2, w2) = pipes(), pipes()
+
+    def first() -> str:
+        wait_readable(r1)
+        os.write(w2, b"2")
+        return "first"
+
+    def second() -> str:
+        os.write(w1, b"1")
+        wait_readable(r2)
+        return "second"
+
+    slots = Slots(2)
+    try:
+        batch = slots.submit([first, second])
+        assert batch.finished.wait(timeout=30)
+        assert batch.result() == ["first", "second"]
+        assert slots.thread.ident is not None and not waits.switching()  # the main thread blocks as before
+    finally:
+        slots.stop()
+
+
+def test_each_slot_has_its_own_slot_local():
+    local = inflight.SlotLocal()
+    local.name = "main thread"
+
+    def mine(k: int):
+        def call() -> tuple[str | None, str]:
+            before = getattr(local, "name", None)
+            local.name = f"slot call {k}"
+            wait_readable_soon()
+            return before, local.name
+
+        return call
+
+    def wait_readable_soon() -> None:
+        r, w = os.pipe()
+        try:
+            os.write(w, b"x")
+            wait_readable(r)  # switches to the hub, which may run another slot meanwhile
+        finally:
+            os.close(r)
+            os.close(w)
+
+    values = on_slots(2, [mine(0), mine(1)])
+    assert [v[1] for v in values] == ["slot call 0", "slot call 1"]
+    assert all(v[0] in (None, "slot call 0", "slot call 1") for v in values)
+    assert local.name == "main thread"
+
+
+def test_the_run_time_limit_reaches_a_waiting_slot_and_not_the_one_beside_it(pipes):
+    (r_never, _), (r_later, w_later) = pipes(), pipes()
+
+    def waits_forever() -> str:
+        try:
+            with run_time_limit(0.3, "the wait"):
+                wait_readable(r_never)
+        except LimitExceeded as exc:
+            return str(exc)
+        return "not stopped"
+
+    def waits_a_second() -> str:
+        with run_time_limit(30, "the other wait"):
+            wait_readable(r_later)
+        return "answered"
+
+    threading.Timer(1.0, os.write, (w_later, b"x")).start()
+    assert on_slots(2, [waits_forever, waits_a_second]) == [
+        "the wait took longer than 0.3 s of wall time (--max-run-seconds)", "answered"]
+
+
+def test_the_run_time_limit_stops_a_spinning_slot_and_not_the_waiting_one(pipes):
+    # The spinning slot holds the thread, so its exception is raised into the thread; the other
+    # slot waits (switched out) meanwhile, and must not be the one that gets it.
+    r, w = pipes()
+
+    def waits_for_the_spinner() -> str:
+        with run_time_limit(30, "the waiting one"):
+            wait_readable(r)
+        return "answered"
+
+    def spins() -> str:
+        try:
+            with run_time_limit(0.3, "the spinning one"):
+                while True:
+                    pass
+        except LimitExceeded as exc:
+            os.write(w, b"x")
+            return str(exc)
+
+    assert on_slots(2, [waits_for_the_spinner, spins]) == [
+        "answered", "the spinning one took longer than 0.3 s of wall time (--max-run-seconds)"]
+
+
+def test_a_run_on_a_slot_that_ends_in_time_is_not_stopped_afterwards(pipes):
+    r, w = pipes()
+    os.write(w, b"x" * 100)
+
+    def quick(k: int):
+        def call() -> int:
+            with run_time_limit(0.2, "a quick one"):
+                wait_readable(r)
+            return k
+
+        return call
+
+    slots = Slots(3)
+    try:
+        assert slots.submit([quick(k) for k in range(30)]).result() == list(range(30))
+        time.sleep(0.4)  # past every limit: nothing was left to land later
+        assert slots.submit([quick(k) for k in range(3)]).result() == [0, 1, 2]
+    finally:
+        slots.stop()
+
+
+def test_stop_reaches_a_slot_that_waits_forever(monkeypatch, pipes):
+    monkeypatch.setattr(inflight, "STOP_GRACE_S", 0.2)
+    r, _ = pipes()
+    started, closed = threading.Event(), []
+
+    def waits_forever() -> None:
+        started.set()
+        wait_readable(r)
+
+    slots = Slots(2, on_exit=lambda: closed.append(getcurrent()))
+    stop_while_running(slots, waits_forever, started)
+    assert len(closed) == 2
+
+
+def test_the_run_time_limit_stops_a_run_on_a_slot():
+    # run_one on a slot: a handler that never yields, among runs that end in time.
+    def run(strategy: Strategy, scenario: str):
+        return lambda: run_one(load(scenario), strategy, 0, limits=Limits(wall_seconds=0.5)).error
+
+    spin, naive = Strategy("spin", "x", on_active=spin_forever), Strategy("naive", "x")
+    errors = on_slots(2, [run(naive, "seed-fast-jobs"), run(spin, "process-success"), run(naive, "seed-fast-jobs")])
+    assert errors[0] == errors[2] == ""
+    assert "took longer than 0.5 s of wall time (--max-run-seconds)" in errors[1] and "in spin_forever" in errors[1]

@@ -66,6 +66,7 @@ from psycopg.pq.abc import PGconn, PGresult
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from tracker import waits
 from tracker.backend import Blocked, Done, Outcome, RpcCalls
 from tracker.errors import UserError
 from tracker.leftovers import drop_schema, schema_marker
@@ -354,7 +355,11 @@ def end_transaction(conn: psycopg.Connection[Any], command: str) -> str:
     name), which costs a ``DEALLOCATE ALL`` and a new Parse round trip for every statement
     after it. A session here runs no DDL, and the server keeps prepared statements across a
     rollback (they are not transactional)."""
-    result = conn.pgconn.exec_(command.encode())
+    if waits.switching():
+        conn.pgconn.send_query(command.encode())
+        result = _answer(conn)
+    else:
+        result = conn.pgconn.exec_(command.encode())
     if result.status != ExecStatus.COMMAND_OK:
         raise _error(conn, result)
     return (result.command_status or b"").decode()
@@ -389,8 +394,13 @@ def run_prepared(link: _Link, query: str, params: list[Any]) -> PGresult:
     if key is not None:
         prepare_statement(link.conn, name, pgq)
         link.prepared[key] = name
+    pg = link.conn.pgconn
     # psycopg's cursor passes its parameters so too (None: NULL), a type its stub leaves out
-    result = link.conn.pgconn.exec_prepared(name, pgq.params, pgq.formats, result_format=Format.BINARY)  # type: ignore[arg-type]
+    if waits.switching():
+        pg.send_query_prepared(name, pgq.params, pgq.formats, result_format=Format.BINARY)  # type: ignore[arg-type]
+        result = _answer(link.conn)
+    else:
+        result = pg.exec_prepared(name, pgq.params, pgq.formats, result_format=Format.BINARY)  # type: ignore[arg-type]
     if result.status != ExecStatus.TUPLES_OK:
         raise _error(link.conn, result)
     return result
@@ -440,11 +450,23 @@ def run_pipeline(link: _Link, statements: list[tuple[str, list[Any]]]) -> PGresu
 
 
 def _wait_readable(pg: PGconn) -> None:
-    """Wait until the server has sent something on ``pg``'s socket, in ``poll`` (not select(): a
-    sweep's sockets may be numbered past FD_SETSIZE), which lets other threads run meanwhile."""
-    readable = select.poll()
-    readable.register(pg.socket, select.POLLIN)
-    readable.poll()
+    """Wait until the server has sent something on ``pg``'s socket (``tracker.waits``: in
+    ``poll``, which lets other threads run meanwhile, or switching to the other runs in flight)."""
+    waits.wait(pg.socket, select.POLLIN)
+
+
+def _answer(conn: psycopg.Connection[Any]) -> PGresult:
+    """The last result of the one statement just sent on ``conn`` (not in pipeline mode), its
+    waits through ``tracker.waits``: what libpq's blocking ``PQexec*`` answers."""
+    pg = conn.pgconn
+    while pg.flush():
+        waits.wait(pg.socket, select.POLLOUT)
+    result = None
+    while (more := _next_result(pg)) is not None:
+        result = more
+    if result is None:
+        raise errors.OperationalError(pg.error_message.decode("utf-8", "replace") or "the connection broke")
+    return result
 
 
 def _next_result(pg: PGconn) -> PGresult | None:
@@ -747,7 +769,11 @@ class PostgresTracker:
         """``query`` (no parameters) on the admin connection through libpq itself, rows in binary:
         what ``admin.execute`` does, without a cursor's bookkeeping. An answer of another status
         than ``status`` raises as psycopg would raise it."""
-        result = self.admin.pgconn.exec_params(query, None, result_format=Format.BINARY)
+        if waits.switching():
+            self.admin.pgconn.send_query_params(query, None, result_format=Format.BINARY)
+            result = _answer(self.admin)
+        else:
+            result = self.admin.pgconn.exec_params(query, None, result_format=Format.BINARY)
         if result.status != status:
             raise _error(self.admin, result)
         return result

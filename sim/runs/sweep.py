@@ -12,9 +12,10 @@ Workers receive chunks that carry scenario objects and strategy *references* (``
 its own backend from the picklable :class:`~sim.runs.backends.BackendSpec`.
 
 On a PostgreSQL backend a worker may keep several runs in flight (``Execution.in_flight``,
-``--in-flight``): its chunks' seeds run on a few threads of the process ("slots",
-``sim.runs.inflight``), each with its own backend (connections and schema), so the server works
-while Python simulates; rows are still collected in seed order.
+``--in-flight``): its chunks' seeds run on a few greenlets of one thread ("slots",
+``sim.runs.inflight``) that switch while their runs wait for the server, each with its own backend
+(connections and schema), so the server works while Python simulates; rows are still collected
+in seed order.
 
 A run whose server goes away (PostgreSQL backends) becomes an error row (``error`` set, nothing
 judged) and the sweep goes on. A PostgreSQL server is chosen once, in the parent (so an embedded
@@ -44,7 +45,7 @@ from sim.engine.limits import DEFAULT_LIMITS, Limits
 from sim.engine.scenario import Scenario
 from sim.runs.backends import BackendSpec, BackendUnavailable, close_backend, open_backend, run_errors
 from sim.runs.columns import RESULTS_FORMAT
-from sim.runs.inflight import Slots, process_slots, uninterrupted
+from sim.runs.inflight import SlotLocal, Slots, process_slots, uninterrupted
 from sim.runs.results_file import PartialResults, ResultsError
 from sim.runs.runner import SweepItem, check_strategy_table, error_row, run_one
 from tracker.backend import TrackerBackend
@@ -147,8 +148,9 @@ def default_workers() -> int:
 
 # --- the worker side ---------------------------------------------------------------------------
 
-# One strategy cache and one backend per worker thread (a Dask worker may run several threads).
-_local = threading.local()
+# One strategy cache and one backend per worker thread (a Dask worker may run several threads)
+# and per slot (the runs a worker keeps in flight, greenlets on one thread).
+_local = SlotLocal()
 #: Every worker thread's backends, with the lock its running chunk holds: a shutdown closes them all.
 _thread_backends: list[tuple[threading.Lock, dict[BackendSpec, TrackerBackend]]] = []
 

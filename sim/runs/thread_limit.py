@@ -6,7 +6,9 @@ a Dask worker's thread) gets the same limit from one watchdog thread per process
 :class:`~sim.engine.limits.LimitExceeded` in the run's thread when its time is up
 (``PyThreadState_SetAsyncExc``: like the signal, it lands between two bytecodes, so it stops a
 loop that never yields). :func:`interrupt` raises ``KeyboardInterrupt`` in a thread the same way
-(Ctrl-C, which only the main thread receives, stopping the runs in flight).
+(Ctrl-C, which only the main thread receives). A run on one of the greenlet slots of
+``sim.runs.inflight`` (the runs a worker keeps in flight) gets its exception through those slots
+(:func:`set_slot_finder`), which raise it in that slot and in no other.
 
 May import: ``sim.engine.limits`` and the standard library.
 """
@@ -14,12 +16,14 @@ May import: ``sim.engine.limits`` and the standard library.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from sim.engine.limits import LimitExceeded, wall_clock_limit
 
@@ -28,28 +32,38 @@ from sim.engine.limits import LimitExceeded, wall_clock_limit
 class _Deadline:
     at: float
     message: str
+    #: Raises the given exception class in the run's thread or slot (None: withdraws it).
+    deliver: Callable[[type[BaseException] | None], None]
     fired: bool = False
 
 
 _lock = threading.Condition()
-#: Thread ident -> the deadline of the run it is running (at most one per thread).
-_deadlines: dict[int, _Deadline] = {}
+#: Thread ident (or slot) -> the deadline of the run it is running (at most one each).
+_deadlines: dict[Any, _Deadline] = {}
 _watchdog: threading.Thread | None = None
 
 
-def _raise_in(ident: int, exc_type: type[BaseException] | None) -> None:
-    """Raise ``exc_type`` in thread ``ident`` at its next bytecode (None: withdraw one not raised yet)."""
+def raise_in_thread(ident: int, exc_type: type[BaseException] | None) -> None:
+    """Raise ``exc_type`` in thread ``ident`` at its next check (a function's start, a loop's
+    jump back); None withdraws one that has not landed yet."""
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exc_type) if exc_type else None)
 
 
-def withdraw(ident: int) -> None:
-    """Withdraw what :func:`interrupt` (or the watchdog) raised in thread ``ident`` if it has not landed yet."""
-    _raise_in(ident, None)
+#: A slot of ``sim.runs.inflight`` the calling code runs in, and how to raise in it.
+SlotFound = tuple[Any, Callable[[type[BaseException] | None], None]]
 
 
-def interrupt(ident: int) -> None:
-    """Ctrl-C in thread ``ident``: ``KeyboardInterrupt`` there, as the main thread would get it."""
-    _raise_in(ident, KeyboardInterrupt)
+def _no_slot() -> SlotFound | None:
+    return None
+
+
+_slot_finder: Callable[[], SlotFound | None] = _no_slot
+
+
+def set_slot_finder(finder: Callable[[], SlotFound | None]) -> None:
+    """How to find the calling code's slot (``sim.runs.inflight`` sets it once)."""
+    global _slot_finder
+    _slot_finder = finder
 
 
 def _watch() -> None:
@@ -57,10 +71,10 @@ def _watch() -> None:
         while True:
             now = time.monotonic()  # wall-clock ok: the limit is wall time, never a result
             waiting = [d.at for d in _deadlines.values() if not d.fired]
-            for ident, deadline in _deadlines.items():
+            for deadline in _deadlines.values():
                 if not deadline.fired and deadline.at <= now:
                     deadline.fired = True
-                    _raise_in(ident, _exceeded(deadline.message))
+                    deadline.deliver(_exceeded(deadline.message))
             _lock.wait(timeout=max(min(waiting) - now, 0.001) if waiting else None)
 
 
@@ -88,20 +102,25 @@ def start_watchdog() -> None:
 
 @contextmanager
 def _thread_limit(seconds: float, what: str) -> Iterator[None]:
-    ident = threading.get_ident()
+    slot = _slot_finder()
+    if slot is None:
+        key: Any = threading.get_ident()
+        deliver: Callable[[type[BaseException] | None], None] = functools.partial(raise_in_thread, key)
+    else:
+        key, deliver = slot
     message = f"{what} took longer than {seconds:g} s of wall time (--max-run-seconds)"
     if _watchdog is None:
         start_watchdog()
     with _lock:
-        _deadlines[ident] = _Deadline(time.monotonic() + seconds, message)  # wall-clock ok: see _watch
+        _deadlines[key] = _Deadline(time.monotonic() + seconds, message, deliver)  # wall-clock ok: see _watch
         _lock.notify()
     try:
         yield
     finally:
         with _lock:
-            deadline = _deadlines.pop(ident, None)
+            deadline = _deadlines.pop(key, None)
         if deadline is not None and deadline.fired:
-            withdraw(ident)  # if it has not landed yet (the run ended meanwhile)
+            deadline.deliver(None)  # if it has not landed yet (the run ended meanwhile)
     if deadline is not None and deadline.fired:  # it fired as the run ended: say it here
         raise LimitExceeded(message)
 
