@@ -364,3 +364,26 @@ def test_the_run_time_limit_stops_a_run_on_a_slot():
     errors = on_slots(2, [run(naive, "seed-fast-jobs"), run(spin, "process-success"), run(naive, "seed-fast-jobs")])
     assert errors[0] == errors[2] == ""
     assert "took longer than 0.5 s of wall time (--max-run-seconds)" in errors[1] and "in spin_forever" in errors[1]
+
+
+def test_a_fault_of_the_hub_fails_the_batches_waiting_rather_than_hang(monkeypatch, pipes):
+    r, w = pipes()
+    os.write(w, b"x")
+
+    def broken(waiters):
+        raise RuntimeError("a fault of the hub's")
+
+    monkeypatch.setattr(inflight, "_union", broken)  # the hub calls it when a slot waits
+    seen: list[BaseException] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: seen.append(args.exc_value))
+    slots = Slots(2)
+    try:
+        batch = slots.submit([lambda: wait_readable(r)])
+        assert batch.finished.wait(timeout=30)
+        with pytest.raises(RuntimeError, match="a fault of the hub's"):
+            batch.result()
+        with pytest.raises(RuntimeError, match="a fault of the hub's"):  # and so does any later batch
+            slots.submit([lambda: 1]).result()
+    finally:
+        slots.stop()
+    assert not slots.thread.is_alive() and [str(e) for e in seen] == ["a fault of the hub's"]

@@ -125,6 +125,9 @@ class Slots:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
+        self._wake_lock = threading.Lock()
+        self._closed = False  # the pipe closed (after stop): its numbers may be another file's now
+        self.broken: BaseException | None = None  # what ended the hub, if not a stop
         self.hub: greenlet | None = None
         self.ident = 0
         started = threading.Event()
@@ -136,6 +139,9 @@ class Slots:
     def submit(self, calls: Sequence[Callable[[], Any]]) -> Batch:
         batch = Batch(len(calls))
         with self.lock:
+            if self.broken is not None:
+                batch._fail(self.broken)
+                return batch
             self.pending.add(batch)
             self.jobs.extend((batch, index, call) for index, call in enumerate(calls))
         self._wake()
@@ -143,10 +149,13 @@ class Slots:
 
     def _wake(self) -> None:
         """Have the hub look at its queue and at what is to be raised (from any thread)."""
-        try:
-            os.write(self._wake_w, b"!")
-        except (BlockingIOError, OSError):
-            pass  # full: the hub will wake all the same; closed: the hub has ended
+        with self._wake_lock:
+            if self._closed:
+                return
+            try:
+                os.write(self._wake_w, b"!")
+            except BlockingIOError:
+                pass  # full: the hub wakes all the same
 
     # -- the hub: this object's thread, switching between its slots ------------------------------
 
@@ -200,10 +209,19 @@ class Slots:
                     elif fd in waiting:  # every slot waiting for it looks again (libpq's callers loop)
                         sockets.unregister(fd)
                         ready.extend((slot, None) for slot, _ in waiting.pop(fd))
+        except BaseException as exc:  # a fault of the hub's own: whoever waits gets it rather than hang
+            with self.lock:
+                self.broken = exc
+                for batch in self.pending:
+                    batch._fail(exc)
+                self.jobs.clear()
+                self.busy.clear()
+                self.idle.notify_all()
+            with self.switch_lock:
+                self.running = None
+            raise
         finally:
             _hubs.pop(self.ident, None)
-            os.close(self._wake_r)
-            os.close(self._wake_w)
 
     # -- a slot: a greenlet of the hub's --------------------------------------------------------
 
@@ -309,6 +327,11 @@ class Slots:
             self.jobs.extend([None] * self.size)
         self._wake()
         self.thread.join()
+        with self._wake_lock:
+            if not self._closed:
+                self._closed = True
+                os.close(self._wake_r)
+                os.close(self._wake_w)
 
 
 def interrupt(slots: Slots, slot: greenlet) -> None:
