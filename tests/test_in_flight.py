@@ -169,7 +169,7 @@ def test_a_slot_opening_a_backend_gets_the_interrupt_once_it_is_open(monkeypatch
         batch.result()
 
 
-def test_stop_asks_the_running_calls_to_end_before_raising_into_their_threads(monkeypatch):
+def test_stop_asks_the_running_calls_to_end_before_raising_into_them(monkeypatch):
     # Raising into a thread from outside can land inside a lock or in a thread it is starting (a
     # sweep hung so): a call that ends when asked is never raised into.
     raised: list[object] = []
