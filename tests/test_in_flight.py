@@ -215,6 +215,16 @@ def wait_readable(fd: int) -> None:
     waits.wait(fd, select.POLLIN)
 
 
+def limited(seconds: float, what: str, wait) -> str:
+    """What ``--max-run-seconds`` says of ``wait()`` run under a limit of ``seconds``."""
+    try:
+        with run_time_limit(seconds, what):
+            wait()
+    except LimitExceeded as exc:
+        return str(exc)
+    return "not stopped"
+
+
 def on_slots(size: int, calls) -> list:
     """The values of ``calls`` run on ``size`` new slots (stopped afterwards)."""
     slots = Slots(size)
@@ -280,12 +290,7 @@ def test_the_run_time_limit_reaches_a_waiting_slot_and_not_the_one_beside_it(pip
     (r_never, _), (r_later, w_later) = pipes(), pipes()
 
     def waits_forever() -> str:
-        try:
-            with run_time_limit(0.3, "the wait"):
-                wait_readable(r_never)
-        except LimitExceeded as exc:
-            return str(exc)
-        return "not stopped"
+        return limited(0.3, "the wait", lambda: wait_readable(r_never))
 
     def waits_a_second() -> str:
         with run_time_limit(30, "the other wait"):
@@ -387,3 +392,31 @@ def test_a_fault_of_the_hub_fails_the_batches_waiting_rather_than_hang(monkeypat
     finally:
         slots.stop()
     assert not slots.thread.is_alive() and [str(e) for e in seen] == ["a fault of the hub's"]
+
+
+@pytest.mark.postgres
+def test_a_run_stopped_while_it_waits_for_the_server_leaves_no_statement_on_its_connection():
+    # On a slot the limit lands while the answer is awaited: the statement is cancelled and the
+    # connection closed (it could serve no other statement), so whoever uses it next reconnects.
+    import psycopg
+
+    from tracker.pg_server import choose_server
+    from tracker.postgres import _answer
+
+    conn = psycopg.connect(choose_server().dsn, autocommit=True)
+    pid = conn.info.backend_pid
+
+    def waits_on_the_server() -> str:
+        conn.pgconn.send_query(b"SELECT pg_catalog.pg_sleep(30)")
+        return limited(0.3, "the statement", lambda: _answer(conn))
+
+    started = time.monotonic()
+    assert on_slots(1, [waits_on_the_server]) == ["the statement took longer than 0.3 s of wall time (--max-run-seconds)"]
+    assert conn.closed and time.monotonic() - started < 20
+    with psycopg.connect(choose_server().dsn, autocommit=True) as other:
+        for _ in range(100):  # the server ends the cancelled statement's backend shortly after
+            if not other.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s AND state = 'active'", [pid]).fetchall():
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"backend {pid} still runs the cancelled statement")

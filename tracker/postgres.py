@@ -459,11 +459,19 @@ def _answer(conn: psycopg.Connection[Any]) -> PGresult:
     """The last result of the one statement just sent on ``conn`` (not in pipeline mode), its
     waits through ``tracker.waits``: what libpq's blocking ``PQexec*`` answers."""
     pg = conn.pgconn
-    while pg.flush():
-        waits.wait(pg.socket, select.POLLOUT)
     result = None
-    while (more := _next_result(pg)) is not None:
-        result = more
+    try:
+        while pg.flush():
+            waits.wait(pg.socket, select.POLLOUT)
+        while (more := _next_result(pg)) is not None:
+            result = more
+    except BaseException:  # interrupted while it waited (Ctrl-C, --max-run-seconds), or broken:
+        try:  # its answer unread, the connection could serve no other statement
+            conn.cancel()
+        except psycopg.Error:
+            pass
+        conn.close()
+        raise
     if result is None:
         raise errors.OperationalError(pg.error_message.decode("utf-8", "replace") or "the connection broke")
     return result

@@ -5,8 +5,7 @@ thread takes signals. A run on another thread (the runs a worker keeps in flight
 a Dask worker's thread) gets the same limit from one watchdog thread per process, which raises
 :class:`~sim.engine.limits.LimitExceeded` in the run's thread when its time is up
 (``PyThreadState_SetAsyncExc``: like the signal, it lands between two bytecodes, so it stops a
-loop that never yields). :func:`interrupt` raises ``KeyboardInterrupt`` in a thread the same way
-(Ctrl-C, which only the main thread receives). A run on one of the greenlet slots of
+loop that never yields), through :func:`raise_in_thread`. A run on one of the greenlet slots of
 ``sim.runs.inflight`` (the runs a worker keeps in flight) gets its exception through those slots
 (:func:`set_slot_finder`), which raise it in that slot and in no other.
 
