@@ -5,9 +5,9 @@ On PostgreSQL a run spends much of its time waiting for the server. A slot's wai
 (``tracker.waits``, which this module registers with) switches to the hub, which polls every
 waiting slot's socket and switches to a slot whose answer came, or that has a call to start; so
 the server works while Python simulates. Only one run executes Python at a time, as with a
-thread per slot under the GIL, but no thread waits for the GIL or wakes another: 1.15-1.3x the
-statements per second of a thread per slot (docs/performance.md, "Runs in flight in one
-thread"). Each slot keeps its own backend (its own connections and schema; per-slot state is a
+thread per slot under the GIL, but no thread waits for the GIL or wakes another: 1.06-1.24x the
+statements per second of a thread per slot (docs/performance.md, "Runs in flight as
+greenlets"). Each slot keeps its own backend (its own connections and schema; per-slot state is a
 :class:`SlotLocal`), so runs never share a session. What a slot does that does not wait through
 ``tracker.waits`` (connecting; a statement that may wait for a row lock, on the backend's own
 thread) blocks the hub meanwhile: correct, only slower. A :class:`Batch` collects the values of
@@ -18,7 +18,8 @@ so a sweep stops as promptly as one running in the main thread, and each slot cl
 (``on_exit``) before it ends. It asks first (``on_interrupt``: the PostgreSQL backends cancel their
 statements and raise ``KeyboardInterrupt`` at their next one, where nothing is half done) and
 waits up to ``STOP_GRACE_S`` for the calls to end. Only a call still running after that (a handler
-in a loop that never yields) gets ``KeyboardInterrupt`` raised into it from outside
+in a loop that never yields, a run whose server never answers) gets ``KeyboardInterrupt`` raised
+into it from outside
 (:func:`interrupt`): that can land anywhere in the call, inside a lock or in a thread it is
 starting, which is why it is the last resort. A slot opening a backend (:func:`uninterrupted`)
 gets it once the backend is open, so that its schema is never created without a backend that
@@ -31,7 +32,8 @@ read and written under ``switch_lock``) gets it raised into the hub's thread
 (``PyThreadState_SetAsyncExc``), which delivers it at that thread's next check: a slot stops
 executing only in :meth:`Slots._suspend` (or as it ends), which first takes ``switch_lock`` and
 calls a Python function, where CPython makes that check, so the exception lands there, in the
-slot it was meant for.
+slot it was meant for. A run stopped so while it waits for an answer has its statement cancelled
+and its connection closed (``tracker.postgres._answer``): the next run on it reconnects.
 
 May import: ``sim.runs.thread_limit``, ``tracker.waits``, ``greenlet`` and the standard library.
 """
