@@ -314,3 +314,54 @@ def test_a_connection_lost_at_commit_is_a_lost_server_not_the_statements_error(d
             tracker.execute("a/1", Commit(), 0)
     finally:
         tracker.close()
+
+
+@pytest.fixture
+def limited_role(dsn):
+    """A role that may hold ``limit`` connections at once (``CONNECTION LIMIT``: the server says
+    "too many connections for role", SQLSTATE 53300, as it says "too many clients already" once
+    max_connections is reached), and the DSN that logs in as it; dropped afterwards."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    role = f"rtlimit{os.getpid()}"
+    database = conninfo_to_dict(dsn).get("dbname") or "postgres"
+    made: list[str] = []
+
+    def make(limit: int) -> str:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN CONNECTION LIMIT {}").format(sql.Identifier(role), sql.Literal(limit)))
+            made.append(role)
+            conn.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(database), sql.Identifier(role)))
+        return make_conninfo(dsn, user=role)
+
+    yield make
+    if made:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_a_server_with_no_connection_to_spare_is_one_line_saying_what_to_do(limited_role, capsys):
+    from sim.cli import main
+
+    assert main(["sweep", "seed-fast-jobs", "--runs", "1", "--backend", "postgres", "--dsn", limited_role(0)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "PostgreSQL refused a new connection" in err
+    assert "too many connections for role" in err and "lower --in-flight or --workers" in err
+
+
+def test_runs_out_of_connections_are_error_rows_saying_what_to_do(limited_role, tmp_path, capsys):
+    # Three connections: the backend's admin and monitor, and one session; seed-fast-jobs runs two
+    # handlers at once, so each run's second session is refused.
+    from sim.cli import main
+
+    out = tmp_path / "r.parquet"
+    assert main(["sweep", "seed-fast-jobs", "--runs", "2", "--backend", "postgres", "--dsn", limited_role(3),
+                 "--workers", "1", "--in-flight", "1", "--strategies", "naive", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    import pyarrow.parquet as pq
+
+    errors = pq.read_table(out).column("error").to_pylist()
+    assert errors and all("PostgreSQL refused a new connection" in e and "lower --in-flight or --workers" in e for e in errors)
+    assert "errors: 2 run(s) could not finish" in printed
+    assert "; first: seed-fast-jobs naive seed 0: PostgreSQL refused a new connection" in printed

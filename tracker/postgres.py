@@ -520,6 +520,22 @@ def _error(conn: psycopg.Connection[Any], result: PGresult) -> psycopg.Error:
     return errors.error_from_result(result, encoding=conn.info.encoding)
 
 
+#: What to do when the server has no connection to spare (said after its own words).
+TOO_MANY_CONNECTIONS = (
+    "; every run in flight holds connections of its own (one per handler running at once, plus two):"
+    " lower --in-flight or --workers, or raise the server's max_connections"
+)
+
+
+def _out_of_connections(exc: psycopg.Error) -> bool:
+    """Whether connecting failed because the server (or the role) has no connection to spare:
+    SQLSTATE 53300, which libpq gives only as the server's words when connecting."""
+    if getattr(getattr(exc, "diag", None), "sqlstate", None) == "53300":
+        return True
+    said = str(exc)
+    return "too many clients already" in said or "too many connections for role" in said or "connection slots are reserved" in said
+
+
 def tracker_error(exc: psycopg.Error, table: str = "job_status") -> TrackerError:
     """PostgreSQL's error as the handler sees it: SQLSTATE and constraint name."""
     diag = exc.diag
@@ -677,6 +693,9 @@ class PostgresTracker:
         during the run: :class:`ConnectionLost`, as for the run's other connections."""
 
         def failed(exc: psycopg.Error) -> UserError:
+            if _out_of_connections(exc):  # not a server gone: one that has no connection to spare
+                what = "PostgreSQL refused a new connection"
+                return (ConnectionLost if mid_run else ServerUnavailable)(self._say(what, exc) + TOO_MANY_CONNECTIONS)
             return self._lost(exc) if mid_run else ServerUnavailable(self._say("cannot connect to PostgreSQL", exc))
 
         try:

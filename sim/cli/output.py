@@ -133,17 +133,18 @@ def differential_line(count: int, first: Sequence[str]) -> str:
     return f"differential: {count} disagreement(s); first: {first[0]}"
 
 
-def backend_lines(summary: list[dict[str, Any]], errors: int, out: Path | None = None) -> list[str]:
-    """Runs that could not finish, and the differential verdict, under the verdicts."""
+def backend_lines(summary: list[dict[str, Any]], errors: int, out: Path | None = None, first: str = "") -> list[str]:
+    """Runs that could not finish (and the first one's error), and the differential verdict,
+    under the verdicts."""
     lines = []
     if errors:
         where = f"the 'error' column of {out}" if out is not None else "rerun with --out FILE.parquet for each run's error"
-        lines.append(f"errors: {errors} run(s) could not finish ({where})")
+        lines.append(f"errors: {errors} run(s) could not finish ({where})" + (f"; first: {first}" if first else ""))
     compared = [e for e in summary if "disagreements" in e]
     if compared:
         count = sum(e["disagreements"] for e in compared)
-        first = [f"{e['scenario']} {e['strategy']} {e['first_disagreement']}" for e in compared if e.get("first_disagreement")]
-        lines.append(differential_line(count, first[:1]))
+        firsts = [f"{e['scenario']} {e['strategy']} {e['first_disagreement']}" for e in compared if e.get("first_disagreement")]
+        lines.append(differential_line(count, firsts[:1]))
     return lines
 
 

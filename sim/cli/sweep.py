@@ -96,7 +96,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print()
         print(format_summary(summary))
         print()
-        for line in [*verdict_lines(summary, errors), *backend_lines(summary, sum(errors.values()), out)]:
+        first = first_error[0] if first_error else ""
+        for line in [*verdict_lines(summary, errors), *backend_lines(summary, sum(errors.values()), out, first)]:
             print(line)
         if out is not None:
             print(f"\nresults: {out} ({run.done} rows)")
@@ -106,7 +107,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(f"report: {Path(args.report) / 'index.html'}")
     if strategy_errors:
         # A strategy that crashed or ran away is the user's bug, not a finding about the race.
-        print(f"racetrack: {sum(strategy_errors.values())} run(s) were not judged; first: {first_error[0]}", file=sys.stderr)
+        print(f"racetrack: {sum(strategy_errors.values())} run(s) were not judged; first: {first_error[-1]}", file=sys.stderr)
         return 2
     # Under --backend both the sweep judges one thing: that the model agrees with PostgreSQL.
     return 1 if any(e.get("disagreements") for e in summary) else 0
@@ -117,14 +118,18 @@ def _count_errors(
     first_error: list[str],
 ) -> Iterator[dict[str, Any]]:
     """Pass rows through, counting per (scenario, strategy) the runs that could not finish, and
-    among them those the strategy's own code stopped (a crash, a limit)."""
+    among them those the strategy's own code stopped (a crash, a limit). ``first_error`` gets
+    the first run's error that could not finish, then the first the strategy stopped."""
     for row in rows:
         if row.get("error"):
             errors[(row["scenario"], row["strategy"])] += 1
+            said = f"{row['scenario']} {row['strategy']} seed {row['seed']}: {row['error']}"
+            if not first_error:
+                first_error.append(said)
             if str(row["error"]).startswith("strategy "):
                 strategy_errors[(row["scenario"], row["strategy"])] += 1
-                if not first_error:
-                    first_error.append(f"{row['scenario']} seed {row['seed']}: {row['error']}")
+                if len(first_error) < 2:
+                    first_error.append(said)
         yield row
 
 
