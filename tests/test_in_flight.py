@@ -420,3 +420,24 @@ def test_a_run_stopped_while_it_waits_for_the_server_leaves_no_statement_on_its_
             time.sleep(0.05)
         else:
             pytest.fail(f"backend {pid} still runs the cancelled statement")
+
+
+@pytest.mark.postgres
+def test_a_worker_keeps_one_tables_backend_at_a_time():
+    # Every run in flight holds its own connections: a backend for a table the plan has moved
+    # past would hold them for nothing (a sweep of every scenario with 8 in flight ran out of
+    # max_connections = 100 so).
+    from sim.runs import sweep
+    from sim.runs.backends import BackendSpec
+    from tracker.pg_server import choose_server
+
+    spec = BackendSpec("postgres", choose_server().dsn)
+    plain, own = load("seed-fast-jobs"), load("own-table")
+    try:
+        [row] = sweep.run_chunk(sweep.Chunk(plain, "naive", 0, 1), spec)
+        [first] = sweep._local.backends.values()
+        sweep.run_chunk(sweep.Chunk(own, "naive", 0, 1), spec)
+        assert list(sweep._local.backends) == [(spec, own.table)] and first.admin.closed
+        assert sweep.run_chunk(sweep.Chunk(plain, "naive", 0, 1), spec) == [row]  # reopened, the same row
+    finally:
+        sweep.close_worker_backends()

@@ -174,9 +174,14 @@ def _thread_lock() -> threading.Lock:
 
 
 def _worker_backend(spec: BackendSpec, table: Table | None) -> TrackerBackend:
+    """This thread's (or slot's) backend for ``table``. It keeps one table's backend at a time:
+    moving to another table closes the last one's, whose connections the server may need (every
+    run in flight holds its own); a plan visits each table's runs together, so that is rare."""
     _thread_lock()
     backends = _local.backends
     if (spec, table) not in backends:
+        for other in list(backends):
+            close_backend(backends.pop(other))
         backends[(spec, table)] = open_backend(spec, table)
     return backends[(spec, table)]
 
