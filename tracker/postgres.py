@@ -355,11 +355,7 @@ def end_transaction(conn: psycopg.Connection[Any], command: str) -> str:
     name), which costs a ``DEALLOCATE ALL`` and a new Parse round trip for every statement
     after it. A session here runs no DDL, and the server keeps prepared statements across a
     rollback (they are not transactional)."""
-    if waits.switching():
-        conn.pgconn.send_query(command.encode())
-        result = _answer(conn)
-    else:
-        result = conn.pgconn.exec_(command.encode())
+    result = _execute(conn, conn.pgconn.exec_, conn.pgconn.send_query, command.encode())
     if result.status != ExecStatus.COMMAND_OK:
         raise _error(conn, result)
     return (result.command_status or b"").decode()
@@ -395,12 +391,8 @@ def run_prepared(link: _Link, query: str, params: list[Any]) -> PGresult:
         prepare_statement(link.conn, name, pgq)
         link.prepared[key] = name
     pg = link.conn.pgconn
-    # psycopg's cursor passes its parameters so too (None: NULL), a type its stub leaves out
-    if waits.switching():
-        pg.send_query_prepared(name, pgq.params, pgq.formats, result_format=Format.BINARY)  # type: ignore[arg-type]
-        result = _answer(link.conn)
-    else:
-        result = pg.exec_prepared(name, pgq.params, pgq.formats, result_format=Format.BINARY)  # type: ignore[arg-type]
+    # psycopg's cursor passes its parameters so too (None: NULL)
+    result = _execute(link.conn, pg.exec_prepared, pg.send_query_prepared, name, pgq.params, pgq.formats, result_format=Format.BINARY)
     if result.status != ExecStatus.TUPLES_OK:
         raise _error(link.conn, result)
     return result
@@ -453,6 +445,16 @@ def _wait_readable(pg: PGconn) -> None:
     """Wait until the server has sent something on ``pg``'s socket (``tracker.waits``: in
     ``poll``, which lets other threads run meanwhile, or switching to the other runs in flight)."""
     waits.wait(pg.socket, select.POLLIN)
+
+
+def _execute(conn: psycopg.Connection[Any], blocking: Callable[..., PGresult], sending: Callable[..., Any], *args: Any, **kwargs: Any) -> PGresult:
+    """One statement on ``conn`` through libpq: its blocking call (``PQexec*``: ``blocking``),
+    or, where the wait may switch to other runs (``tracker.waits``), its sending call
+    (``PQsend*``: ``sending``, with the same arguments) and :func:`_answer`."""
+    if waits.switching():
+        sending(*args, **kwargs)
+        return _answer(conn)
+    return blocking(*args, **kwargs)
 
 
 def _answer(conn: psycopg.Connection[Any]) -> PGresult:
@@ -796,11 +798,8 @@ class PostgresTracker:
         """``query`` (no parameters) on the admin connection through libpq itself, rows in binary:
         what ``admin.execute`` does, without a cursor's bookkeeping. An answer of another status
         than ``status`` raises as psycopg would raise it."""
-        if waits.switching():
-            self.admin.pgconn.send_query_params(query, None, result_format=Format.BINARY)
-            result = _answer(self.admin)
-        else:
-            result = self.admin.pgconn.exec_params(query, None, result_format=Format.BINARY)
+        pg = self.admin.pgconn
+        result = _execute(self.admin, pg.exec_params, pg.send_query_params, query, None, result_format=Format.BINARY)
         if result.status != status:
             raise _error(self.admin, result)
         return result

@@ -69,11 +69,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     picks: dict[tuple[str, str, str], tuple[Any, dict[str, Any]]] = {}
     errors: Counter[tuple[str, str]] = Counter()
     strategy_errors: Counter[tuple[str, str]] = Counter()
-    first_error: list[str] = []
+    firsts: dict[str, str] = {}  # the first run that could not finish, and the first the strategy stopped
     try:
         run = sweep.SweepRun(job, execution(args), out, args.resume, on_rows=progress.step)
         with run:
-            rows = _count_errors(run.rows(), errors, strategy_errors, first_error)
+            rows = _count_errors(run.rows(), errors, strategy_errors, firsts)
             if report is not None:
                 items = plan(loaded, load_strategies(refs), args.runs, args.seed)
                 rows = _keep_shortest(zip(items, rows, strict=True), picks)
@@ -96,8 +96,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print()
         print(format_summary(summary))
         print()
-        first = first_error[0] if first_error else ""
-        for line in [*verdict_lines(summary, errors), *backend_lines(summary, sum(errors.values()), out, first)]:
+        for line in [*verdict_lines(summary, errors), *backend_lines(summary, sum(errors.values()), out, firsts.get("run", ""))]:
             print(line)
         if out is not None:
             print(f"\nresults: {out} ({run.done} rows)")
@@ -107,7 +106,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(f"report: {Path(args.report) / 'index.html'}")
     if strategy_errors:
         # A strategy that crashed or ran away is the user's bug, not a finding about the race.
-        print(f"racetrack: {sum(strategy_errors.values())} run(s) were not judged; first: {first_error[-1]}", file=sys.stderr)
+        print(f"racetrack: {sum(strategy_errors.values())} run(s) were not judged; first: {firsts['strategy']}", file=sys.stderr)
         return 2
     # Under --backend both the sweep judges one thing: that the model agrees with PostgreSQL.
     return 1 if any(e.get("disagreements") for e in summary) else 0
@@ -115,21 +114,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def _count_errors(
     rows: Iterable[dict[str, Any]], errors: Counter[tuple[str, str]], strategy_errors: Counter[tuple[str, str]],
-    first_error: list[str],
+    firsts: dict[str, str],
 ) -> Iterator[dict[str, Any]]:
     """Pass rows through, counting per (scenario, strategy) the runs that could not finish, and
-    among them those the strategy's own code stopped (a crash, a limit). ``first_error`` gets
-    the first run's error that could not finish, then the first the strategy stopped."""
+    among them those the strategy's own code stopped (a crash, a limit); ``firsts`` keeps the
+    first of each (``run``, ``strategy``): its scenario, strategy, seed and error."""
     for row in rows:
         if row.get("error"):
             errors[(row["scenario"], row["strategy"])] += 1
             said = f"{row['scenario']} {row['strategy']} seed {row['seed']}: {row['error']}"
-            if not first_error:
-                first_error.append(said)
+            firsts.setdefault("run", said)
             if str(row["error"]).startswith("strategy "):
                 strategy_errors[(row["scenario"], row["strategy"])] += 1
-                if len(first_error) < 2:
-                    first_error.append(said)
+                firsts.setdefault("strategy", said)
         yield row
 
 

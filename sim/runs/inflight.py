@@ -134,7 +134,6 @@ class Slots:
         self.ident = 0
         started = threading.Event()
         self.thread = threading.Thread(target=self._hub, args=(started,), name="racetrack-slots", daemon=True)
-        self.threads = [self.thread]
         self.thread.start()
         started.wait()
 
