@@ -309,9 +309,31 @@ def test_an_internal_error_is_exit_3_one_line_and_a_log_without_secrets(capsys, 
 
 
 def test_redact_hides_passwords_in_urls_and_parameters():
-    from sim.cli.args import redact
+    from tracker.errors import redact
 
     assert redact("--dsn postgresql://me:pa:ss@h/db x") == "--dsn postgresql://me:***@h/db x"
     assert redact("host=h password=secret dbname=d") == "host=h password=*** dbname=d"
     assert redact("redis://:tok@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
     assert redact("postgresql://me@h/db") == "postgresql://me@h/db"
+    # mistyped URLs, which no parser takes apart: the password is hidden all the same
+    assert redact("'redis:/user:s3cr@127.0.0.1:6379/0'") == "'redis:/user:***@127.0.0.1:6379/0'"
+    assert redact("redis//user:s3cr@h") == "redis//user:***@h"
+    assert redact("user:s3cr@127.0.0.1:6379") == "user:***@127.0.0.1:6379"
+    assert redact("redis://h:99999/0?password=s3cr&db=1") == "redis://h:99999/0?password=***&db=1"
+    assert redact('after "postgresql:/postgres:s3cr@h:5432/test" in') == 'after "postgresql:/postgres:***@h:5432/test" in'
+    assert redact("postgresql://u:p@ss@h/db") == "postgresql://u:***@h/db"
+    # and nothing else is touched
+    assert redact("job-1.active#1 at 16:36:52.509 via mymod:STRATEGY, a@b") == "job-1.active#1 at 16:36:52.509 via mymod:STRATEGY, a@b"
+
+
+@pytest.mark.parametrize("argv", [
+    ("live", "seed-fast-jobs", "--redis", "redis:/user:s3cr@127.0.0.1:6379/0"),
+    ("live", "seed-fast-jobs", "--redis", "user:s3cr@127.0.0.1:6379"),
+    ("live", "seed-fast-jobs", "--redis", "redis://127.0.0.1:99999/0?password=s3cr"),
+    ("run", "seed-fast-jobs", "--backend", "postgres", "--dsn", "postgresql:/postgres:s3cr@127.0.0.1:5432/test"),
+])
+def test_a_mistyped_url_is_refused_without_its_password(capsys, argv):
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("racetrack: ")
+    assert "s3cr" not in err and "***" in err

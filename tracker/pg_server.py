@@ -16,7 +16,6 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -28,7 +27,7 @@ from typing import Any
 
 from psycopg import conninfo
 
-from tracker.errors import UserError
+from tracker.errors import UserError, redact
 
 #: libpq variables that, set, mean "the user has told us where the server is".
 PG_ENV = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE")
@@ -197,8 +196,8 @@ def mask_password(text: str, dsn: str) -> str:
         secrets.append(os.environ["PGPASSWORD"])
     for secret in secrets:
         text = text.replace(secret, "***")
-    # A URL's userinfo, whatever it holds: postgresql://user:secret@host -> postgresql://user:***@host
-    return re.sub(r"(postgres(?:ql)?://[^:/@\s]*):[^@\s]*@", r"\1:***@", text)
+    # A URL's userinfo, whatever it holds and however mistyped: postgresql://user:***@host
+    return redact(text)
 
 
 def one_line(text: str) -> str:

@@ -19,8 +19,8 @@ from typing import Any, NoReturn
 
 from sim import __version__
 from sim.cli import calibrate, check, clean, explore, export, listing, live, replay, report, run, sweep
-from sim.cli.args import INTERNAL_ERROR, CliParser, UsageError, redact
-from tracker.errors import UserError
+from sim.cli.args import INTERNAL_ERROR, CliParser, UsageError
+from tracker.errors import UserError, redact
 
 __all__ = ["UsageError", "build_parser", "entry", "main", "version"]
 
@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.argv = list(argv) if argv is not None else sys.argv[1:]
         return int(args.func(args))
     except UserError as exc:
-        message = str(exc)
+        message = redact(str(exc))  # a password a message took from the user's input is never printed
         print(message if message.startswith("racetrack") else f"racetrack: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NoReturn
@@ -40,15 +39,6 @@ DEFAULT_IN_FLIGHT = 2
 #: The exit code of an internal error, a bug in racetrack (0, 1 and 2 are the documented verdicts;
 #: 130 is Ctrl-C).
 INTERNAL_ERROR = 3
-
-_PASSWORD_IN_URL = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.IGNORECASE)
-_PASSWORD_PARAM = re.compile(r"(\bpassword\s*=\s*)(\S+)", re.IGNORECASE)
-
-
-def redact(text: str) -> str:
-    """``text`` with every password in a connection URL or a ``password=`` parameter replaced."""
-    return _PASSWORD_PARAM.sub(r"\1***", _PASSWORD_IN_URL.sub(r"\1***@", text))
-
 
 class UsageError(UserError):
     """Arguments the command line itself cannot accept (a wrong flag, a missing name)."""

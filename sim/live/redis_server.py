@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sim.live.leftovers import reap_embedded_redis, register_embedded_redis
+from tracker.errors import redact
 from tracker.pg_server import one_line
 
 
@@ -72,8 +72,10 @@ def embedded_url() -> str:
 
 
 def mask_url(url: str) -> str:
-    """``redis://user:***@host:port/db``: the URL with its password replaced."""
-    return re.sub(r"^([a-z+]+://[^:/@\s]*):[^@\s]*@", r"\1:***@", url)
+    """``redis://user:***@host:port/db``: the URL (or a message holding one) with its password
+    replaced, however mistyped (``redis:/user:secret@host``, ``user:secret@host``,
+    ``?password=secret``)."""
+    return redact(url)
 
 
 def describe_redis(url: str) -> str:
