@@ -122,3 +122,29 @@ def test_step_builders_make_the_same_record_the_step_constructor_makes() -> None
     for step, expected in built:
         assert step == expected
         assert list(vars(step)) == [f.name for f in fields(Step)]
+
+
+def selects_then_exits(job, ctx):
+    yield Select(job.id)
+    raise SystemExit(0)  # line the crash must name: sys.exit() in a handler
+
+
+def test_sys_exit_in_a_handler_is_a_crash_not_racetracks_exit() -> None:
+    gen = interpreter.start(selects_then_exits, VIEW, CTX)
+    interpreter.advance(gen)
+    crash = interpreter.advance(gen, {"status": "waiting"})
+    assert isinstance(crash, interpreter.Crashed)
+    line = selects_then_exits.__code__.co_firstlineno + 2
+    assert crash.message == (f"handler crashed: RuntimeError: the handler called sys.exit(0) "
+                             f"(test_interpreter.py:{line} in selects_then_exits)")
+
+
+def test_sys_exit_when_a_strategy_module_is_imported_is_one_line_exit_2(tmp_path, monkeypatch, capsys) -> None:
+    from sim.cli import main
+
+    (tmp_path / "exits_at_import.py").write_text("import sys\nsys.exit(1)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["run", "process-success", "--strategy", "exits_at_import:S"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == ("racetrack: strategy 'exits_at_import:S': module 'exits_at_import' called "
+                                 "sys.exit(1) while being imported\n")

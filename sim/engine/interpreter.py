@@ -7,7 +7,8 @@ reads. What a handler may yield, and what its exceptions mean, is decided here, 
 * an operation of ``tracker.ops`` -> :class:`Yielded` (the driver performs it);
 * the generator returned -> :class:`Finished`;
 * a :class:`~tracker.ops.TrackerError` the handler did not catch -> :class:`Unhandled`;
-* any other exception (a bug in strategy code), or a handler that is not a generator ->
+* any other exception (a bug in strategy code, ``sys.exit()`` included), or a handler that is
+  not a generator ->
   :class:`Crashed`, whose message names the handler, the user's file and line, and what was
   expected.
 
@@ -94,6 +95,8 @@ def start(fn: Any, *args: Any) -> types.GeneratorType | Crashed:
         gen = fn(*args)
     except Exception as exc:
         return _crashed(exc, fn)
+    except SystemExit as exc:
+        return _crashed(_exited(exc), fn)
     if not isinstance(gen, types.GeneratorType):
         return Crashed(
             f"TypeError: the handler returned {type(gen).__name__} {gen!r:.80}, not a generator "
@@ -119,6 +122,14 @@ def user_frame(exc: BaseException) -> str | None:
             return where
         chain = chain.__cause__
     return None
+
+
+def _exited(exc: SystemExit) -> BaseException:
+    """A handler's ``sys.exit()`` as the crash it is (were it let through, the handler's code would
+    become racetrack's exit code: 1 reads as a violation, 0 as a pass, with nothing printed)."""
+    crash = RuntimeError(f"the handler called sys.exit({exc.code!r})")
+    crash.__cause__ = exc  # where it was called: user_frame looks through the cause
+    return crash
 
 
 def _crashed(exc: BaseException, fn: Any) -> Crashed:
@@ -193,6 +204,8 @@ def advance(gen: types.GeneratorType, send: Any = None, throw: BaseException | N
             return Unhandled(exc)
         except Exception as exc:  # strategy code bug: reported, the run goes on
             return _crashed(exc, gen)
+        except SystemExit as exc:  # sys.exit() in a handler is a crash too, not racetrack's exit code
+            return _crashed(_exited(exc), gen)
         if value.__class__ in _OP_CLASSES or isinstance(value, Op):
             return Yielded(value)
         send, throw = None, TypeError(f"handler yielded {value!r}, which is not a tracker operation")

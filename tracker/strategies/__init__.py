@@ -171,6 +171,10 @@ def load_strategy(name: str) -> Strategy:
         raise StrategyNotFound(
             f"strategy {name!r}: cannot import module {module_name!r} ({type(exc).__name__}: {exc})"
         ) from None
+    except SystemExit as exc:  # sys.exit() at import must not become racetrack's exit code (1: a violation)
+        raise StrategyNotFound(
+            f"strategy {name!r}: module {module_name!r} called sys.exit({exc.code!r}) while being imported"
+        ) from None
     try:
         value = getattr(module, attr)
     except AttributeError:
