@@ -337,3 +337,13 @@ def test_a_mistyped_url_is_refused_without_its_password(capsys, argv):
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("racetrack: ")
     assert "s3cr" not in err and "***" in err
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("argv", [("run", "seed-fast-jobs"), ("strategies",)])
+def test_a_full_disk_is_one_line_and_exit_2_not_an_internal_error(argv):
+    # a long output fails while the command prints, a short one when it is flushed at the end
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "sim", *argv], stdout=full, stderr=subprocess.PIPE, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr == "racetrack: cannot write the output (standard output): No space left on device\n"

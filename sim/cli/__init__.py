@@ -11,6 +11,7 @@ raised where the problem is found and caught once, in :func:`main`.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -67,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as exc:  # a bug in racetrack itself: exit 3, never 1 (which means a violation)
+        if _no_room(exc):
+            return 2
         log = _internal_error_log(exc)
         first = redact(str(exc).splitlines()[0]) if str(exc) else ""
         print(f"racetrack: internal error: {type(exc).__name__}: {first}"
@@ -103,10 +106,31 @@ def _end_as_on_ctrl_c(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+#: What a full disk (or ``> /dev/full``) says: the environment, not racetrack, cannot take the output.
+_NO_ROOM_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _no_room(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write refused for want of room; if so, the one line that says so is
+    printed (exit 2, an unusable environment, as a refused server is)."""
+    if not isinstance(exc, OSError) or exc.errno not in _NO_ROOM_ERRNOS:
+        return False
+    where = f" {exc.filename}" if exc.filename else " the output (standard output)"
+    print(f"racetrack: cannot write{where}: {exc.strerror or exc}", file=sys.stderr)
+    return True
+
+
 def entry() -> None:
     """The ``racetrack`` command: :func:`main`, with SIGTERM ended as Ctrl-C is (exit 143 instead
     of 130), unless whoever started it chose to ignore SIGTERM."""
     if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _end_as_on_ctrl_c)
     code = main()
+    try:
+        sys.stdout.flush()  # what is still buffered: a full disk refuses it here, not in main()
+    except OSError as exc:
+        if not _no_room(exc):
+            raise
+        code = 2
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second failure at exit
     sys.exit(128 + signal.SIGTERM if _terminated and code == 130 else code)
