@@ -113,7 +113,7 @@ class Racetrack:
 
         judged = tuple(invariants) if invariants else INVARIANT_IDS
         _require_known(judged)
-        runs = runs or self.default_runs
+        runs = _checked(runs, seed, workers, self.default_runs)
         tallies = _tallies(strategy, scenario, runs, seed, workers)
         broken = [tallies[i] for i in judged if tallies[i].violating_runs]
         unjudged = [t for i in judged if (t := tallies[i]).unknown_runs]
@@ -147,7 +147,7 @@ class Racetrack:
     ) -> None:
         """Fail the test unless ``invariant`` is violated in at least one run (pins a known race)."""
         _require_known([invariant])
-        runs = runs or self.default_runs
+        runs = _checked(runs, seed, workers, self.default_runs)
         tally = _tallies(strategy, scenario, runs, seed, workers)[invariant]
         if not tally.violating_runs:
             pytest.fail(
@@ -155,6 +155,29 @@ class Racetrack:
                 f"in {runs} runs (seeds {seed}..{seed + runs - 1})",
                 pytrace=False,
             )
+
+
+#: The largest seed, as ``racetrack --seed`` allows (the last run's seed included).
+MAX_SEED = 2**63 - 1
+
+
+def _checked(runs: int | None, seed: int, workers: int, default_runs: int) -> int:
+    """The run count to use (``None``: the profile's); fail the test, in one line, on a count,
+    seed or worker count the command line would refuse. Zero or negative runs judge nothing, so
+    an assertion over them could never fail."""
+    def whole(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if runs is not None and (not whole(runs) or runs < 1):
+        pytest.fail(f"racetrack: runs={runs!r}: give a whole number >= 1 (or leave it out: the profile's {default_runs})",
+                    pytrace=False)
+    runs = default_runs if runs is None else runs
+    if not whole(seed) or not 0 <= seed <= MAX_SEED - (runs - 1):
+        pytest.fail(f"racetrack: seed={seed!r}: give a whole number from 0 to {MAX_SEED - (runs - 1)} "
+                    f"(runs use seeds seed..seed+{runs - 1})", pytrace=False)
+    if not whole(workers) or workers < 1:
+        pytest.fail(f"racetrack: workers={workers!r}: give a whole number >= 1", pytrace=False)
+    return runs
 
 
 def _require_known(ids: tuple[str, ...] | list[str]) -> None:

@@ -137,3 +137,23 @@ def test_installing_the_plugin_does_not_change_other_hypothesis_tests(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
                           capture_output=True, text=True, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_count_that_judges_nothing_fails_the_test_instead_of_passing(tmp_path):
+    # runs=0 or fewer would judge no run, so the assertion could never fail: it is refused
+    (tmp_path / "test_counts.py").write_text(
+        "import pytest\n"
+        "@pytest.mark.parametrize('kw', [dict(runs=0), dict(runs=-3), dict(runs=2.5), dict(seed=-1),"
+        " dict(runs=2, seed=2**63 - 1), dict(workers=0)])\n"
+        "def test_refused(racetrack, kw):\n"
+        "    racetrack.assert_holds('atomic', scenario='process-success', **kw)\n"
+        "def test_violates_refused(racetrack):\n"
+        "    racetrack.assert_violates('naive', 'no-rejected-writes', runs=0)\n"
+    )
+    done = _pytest(tmp_path, "-rf")
+    assert done.returncode == 1
+    assert "7 failed" in done.stdout
+    for said in ("runs=0: give a whole number >= 1", "runs=-3: give", "runs=2.5: give", "seed=-1: give a whole number from 0",
+                 f"seed={2**63 - 1}: give a whole number from 0 to {2**63 - 2}", "workers=0: give a whole number >= 1"):
+        assert said in done.stdout, said
+    assert "Traceback" not in done.stdout
