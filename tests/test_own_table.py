@@ -3,6 +3,7 @@ model agreeing with PostgreSQL on it."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import psycopg
@@ -86,6 +87,36 @@ def test_sql_no_backend_can_use_is_an_error_with_its_line():
         parse_table("CREATE TABLE t (id text PRIMARY KEY,\n,);", "t.sql")
     with pytest.raises(TableSqlError, match="one-column PRIMARY KEY"):
         parse_table("CREATE TABLE t (id text);", "t.sql")
+
+
+@pytest.mark.parametrize(
+    ("statement", "said"),
+    [
+        ("CREATE SCHEMA leak;", "CREATE SCHEMA: would reach past the schema"),
+        ("CREATE ROLE leak;", "CREATE ROLE: would reach past"),
+        ("GRANT SELECT ON t TO PUBLIC;", "GRANT: would reach past"),
+        ("SET search_path = public;", "SET: would reach past"),
+        ("CREATE EXTENSION pgcrypto;", "CREATE EXTENSION: would reach past"),
+        ("DROP TABLE IF EXISTS public.x;", "DROP: would reach past"),
+        ("SELECT 1;", "SELECT: would reach past"),
+        ("DO $$ BEGIN END $$;", "DO: would reach past"),
+        ("BEGIN;", "BEGIN/COMMIT: racetrack runs the file's statements itself"),
+        ("CREATE INDEX i ON public.t (id);", "public.t: racetrack creates everything in its own schema"),
+        ("ALTER TABLE public.t ADD COLUMN z int;", "public.t: racetrack creates everything in its own schema"),
+        ("CREATE SEQUENCE public.s;", "public.s: racetrack creates everything in its own schema"),
+    ],
+)
+def test_a_statement_beyond_racetracks_schema_is_refused_for_every_backend(statement, said):
+    # the PostgreSQL backend runs the file on the user's server: nothing in it may reach past the
+    # run's own schema or outlive it (a role, another schema, an extension stayed behind before)
+    with pytest.raises(TableSqlError, match=r"^t.sql: line 2: " + re.escape(said)):
+        parse_table(f"CREATE TABLE t (id text PRIMARY KEY);\n{statement}", "t.sql")
+
+
+def test_statements_within_the_schema_stay_allowed_for_postgres():
+    table = parse_table("CREATE TABLE t (id text PRIMARY KEY);\nCREATE SEQUENCE s;\nALTER TABLE t ADD COLUMN z int;\n"
+                        "CREATE INDEX i ON t (id);\nCOMMENT ON TABLE t IS 'x';", "t.sql")
+    assert table.unmodelled is not None and "CREATE SEQUENCE" in table.unmodelled and "--backend postgres" in table.unmodelled
 
 
 def test_a_scenario_names_its_table_relative_to_its_own_file(tmp_path):

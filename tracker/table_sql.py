@@ -357,7 +357,31 @@ _STATEMENT_NAMES = {
     "AlterTableStmt": "ALTER TABLE", "CreateSeqStmt": "CREATE SEQUENCE", "CreateExtensionStmt": "CREATE EXTENSION",
     "ViewStmt": "CREATE VIEW", "InsertStmt": "INSERT", "TransactionStmt": "BEGIN/COMMIT", "CreateSchemaStmt": "CREATE SCHEMA",
     "VariableSetStmt": "SET", "DropStmt": "DROP", "CreateDomainStmt": "CREATE DOMAIN", "CompositeTypeStmt": "CREATE TYPE (composite)",
+    "CreateRoleStmt": "CREATE ROLE", "AlterRoleStmt": "ALTER ROLE", "GrantStmt": "GRANT", "GrantRoleStmt": "GRANT",
+    "SelectStmt": "SELECT", "UpdateStmt": "UPDATE", "DeleteStmt": "DELETE", "DoStmt": "DO", "CopyStmt": "COPY",
+    "AlterSeqStmt": "ALTER SEQUENCE", "AlterEnumStmt": "ALTER TYPE", "TruncateStmt": "TRUNCATE",
 }
+#: Statements that stay inside racetrack's schema but that the model does not reproduce: the
+#: PostgreSQL backend runs them, the memory model refuses the table (pointing at the backend).
+_SCHEMA_LOCAL = frozenset({"AlterTableStmt", "CreateSeqStmt", "AlterSeqStmt", "CreateDomainStmt", "CompositeTypeStmt",
+                           "AlterEnumStmt"})
+#: What a table SQL file may hold, said when it holds something else.
+_ALLOWED = ("CREATE TABLE, CREATE TYPE, CREATE FUNCTION, CREATE TRIGGER, CREATE INDEX, COMMENT ON, ALTER TABLE, "
+            "CREATE SEQUENCE, CREATE DOMAIN")
+
+
+def _qualified_target(stmt: Any) -> str | None:
+    """``stmt`` with the schema-qualified name it creates or alters (``ALTER TABLE public.t``), or
+    None: racetrack runs the file in its own schema, and a qualified name would reach past it."""
+    target = getattr(stmt, "relation", None) or getattr(stmt, "sequence", None) or getattr(stmt, "typevar", None)
+    if isinstance(target, ast.RangeVar) and target.schemaname:
+        return f"{target.schemaname}.{target.relname}"
+    names = getattr(stmt, "domainname", None) or (getattr(stmt, "typeName", None) if isinstance(stmt, ast.AlterEnumStmt) else None)
+    if names and len(names) > 1:
+        return ".".join(n.sval for n in names)
+    return None
+
+
 _BODY = re.compile(r"^\s*(?:DECLARE\s+)?BEGIN\s+(?P<stmts>.*?)\s*END\s*;?\s*$", re.I | re.S)
 _STAMP = re.compile(r'^NEW\s*\.\s*("?)(?P<col>[A-Za-z_][A-Za-z0-9_$]*)\1\s*:?=\s*(?:now\s*\(\s*\)|CURRENT_TIMESTAMP)$', re.I)
 
@@ -452,8 +476,19 @@ def parse_table(text: str, source: str) -> Table:
                 unique_indexes.append((stmt, at))
         elif isinstance(stmt, ast.CommentStmt):
             pass  # comments change nothing a run can see
-        else:
+        elif name in _SCHEMA_LOCAL:
             refusals.append((_STATEMENT_NAMES.get(name, name.removesuffix("Stmt")), at))
+        elif isinstance(stmt, ast.TransactionStmt):
+            raise TableSqlError(f"{src.at(at)}BEGIN/COMMIT: racetrack runs the file's statements itself; drop it")
+        else:  # would act beyond racetrack's schema, or leave something behind it
+            what = _STATEMENT_NAMES.get(name, name.removesuffix("Stmt"))
+            raise TableSqlError(
+                f"{src.at(at)}{what}: would reach past the schema racetrack runs a table SQL file in, or outlive it; "
+                f"give only {_ALLOWED}"
+            )
+        qualified = None if isinstance(stmt, (ast.CreateStmt, ast.CreateTrigStmt)) else _qualified_target(stmt)  # said below
+        if qualified is not None:
+            raise TableSqlError(f"{src.at(at)}{qualified}: racetrack creates everything in its own schema; drop the schema name")
     if len(creates) != 1:
         raise TableSqlError(f"{source}: needs exactly one CREATE TABLE (found {len(creates)})")
     create, create_at = creates[0]
