@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -45,10 +46,33 @@ class UsageError(UserError):
 
 
 class CliParser(argparse.ArgumentParser):
-    """argparse with its errors as :class:`UsageError` (one line, exit 2) instead of usage text."""
+    """argparse with its errors as :class:`UsageError` (one line, exit 2) instead of usage text,
+    and the checks that need two flags at once (:func:`across_flags`) made where argparse checks
+    one: before a command does anything."""
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:  # type: ignore[override]
+        parsed, extras = super().parse_known_args(args, namespace)
+        problem = across_flags(parsed)
+        if problem:
+            self.error(problem)
+        return parsed, extras
+
+
+def across_flags(args: argparse.Namespace) -> str | None:
+    """What two flags given together cannot mean (None: nothing): the last seed of ``--runs``
+    past the largest seed, ``--executor local`` with a ``--scheduler``. A type sees one flag
+    only, and the mistake must be one line before anything runs or is written."""
+    runs, first = getattr(args, "runs", None), getattr(args, "seed", None)
+    if isinstance(runs, int) and isinstance(first, int) and first + runs - 1 > MAX_SEED:
+        # run i uses seed+i: a seed past the maximum overflows a 64-bit column or a random stream
+        return (f"--seed {first} with --runs {runs} would use seeds up to {first + runs - 1}; "
+                f"the last seed must be <= {MAX_SEED} (use --seed <= {MAX_SEED - runs + 1})")
+    if getattr(args, "executor", None) == "local" and getattr(args, "scheduler", None):
+        return f"--executor local cannot use --scheduler {args.scheduler} (a Dask scheduler); drop one of them"
+    return None
 
 
 # --- argument types ----------------------------------------------------------------------------
@@ -61,6 +85,9 @@ MAX_SEED = 2**63 - 1
 MAX_WORKERS = max(64, 8 * (os.cpu_count() or 1))
 #: Runs a worker keeps in flight at most: each holds a schema and its connections on the server.
 MAX_IN_FLIGHT = 16
+#: ``--max-run-seconds`` at most: 30 days, as ``--max-sim-seconds``' default. A run's wall-clock
+#: timer cannot be set much further (Python's ``setitimer`` overflows past ~292 years).
+MAX_WALL_SECONDS = 30 * 86_400.0
 
 
 def whole(name: str, minimum: int, maximum: int | None = None, why: str = "") -> Callable[[str], int]:
@@ -85,6 +112,39 @@ def positive(name: str, maximum: int | None = None, why: str = "") -> Callable[[
 
 
 seed = whole("--seed", 0, MAX_SEED)
+
+
+def nonempty(flag: str, what: str) -> Callable[[str], str]:
+    """An argument type: any text but an empty one, which would otherwise read as "not given"
+    (``--dsn "$UNSET"`` silently using the default server)."""
+
+    def parse(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"needs {what} (got an empty value)")
+        return text
+
+    return parse
+
+
+def output_folder(flag: str) -> Callable[[str], str]:
+    """An argument type: a folder racetrack may write into (it may not exist yet; not a file),
+    checked before any work starts, as :func:`output_file` checks a file."""
+
+    def parse(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError("needs a folder path")
+        path = os.path.abspath(text)
+        if os.path.isdir(path):
+            problem = None if os.access(path, os.W_OK | os.X_OK) else f"cannot write in {path}"
+        elif os.path.exists(path):
+            problem = "is a file, not a folder; name a folder to write into"
+        else:
+            problem = unwritable(path)  # the nearest existing folder must let us create it
+        if problem:
+            raise argparse.ArgumentTypeError(f"{text}: {problem}")
+        return text
+
+    return parse
 
 
 def output_file(flag: str) -> Callable[[str], str]:
@@ -122,16 +182,20 @@ def unwritable(path_text: str) -> str | None:
     return None
 
 
-def positive_float(name: str) -> Callable[[str], float]:
-    """An argument type: a finite number > 0, or one line naming the flag."""
+def positive_float(name: str, maximum: float | None = None, why: str = "") -> Callable[[str], float]:
+    """An argument type: a finite number > 0 (and <= ``maximum``), or one line naming the flag."""
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{name} must be a number (got {text!r})") from None
-        if not value > 0 or value == float("inf"):
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{name} must be a finite number > 0 (got {text})")
+        if not value > 0:
             raise argparse.ArgumentTypeError(f"{name} must be > 0 (got {text})")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"{name} must be <= {maximum:.12g}{why} (got {text})")
         return value
 
     return parse
@@ -184,9 +248,9 @@ def user_modules_from_cwd(names: Sequence[str]) -> None:
 def add_backend_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=KINDS, default="memory",
                    help="memory (default), postgres (a real server), both (differential: compare every operation)")
-    p.add_argument("--dsn", help="PostgreSQL connection string (default: DATABASE_URL, else PG* variables, else an embedded server)")
-    p.add_argument("--schema", help="prefix of racetrack's own schema on the server (default: racetrack; _<pid>_<n> is added)")
-    p.add_argument("--table-sql", metavar="FILE",
+    p.add_argument("--dsn", type=nonempty("--dsn", "a connection string"), help="PostgreSQL connection string (default: DATABASE_URL, else PG* variables, else an embedded server)")
+    p.add_argument("--schema", type=nonempty("--schema", "a schema name prefix"), help="prefix of racetrack's own schema on the server (default: racetrack; _<pid>_<n> is added)")
+    p.add_argument("--table-sql", metavar="FILE", type=nonempty("--table-sql", "a SQL file"),
                    help="SQL file creating the tracked table, as in your migrations (overrides the scenario's table.sql)")
 
 
@@ -203,7 +267,8 @@ def _table_of(path: str) -> Table:
     from tracker.table_sql import load_table  # pglast: only when a table is given
 
     if not os.path.isfile(path):
-        raise UsageError(f"--table-sql {path}: no such file")
+        problem = "is a folder; name the SQL file" if os.path.isdir(path) else "not a regular file" if os.path.exists(path) else "no such file"
+        raise UsageError(f"--table-sql {path}: {problem}")
     return load_table(path)
 
 
@@ -222,8 +287,9 @@ def add_execution_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=positive("--workers", MAX_WORKERS, " (8 per core here, at least 64)"),
                    default=default_workers(),
                    help="worker processes (default: all cores, here %(default)s); results do not depend on it")
-    p.add_argument("--executor", choices=EXECUTORS, default="local",
-                   help="local: a process pool on this machine; dask: a Dask cluster (default: local)")
+    # default None, not "local": an explicit --executor local with a --scheduler is a contradiction (across_flags)
+    p.add_argument("--executor", choices=EXECUTORS, default=None,
+                   help="local: a process pool on this machine; dask: a Dask cluster (default: local, or dask with --scheduler)")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                    help="the Dask scheduler to use (implies --executor dask; without it, dask starts a LocalCluster of --workers)")
     p.add_argument("--in-flight", type=positive("--in-flight", MAX_IN_FLIGHT), metavar="N",
@@ -235,7 +301,8 @@ def add_execution_flags(p: argparse.ArgumentParser) -> None:
 def execution(args: argparse.Namespace) -> sweep.Execution:
     from sim.runs import sweep
 
-    return sweep.Execution(workers=args.workers, executor=args.executor, scheduler=args.scheduler, in_flight=args.in_flight)
+    executor = args.executor or ("dask" if args.scheduler else "local")
+    return sweep.Execution(workers=args.workers, executor=executor, scheduler=args.scheduler, in_flight=args.in_flight)
 
 
 def add_limit_flags(p: argparse.ArgumentParser) -> None:
@@ -244,8 +311,8 @@ def add_limit_flags(p: argparse.ArgumentParser) -> None:
                    help=f"operations one handler may yield (default: {OPS_PER_HANDLER:,})")
     p.add_argument("--max-sim-seconds", type=positive_float("--max-sim-seconds"), default=SIM_SECONDS,
                    help=f"simulated seconds one run may last (default: {SIM_SECONDS:g})")
-    p.add_argument("--max-run-seconds", type=positive_float("--max-run-seconds"), default=WALL_SECONDS,
-                   help=f"wall-clock seconds one run may take (default: {WALL_SECONDS:g})")
+    p.add_argument("--max-run-seconds", type=positive_float("--max-run-seconds", MAX_WALL_SECONDS, " (30 days)"), default=WALL_SECONDS,
+                   help=f"wall-clock seconds one run may take (default: {WALL_SECONDS:g}; at most {MAX_WALL_SECONDS:.12g}: 30 days)")
 
 
 def limits_of(args: argparse.Namespace) -> Limits:

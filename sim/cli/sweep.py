@@ -23,6 +23,7 @@ from sim.cli.args import (
     limits_of,
     load_strategies,
     output_file,
+    output_folder,
     strategy_refs,
     with_table_sql,
 )
@@ -44,7 +45,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--grid", action="append", metavar="PATH=V1,V2,...",
                    help="sweep a parameter or distribution field over values (repeat for a cross product), "
                         "e.g. job.duration.median_ms=10,50,100")
-    p.add_argument("--report", metavar="DIR", help="also write a report (and the shortest counterexample traces) into DIR")
+    p.add_argument("--report", metavar="DIR", type=output_folder("--report"), help="also write a report (and the shortest counterexample traces) into DIR")
     add_execution_flags(p)
     p.add_argument("--resume", action="store_true", help="continue the interrupted sweep whose partial results are FILE.partial (--out FILE)")
     add_limit_flags(p)
@@ -65,13 +66,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if report is not None and out is None:
         out = report / "results.parquet"
     job = sweep.Sweep(tuple(loaded), tuple(refs), args.runs, args.seed, spec, limits_of(args))
+    job.require_distinct()  # rows name scenarios and strategies by name: two of one name would be one row
     progress = Progress(job.total, enabled=not args.json)
     picks: dict[tuple[str, str, str], tuple[Any, dict[str, Any]]] = {}
     errors: Counter[tuple[str, str]] = Counter()
     strategy_errors: Counter[tuple[str, str]] = Counter()
     firsts: dict[str, str] = {}  # the first run that could not finish, and the first the strategy stopped
     try:
-        run = sweep.SweepRun(job, execution(args), out, args.resume, on_rows=progress.step)
+        said = f"--report {report}" if report is not None and not args.out else None
+        run = sweep.SweepRun(job, execution(args), out, args.resume, on_rows=progress.step, out_said=said)
         with run:
             rows = _count_errors(run.rows(), errors, strategy_errors, firsts)
             if report is not None:

@@ -33,6 +33,8 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+#: The longest wall-clock timer :func:`wall_clock_limit` sets (a century: it never fires).
+LONGEST_TIMER_SECONDS = 100 * 365 * 86_400.0
 _current = DEFAULT_LIMITS
 
 
@@ -75,7 +77,9 @@ def wall_clock_limit(seconds: float, what: str) -> Iterator[None]:
         raise LimitExceeded(f"{what} took longer than {seconds:g} s of wall time (--max-run-seconds)")
 
     previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    # Python keeps a timer in 64-bit nanoseconds: a limit past ~292 years overflows setitimer. The
+    # command line stops at 30 days; a caller of the API asking for more gets a timer that never fires.
+    signal.setitimer(signal.ITIMER_REAL, min(seconds, LONGEST_TIMER_SECONDS))
     try:
         yield
     finally:

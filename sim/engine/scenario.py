@@ -551,22 +551,32 @@ def _container(data: dict[str, Any], section: str) -> dict[str, Any]:
 
 def _check_together(values: dict[str, Any], source: str, text: str) -> None:
     """Keys that only mean something with another one."""
+    problem = _apart(values)
+    if problem is not None:
+        key, said = problem
+        raise ScenarioError(f"{_where(source, text, key)}{said}")
+
+
+def _apart(values: dict[str, Any]) -> tuple[str, str] | None:
+    """The first key set without the key it needs: (the key, what is wrong), or None. A file
+    and a ``--grid`` variant are both checked by it, so a grid cannot make what a file cannot."""
     if values["workers.crash_after"] is not None and values["workers.crash_probability"] is None:
-        raise ScenarioError(f"{_where(source, text, 'workers.crash_after')}workers.crash_after needs workers.crash_probability too (how often a worker process dies)")
+        return "workers.crash_after", "workers.crash_after needs workers.crash_probability too (how often a worker process dies)"
     for key in ("listeners.delay", "listeners.miss_probability"):
         if values[key] is not None and values["listeners.source"] != "queue-events":
-            raise ScenarioError(f'{_where(source, text, key)}{key} needs listeners.source = "queue-events" (Worker events are not delivered through a stream)')
+            return key, f'{key} needs listeners.source = "queue-events" (Worker events are not delivered through a stream)'
     if (values["network.pause"] is None) != (values["network.pause_probability"] is None):
         given, missing = (
             ("network.pause", "network.pause_probability") if values["network.pause_probability"] is None
             else ("network.pause_probability", "network.pause")
         )
-        raise ScenarioError(f"{_where(source, text, given)}{given} needs {missing} too (how often, and how long)")
+        return given, f"{given} needs {missing} too (how often, and how long)"
     for group in CLOCK_HOST_GROUPS:
         step, at = f"clocks.{group}.step", f"clocks.{group}.step_at"
         if (values[step] is None) != (values[at] is None):
             given, missing = (step, at) if values[at] is None else (at, step)
-            raise ScenarioError(f"{_where(source, text, given)}{given} needs {missing} too (how far the clock jumps, and when)")
+            return given, f"{given} needs {missing} too (how far the clock jumps, and when)"
+    return None
 
 
 def _toml_inline(value: Any) -> str:
@@ -613,7 +623,9 @@ def load(name_or_path: str) -> Scenario:
     path = Path(name_or_path)
     if name_or_path.endswith(".toml") or path.exists() or "/" in name_or_path:
         if not path.is_file():
-            raise ScenarioError(f"{name_or_path}: no such scenario file")
+            problem = ("is a folder, not a scenario file" if path.is_dir()
+                       else "is not a regular file (a scenario is a .toml file)" if path.exists() else "no such scenario file")
+            raise ScenarioError(f"{name_or_path}: {problem}")
         return load_file(path, path.stem)
     bundled = bundled_dir() / f"{name_or_path}.toml"
     if not bundled.is_file():
@@ -722,7 +734,8 @@ def grid_variants(scenario: Scenario, axes: list[GridAxis]) -> list[Scenario]:
     Setting ``median_ms`` of a log-normal scales its ``p99_ms`` by the same factor (the spread
     stays; "jobs twice as slow" moves the tail too) unless ``p99_ms`` is on the grid as well. A
     combination the scenario cannot take (a field outside its distribution's form, p99_ms
-    below median_ms) raises :class:`ScenarioError` naming the value and what is allowed.
+    below median_ms, a key set without the key it needs, as a file would be refused for)
+    raises :class:`ScenarioError` naming the value and what is allowed.
     """
     if not axes:
         return [scenario]
@@ -757,6 +770,11 @@ def grid_variants(scenario: Scenario, axes: list[GridAxis]) -> list[Scenario]:
                 raise ScenarioError(f"--grid {given}: in {scenario.source} {path} {exc}") from None
         label = ",".join(f"{a.path}={a.texts[i]}" for a, i in zip(axes, combo, strict=True))
         variant = scenario.with_values(changes)
+        problem = _apart(variant.values)  # what a file is refused for, a grid variant is too
+        if problem is not None:
+            said = problem[1]
+            given = ", ".join(f"{a.path}={a.texts[i]}" for a, i in zip(axes, combo, strict=True) if a.param.path in said) or label
+            raise ScenarioError(f"--grid {given}: in {scenario.source} {said}")
         variants.append(replace(variant, name=f"{scenario.name}[{label}]"))
     return variants
 

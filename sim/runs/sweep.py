@@ -29,6 +29,8 @@ May import: ``sim.runs.runner``, ``sim.runs.backends``, ``sim.runs.results_file`
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import logging
 import os
 import signal
@@ -46,11 +48,12 @@ from sim.engine.scenario import Scenario
 from sim.runs.backends import BackendSpec, BackendUnavailable, close_backend, open_backend, run_errors
 from sim.runs.columns import RESULTS_FORMAT
 from sim.runs.inflight import SlotLocal, Slots, process_slots, uninterrupted
-from sim.runs.results_file import PartialResults, ResultsError
+from sim.runs.results_file import PartialResults, ResultsError, partial_path, read_fingerprint
 from sim.runs.runner import SweepItem, check_strategy_table, error_row, run_one
 from tracker.backend import TrackerBackend
 from tracker.errors import UserError
 from tracker.strategies import Strategy, StrategyNotFound, load_strategy
+from tracker.strategy_names import BUILTIN
 from tracker.table import Table
 
 EXECUTORS = ("local", "dask")
@@ -96,16 +99,87 @@ class Sweep:
 
     def fingerprint(self) -> dict[str, Any]:
         """What makes two sweeps the same sweep (stored in partial results, checked on resume).
-        The backend's DSN is left out: it may hold a password."""
+        The backend's DSN is left out: it may hold a password. A scenario's parameters name its
+        table's SQL file only by path, so a scenario that tracks a table of its own also records
+        the digest of that table's SQL (``table_sha256``): a file edited between an interrupted
+        sweep and its ``--resume`` is another table, whose rows must not be mixed with the old
+        ones. Scenarios on the bundled table record none, so their fingerprints (and the bytes
+        of their results files) are as before."""
         return {
             "format": RESULTS_FORMAT,
-            "scenarios": [{"name": s.name, "params": s.to_toml_table()} for s in self.scenarios],
+            "scenarios": [_scenario_fingerprint(s) for s in self.scenarios],
             "strategies": list(self.strategies),
             "runs": self.runs,
             "seed": self.seed,
             "backend": {"kind": self.backend.kind, "schema": self.backend.schema},
             **({"limits": changed} if (changed := self.limits.fingerprint()) else {}),
         }
+
+    def require_distinct(self) -> None:
+        """Refuse, in one line naming the two, a sweep whose rows could not tell two of its
+        scenarios or strategies apart: a row names each by its name (a scenario file's stem, a
+        strategy's ``name``), so the summary would add their runs into one line. A strategy of
+        the user's that takes a built-in's name is refused too: its rows would read as the
+        built-in's ("held: naive" for a naive that never ran)."""
+        scenarios: dict[str, Scenario] = {}
+        for scenario in self.scenarios:
+            other = scenarios.setdefault(scenario.name, scenario)
+            if other is scenario:
+                continue
+            if other.source == scenario.source:
+                raise SweepError(f"scenario {scenario.source} is given twice; give each scenario once")
+            raise SweepError(f"scenarios {other.source} and {scenario.source} are both named {scenario.name!r}; "
+                             "a sweep's rows name a scenario by its name (a file's stem): rename one of the files")
+        strategies: dict[str, tuple[str, Strategy]] = {}
+        for ref in self.strategies:
+            try:
+                strategy = load_strategy(ref)
+            except StrategyNotFound:  # a worker reports it, as for any run
+                continue
+            if strategy.name in BUILTIN and strategy is not load_strategy(strategy.name):
+                raise SweepError(f"strategy {ref} is named {strategy.name!r}, as the built-in {strategy.name} is; "
+                                 "its rows would read as the built-in's: give it a name of its own")
+            if strategy.name not in strategies:
+                strategies[strategy.name] = (ref, strategy)
+                continue
+            first, known = strategies[strategy.name]
+            if known is strategy:
+                said = ref if first == ref else f"{first} (again as {ref})"
+                raise SweepError(f"strategy {said} is given twice; give each strategy once")
+            raise SweepError(f"strategies {first} and {ref} are both named {strategy.name!r}; "
+                             "a sweep's rows name a strategy by its name: give each its own name")
+
+
+def _scenario_fingerprint(scenario: Scenario) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": scenario.name, "params": scenario.to_toml_table()}
+    if scenario.table is not None:
+        entry["table_sha256"] = hashlib.sha256(scenario.table.sql.encode()).hexdigest()
+    return entry
+
+
+def _table_changes(partial: Path, stored: dict[str, Any], current: dict[str, Any]) -> str | None:
+    """The line refusing to resume ``partial`` when its fingerprint differs from this sweep's
+    only in a scenario's table digest, naming the table (None: they differ in more, which
+    :class:`PartialResults` says)."""
+    old, new = stored.get("scenarios"), current.get("scenarios")
+    if not isinstance(old, list) or not isinstance(new, list) or len(old) != len(new):
+        return None
+    if {**stored, "scenarios": None} != {**current, "scenarios": None}:
+        return None
+    changed = []
+    for before, now in zip(old, new, strict=True):
+        if not isinstance(before, dict) or {**before, "table_sha256": None} != {**now, "table_sha256": None}:
+            return None
+        if before.get("table_sha256") != now.get("table_sha256"):
+            changed.append((now, "table_sha256" not in before))
+    if not changed:
+        return None
+    scenario, older = changed[0]
+    table = f"the table SQL of {scenario['name']} ({scenario['params'].get('table.sql') or 'its [table] sql'})"
+    if older:
+        return (f"--resume: {partial} was written by an older racetrack, which did not record the content of {table}; "
+                "start the sweep again without --resume (nothing was changed)")
+    return f"--resume: {partial} is from a different sweep ({table} changed since); nothing was changed"
 
 
 @dataclass(frozen=True)
@@ -483,11 +557,15 @@ class SweepRun:
         out: Path | None = None,
         resume: bool = False,
         on_rows: Callable[[int], None] | None = None,
+        out_said: str | None = None,
     ) -> None:
+        """``out_said``: how the user named where the results go, for messages (default:
+        ``--out OUT``; ``sweep --report DIR`` writes ``DIR/results.parquet``)."""
         if resume and out is None:
             raise SweepError("--resume needs --out FILE (the results file of the interrupted sweep)")
         self.sweep, self.execution, self.out, self.resume = sweep, execution, out, resume
         self.on_rows = on_rows
+        self.out_said = out_said or f"--out {out}"
         self.results: PartialResults | None = None
         self.executor: Any = None
         self.completed = False
@@ -502,18 +580,32 @@ class SweepRun:
             for scenario in self.sweep.scenarios:
                 check_strategy_table(strategy, scenario)
         if self.out is not None:
+            fingerprint = self.sweep.fingerprint()
             try:
-                self.results = PartialResults.check(self.out, self.sweep.fingerprint(), self.resume)
+                self.results = PartialResults.check(self.out, fingerprint, self.resume)
             except ResultsError as exc:
-                raise SweepError(str(exc)) from None
+                raise SweepError(self._table_changed(fingerprint) or str(exc)) from None
         self.executor = _executor(_resolve_server(self.sweep.backend, (s.table for s in self.sweep.scenarios)), self.execution)
         if self.results is not None:
             try:
                 self.results.open()
             except OSError as exc:
                 self.executor.close(abort=True)
-                raise SweepError(f"--out {self.out}: cannot write ({exc.strerror or exc})") from None
+                raise SweepError(f"{self.out_said}: cannot write ({exc.strerror or exc})") from None
         return self
+
+    def _table_changed(self, fingerprint: dict[str, Any]) -> str | None:
+        """On a refused resume: the line naming the table whose SQL changed, when that is all
+        that differs."""
+        assert self.out is not None
+        partial = partial_path(self.out)
+        if not self.resume or not partial.is_file():
+            return None
+        try:
+            stored = read_fingerprint(partial)
+        except ResultsError:
+            return None
+        return _table_changes(partial, stored, json.loads(json.dumps(fingerprint, sort_keys=True)))
 
     @property
     def done(self) -> int:
