@@ -65,3 +65,22 @@ def test_expect_search_must_be_a_whole_number(tmp_path) -> None:
     path = _scenario(tmp_path, 'atomic = "clean"\nsearch = "lots"\n')
     with pytest.raises(ScenarioError, match="expect.search must be a whole number"):
         scenarios.load(str(path))
+
+
+def test_traces_naming_a_file_is_refused_before_any_run(tmp_path, capsys) -> None:
+    taken = tmp_path / "afile"
+    taken.write_text("mine")
+    assert main(["check", "seed-fast-jobs", "--runs", "1", "--traces", str(taken)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "--traces" in err and "is a file, not a folder" in err
+    assert taken.read_text() == "mine"
+
+
+def test_a_skipped_exhaustive_part_names_no_option_check_lacks(capsys) -> None:
+    # row-lock's 35 interleavings exceed exhaustive's share of 100 search runs: said, without
+    # explore's --method/--budget, which check does not have
+    assert main(["check", "seed-fast-jobs", "--runs", "1", "--search", "100"]) == 1
+    out = capsys.readouterr().out
+    assert "exhaustive skipped (exhaustive: seed-fast-jobs with 1 job(s) has 35 interleavings of 8 database operations, " \
+           "more than its share of the runs, 25)" in out
+    assert "--method" not in out and "--budget" not in out

@@ -18,6 +18,7 @@ from sim.cli.args import (
     limits_applied,
     limits_of,
     output_file,
+    output_folder,
     user_modules_from_cwd,
     whole,
     with_table_sql,
@@ -32,7 +33,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--search", type=whole("--search", 0, 10_000_000), metavar="RUNS",
                    help="search runs per judged strategy beyond the sweep: exhaustive orders of one job and deepening "
                         "PCT across worlds (default: the scenario's [expect] search, else 100; 0: the sweep alone)")
-    p.add_argument("--traces", metavar="DIR", default="racetrack-check-traces",
+    p.add_argument("--traces", metavar="DIR", default="racetrack-check-traces", type=output_folder("--traces"),
                    help="where a counterexample the search finds is written (default: ./racetrack-check-traces)")
     p.add_argument("--junit", metavar="FILE", type=output_file("--junit"), help="also write JUnit XML: one testcase per scenario and strategy")
     add_backend_flags(p)
