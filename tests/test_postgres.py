@@ -423,6 +423,10 @@ def test_bad_schema_prefix_exits_2(dsn, capsys):
     code = main(["run", "seed-fast-jobs", "--backend", "postgres", "--dsn", dsn, "--schema", "Bad-Name"])
     assert code == 2
     assert "--schema" in capsys.readouterr().err
+    # a prefix the server reserves is said so, not blamed on the table SQL
+    assert main(["run", "seed-fast-jobs", "--backend", "postgres", "--dsn", dsn, "--schema", "pg_x"]) == 2
+    err = capsys.readouterr().err
+    assert err == "racetrack: --schema 'pg_x': names starting with pg_ are reserved by PostgreSQL; choose another prefix\n"
 
 
 # --- a server that goes away -------------------------------------------------------------------

@@ -1124,6 +1124,8 @@ def check_prefix(prefix: str) -> None:
             f"--schema {prefix!r}: use a lower-case name of letters, digits and '_' (at most 40), "
             "racetrack adds _<pid>_<n> and creates that schema"
         )
+    if prefix.startswith("pg_"):  # the server refuses such a schema: the table SQL would be blamed
+        raise ValueError(f"--schema {prefix!r}: names starting with pg_ are reserved by PostgreSQL; choose another prefix")
 
 
 def close_open_trackers() -> None:
