@@ -274,3 +274,30 @@ def test_a_rows_percentiles_are_what_statistics_quantiles_gives(values):
 
     cuts = statistics.quantiles(values, n=100, method="inclusive")
     assert _percentiles(values, (50, 99)) == [round(cuts[49], 3), round(cuts[98], 3)]
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        ('[table.columns]\nstatus = "status"\n\n\nbogus = "x"\n', "line 5: table.columns.bogus: unknown column role"),
+        ('[table.statuses]\nwaiting = ["waiting"]\n\nnope = ["x"]\n', "line 4: table.statuses.nope: unknown state"),
+        ('[invariants.rows]\nok = "status IS NOT NULL"\nx = 5\n', "line 3: invariants.rows.x must be a SQL boolean"),
+    ],
+)
+def test_a_bad_key_of_a_table_names_its_own_line_not_the_tables(tmp_path, body, said):
+    path = tmp_path / "s.toml"
+    path.write_text(body)
+    with pytest.raises(scenarios.ScenarioError, match=f"^{path}: {said}"):
+        scenarios.load(str(path))
+
+
+def test_a_table_sql_lacking_a_column_is_blamed_on_the_flag_not_the_bundled_file(tmp_path, capsys):
+    from sim.cli import main
+
+    sql = tmp_path / "noatt.sql"
+    sql.write_text("CREATE TABLE job_status (job_id text PRIMARY KEY, status text NOT NULL, created_at timestamptz, "
+                   "started_at timestamptz, completed_at timestamptz, failed_at timestamptz);")
+    assert main(["run", "seed-fast-jobs", "--table-sql", str(sql)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"racetrack: --table-sql {sql} (with scenario seed-fast-jobs): table job_status has no column 'attempts'")
+    assert "scenario file of your own" in err and "scenarios/seed-fast-jobs.toml" not in err

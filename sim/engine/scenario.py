@@ -166,7 +166,12 @@ class Scenario:
     def with_table(self, table: Table | None, path: str) -> Scenario:
         """A copy that tracks ``table`` (read from ``path``, which results record); the
         scenario's column mapping and row invariants are checked against it."""
-        lifecycle = lifecycle_for(self.values, table, self.source, "")
+        try:
+            lifecycle = lifecycle_for(self.values, table, self.source, "")
+        except ScenarioError as exc:  # the table given on the command line, not the scenario file, lacks it
+            said = str(exc).removeprefix(f"{self.source}: ")
+            hint = "; in a scenario file of your own, whose [table] sql names this file (see docs/own-table.md)" if "[table.columns]" in said else ""
+            raise ScenarioError(f"--table-sql {path} (with scenario {self.name}): {said}{hint}") from None
         return replace(self, values={**self.values, "table.sql": path}, expect=dict(self.expect), table=table, lifecycle=lifecycle)
 
     @cached_property
@@ -216,6 +221,15 @@ def _line_of(text: str, path: str) -> int | None:
 def _where(source: str, text: str, path: str) -> str:
     line = _line_of(text, path) if text else None
     return f"{source}: line {line}: " if line else f"{source}: "
+
+
+def _where_reason(source: str, text: str, path: str, reason: str) -> str:
+    """:func:`_where` for a table's key that ``reason`` names first (``.bogus: unknown column
+    role`` of ``table.columns``): that key's own line, else the table's."""
+    named = re.match(r"\.([A-Za-z0-9_-]+)", reason)
+    if named and text and _line_of(text, f"{path}.{named.group(1)}"):
+        return _where(source, text, f"{path}.{named.group(1)}")
+    return _where(source, text, path)
 
 
 # --- validation --------------------------------------------------------------------------------
@@ -340,7 +354,7 @@ def from_mapping(data: dict[str, Any], name: str, source: str, text: str = "", b
         converted, reason = validate_value(param, container[sub])
         if reason:
             sep = "" if reason.startswith((".", " ")) else " "  # a job class's own key: job.classes.slow.share
-            raise ScenarioError(f"{_where(source, text, param.path)}{param.path}{sep}{reason}")
+            raise ScenarioError(f"{_where_reason(source, text, param.path, reason)}{param.path}{sep}{reason}")
         values[param.path] = converted
     _check_together(values, source, text)
     table = None
