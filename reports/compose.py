@@ -6,14 +6,16 @@ calibrations (``racetrack calibrate`` output) are shown as tables, as given.
 The document is built once as a list of blocks (headings, paragraphs, tables, images,
 transcripts) and rendered twice, so the HTML and the Markdown always show the same tables. The
 output holds no timestamp and no absolute path: the same inputs give the same bytes.
-May import pandas, matplotlib (through :mod:`reports.plots`) and the trace readers of ``sim``;
-never SimPy, ``sim.engine.world`` or ``sim.runs.runner``.
+May import pandas, matplotlib (through :mod:`reports.plots`), the trace readers of ``sim`` and
+its scenario loader (to tell whether a recorded scenario name runs the recorded world); never
+SimPy, ``sim.engine.world`` or ``sim.runs.runner``.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,10 +36,12 @@ from reports.stats import (
     with_base,
 )
 from reports.verdict import ShortestRun, interval, overview, pct, scenario_verdict
-from sim.engine.scenario import base_name
+from sim.engine.scenario import base_name, bundled_names
+from sim.engine.scenario import load as load_scenario
 from sim.judge.invariants import INVARIANT_IDS, INVARIANTS
 from sim.judge.timeline import step_line
-from sim.search.trace import record_from_data
+from sim.search.trace import TRACE_FORMAT, record_from_data
+from tracker.errors import UserError
 
 # --- blocks ----------------------------------------------------------------------------------
 
@@ -82,6 +86,10 @@ class Report:
     images: tuple[str, ...]
     violations: int  # violating runs over all inputs
     calibrations: int = 0  # calibration tables shown
+    #: Traces given but not shown, each ``path (why)``: no results of their scenario, strategy
+    #: and backend, no violation, or a shorter counterexample shown instead. The command says
+    #: so (a warning): a trace left out without a word looks like a trace that was read.
+    unshown: tuple[str, ...] = ()
 
 
 # --- building --------------------------------------------------------------------------------
@@ -103,12 +111,14 @@ def shortest_counterexamples(frame: pd.DataFrame, traces: tuple[TraceDoc, ...]) 
     """Per (base scenario, strategy, backend) the violating run with the fewest operations,
     from the results rows and any traces given (a trace wins a tie: it can be drawn)."""
     best: dict[tuple[str, str, str], ShortestRun] = {}
+    named: dict[tuple[str, str], str] = {}
     bad = frame[frame["violating"]].sort_values(["ops", "seed", "variant"], kind="stable")
     for _, row in bad.iterrows():
         key = (str(row["scenario"]), str(row["strategy"]), str(row["backend"]))
         if key not in best:
             best[key] = ShortestRun(key[0], key[1], key[2], str(row["variant"]), int(row["seed"]), int(row["ops"]),
-                                       str(row["first_violation"]), violations=int(row["violations"]))
+                                       str(row["first_violation"]), violations=int(row["violations"]),
+                                       unnamed=unnamed(str(row["variant"]), row["params"], named))
     for trace in sorted(traces, key=lambda t: (t.ops, t.seed, t.path.name)):
         if not trace.violations:
             continue
@@ -116,10 +126,42 @@ def shortest_counterexamples(frame: pd.DataFrame, traces: tuple[TraceDoc, ...]) 
         current = best.get(key)
         if current is None or trace.ops < current.ops or (trace.ops == current.ops and current.trace is None):
             first = trace.violations[0]
+            replayable = trace.data.get("format") == TRACE_FORMAT
             best[key] = ShortestRun(key[0], key[1], key[2], trace.scenario, trace.seed, trace.ops,
                                        f"{first['invariant']}: {first['job']}: {first['detail']}",
-                                       trace=str(trace.path), violations=len(trace.violations))
+                                       trace=str(trace.path), violations=len(trace.violations),
+                                       replay=shown_path(trace.path) if replayable else None,
+                                       unnamed="" if replayable else unnamed(trace.scenario, trace.data.get("params"), named))
     return best
+
+
+def shown_path(path: Path) -> str:
+    """A file as a command in the report names it: as it was given when that was relative (the
+    command then runs where the report was made), else by its name alone: a report holds no
+    absolute path."""
+    return path.name if path.is_absolute() else path.as_posix()
+
+
+def unnamed(variant: str, params: object, known: dict[tuple[str, str], str]) -> str:
+    """'' when ``racetrack run VARIANT`` runs the world a run recorded: VARIANT is a bundled
+    scenario and its parameters are the recorded ones. Else why not, in words: a results file
+    records a scenario by its name and parameters, not by the file it was read from (a sweep of
+    ``path/fit.toml`` writes ``fit``). ``known`` keeps the answers (loading a scenario reads its
+    file). Grid variants get no command at all."""
+    if "[" in variant:
+        return ""
+    key = (variant, json.dumps(params, sort_keys=True, default=str))
+    if key not in known:
+        if variant not in bundled_names():
+            known[key] = f"the results name the scenario `{variant}` but not its file, and no bundled scenario has that name"
+        else:
+            try:
+                same = json.loads(load_scenario(variant).params_json) == params
+            except UserError:  # a bundled file that does not load here: no command that would work
+                same = False
+            known[key] = "" if same else (f"the bundled scenario `{variant}` has other parameters than this run: it came "
+                                          "from a file of that name, or was changed since")
+    return known[key]
 
 
 def transcript(trace: dict, job: str) -> str:
@@ -200,7 +242,30 @@ def build(inputs: Inputs, out: Path, figures: Figures | None = None) -> Report:
     blocks.append(Heading(2, "Invariants"))
     blocks.append(Table(("id", "holds when"), tuple((f"`{i.id}`", i.summary) for i in INVARIANTS)))
     summary = rates_all.merge(costs_all.drop(columns=["runs"]), on=["scenario", "strategy", "backend"])
-    return Report(tuple(blocks), summary, tuple(images), violating, len(inputs.calibrations))
+    unshown = unshown_traces(inputs.traces, rates_all, shortest)
+    return Report(tuple(blocks), summary, tuple(images), violating, len(inputs.calibrations), unshown)
+
+
+def unshown_traces(traces: tuple[TraceDoc, ...], rates: pd.DataFrame | None,
+                   shortest: dict[tuple[str, str, str], ShortestRun]) -> tuple[str, ...]:
+    """The traces the report does not show, each as ``path (why)``: a trace is drawn only as the
+    shortest counterexample of a scenario, strategy and backend the results hold."""
+    held = set(zip(rates["scenario"], rates["strategy"], rates["backend"], strict=True)) if rates is not None else set()
+    out = []
+    for trace in traces:
+        key = (base_name(trace.scenario), trace.strategy, trace.backend)
+        if rates is None:
+            why = "no results file was given"
+        elif not trace.violations:
+            why = "it violates no invariant"
+        elif key not in held:
+            why = f"the results hold no runs of scenario {key[0]}, strategy {key[1]} on backend {key[2]}"
+        elif shortest[key].trace != str(trace.path):
+            why = "a shorter counterexample of the same strategy is shown"
+        else:
+            continue
+        out.append(f"{trace.path} ({why})")
+    return tuple(out)
 
 
 #: The backend a report files live runs under, so that every table, figure and verdict keeps them
@@ -293,7 +358,7 @@ def calibration_only(inputs: Inputs) -> Report:
     blocks += calibration_blocks(inputs.calibrations)
     blocks.append(Heading(2, "Invariants"))
     blocks.append(Table(("id", "holds when"), tuple((f"`{i.id}`", i.summary) for i in INVARIANTS)))
-    return Report(tuple(blocks), pd.DataFrame(), (), 0, len(inputs.calibrations))
+    return Report(tuple(blocks), pd.DataFrame(), (), 0, len(inputs.calibrations), unshown_traces(inputs.traces, None, {}))
 
 
 def scenario_section(

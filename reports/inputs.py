@@ -1,7 +1,9 @@
 """Reading a report's inputs: results files (Parquet or CSV, format ``racetrack-results/1``) of
-sweeps and of live runs (a ``mode`` column; a file without it is simulated), trace files (JSON,
-format ``racetrack-trace/1``) and calibrations (the JSON object ``racetrack calibrate --json``
-prints), checked before anything is drawn.
+sweeps and of live runs (a ``mode`` column; a file without it is simulated), every cell checked
+against its column's kind; trace files (JSON: ``racetrack-trace/1`` run records as ``sweep
+--report`` keeps them, or ``racetrack-trace/2`` traces as ``explore`` writes them) and
+calibrations (the JSON object ``racetrack calibrate --json`` prints), checked before anything is
+drawn.
 
 May import pandas, ``sim.runs.columns`` (the declared columns) and ``sim.search.trace`` (a
 reader); never SimPy, ``sim.engine.world`` or ``sim.runs.runner``
@@ -16,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from sim.runs.columns import BY_NAME, MODES, REQUIRED_COLUMNS, RESULTS_FORMAT
-from sim.search.trace import TRACE_FORMAT, TraceError
+from sim.runs.columns import BY_NAME, MODES, REQUIRED_COLUMNS, RESULTS_FORMAT, ROW_INVARIANTS_COLUMN, Column
+from sim.search.trace import READABLE_FORMATS, TRACE_FORMAT, TraceError
 from sim.search.trace import read as read_trace
 from tracker.errors import UserError
 
@@ -93,6 +96,7 @@ def read_results(path: Path) -> pd.DataFrame:
         kind = "Parquet" if path.suffix == ".parquet" else "CSV"
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ReportInputError(f"{path}: not a readable {kind} results file ({reason})") from None
+    frame = frame.reset_index(drop=True)  # row i of the file is label i, for the messages below
     if "format" not in frame.columns:
         raise ReportInputError(f"{path}: not a racetrack results file (no 'format' column; expected {RESULTS_FORMAT})")
     if frame.empty:
@@ -113,12 +117,86 @@ def read_results(path: Path) -> pd.DataFrame:
             raise ReportInputError(f"{path}: no run in it finished (first error: {first})")
         unfinished = int(failed.sum())
         frame = frame[~failed]
-    try:
-        typed = _typed(frame)
-    except (ValueError, TypeError) as exc:
-        raise ReportInputError(f"{path}: a column holds a value of the wrong kind ({exc})") from None
+    _check_cells(path, frame)
+    typed = _typed(path, frame)
     typed.attrs["unfinished"] = unfinished
     return typed
+
+
+def _row(frame: pd.DataFrame, label: Any, column: str) -> str:
+    """``row 3 (naive, seed 2)``: where a cell is, counted from 1 after the header, with the
+    run it belongs to when the row says so (not from the cell being refused)."""
+    who = []
+    strategy = frame.at[label, "strategy"] if "strategy" in frame.columns else None
+    if column != "strategy" and isinstance(strategy, str) and strategy:
+        who.append(strategy)
+    seed = pd.to_numeric(pd.Series([frame.at[label, "seed"]]), errors="coerce").iloc[0] if "seed" in frame.columns else None
+    if column != "seed" and seed is not None and pd.notna(seed) and float(seed).is_integer():
+        who.append(f"seed {int(seed)}")
+    return f"row {int(label) + 1}" + (f" ({', '.join(who)})" if who else "")
+
+
+def _refused(path: Path, frame: pd.DataFrame, label: Any, column: Column, value: Any) -> ReportInputError:
+    """One line: the file, the column, the row, the value and what the column allows."""
+    if _empty(value):
+        shown = "is empty" + (" (the column is required)" if column.required else "")
+    else:
+        shown = f"holds {value!r:.40}" if isinstance(value, str) else f"holds {value}"
+    return ReportInputError(f"{path}: column '{column.name}' in {_row(frame, label, column.name)} {shown}; "
+                            f"allowed: {column.allowed}")
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or (isinstance(value, float) and np.isnan(value))
+
+
+#: The largest whole number an int64 column holds (a bigger one cannot be counted).
+INT64_MAX = 2**63 - 1
+
+
+def _check_cells(path: Path, frame: pd.DataFrame) -> None:
+    """Every declared column the file has, cell by cell, against its kind (docs/results.md):
+    read as it comes, a boolean ``maybe`` would count as true, a blank as false and a count of -5
+    would be summed, and the report would say so with confidence. The first cell that is not
+    what its column allows is refused, naming it. ``format`` and ``mode`` are checked with their
+    own words; JSON columns where they are parsed (:func:`_typed`)."""
+    for name in frame.columns:
+        column = ROW_INVARIANTS_COLUMN if name == ROW_INVARIANTS_COLUMN.name else BY_NAME.get(name)
+        if column is None or name in ("format", "mode") or column.json:
+            continue
+        bad = _bad_cells(frame[name], column)
+        if bad.any():
+            label = bad.idxmax()  # the first refused row
+            raise _refused(path, frame, label, column, frame.at[label, name])
+
+
+def _bad_cells(cells: pd.Series, column: Column) -> pd.Series:
+    """Per row: whether the cell is not what ``column`` allows (vectorized: files hold millions of runs)."""
+    empty = cells.isna()
+    if cells.dtype == object:
+        empty |= cells.map(lambda v: isinstance(v, str) and v == "").astype(bool)
+    missing = empty if column.required else pd.Series(False, index=cells.index)
+    if column.arrow == "bool":
+        if pd.api.types.is_bool_dtype(cells.dtype):
+            return missing
+        named = cells.map(lambda v: isinstance(v, (bool, np.bool_)) or (isinstance(v, str) and v.strip().lower() in ("true", "false")))
+        return ~named.astype(bool) & ~(empty & ~column.required)
+    if column.arrow in ("int64", "float64"):
+        if pd.api.types.is_bool_dtype(cells.dtype):
+            return ~empty | missing  # True is no count
+        numbers = cells if pd.api.types.is_numeric_dtype(cells.dtype) else pd.to_numeric(cells, errors="coerce")
+        numbers = numbers.astype(float)
+        bad = (numbers.isna() & ~empty) | (numbers.notna() & ~np.isfinite(numbers.fillna(0)))
+        if column.arrow == "int64":
+            bad |= numbers.notna() & ((numbers != np.floor(numbers)) | (numbers.abs() > INT64_MAX))
+        if column.minimum is not None:
+            bad |= numbers < column.minimum
+        return bad | missing
+    if column.choices:
+        return ~cells.isin(column.choices) & ~(empty & ~column.required)
+    if column.filled:
+        return empty
+    return pd.Series(False, index=cells.index)
 
 
 def _modes(path: Path, frame: pd.DataFrame) -> pd.Series:
@@ -127,33 +205,63 @@ def _modes(path: Path, frame: pd.DataFrame) -> pd.Series:
     if "mode" not in frame.columns:
         return pd.Series("sim", index=frame.index)
     modes = frame["mode"].map(lambda v: "sim" if pd.isna(v) or v == "" else str(v))
-    bad = [m for m in pd.unique(modes) if m not in MODES]
-    if bad:
-        raise ReportInputError(f"{path}: column 'mode' holds {bad[0]!r:.40}; allowed: {', '.join(MODES)} (empty means sim)")
+    bad = ~modes.isin(MODES)
+    if bad.any():
+        label = bad.idxmax()
+        raise ReportInputError(f"{path}: column 'mode' in {_row(frame, label, 'mode')} holds {modes[label]!r:.40}; "
+                               f"allowed: {', '.join(MODES)} (empty means sim)")
     return modes
 
 
-def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+def _typed(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with its columns typed as declared (cells already checked by :func:`_check_cells`;
+    a JSON cell that does not parse is refused here, naming it)."""
     out = frame.copy()
     for column in ("scenario", "strategy", "backend"):
         out[column] = out[column].astype(str)
     out["first_violation"] = out["first_violation"].map(lambda v: "" if pd.isna(v) else str(v))
     for column in REQUIRED_COLUMNS:  # the numbers, typed as declared
-        if BY_NAME[column].arrow == "int64":
-            out[column] = pd.to_numeric(out[column], errors="raise").astype("int64")
-        elif BY_NAME[column].arrow == "float64":
-            out[column] = pd.to_numeric(out[column], errors="raise").astype(float)
+        try:
+            if BY_NAME[column].arrow == "int64":
+                out[column] = pd.to_numeric(out[column], errors="raise").astype("int64")
+            elif BY_NAME[column].arrow == "float64":
+                out[column] = pd.to_numeric(out[column], errors="raise").astype(float)
+        except (ValueError, TypeError, OverflowError) as exc:  # past _check_cells only a number int64 cannot hold
+            raise ReportInputError(f"{path}: column '{column}' holds a value of the wrong kind ({exc}); "
+                                   f"allowed: {BY_NAME[column].allowed}") from None
     violating = out["violating"]
     if violating.dtype == object:  # CSV keeps True/False as text when a column mixes kinds
         violating = violating.map(lambda v: str(v).strip().lower() in ("true", "1"))
     out["violating"] = violating.astype(bool)
     for column in ("visibility_lags_ms", "timestamp_errors_ms"):
-        out[column] = out[column].map(_json_list)
+        out[column] = _parsed(path, frame, column, _json_list)
     # Every run of a scenario variant has the same params: parsed once per distinct text, the
     # runs share one dict (read-only), and grid_axes looks at each distinct one once.
-    parsed: dict[Any, dict[str, Any]] = {}
-    out["params"] = out["params"].map(lambda text: parsed[text] if text in parsed else parsed.setdefault(text, _json_object(text)))
+    out["params"] = _parsed(path, frame, "params", _json_object, shared=True)
+    if ROW_INVARIANTS_COLUMN.name in out.columns:  # not shown, but a report must not take a broken file
+        _parsed(path, frame, ROW_INVARIANTS_COLUMN.name, _counts_object, shared=True)
     return out
+
+
+def _parsed(path: Path, frame: pd.DataFrame, name: str, parse: Any, shared: bool = False) -> pd.Series:
+    """A JSON column parsed cell by cell (``shared``: once per distinct text, the rows sharing
+    the result), the first cell that does not parse refused naming its row."""
+    cache: dict[Any, Any] = {}
+    values = []
+    for label, text in frame[name].items():
+        if shared and text in cache:
+            values.append(cache[text])
+            continue
+        try:
+            value = parse(text)
+        except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
+            column = ROW_INVARIANTS_COLUMN if name == ROW_INVARIANTS_COLUMN.name else BY_NAME[name]
+            raise ReportInputError(f"{path}: column '{name}' in {_row(frame, label, name)} holds {text!r:.40} "
+                                   f"({exc}); allowed: {column.allowed}") from None
+        if shared:
+            cache[text] = value
+        values.append(value)
+    return pd.Series(values, index=frame.index, dtype=object)
 
 
 def _json_list(text: Any) -> list[float]:
@@ -167,6 +275,14 @@ def _json_object(text: Any) -> dict[str, Any]:
     value = json.loads(text) if isinstance(text, str) and text else {}
     if not isinstance(value, dict):
         raise ValueError(f"expected a JSON object, got {text!r:.40}")
+    return value
+
+
+def _counts_object(text: Any) -> dict[str, Any]:
+    """``row_invariants``: a JSON object of counts (empty: no row invariant in that scenario)."""
+    value = _json_object(text)
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in value.values()):
+        raise ValueError("a count per row invariant must be a whole number >= 0")
     return value
 
 
@@ -272,7 +388,7 @@ def read_inputs(paths: list[Path]) -> Inputs:
             raise ReportInputError(f"{path}: no such file")
         else:
             raise ReportInputError(
-                f"{path}: not a report input; give results files (.parquet, .csv), traces (.json, {TRACE_FORMAT}) "
+                f"{path}: not a report input; give results files (.parquet, .csv), traces (.json, {' or '.join(READABLE_FORMATS)}) "
                 "and calibrations (.json from 'racetrack calibrate --out')"
             )
     if not frames and not calibrations:

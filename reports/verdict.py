@@ -30,6 +30,13 @@ class ShortestRun:
     first_violation: str
     trace: str | None = None  # the trace file's path, when one was given
     violations: int = 0
+    #: The trace file as ``racetrack replay`` takes it, when the run is a trace that can be
+    #: replayed (``racetrack-trace/2``, an explore's: its world is not the seed's). A results row
+    #: or a run record (``/1``, ``sweep --report``'s) is run again from its seed instead.
+    replay: str | None = None
+    #: Why ``racetrack run VARIANT`` would not run this run's world, in words ('' when it does:
+    #: a bundled scenario with the parameters the run recorded).
+    unnamed: str = ""
 
 
 def pct(x: float) -> str:
@@ -198,8 +205,14 @@ def counterexample_sentence(example: ShortestRun) -> str:
         f"Shortest counterexample: seed {example.seed}{where}, {example.ops} database operations, "
         f"first violation `{invariant}` on {job}"
     )
-    if "[" not in example.variant and example.backend == "memory":  # `racetrack run` simulates in memory
-        text += f"; replay with `racetrack run {example.variant} --strategy {example.strategy} --seed {example.seed}`"
+    if example.replay is not None:  # an explore's trace: its own schedule, not the seed's world
+        text += f"; replay with `racetrack replay {example.replay}`"
+    elif "[" not in example.variant and example.backend == "memory":  # `racetrack run` simulates in memory
+        if example.unnamed:  # a command that names the scenario would fail, or run another world
+            text += (f"; to replay it, give `racetrack run` the scenario's file with `--strategy {example.strategy} "
+                     f"--seed {example.seed}` ({example.unnamed})")
+        else:
+            text += f"; replay with `racetrack run {example.variant} --strategy {example.strategy} --seed {example.seed}`"
     return text + "."
 
 

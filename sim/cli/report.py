@@ -4,6 +4,9 @@ an HTML/Markdown report with tables and plots."""
 from __future__ import annotations
 
 import argparse
+import errno
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +22,52 @@ def add_parser(sub: Any) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from reports.compose import write_report
+    from reports.inputs import read_inputs
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"-o {out}: exists and is not a directory")
-    report = write_report([Path(p) for p in args.inputs], out)
+    paths = [Path(p) for p in args.inputs]
+    inputs = read_inputs(paths)  # a bad input is said before anything is created
+    _make_directory(out)
+    try:
+        report = write_report(paths, out, inputs)
+    except OSError as exc:
+        if not _inside(exc.filename, out):
+            raise  # not the output's fault: a bug, with its traceback in the log
+        raise UsageError(f"-o {out}: cannot write {Path(exc.filename).name} there ({exc.strerror or exc})") from None
+    if report.unshown:  # a warning, not an error: the report is written and right without them
+        print(f"racetrack: warning: {len(report.unshown)} trace(s) not shown in the report: {'; '.join(report.unshown)}",
+              file=sys.stderr)
     runs = len(report.summary) and int(report.summary["runs"].sum())
     calibrations = f"; {report.calibrations} calibration(s)" if report.calibrations else ""
     print(f"report: {out / 'index.html'} ({runs} runs, {report.violations} violating; {len(report.images)} figures"
           f"{calibrations}; also report.md{', summary.csv' if runs else ''})")
     return 0
+
+
+def _make_directory(out: Path) -> None:
+    """Create ``out`` (and its parents), or say in one line why it cannot be: the place is under a
+    file, or the system refuses (a read-only or virtual file system, no permission)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        above = next((p for p in out.parents if p.exists()), None)
+        if above is not None and not above.is_dir():
+            raise UsageError(f"-o {out}: cannot create the directory ({above} is a file, not a directory)") from None
+        why = exc.strerror or str(exc)
+        if exc.errno == errno.ENOENT and above is not None:  # /proc, /sys: the place exists and refuses
+            why = f"{above} takes no new directory: {why}"
+        raise UsageError(f"-o {out}: cannot create the directory ({why})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UsageError(f"-o {out}: the directory is not writable")
+
+
+def _inside(filename: object, out: Path) -> bool:
+    """Whether an OSError's file is ``out`` or in it (a file of the report being written)."""
+    if not isinstance(filename, str | os.PathLike):
+        return False
+    try:
+        return Path(filename).resolve().is_relative_to(out.resolve())
+    except (OSError, ValueError):
+        return False

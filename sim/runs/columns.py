@@ -4,8 +4,8 @@ it, reports check their inputs against it, and ``docs/results.md`` is generated 
 
     python -m sim.runs.columns > docs/results.md
 
-May import: ``sim.judge.invariants`` (the per-invariant columns). No pyarrow, no SimPy: a report
-imports this to read what runs wrote.
+May import: ``sim.judge.invariants`` (the per-invariant columns) and ``sim.runs.backend_kinds``
+(the backends' names). No pyarrow, no SimPy: a report imports this to read what runs wrote.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sim.judge.invariants import INVARIANTS
+from sim.runs.backend_kinds import KINDS
 
 #: The format every row carries (the ``format`` column); a reader refuses any other.
 RESULTS_FORMAT = "racetrack-results/1"
@@ -27,42 +28,92 @@ class Column:
     #: Present in every ``racetrack-results/1`` file; a report refuses a file without it. A
     #: column added later is not required, so older files stay readable.
     required: bool = True
+    #: What a cell may hold beyond its type, for a reader to check (a report refuses anything
+    #: else, naming the cell): the least number (counts and durations: 0), the only values a
+    #: string may take, a string that is never empty (a name), or the JSON a string holds
+    #: (``list``: of numbers; ``object``).
+    minimum: float | None = None
+    choices: tuple[str, ...] = ()
+    filled: bool = False
+    json: str = ""
+
+    @property
+    def kind(self) -> str:
+        """The type as ``docs/results.md`` states it: ``int64 >= 0``, ``string: JSON list of numbers``."""
+        if self.arrow == "bool":
+            return "bool (true/false)"
+        if self.minimum is not None:
+            return f"{self.arrow} >= {self.minimum:g}"
+        if self.json:
+            return f"string: JSON {'list of numbers' if self.json == 'list' else self.json}"
+        if self.choices:
+            return f"string: {_either(self.choices)}"
+        if self.filled:
+            return "string, not empty"
+        return self.arrow
+
+    @property
+    def allowed(self) -> str:
+        """What a cell may hold, in the words an error message ends with."""
+        if self.arrow == "bool":
+            text = "true or false (as the sweep writes them)"
+        elif self.arrow == "int64":
+            text = "a whole number" + (f" >= {self.minimum:g}" if self.minimum is not None else "")
+        elif self.arrow == "float64":
+            text = "a number" + (f" >= {self.minimum:g}" if self.minimum is not None else "")
+        elif self.choices:
+            text = _either(self.choices)
+        elif self.filled:
+            text = "a name (not empty)"
+        elif self.json == "list":
+            text = "a JSON list of numbers"
+        elif self.json == "object":
+            text = "a JSON object"
+        else:
+            text = "text"
+        return text if self.required or self.arrow == "string" else text + ", or empty"
+
+
+def _either(choices: tuple[str, ...]) -> str:
+    return ", ".join(choices[:-1]) + f" or {choices[-1]}" if len(choices) > 1 else choices[0]
 
 
 def _invariant_column(invariant_id: str, summary: str) -> Column:
-    return Column(invariant_id, "int64", f"violations of `{invariant_id}` ({summary})")
+    return Column(invariant_id, "int64", f"violations of `{invariant_id}` ({summary})", minimum=0)
 
 
 COLUMNS: tuple[Column, ...] = (
     Column("format", "string", f"the results format, `{RESULTS_FORMAT}`"),
-    Column("scenario", "string", "scenario name (a grid point's name carries its parameters)"),
-    Column("strategy", "string", "strategy name (built-in, or `module:attr`)"),
-    Column("backend", "string", "`memory`, `postgres` or `both` (memory and PostgreSQL compared)"),
-    Column("seed", "int64", "the run's seed: `racetrack run SCENARIO --strategy S --seed N` replays it"),
-    Column("jobs", "int64", "jobs the run simulated"),
-    Column("ops", "int64", "database operations, transaction control included"),
-    Column("round_trips", "int64", "round trips to the database (one per operation)"),
-    Column("statements", "int64", "SQL statements (operations other than BEGIN, COMMIT, ROLLBACK)"),
-    Column("lock_waits", "int64", "operations that waited for a row lock"),
-    Column("lock_wait_ms", "float64", "simulated time spent waiting for row locks, in ms"),
-    Column("crashes", "int64", "handler crashes (a handler raised something other than a tracker error)", required=False),
+    Column("scenario", "string", "scenario name (a grid point's name carries its parameters)", filled=True),
+    Column("strategy", "string", "strategy name (built-in, or `module:attr`)", filled=True),
+    Column("backend", "string", "`memory`, `postgres` or `both` (memory and PostgreSQL compared)", choices=KINDS),
+    Column("seed", "int64", "the run's seed: `racetrack run SCENARIO --strategy S --seed N` replays it", minimum=0),
+    Column("jobs", "int64", "jobs the run simulated", minimum=0),
+    Column("ops", "int64", "database operations, transaction control included", minimum=0),
+    Column("round_trips", "int64", "round trips to the database (one per operation)", minimum=0),
+    Column("statements", "int64", "SQL statements (operations other than BEGIN, COMMIT, ROLLBACK)", minimum=0),
+    Column("lock_waits", "int64", "operations that waited for a row lock", minimum=0),
+    Column("lock_wait_ms", "float64", "simulated time spent waiting for row locks, in ms", minimum=0),
+    Column("crashes", "int64", "handler crashes (a handler raised something other than a tracker error)", required=False,
+           minimum=0),
     Column("violating", "bool", "true when the run violated at least one invariant"),
-    Column("violations", "int64", "violations of all invariants"),
+    Column("violations", "int64", "violations of all invariants", minimum=0),
     *(_invariant_column(i.id, i.summary) for i in INVARIANTS),
     Column("first_violation", "string", "the first violation as one line (`invariant: job: detail`); empty when none"),
     Column("lag_p50_ms", "float64", "median visibility lag, in ms (empty when no job showed its state)", required=False),
     Column("lag_p99_ms", "float64", "99th percentile visibility lag, in ms", required=False),
     Column("lag_max_ms", "float64", "largest visibility lag, in ms", required=False),
     Column("visibility_lags_ms", "string",
-           "JSON list: per job, how long after the true start and outcome a committed row first showed them, in ms"),
+           "JSON list: per job, how long after the true start and outcome a committed row first showed them, in ms",
+           json="list"),
     Column("timestamp_errors_ms", "string",
-           "JSON list: per job, recorded minus true `started_at` and `completed_at`/`failed_at`, in ms"),
-    Column("sim_ms", "float64", "simulated time the run took, in ms", required=False),
-    Column("params", "string", "JSON object: every scenario parameter of the run"),
+           "JSON list: per job, recorded minus true `started_at` and `completed_at`/`failed_at`, in ms", json="list"),
+    Column("sim_ms", "float64", "simulated time the run took, in ms", required=False, minimum=0),
+    Column("params", "string", "JSON object: every scenario parameter of the run", json="object"),
     Column("error", "string", "why the run could not finish (the server went away); empty when it did", required=False),
     Column("disagreements", "int64",
            "`--backend both`: operations where memory and PostgreSQL answered differently (empty: not compared)",
-           required=False),
+           required=False, minimum=0),
     Column("first_disagreement", "string", "`--backend both`: the first disagreement as one line", required=False),
     Column("unknown", "string",
            "comma-separated IDs of invariants that could not be judged (their checker raised); empty when none",
@@ -77,7 +128,7 @@ COLUMNS: tuple[Column, ...] = (
 LIVE_COLUMNS: tuple[Column, ...] = (
     Column("mode", "string", "`live` for a run on a real queue and PostgreSQL (`racetrack live --out`), `sim` for a "
            "simulated one; a file without this column is simulated", required=False),
-    Column("seconds", "float64", "live runs: the run's wall time, in s", required=False),
+    Column("seconds", "float64", "live runs: the run's wall time, in s", required=False, minimum=0),
 )
 #: The values ``mode`` may hold.
 MODES = ("sim", "live")
@@ -89,7 +140,7 @@ ROW_INVARIANTS_COLUMN = Column(
     "JSON object: violations (jobs affected) per row invariant of the scenario, by name (`[invariants.rows]`); "
     "only in files of sweeps where a scenario has row invariants, after every other column; also counted in "
     "`violations`, `violating` and `first_violation`",
-    required=False,
+    required=False, json="object",
 )
 COLUMN_NAMES = tuple(c.name for c in COLUMNS)
 
@@ -106,9 +157,9 @@ BY_NAME = {c.name: c for c in (*COLUMNS, *LIVE_COLUMNS)}
 def reference() -> str:
     """``docs/results.md``: the results format, written from :data:`COLUMNS`."""
     rows = "\n".join(
-        f"| `{c.name}` | {c.arrow} | {'yes' if c.required else 'no'} | {c.meaning} |" for c in columns_for(True)
+        f"| `{c.name}` | {c.kind} | {'yes' if c.required else 'no'} | {c.meaning} |" for c in columns_for(True)
     )
-    live_rows = "\n".join(f"| `{c.name}` | {c.arrow} | {c.meaning} |" for c in LIVE_COLUMNS)
+    live_rows = "\n".join(f"| `{c.name}` | {c.kind} | {c.meaning} |" for c in LIVE_COLUMNS)
     return f"""<!-- Generated by `python -m sim.runs.columns > docs/results.md` from sim/runs/columns.py; do not edit. -->
 # Results files (`{RESULTS_FORMAT}`)
 
@@ -134,6 +185,16 @@ scenario switches off (`[invariants] off`) is not judged: its column stays 0 in 
 rows (its `params` record the `off` list). A scenario's own row invariants (`row:<name>`) have
 no column each: they count in `violations`, `violating` and `first_violation`, and per name in
 `row_invariants`, a column written only by sweeps where some scenario has row invariants.
+
+## What a report accepts
+
+`racetrack report` checks every cell of these columns (and of the live ones below) against its
+type before it counts anything: a bool is `true` or `false` (in any case: the sweep writes
+`True`/`False`), an int64 a whole number, a `>= 0` number not below 0, a JSON column that JSON,
+a name not empty; a cell is empty only where the column is not required. Anything else is
+refused in one line naming the file, the column, the row (counted from 1 after the header) and
+its seed, the value and what is allowed; exit 2. Rows of runs that could not finish (`error`
+set) are left out first, as every table leaves them out.
 
 ## Live results files
 
