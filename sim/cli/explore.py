@@ -21,6 +21,7 @@ from sim.cli.args import (
     positive_float,
     seed,
 )
+from sim.cli.export import refuse_overwriting
 
 DEFAULT_TRACE = "racetrack-counterexample.json"
 
@@ -78,19 +79,22 @@ def cmd_explore(args: argparse.Namespace) -> int:
         raise UsageError("--time does not apply to --method exhaustive (it enumerates; --budget caps the interleavings)")
     if args.invariants is not None and not [i for i in args.invariants.split(",") if i.strip()]:
         raise UsageError("--invariants needs at least one invariant ID (see 'racetrack invariants')")
+    _check_invariants(args.invariants, scenario)
+    out = Path(args.out or DEFAULT_TRACE)
+    # Before the search: writing the trace over what the command reads would destroy it.
+    refuse_overwriting([("--out", out)], _inputs(args.scenario, scenario, source))
     with limits_applied(args):
         result = ex.explore(
             scenario, strategy, args.method, seed=args.seed, runs=args.budget, seconds=args.time,
             depth=args.depth, window_ms=args.window, worlds=args.worlds, database=None if args.no_database else args.database,
             invariants=tuple(i.strip() for i in (args.invariants or "").split(",") if i.strip()),
         )
-    out = Path(args.out or DEFAULT_TRACE)
     found = result.found
     if found is not None:
         data = trace.counterexample_data(
             found.case, found.run.record, found.run.schedule, found.violations, strategy=ref,
             backend="memory", found_by={"method": _found_by(args.method, result.explored), "seed": args.seed},
-            strategy_source=source.to_data() if source else None,
+            strategy_source=source.to_data() if source else None, table=scenario.table,
         )
         trace.write(out, data)
     if args.json:
@@ -119,6 +123,31 @@ def cmd_explore(args: argparse.Namespace) -> int:
     # The hint runs as printed from any directory: the trace knows where its strategy lives.
     print(f"\ntrace: {out}\nreplay: racetrack replay {shlex.quote(str(out.resolve()))}")
     return 1
+
+
+def _check_invariants(text: str | None, scenario: Any) -> None:
+    """Every ID of ``--invariants`` names an invariant this scenario judges: a built-in one, or a
+    row invariant its ``[invariants.rows]`` declares; one line naming the option otherwise."""
+    from sim.judge.invariants import INVARIANT_IDS
+
+    own = [r.id for r in scenario.lifecycle.rows]
+    for i in (i.strip() for i in (text or "").split(",")):
+        if i and i not in INVARIANT_IDS and i not in own:
+            raise UsageError(f"--invariants: unknown invariant {i!r} (known: {', '.join([*INVARIANT_IDS, *own])})")
+
+
+def _inputs(argument: str, scenario: Any, source: Any) -> list[tuple[str, Path]]:
+    """The files explore reads: the scenario file, its table's SQL, a user's strategy file."""
+    from sim.engine.scenario import bundled_dir
+
+    path = Path(argument)
+    scenario_file = path if path.is_file() else bundled_dir() / f"{argument}.toml"
+    files = [("scenario file", scenario_file)]
+    if scenario["table.sql"]:
+        files.append(("table SQL file", scenario_file.parent / scenario["table.sql"]))
+    if source is not None:
+        files.append(("strategy file", Path(source.file)))
+    return files
 
 
 def _found_by(method: str, explored: dict[str, Any]) -> str:

@@ -24,6 +24,7 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from sim.engine.ordered import WrongTable
     from sim.judge.timeline import transcript
     from sim.search import trace
     from sim.search.replay import replay_data
@@ -36,11 +37,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     try:
         with limits_applied(args):
             if args.table_sql:
-                raise UsageError("replay --table-sql: a trace replays against the bundled table only")
+                raise UsageError("replay --table-sql: a trace replays on the table it was found on, which it carries; "
+                                 "drop --table-sql")
+            trace.table_of(data)  # the table it was found on must come with it: said here, as it is
             result = replay_data(data, strategy, backend_spec(args), strict=args.strict)
-    except (trace.TraceError, StrategyNotFound) as exc:
-        # What is wrong is inside the trace (its format, its schedule, the strategy it names):
-        # the user needs to know which file.
+    except (trace.TraceError, StrategyNotFound, WrongTable) as exc:
+        # What is wrong is inside the trace (its format, its schedule, the strategy it names, the
+        # table it was found on): the user needs to know which file.
         raise UsageError(f"{args.trace}: {exc}") from None
     if args.json:
         print(json.dumps({

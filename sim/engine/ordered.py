@@ -52,6 +52,12 @@ for its locks goes on at that instant. A handler whose next operation would reac
 at or after its host's death (or whose answer would come back then, or whose sleep ends then) is
 not offered to the scheduler: it can only die.
 
+The limits of :mod:`sim.engine.limits` hold here as in the SimPy world: a handler that yields
+more than ``--max-ops`` operations is stopped, and when anything would happen past
+``--max-sim-seconds`` of simulated time (an operation's arrival, the end of a sleep, the run's
+end) the run ends there, unjudged, naming the limit and the handlers still running. A case read
+from a trace knows the table it was found on (:attr:`Case.table`) and runs on no other.
+
 Imports ``sim.record.history``, ``sim.record.clocks``, ``sim.engine.world`` (to read a finished world) and ``tracker``.
 """
 
@@ -74,6 +80,7 @@ from tracker.errors import UserError
 from tracker.lifecycle import DEFAULT_LIFECYCLE, Lifecycle
 from tracker.ops import Begin, Commit, DbOp, Parallel, ReadClock, Rollback, Row, Sleep
 from tracker.strategies import HandlerContext, JobChanges, JobView, LiveJob, Strategy
+from tracker.table import Table
 
 #: World keys a forced order cannot replay: a search or replay of a scenario that sets one is
 #: refused, never run as if it were unset. (None today: process deaths are modelled, below.)
@@ -136,6 +143,10 @@ class Case:
     #: With a client pool (``network.pool_size``): how long each session's 1st, 2nd... database
     #: operation waited for a connection in the recorded run (sessions that never waited: absent).
     queued: dict[str, tuple[int, ...]] = field(default_factory=dict, hash=False)
+    #: The table the case must run on, when the case knows it (one read from a trace: the table
+    #: the trace was found on); None: whatever table the caller opened the backend for (a case
+    #: taken from a world, whose backend the search opened for the scenario's table).
+    table: Table | None = field(default=None, hash=False, compare=False, repr=False)
 
     @property
     def rtt(self) -> Dist | None:
@@ -161,6 +172,40 @@ class Case:
                 if any(a.name == interpreter.actor_of(n) and a.job_id == job_id for a in self.actors)
             },
         )
+
+
+class _PastTimeLimit(Exception):
+    """Something in a forced-order run would happen past the simulated-time limit: the run ends."""
+
+
+class WrongTable(UserError, ValueError):
+    """A case that knows its table (one read from a trace) given a backend tracking another."""
+
+
+def tracked_table(backend: TrackerBackend) -> Table | None:
+    """The table ``backend`` tracks, when it says: the model's ``table``, the server's ``spec``,
+    the differential backend's model's (None: a backend that does not say)."""
+    for candidate in (backend, getattr(backend, "memory", None)):
+        for attribute in ("table", "spec"):
+            table = getattr(candidate, attribute, None)
+            if isinstance(table, Table):
+                return table
+    return None
+
+
+def require_table(case: Case, backend: TrackerBackend) -> None:
+    """Refuse, in one line, to run ``case`` on a backend tracking another table than the case's:
+    its verdicts would be another table's (a CHECK the case's table lacks rejects a write the
+    case committed), yet a replay would call them the trace's."""
+    if case.table is None:
+        return
+    tracked = tracked_table(backend)
+    if tracked is None or tracked is case.table or tracked == case.table:
+        return
+    raise WrongTable(
+        f"the trace was found on table {case.table.name} ({case.table.source or 'its own SQL'}) but the backend tracks "
+        f"table {tracked.name} ({tracked.source or 'other SQL'}); it runs only on the table it was found on"
+    )
 
 
 class Scheduler(Protocol):
@@ -285,6 +330,9 @@ class _Run:
         self.waiters: dict[str, list[str]] = {}
         self.vis = RowVisibility()
         self.ops_per_handler = limits.current().ops_per_handler
+        #: The simulated-time limit (--max-sim-seconds), as the SimPy world applies it.
+        self.sim_seconds = limits.current().sim_seconds
+        self.limit_us = self.sim_seconds * 1_000_000
         #: Why the run cannot be judged (a handler crashed or reached a limit), as in the SimPy driver.
         self.failure: str | None = None
         self.max_hold_us = 0
@@ -298,6 +346,43 @@ class _Run:
 
     def run(self) -> OrderedRun:
         self.backend.reset()
+        try:
+            self._loop()
+        except _PastTimeLimit:
+            # As the SimPy world does (World._run_within_limits): the run ends there, unjudged.
+            stuck = ", ".join(
+                f"{name} ({interpreter.suspended_at(a.gen)})" for name, a in sorted(self.live.items())
+                if a.state != "done" and isinstance(a.gen, types.GeneratorType) and a.gen.gi_frame is not None
+            )
+            self.failure = self.failure or (
+                f"the run went past {self.sim_seconds:g} simulated seconds (--max-sim-seconds)"
+                + (f"; still running: {stuck}" if stuck else "")
+            )
+            for a in self.live.values():
+                if a.state != "done":
+                    interpreter.stop(a.gen)
+            return OrderedRun(
+                self._record(self.now), tuple(self.schedule), tuple(self.choices), tuple(self.crashes), self.failure,
+                self.max_hold_us,
+            )
+        for a in list(self.live.values()):
+            if a.state != "done":  # waiting for a lock nobody will release: a deadlock
+                self._error(a, "deadlock: waiting for a row lock that is never released")
+                self._finish(a)
+        end = max([self.now, self.case.end_floor_us] + [a.local_us for a in self.live.values()])
+        if end > self.limit_us:  # the world's own end (a backoff, a late reply) is past the limit
+            self.failure = self.failure or f"the run went past {self.sim_seconds:g} simulated seconds (--max-sim-seconds)"
+        return OrderedRun(
+            self._record(end), tuple(self.schedule), tuple(self.choices), tuple(self.crashes), self.failure, self.max_hold_us
+        )
+
+    def _within_limit(self, at_us: float) -> None:
+        """Something happens at ``at_us``: past the simulated-time limit, the run ends (a handler
+        that sleeps forever is stopped here, as the SimPy world stops it)."""
+        if at_us > self.limit_us:
+            raise _PastTimeLimit
+
+    def _loop(self) -> None:
         while True:
             while self.deaths and self.deaths[0][0] <= self.now:  # time passed a death (a lock released late)
                 self._die(*self.deaths.pop(0))
@@ -317,27 +402,22 @@ class _Run:
             arrival = max(self.now, self._natural(chosen))
             while self.deaths and self.deaths[0][0] <= arrival:  # the order passes a death: it happens first
                 self._die(*self.deaths.pop(0))
+            self._within_limit(arrival)
             self.schedule.append(name)
             self.choices.append(ready)
             self._execute(self.live[name])
-        for a in list(self.live.values()):
-            if a.state != "done":  # waiting for a lock nobody will release: a deadlock
-                self._error(a, "deadlock: waiting for a row lock that is never released")
-                self._finish(a)
-        end = max([self.now, self.case.end_floor_us] + [a.local_us for a in self.live.values()])
+
+    def _record(self, end: int) -> RunRecord:
         tolerance = self.case.slack_us + max(c.error_bound_us(end) for c in self.case.clocks.values())
         # In time order (clock reads were taken eagerly), as the SimPy driver lists them.
         steps = sorted(self.steps, key=lambda st: (st.executed_us, st.index))
-        record = RunRecord(
+        return RunRecord(
             steps=tuple(replace(st, index=i) for i, st in enumerate(steps)),
             rows=self.backend.rows(),
             truth=dict(self.case.truth),
             tolerance_us=tolerance,
             end_us=end,
             lifecycle=self.case.lifecycle,
-        )
-        return OrderedRun(
-            record, tuple(self.schedule), tuple(self.choices), tuple(self.crashes), self.failure, self.max_hold_us
         )
 
     def _offered(self, ready: tuple[str, ...]) -> tuple[str, ...]:
@@ -399,6 +479,7 @@ class _Run:
                 a.local_us += max(0, round(op.ms * 1000))
                 if self._dies_by(a, a.local_us):
                     return
+                self._within_limit(a.local_us)
             elif isinstance(op, ReadClock):
                 send = a.clock.read(a.local_us)
                 self.steps.append(clock_step(len(self.steps), a.spec, a.local_us, send))
@@ -620,6 +701,7 @@ def run_ordered(
     """Run ``case``'s handlers (``strategy``'s) in the order ``scheduler`` chooses; with
     ``window_us``, among the actors a search may pick (module docstring). A handler that crashes
     or reaches a limit raises :class:`StrategyFailed` (one line: the handler, its file and line)."""
+    require_table(case, backend)
     run = _Run(case, strategy, backend, scheduler, window_us)
     try:
         with wall_clock_limit(limits.current().wall_seconds, f"a forced-order run of {case.scenario} with {strategy.name}"):

@@ -8,7 +8,9 @@ the same as the trace: the INSERT names ``created_at``/``updated_at`` (the datab
 in the trace; ``DEFAULT now()`` would take the server's real time), ``now()`` in an expression
 becomes the database clock's reading recorded for that statement, and every UPDATE sets
 ``updated_at`` to that reading, which the spec's own version of the ``updated_at`` trigger keeps
-(the schema's trigger would stamp the server's real time).
+(the schema's trigger would stamp the server's real time). A spec is written for the bundled
+``job_status`` only: a trace found on a table of its own (``table.sql``) is refused, and a
+pytest test only of a trace that carries its table (the test replays on it).
 
 Imports ``sim.search.trace``, ``sim.engine.ordered`` and ``tracker``; nothing here runs a simulation.
 """
@@ -22,7 +24,7 @@ from importlib import resources
 from typing import Any
 
 from sim.record.history import Step
-from sim.search.trace import TRACE_FORMAT, TraceError, record_from_data
+from sim.search.trace import TRACE_FORMAT, TraceError, case_from_data, record_from_data
 from tracker import ops
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -157,6 +159,12 @@ def isolation_spec(data: dict[str, Any], source: str = "trace") -> str:
     statement, and the permutation the trace executed."""
     if data.get("format") != TRACE_FORMAT:
         raise TraceError(f"{source}: an isolation spec needs a {TRACE_FORMAT} trace (it has the schedule)")
+    named = (data.get("params") or {}).get("table.sql") or ""
+    if named:
+        # The spec's SQL (table name, key, column types, trigger) is the bundled table's: on the
+        # trace's own table it would run other statements against other rules.
+        raise TraceError(f"{source}: --isolation: the trace was found on its own table (table.sql = {named!r}); "
+                         "an isolation spec is written for the bundled job_status table only (use --pytest)")
     _, violations = record_from_data(data)
     steps = _db_steps(data)
     schema = resources.files("tracker").joinpath("schema.sql").read_text(encoding="utf-8")
@@ -208,6 +216,10 @@ def pytest_file(
     any directory."""
     if data.get("format") != TRACE_FORMAT:
         raise TraceError(f"{source}: a regression test needs a {TRACE_FORMAT} trace (it has the schedule)")
+    try:
+        case_from_data(data)  # the table it was found on must come with it: the test replays there
+    except TraceError as exc:
+        raise TraceError(f"{source}: {exc}") from None
     _, violations = record_from_data(data)
     invariants = sorted({v.invariant for v in violations}) or ["any"]
     name = _ident(f"test_{strategy}_does_not_violate_{'_'.join(invariants)}_in_{data['scenario']}")

@@ -69,7 +69,7 @@ def _write(result: Exploration, v: Verdict, path: Path) -> str:
         found.case, found.run.record, found.run.schedule, found.violations,
         strategy=ref if is_user(ref) else load_strategy(ref).name, backend="memory",
         found_by={"method": f"check/{result.explored['found_by']}", "seed": found.case.seed},
-        strategy_source=where.to_data() if where else None,
+        strategy_source=where.to_data() if where else None, table=v.expectation.scenario.table,
     )
     trace.write(path, data)
     return f"racetrack replay {shlex.quote(str(path.resolve()))}"

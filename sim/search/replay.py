@@ -92,7 +92,7 @@ def replay_data(
         own = strategy.name == ref or (is_user(ref) and _loads_as(ref, data, strategy))
     spec = backend_spec or BackendSpec()
     try:
-        backend = open_backend(spec)
+        backend = open_backend(spec, case.table)  # the table the trace was found on (None: the bundled one)
     except BackendUnavailable:
         raise
     except Exception as exc:  # an unknown kind: the user's environment, in one line

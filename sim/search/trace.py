@@ -5,11 +5,13 @@ strategy, backend and seed, every step of the history (operations encoded with t
 expressions), the ground truth, the final rows and the violations. Format ``racetrack-trace/2``
 adds what a replay needs: the schedule (the order in which the database operations reached the
 server, one actor name per operation), the actors (job view, settings, host, start time,
-latencies) and the hosts' clocks. Each violation is stored as its record (``facts``: the values
-that broke the invariant) and its sentence (``detail``); a trace written before violations had
-facts still reads, its violations keeping their sentence. A plain run record (:func:`to_data` alone) is still written
-and read as ``racetrack-trace/1``; it cannot be replayed. Documented in docs/traces.md; readers refuse
-other versions with :class:`TraceError`.
+latencies) and the hosts' clocks, and, when the run tracked a table of its own (``table.sql``),
+that table's SQL (``table``), so that a replay runs on the table the trace was found on. Each
+violation is stored as its record (``facts``: the values that broke the invariant) and its
+sentence (``detail``); a trace written before violations had facts still reads, its violations
+keeping their sentence. A plain run record (:func:`to_data` alone) is still written and read as
+``racetrack-trace/1``; it cannot be replayed. Documented in docs/traces.md; readers refuse other
+versions, and a trace missing a required field, with :class:`TraceError`.
 """
 
 from __future__ import annotations
@@ -23,13 +25,16 @@ from typing import Any
 
 from sim.engine.interpreter import actor_of
 from sim.engine.ordered import ActorSpec, Case, require_modelled
-from sim.engine.scenario import PARAM_BY_PATH, validate_value
+from sim.engine.scenario import PARAM_BY_PATH, ScenarioError, lifecycle_for, validate_value
+from sim.judge.invariants import INVARIANT_IDS
 from sim.judge.violation import Violation
 from sim.record.clocks import Clock
 from sim.record.history import Attempt, JobTruth, RunRecord, Step
 from tracker import ops
 from tracker.errors import UserError
+from tracker.lifecycle import DEFAULT_LIFECYCLE, Lifecycle
 from tracker.strategies import HandlerContext, JobView
+from tracker.table import Table
 
 #: A replayable trace (a counterexample): a run plus its schedule, actors and clocks.
 TRACE_FORMAT = "racetrack-trace/2"
@@ -259,20 +264,80 @@ def read(path: Path) -> dict[str, Any]:
     if "digest" in data and data["digest"] != digest(data):
         raise TraceError(f"{path}: digest: the trace's content does not match its digest (edited by hand?); "
                          "write a new trace with racetrack explore")
-    problem = structural_problem(data)
+    problem = required_field_problem(data) or structural_problem(data)
     if problem:
         raise TraceError(f"{path}: {problem}")
-    if data["format"] == TRACE_FORMAT and isinstance(data.get("params"), dict):
+    if data["format"] == TRACE_FORMAT:
         require_modelled(data["params"], str(path))
     try:
-        record_from_data(data)
+        _, violations = record_from_data(data)
+        for i, v in enumerate(violations):
+            _sentence(v, i)
         if data["format"] == TRACE_FORMAT:
-            case_from_data(data)
-            if not isinstance(data["schedule"], list) or not all(isinstance(n, str) for n in data["schedule"]):
-                raise TypeError("schedule must be a list of actor names")
+            # The table and its mapping are checked here; a trace whose table is not recorded still
+            # reads (a report can show it), only a replay or an export refuses it (table_of).
+            case_from_data(data, require_table=False)
+    except TraceError as exc:
+        raise TraceError(f"{path}: {exc}") from None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise TraceError(f"{path}: malformed trace ({type(exc).__name__}: {exc})") from None
     return data
+
+
+#: The fields every trace has (``racetrack-trace/1`` and ``/2``), with their JSON types.
+REQUIRED_FIELDS: tuple[tuple[str, type | tuple[type, ...]], ...] = (
+    ("scenario", str), ("params", dict), ("strategy", str), ("backend", str), ("seed", int),
+    ("tolerance_us", int), ("end_us", int), ("steps", list), ("truth", dict), ("rows", dict), ("violations", list),
+)
+#: What a replay needs besides (``racetrack-trace/2``).
+REPLAY_FIELDS: tuple[tuple[str, type | tuple[type, ...]], ...] = (
+    ("schedule", list), ("actors", list), ("clocks", dict), ("slack_us", int), ("default_latency", list),
+    ("end_floor_us", int),
+)
+
+
+def required_field_problem(data: dict[str, Any]) -> str | None:
+    """The first required field a trace lacks or holds as the wrong JSON type, as ``field: what
+    is wrong`` (None: all there). Checked before anything reads them, so that a hand-edited trace
+    is one line naming the field, never a ``KeyError``."""
+    fields = REQUIRED_FIELDS + (REPLAY_FIELDS if data.get("format") == TRACE_FORMAT else ())
+    for key, kind in fields:
+        if key not in data:
+            return f"{key}: missing (every {data.get('format')} trace has it; write a new trace with racetrack explore)"
+        names = kind if isinstance(kind, tuple) else (kind,)
+        if not isinstance(data[key], kind) or (isinstance(data[key], bool) and bool not in names):
+            return f"{key}: must be {_TYPE_WORDS.get(names[0], names[0].__name__)} (got {_json_type(data[key])})"
+    for i, v in enumerate(data["violations"]):
+        if not isinstance(v, dict):
+            return f"violations[{i}]: must be an object with invariant, job and detail (got {_json_type(v)})"
+        for key in ("invariant", "job"):
+            if not isinstance(v.get(key), str):
+                return f"violations[{i}].{key}: missing or not a string"
+        invariant = v["invariant"]
+        rows = data["params"].get("invariants.rows") or {}
+        own = invariant.startswith("row:") and isinstance(rows, dict) and invariant[4:] in rows
+        if invariant not in INVARIANT_IDS and not own:
+            declared = [f"row:{n}" for n in rows] if isinstance(rows, dict) else []
+            return (f"violations[{i}].invariant: unknown invariant {invariant!r} "
+                    f"(known: {', '.join([*INVARIANT_IDS, *declared])})")
+    return None
+
+
+_TYPE_WORDS = {str: "a string", int: "a whole number", list: "a list", dict: "an object"}
+
+
+def _json_type(value: Any) -> str:
+    return {bool: "a boolean", type(None): "null", str: "a string", int: "a whole number", float: "a number",
+            list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def _sentence(v: Violation, i: int) -> str:
+    """A violation's sentence (its facts rendered), or :class:`TraceError` naming its facts."""
+    try:
+        return v.detail
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise TraceError(f"violations[{i}].facts: cannot say what broke {v.invariant} "
+                         f"({type(exc).__name__}: {exc}); write a new trace with racetrack explore") from None
 
 
 def structural_problem(data: dict[str, Any]) -> str | None:
@@ -379,9 +444,69 @@ def case_data(case: Case) -> dict[str, Any]:
       | ({"queued": {n: list(q) for n, q in case.queued.items()}} if case.queued else {})
 
 
-def case_from_data(data: dict[str, Any]) -> Case:
-    """The :class:`~sim.engine.ordered.Case` of a ``racetrack-trace/2`` document."""
+def table_data(table: Table | None) -> dict[str, Any]:
+    """The ``table`` field of a trace found on ``table`` (empty for the bundled one, so those
+    traces keep their bytes): its SQL as PostgreSQL runs it, which parses back to the same table,
+    and the file it came from (``source``, for messages)."""
+    if table is None:
+        return {}
+    return {"table": {"source": table.source, "sql": table.sql}}
+
+
+def table_of(data: dict[str, Any], *, require: bool = True) -> Table | None:
+    """The table a trace was found on, from its ``table`` field (None: the bundled ``job_status``).
+
+    A trace whose ``params`` name a ``table.sql`` but that does not carry the table (written
+    before traces recorded it, or by hand) cannot be replayed: running it on the bundled table
+    would judge another table's verdicts. With ``require`` that is a :class:`TraceError`; without,
+    None (a report only reads what the trace recorded)."""
+    recorded = data.get("table")
+    named = (data.get("params") or {}).get("table.sql") or ""
+    if recorded is None:
+        if named and require:
+            raise TraceError(
+                f"table: the trace was found on table.sql = {named!r} but does not carry that table's SQL (traces "
+                "written before racetrack recorded it do not), and a replay on the bundled job_status would judge "
+                "another table; write a new trace with racetrack explore"
+            )
+        return None
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("sql"), str) or not isinstance(recorded.get("source"), str):
+        raise TraceError("table: must be an object with the table's sql and source (strings)")
+    if not named:
+        raise TraceError("table: the trace carries a table but its params name no table.sql")
+    from tracker.table_sql import TableSqlError, parse_table  # pglast: only for a trace of one's own table
+
+    try:
+        return parse_table(recorded["sql"], recorded["source"])
+    except TableSqlError as exc:
+        raise TraceError(f"table.sql: {exc}") from None
+
+
+def lifecycle_of(data: dict[str, Any], table: Table | None) -> Lifecycle:
+    """What the invariants read in the trace's table: its ``params``' ``[table.columns]``,
+    ``[table.statuses]``, ``invariants.off`` and ``[invariants.rows]``, as the scenario had them."""
+    try:
+        return lifecycle_for(data["params"], table, "params", "")
+    except ScenarioError as exc:
+        raise TraceError(str(exc)) from None
+
+
+def case_from_data(data: dict[str, Any], *, require_table: bool = True) -> Case:
+    """The :class:`~sim.engine.ordered.Case` of a ``racetrack-trace/2`` document, with the table
+    it was found on and what the invariants read in it (:func:`table_of`; ``require_table``
+    False: a trace whose table is not recorded gets no table and the default mapping, to be
+    read but not run)."""
     record, _ = record_from_data(data)
+    table = table_of(data, require=require_table)
+    if table is None and (data["params"].get("table.sql") or ""):
+        lifecycle, tracked = DEFAULT_LIFECYCLE, None  # not recorded: read, never run (require_table)
+    else:
+        lifecycle = lifecycle_of(data, table)
+        if table is None:
+            from tracker.table_sql import bundled_table  # the bundled job_status: what the trace was found on
+
+            table = bundled_table()
+        tracked = table
     actors = tuple(
         ActorSpec(
             name=str(a["name"]), job_id=str(a["job_id"]), event=str(a["event"]), host=str(a["host"]),
@@ -408,6 +533,7 @@ def case_from_data(data: dict[str, Any]) -> Case:
         branch_latencies={str(b): tuple((int(r), int(p)) for r, p in lat) for b, lat in data.get("branches", {}).items()},
         deaths=tuple((int(at), str(host)) for at, host in data.get("deaths", ())),
         queued={str(n): tuple(int(w) for w in q) for n, q in data.get("queued", {}).items()},
+        lifecycle=lifecycle, table=tracked,
     )
 
 
@@ -421,12 +547,18 @@ def counterexample_data(
     backend: str,
     found_by: dict[str, Any],
     strategy_source: dict[str, str] | None = None,
+    table: Table | None = None,
 ) -> dict[str, Any]:
     """A replayable trace (``racetrack-trace/2``) of a forced-order run of ``case``; a user's
     strategy is ``strategy`` = ``module:attr`` with ``strategy_source`` (where it lives, its
-    file's digest: :mod:`sim.runs.strategy_source`)."""
+    file's digest: :mod:`sim.runs.strategy_source`). ``table`` is the scenario's own table (None:
+    the bundled one, or the case's own when it has one): a replay runs on it."""
+    table = table if table is not None else case.table
+    if table is not None and not (case.params.get("table.sql") or ""):
+        table = None  # the bundled table (a case read from a trace carries it): nothing to record
     extra = {
         **({"strategy_source": strategy_source} if strategy_source else {}),
+        **table_data(table),
         "format": TRACE_FORMAT,
         "schedule": list(schedule),
         "ops": len(schedule),
