@@ -134,6 +134,18 @@ def test_resume_from_a_different_sweep_is_one_line_exit_2_and_touches_nothing(tm
     assert not out.exists()
 
 
+def test_a_fresh_sweep_never_writes_over_an_interrupted_ones_partial(tmp_path, capsys):
+    out = tmp_path / "r.parquet"
+    _interrupted(out, after=10)
+    partial = tmp_path / "r.parquet.partial"
+    before = partial.read_bytes()
+    assert main([*SWEEP, "--out", str(out)]) == 2  # the same sweep, --resume forgotten
+    err = capsys.readouterr().err
+    assert err == (f"racetrack: --out {out}: {partial} holds the finished runs of an interrupted sweep; add --resume "
+                   "to continue it, or delete r.parquet.partial to start again\n")
+    assert partial.read_bytes() == before and not out.exists()
+
+
 def test_resume_without_a_partial_is_exit_2(tmp_path, capsys):
     assert main([*SWEEP, "--out", str(tmp_path / "none.csv"), "--resume"]) == 2
     assert "no " in capsys.readouterr().err

@@ -111,6 +111,11 @@ class PartialResults:
         if out.suffix not in FORMATS:
             raise ResultsError(f"--out {out}: the file must end in .parquet or .csv")
         results = cls(out, fingerprint, resume)
+        if not resume and results.partial.is_file():  # a fresh sweep would truncate it: its runs lost unasked
+            raise ResultsError(
+                f"--out {out}: {results.partial} holds the finished runs of an interrupted sweep; add --resume to "
+                f"continue it, or delete {results.partial.name} to start again"
+            )
         if resume:
             if not results.partial.is_file():
                 finished = f" ({out} exists: that sweep already finished)" if out.exists() else ""
@@ -124,8 +129,8 @@ class PartialResults:
         return results
 
     def open(self) -> None:
-        """Make ready to write (a fresh sweep truncates an old partial; a resume opens its copy
-        in :meth:`resumed_rows`). Raises ``OSError`` when the place cannot be written."""
+        """Make ready to write (a fresh sweep starts a partial, :meth:`check` having refused to
+        write over an old one; a resume opens its copy in :meth:`resumed_rows`). Raises ``OSError`` when the place cannot be written."""
         self.out.parent.mkdir(parents=True, exist_ok=True)
         if not self.resume:
             self._file = open(self.partial, "wb")

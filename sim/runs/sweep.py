@@ -178,7 +178,7 @@ def _table_changes(partial: Path, stored: dict[str, Any], current: dict[str, Any
     table = f"the table SQL of {scenario['name']} ({scenario['params'].get('table.sql') or 'its [table] sql'})"
     if older:
         return (f"--resume: {partial} was written by an older racetrack, which did not record the content of {table}; "
-                "start the sweep again without --resume (nothing was changed)")
+                f"delete {partial.name} and start the sweep again without --resume (nothing was changed)")
     return f"--resume: {partial} is from a different sweep ({table} changed since); nothing was changed"
 
 
