@@ -161,6 +161,11 @@ TABLE_SQL_MISTAKES = {
         "CREATE TRIGGER t BEFORE UPDATE ON job_status FOR EACH ROW EXECUTE FUNCTION f();\n"),
     "unknown-column-in-check": _TABLE.format(extra=",\n CHECK (nope IS NULL)"),
     "bad-enum-label": "CREATE TYPE s AS ENUM ('a');\n" + _TABLE.format(extra="").replace("text NOT NULL DEFAULT 'pending'", "s NOT NULL DEFAULT 'pending'"),
+    # statements that would reach past racetrack's schema or outlive it: refused for every backend
+    "beyond-schema-role": _TABLE.format(extra="") + "CREATE ROLE leak;\n",
+    "beyond-schema-set": _TABLE.format(extra="") + "SET search_path = public;\n",
+    "beyond-schema-transaction": "BEGIN;\n" + _TABLE.format(extra="") + "COMMIT;\n",
+    "beyond-schema-qualified-index": _TABLE.format(extra="") + "CREATE INDEX i ON public.job_status (status);\n",
 }
 
 
@@ -321,6 +326,16 @@ def cli_cases() -> list[tuple[str, list[str], dict[str, str | bytes]]]:
         ("cli/report-out-is-file", ["report", "r.csv", "-o", "afile"], {"afile": "x"}),
         ("cli/report-missing-input", ["report", "nope.parquet", "-o", "out"], {}),
         ("cli/report-unknown-suffix", ["report", "r.txt", "-o", "out"], {"r.txt": "hello"}),
+        ("cli/run-max-run-seconds-huge", ["run", "seed-fast-jobs", "--max-run-seconds", "1e10"], {}),
+        ("cli/run-table-sql-empty", ["run", "seed-fast-jobs", "--table-sql", ""], {}),
+        ("cli/sweep-last-seed-past-max", ["sweep", "seed-fast-jobs", "--runs", "2", "--seed", str(2**63 - 1)], {}),
+        ("cli/sweep-strategy-twice", ["sweep", "seed-fast-jobs", "--runs", "1", "--strategies", "naive,naive"], {}),
+        ("cli/sweep-local-with-scheduler", ["sweep", "seed-fast-jobs", "--runs", "1", "--executor", "local",
+                                            "--scheduler", "tcp://127.0.0.1:1"], {}),
+        ("cli/sweep-grid-without-partner", ["sweep", "seed-fast-jobs", "--runs", "1", "--grid", "network.pause_probability=0,0.5"], {}),
+        ("cli/sweep-over-an-interrupted-partial", ["sweep", "seed-fast-jobs", "--runs", "2", "--out", "r.parquet"],
+         {"r.parquet.partial": "an interrupted sweep's runs"}),
+        ("cli/check-traces-is-a-file", ["check", "seed-fast-jobs", "--runs", "1", "--traces", "afile"], {"afile": "x"}),
         ("cli/scenarios-extra-arg", ["scenarios", "extra"], {}),
         ("cli/invariants-extra-flag", ["invariants", "--all"], {}),
     ]
@@ -481,6 +496,9 @@ def dsn_cases() -> list[tuple[str, list[str], dict[str, str | bytes]]]:
         ("dsn/bad-port", [*run, "postgresql://postgres@127.0.0.1:notaport/test"], {}),
         ("dsn/schema-bad-name", ["run", "process-success", "--backend", "postgres", "--dsn",
                                  "postgresql://postgres@127.0.0.1:5432/test", "--schema", "bad name; drop"], {}),
+        ("dsn/mistyped-url-with-password", [*run, "postgresql:/postgres:secret@127.0.0.1:5432/test"], {}),
+        ("dsn/schema-reserved-prefix", ["run", "process-success", "--backend", "postgres", "--dsn",
+                                        "postgresql://postgres@127.0.0.1:5432/test", "--schema", "pg_x"], {}),
         ("dsn/sweep-unreachable", ["sweep", "process-success", "--runs", "1", "--backend", "both", "--dsn",
                                    "postgresql://postgres:secret@127.0.0.1:1/test?connect_timeout=2"], {}),
     ]
