@@ -11,13 +11,14 @@ import os
 from pathlib import Path
 
 import pytest
+from interrupting import interrupt
 
 from sim.cli import build_parser, main
 from sim.cli.args import MAX_SEED, execution
 from sim.engine import scenario as scenarios
 from sim.engine.limits import wall_clock_limit
 from sim.runs import sweep as sweep_module
-from sim.runs.sweep import Execution, Sweep, SweepRun
+from sim.runs.sweep import Sweep
 from tracker.table_sql import load_table
 
 BUNDLED_TABLE = Path(__file__).resolve().parents[1] / "tracker" / "schema.sql"
@@ -88,19 +89,7 @@ def _table_sweep(sql: Path) -> Sweep:
 
 
 def _interrupt(sweep: Sweep, out: Path, after: int = 8) -> None:
-    seen = 0
-
-    def stop(n: int) -> None:
-        nonlocal seen
-        seen += n
-        if seen >= after:
-            raise KeyboardInterrupt
-
-    run = SweepRun(sweep, Execution(workers=1), out, on_rows=stop)
-    with pytest.raises(KeyboardInterrupt), run:
-        for _ in run.rows():
-            pass
-    assert 0 < run.done < sweep.total
+    assert 0 < interrupt(sweep, out, after) < sweep.total
 
 
 def _add_a_check(sql: Path) -> None:

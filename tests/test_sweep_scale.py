@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from interrupting import interrupt
 
 from sim.cli import main
 from sim.engine.scenario import load
@@ -81,18 +82,7 @@ def test_in_order_keeps_a_bounded_number_of_chunks_in_flight():
 
 def _interrupted(out: Path, after: int, runs: int = 24) -> int:
     """Run the SWEEP into ``out`` and interrupt it (as Ctrl-C would) once ``after`` rows are in."""
-    sweep = Sweep((load("seed-fast-jobs"),), ("naive", "atomic"), runs=runs)
-    seen = 0
-    def stop(n: int) -> None:
-        nonlocal seen
-        seen += n
-        if seen >= after:
-            raise KeyboardInterrupt
-    run = SweepRun(sweep, Execution(workers=1), out, on_rows=stop)
-    with pytest.raises(KeyboardInterrupt), run:
-        for _ in run.rows():
-            pass
-    return run.done
+    return interrupt(Sweep((load("seed-fast-jobs"),), ("naive", "atomic"), runs=runs), out, after)
 
 
 def test_resume_after_interrupt_ends_with_the_same_bytes(tmp_path, monkeypatch):
