@@ -341,13 +341,20 @@ def limited_role(dsn):
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
-def test_a_server_with_no_connection_to_spare_is_one_line_saying_what_to_do(limited_role, capsys):
+def test_a_server_with_no_connection_to_spare_is_one_line_saying_what_to_do(limited_role, tmp_path, capsys):
     from sim.cli import main
 
-    assert main(["sweep", "seed-fast-jobs", "--runs", "1", "--backend", "postgres", "--dsn", limited_role(0)]) == 2
+    out = tmp_path / "r.parquet"
+    # three connections: the check that the server answers passes, the runs in flight cannot start
+    argv = ["sweep", "seed-fast-jobs", "--runs", "20", "--strategies", "naive,atomic", "--backend", "postgres", "--dsn",
+            limited_role(3), "--workers", "1", "--in-flight", "4", "--out", str(out)]
+    assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "PostgreSQL refused a new connection" in err
     assert "too many connections for role" in err and "lower --in-flight or --workers" in err
+    # a sweep that never started leaves no empty partial in the way of the next one
+    assert list(tmp_path.iterdir()) == []
+    assert main(argv) == 2 and "PostgreSQL refused a new connection" in capsys.readouterr().err
 
 
 def test_runs_out_of_connections_are_error_rows_saying_what_to_do(limited_role, tmp_path, capsys):

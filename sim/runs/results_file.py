@@ -111,7 +111,7 @@ class PartialResults:
         if out.suffix not in FORMATS:
             raise ResultsError(f"--out {out}: the file must end in .parquet or .csv")
         results = cls(out, fingerprint, resume)
-        if not resume and results.partial.is_file():  # a fresh sweep would truncate it: its runs lost unasked
+        if not resume and results.partial.is_file() and results.partial.stat().st_size:  # a fresh sweep would truncate it
             raise ResultsError(
                 f"--out {out}: {results.partial} holds the finished runs of an interrupted sweep; add --resume to "
                 f"continue it, or delete {results.partial.name} to start again"
@@ -197,6 +197,12 @@ class PartialResults:
         if self._fresh is not None:  # interrupted while copying: the old partial is still whole
             self._fresh.unlink(missing_ok=True)
             self._fresh = None
+
+    def drop_if_empty(self) -> None:
+        """Remove a fresh sweep's partial that never took a row (the sweep could not start):
+        empty, it holds nothing to resume, and left behind it would stand in the next sweep's way."""
+        if not self.resume and self.rows == 0 and self.partial.is_file() and not self.partial.stat().st_size:
+            self.partial.unlink(missing_ok=True)
 
     def finalize(self, keep_partial: bool = False) -> None:
         """Convert the stream into ``OUT`` (written beside it, then renamed) and drop the stream

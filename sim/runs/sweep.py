@@ -651,6 +651,7 @@ class SweepRun:
                     self.results.finalize(keep_partial=self.errors > 0)
                 else:
                     self.results.close()
+                    self.results.drop_if_empty()
 
 
 def _in_order(executor: Any, chunks: Iterable[Chunk]) -> Iterator[list[dict[str, Any]]]:
