@@ -335,6 +335,8 @@ def cli_cases() -> list[tuple[str, list[str], dict[str, str | bytes]]]:
         ("cli/sweep-grid-without-partner", ["sweep", "seed-fast-jobs", "--runs", "1", "--grid", "network.pause_probability=0,0.5"], {}),
         ("cli/sweep-over-an-interrupted-partial", ["sweep", "seed-fast-jobs", "--runs", "2", "--out", "r.parquet"],
          {"r.parquet.partial": "an interrupted sweep's runs"}),
+        ("cli/clean-dsn-empty", ["clean", "--dsn", ""], {}),
+        ("cli/clean-redis-empty", ["clean", "--redis", ""], {}),
         ("cli/check-traces-is-a-file", ["check", "seed-fast-jobs", "--runs", "1", "--traces", "afile"], {"afile": "x"}),
         ("cli/scenarios-extra-arg", ["scenarios", "extra"], {}),
         ("cli/invariants-extra-flag", ["invariants", "--all"], {}),

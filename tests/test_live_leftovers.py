@@ -90,6 +90,8 @@ def test_clean_removes_a_killed_live_runs_keys_and_schema_and_spares_unmarked_ke
     canaries[f"racetrack-live-{os.getpid()}-1-abcdef02:owner"] = json.dumps({"pid": os.getpid(), "host": os.uname().nodename})
     for key, value in canaries.items():
         client.set(key, value)
+    odd = "racetrack-live-999998-1-abcdef03:owner"  # named like a marker but a hash: not racetrack's, and no reason to stop
+    client.hset(odd, "pid", "999998")
     proc = start_live(env, "--redis", REDIS_URL, "--dsn", dsn)
     try:
         [prefix] = wait_for(lambda: marked_prefixes(client, proc.pid), "the live run's owner marker appearing")
@@ -103,12 +105,13 @@ def test_clean_removes_a_killed_live_runs_keys_and_schema_and_spares_unmarked_ke
         assert list(client.scan_iter(match=f"racetrack-live-{proc.pid}-*")) == []
         assert schemas_of(dsn, proc.pid) == []
         assert all(client.get(key) is not None for key in canaries), "clean deleted a key it could not prove was a killed run's"
+        assert client.hget(odd, "pid") == b"999998"
         again = clean(env, "--redis", REDIS_URL, "--dsn", dsn)
         assert prefix not in again.stdout
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-        client.delete(*canaries)
+        client.delete(*canaries, odd)
         client.close()
 
 

@@ -21,9 +21,11 @@ from typing import Any
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("clean", help="remove the schemas and embedded servers that killed racetrack processes left")
-    p.add_argument("--dsn", help="the PostgreSQL server to clean (default: DATABASE_URL, else PG* variables; "
+    from sim.cli.args import nonempty
+
+    p.add_argument("--dsn", type=nonempty("--dsn", "a connection string"), help="the PostgreSQL server to clean (default: DATABASE_URL, else PG* variables; "
                                  "without any, only embedded servers are cleaned)")
-    p.add_argument("--redis", metavar="URL", help="the Redis to clean of killed live runs' keys (default: REDIS_URL; "
+    p.add_argument("--redis", metavar="URL", type=nonempty("--redis", "a Redis URL"), help="the Redis to clean of killed live runs' keys (default: REDIS_URL; "
                                                   "without either, no Redis keys are cleaned)")
     p.add_argument("--json", action="store_true", help="print what was removed as JSON")
     p.set_defaults(func=cmd_clean)

@@ -61,8 +61,8 @@ def drop_abandoned_keys(url: str) -> list[AbandonedPrefix]:
             try:
                 owner = json.loads(client.get(key) or b"")
                 pid, host = int(owner["pid"]), str(owner["host"])
-            except (ValueError, KeyError, TypeError):
-                continue  # not a marker racetrack wrote
+            except (ValueError, KeyError, TypeError, redis.ResponseError):
+                continue  # not a marker racetrack wrote (WRONGTYPE: not even a string); never touched
             if named is None or int(named.group(1)) != pid or host != here or process_alive(pid):
                 continue
             keys = [k for k in client.scan_iter(match=f"{prefix}:*", count=500) if k != raw]
