@@ -148,3 +148,31 @@ def test_sys_exit_when_a_strategy_module_is_imported_is_one_line_exit_2(tmp_path
     out, err = capsys.readouterr()
     assert out == "" and err == ("racetrack: strategy 'exits_at_import:S': module 'exits_at_import' called "
                                  "sys.exit(1) while being imported\n")
+
+
+def selects_then_raises_generator_exit(job, ctx):
+    yield Select(job.id)
+    raise GeneratorExit  # line the crash must name: not the end of the handler, a crash
+
+
+def selects_then_calls_builtin_exit(job, ctx):
+    yield Select(job.id)
+    exit(1)  # noqa: PLR1722 - the builtin (site's Quitter), line the crash must name
+
+
+def test_a_handler_raising_generator_exit_is_a_crash_not_an_escape() -> None:
+    gen = interpreter.start(selects_then_raises_generator_exit, VIEW, CTX)
+    interpreter.advance(gen)
+    crash = interpreter.advance(gen, {"status": "waiting"})
+    assert isinstance(crash, interpreter.Crashed)
+    line = selects_then_raises_generator_exit.__code__.co_firstlineno + 2
+    assert crash.where == f"test_interpreter.py:{line} in selects_then_raises_generator_exit"
+
+
+def test_the_builtin_exit_is_located_in_the_handler_not_in_site() -> None:
+    gen = interpreter.start(selects_then_calls_builtin_exit, VIEW, CTX)
+    interpreter.advance(gen)
+    crash = interpreter.advance(gen, {"status": "waiting"})
+    assert isinstance(crash, interpreter.Crashed) and "sys.exit(1)" in crash.summary
+    line = selects_then_calls_builtin_exit.__code__.co_firstlineno + 2
+    assert crash.where == f"test_interpreter.py:{line} in selects_then_calls_builtin_exit"

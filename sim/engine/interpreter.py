@@ -114,8 +114,9 @@ def user_frame(exc: BaseException) -> str | None:
         where = None
         tb = chain.__traceback__
         while tb is not None:
-            filename = os.path.abspath(tb.tb_frame.f_code.co_filename)
-            if not filename.startswith(_MACHINERY) and filename != _OPS_FILE and "site-packages" not in filename:
+            code_file = tb.tb_frame.f_code.co_filename
+            filename = os.path.abspath(code_file)
+            if not code_file.startswith("<frozen") and not filename.startswith(_MACHINERY) and filename != _OPS_FILE and "site-packages" not in filename:
                 where = f"{os.path.basename(filename)}:{tb.tb_lineno} in {tb.tb_frame.f_code.co_name}"
             tb = tb.tb_next
         if where:
@@ -206,6 +207,8 @@ def advance(gen: types.GeneratorType, send: Any = None, throw: BaseException | N
             return _crashed(exc, gen)
         except SystemExit as exc:  # sys.exit() in a handler is a crash too, not racetrack's exit code
             return _crashed(_exited(exc), gen)
+        except GeneratorExit as exc:  # raised by the handler itself (a close() never reaches here): a crash
+            return _crashed(exc, gen)
         if value.__class__ in _OP_CLASSES or isinstance(value, Op):
             return Yielded(value)
         send, throw = None, TypeError(f"handler yielded {value!r}, which is not a tracker operation")
