@@ -1124,8 +1124,9 @@ def check_prefix(prefix: str) -> None:
             f"--schema {prefix!r}: use a lower-case name of letters, digits and '_' (at most 40), "
             "racetrack adds _<pid>_<n> and creates that schema"
         )
-    if prefix.startswith("pg_"):  # the server refuses such a schema: the table SQL would be blamed
-        raise ValueError(f"--schema {prefix!r}: names starting with pg_ are reserved by PostgreSQL; choose another prefix")
+    if f"{prefix}_".startswith("pg_"):  # the server refuses such a schema (racetrack adds _<pid>_<n>: pg -> pg_...)
+        raise ValueError(f"--schema {prefix!r}: schema names starting with pg_ are reserved by PostgreSQL, and racetrack "
+                         "adds _<pid>_<n> to the prefix; choose another prefix")
 
 
 def close_open_trackers() -> None:
