@@ -104,6 +104,12 @@ def test_sql_no_backend_can_use_is_an_error_with_its_line():
         ("CREATE INDEX i ON public.t (id);", "public.t: racetrack creates everything in its own schema"),
         ("ALTER TABLE public.t ADD COLUMN z int;", "public.t: racetrack creates everything in its own schema"),
         ("CREATE SEQUENCE public.s;", "public.s: racetrack creates everything in its own schema"),
+        ("COMMENT ON DATABASE test IS 'x';", "COMMENT ON DATABASE: would outlive the schema"),
+        ("COMMENT ON SCHEMA public IS 'x';", "COMMENT ON SCHEMA: would outlive the schema"),
+        ("COMMENT ON ROLE postgres IS 'x';", "COMMENT ON ROLE: would outlive the schema"),
+        ("COMMENT ON COLUMN public.t.id IS 'x';", "COMMENT ON COLUMN public.t.id: would outlive the schema"),
+        ("CREATE INDEX CONCURRENTLY i ON t (id);", "CREATE INDEX CONCURRENTLY: racetrack creates the table and its indexes in one transaction"),
+        ("SECURITY LABEL ON TABLE t IS 'x';", "SECURITY LABEL: would reach past"),
     ],
 )
 def test_a_statement_beyond_racetracks_schema_is_refused_for_every_backend(statement, said):
@@ -115,7 +121,8 @@ def test_a_statement_beyond_racetracks_schema_is_refused_for_every_backend(state
 
 def test_statements_within_the_schema_stay_allowed_for_postgres():
     table = parse_table("CREATE TABLE t (id text PRIMARY KEY);\nCREATE SEQUENCE s;\nALTER TABLE t ADD COLUMN z int;\n"
-                        "CREATE INDEX i ON t (id);\nCOMMENT ON TABLE t IS 'x';", "t.sql")
+                        "CREATE INDEX i ON t (id);\nCOMMENT ON TABLE t IS 'x';\nCOMMENT ON COLUMN t.id IS 'x';\n"
+                        "COMMENT ON CONSTRAINT t_pkey ON t IS 'x';", "t.sql")
     assert table.unmodelled is not None and "CREATE SEQUENCE" in table.unmodelled and "--backend postgres" in table.unmodelled
 
 

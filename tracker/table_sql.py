@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pglast import ast, parse_sql, parser
-from pglast.enums import A_Expr_Kind, BoolExprType, ConstrType, NullTestType, SQLValueFunctionOp
+from pglast.enums import A_Expr_Kind, BoolExprType, ConstrType, NullTestType, ObjectType, SQLValueFunctionOp
 
 from tracker.errors import UserError
 from tracker.table import (
@@ -360,6 +360,12 @@ _STATEMENT_NAMES = {
     "CreateRoleStmt": "CREATE ROLE", "AlterRoleStmt": "ALTER ROLE", "GrantStmt": "GRANT", "GrantRoleStmt": "GRANT",
     "SelectStmt": "SELECT", "UpdateStmt": "UPDATE", "DeleteStmt": "DELETE", "DoStmt": "DO", "CopyStmt": "COPY",
     "AlterSeqStmt": "ALTER SEQUENCE", "AlterEnumStmt": "ALTER TYPE", "TruncateStmt": "TRUNCATE",
+    "DefineStmt": "CREATE TYPE/AGGREGATE/OPERATOR", "SecLabelStmt": "SECURITY LABEL", "CreateEventTrigStmt": "CREATE EVENT TRIGGER",
+    "CreatePolicyStmt": "CREATE POLICY", "CreateCastStmt": "CREATE CAST", "CreatePublicationStmt": "CREATE PUBLICATION",
+    "CreateForeignTableStmt": "CREATE FOREIGN TABLE", "RuleStmt": "CREATE RULE", "AlterDefaultPrivilegesStmt": "ALTER DEFAULT PRIVILEGES",
+    "AlterOwnerStmt": "ALTER ... OWNER", "RenameStmt": "ALTER ... RENAME", "AlterFunctionStmt": "ALTER FUNCTION",
+    "CreateTableAsStmt": "CREATE TABLE AS", "CallStmt": "CALL", "NotifyStmt": "NOTIFY", "ListenStmt": "LISTEN",
+    "LockStmt": "LOCK", "VacuumStmt": "VACUUM", "ExplainStmt": "EXPLAIN", "CreatedbStmt": "CREATE DATABASE",
 }
 #: Statements that stay inside racetrack's schema but that the model does not reproduce: the
 #: PostgreSQL backend runs them, the memory model refuses the table (pointing at the backend).
@@ -368,6 +374,29 @@ _SCHEMA_LOCAL = frozenset({"AlterTableStmt", "CreateSeqStmt", "AlterSeqStmt", "C
 #: What a table SQL file may hold, said when it holds something else.
 _ALLOWED = ("CREATE TABLE, CREATE TYPE, CREATE FUNCTION, CREATE TRIGGER, CREATE INDEX, COMMENT ON, ALTER TABLE, "
             "CREATE SEQUENCE, CREATE DOMAIN")
+
+
+#: What a COMMENT ON may name (the table and what it is made of, in racetrack's schema), with how
+#: many names the object has unqualified (``COLUMN t.c``: two).
+_COMMENTABLE = {ObjectType.OBJECT_TABLE: 1, ObjectType.OBJECT_COLUMN: 2, ObjectType.OBJECT_TABCONSTRAINT: 2,
+                ObjectType.OBJECT_TRIGGER: 2, ObjectType.OBJECT_INDEX: 1, ObjectType.OBJECT_TYPE: 1,
+                ObjectType.OBJECT_FUNCTION: 1, ObjectType.OBJECT_SEQUENCE: 1, ObjectType.OBJECT_DOMAIN: 1}
+
+
+def _comment_beyond_schema(stmt: ast.CommentStmt) -> str | None:
+    """What a ``COMMENT ON`` names when that lies beyond racetrack's schema (a database, a role,
+    another schema, a qualified name), else None."""
+    kind = ObjectType(stmt.objtype)
+    what = kind.name.removeprefix("OBJECT_").replace("TABCONSTRAINT", "CONSTRAINT")
+    if kind not in _COMMENTABLE:
+        return what
+    target = stmt.object
+    if isinstance(target, ast.ObjectWithArgs):
+        target = target.objname
+    elif isinstance(target, ast.TypeName):
+        target = target.names
+    names: list[str] = [n.sval for n in target if isinstance(n, ast.String)] if isinstance(target, tuple) else []
+    return f"{what} {'.'.join(names)}" if len(names) > _COMMENTABLE[kind] else None
 
 
 def _qualified_target(stmt: Any) -> str | None:
@@ -471,11 +500,18 @@ def parse_table(text: str, source: str) -> Table:
             functions[fname[0]] = (trigger_body, at)
         elif isinstance(stmt, ast.CreateTrigStmt):
             triggers.append((stmt, at))
-        elif isinstance(stmt, ast.IndexStmt):
+        elif isinstance(stmt, ast.IndexStmt) and not stmt.concurrent:
             if stmt.unique:
                 unique_indexes.append((stmt, at))
-        elif isinstance(stmt, ast.CommentStmt):
-            pass  # comments change nothing a run can see
+        elif isinstance(stmt, ast.CommentStmt):  # comments change nothing a run can see, if they stay in the schema
+            beyond = _comment_beyond_schema(stmt)
+            if beyond:
+                raise TableSqlError(f"{src.at(at)}COMMENT ON {beyond}: would outlive the schema racetrack runs a table SQL "
+                                    "file in; comment only on the table, its columns, constraints, indexes, triggers, "
+                                    "types, functions, sequences and domains, without a schema name")
+        elif isinstance(stmt, ast.IndexStmt) and stmt.concurrent:
+            raise TableSqlError(f"{src.at(at)}CREATE INDEX CONCURRENTLY: racetrack creates the table and its indexes in "
+                                "one transaction, where CONCURRENTLY cannot run; drop CONCURRENTLY")
         elif name in _SCHEMA_LOCAL:
             refusals.append((_STATEMENT_NAMES.get(name, name.removesuffix("Stmt")), at))
         elif isinstance(stmt, ast.TransactionStmt):
