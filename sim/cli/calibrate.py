@@ -2,8 +2,10 @@
 invariant the two violation rates with 95% Wilson intervals, and what the live world measured;
 ``--fit`` writes a scenario with the measured distributions (docs/live.md).
 
-Exit 0 when every invariant's rates are consistent, 1 when one is not, 2 for bad input or an
-unusable Redis or PostgreSQL, 130 when interrupted before any live run finished.
+Exit 0 when every invariant's rates are consistent, 1 when one is not, 2 for bad input, an
+unusable Redis or PostgreSQL, or runs the strategy's handlers kept from being judged (left out of
+the comparison; refused when a side has none judged), 130 when interrupted before any live run
+finished.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from sim.cli.args import MAX_RUNS, UsageError, output_file, positive, positive_float, seed
 from sim.cli.live import add_server_flags, load_inputs, run_live_batch
+from tracker.errors import UserError
 
 
 def _pct(ci: tuple[float, float]) -> str:
@@ -31,13 +34,23 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.out and not args.out.endswith(".json"):
         raise UsageError(f"--out {args.out}: the calibration is written as JSON (what --json prints); name it OUT.json")
     batch = run_live_batch(scenario, strategy, args, args.runs)
-    live = batch.runs
-    if not live:
+    if not batch.runs:
         print(f"racetrack: {batch.error or 'interrupted before a live run finished'}", file=sys.stderr)
         return 130 if batch.interrupted else 2
+    # A run whose strategy crashed or reached a limit was not judged: its zero violations mean
+    # nothing, so it is left out of both sides' rates (docs/live.md), and a side with no judged
+    # run at all cannot be compared.
+    live, live_unjudged = cal.judged_live(batch.runs)
+    if not live:
+        if batch.interrupted:
+            print("racetrack: interrupted before a judged live run finished", file=sys.stderr)
+            return 130
+        raise UserError(cal.nothing_judged("live", len(live_unjudged), live_unjudged[0]))
     matched = cal.matched_scenario(scenario, live)
-    sim_runs = args.sim_runs or max(200, len(live))
-    sim = cal.simulate(matched, strategy, sim_runs, args.seed)
+    sim_runs = args.sim_runs or max(200, len(batch.runs))
+    sim, sim_unjudged = cal.judged_sim(cal.simulate(matched, strategy, sim_runs, args.seed))
+    if not sim:
+        raise UserError(cal.nothing_judged("simulated", len(sim_unjudged), sim_unjudged[0]))
     comparisons = cal.compare(sim, live)
     consistent = all(c.consistent for c in comparisons)
     measured = cal.measurements(live)
@@ -61,6 +74,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         "measured": measured,
         "matched": {"network.db_rtt": matched.dist("network.db_rtt").to_toml()},
     }
+    unjudged = cal.unjudged_note(live_unjudged, sim_unjudged)
+    if unjudged:
+        out["unjudged"] = {"live": len(live_unjudged), "sim": len(sim_unjudged), "error": (live_unjudged + sim_unjudged)[0]}
     if args.out:  # the same object as --json, kept for 'racetrack report'
         try:
             Path(args.out).write_text(json.dumps(out) + "\n", encoding="utf-8")
@@ -91,6 +107,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         print(f"racetrack: interrupted; compared the {len(live)} finished live run(s)", file=sys.stderr)
     if batch.error:
         print(f"racetrack: {batch.error} (compared the {len(live)} finished live run(s))", file=sys.stderr)
+    if unjudged:
+        print(f"racetrack: {unjudged}", file=sys.stderr)
+        return 2
     return 0 if consistent else 1
 
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sim.cli.args import MAX_RUNS, UsageError, load_strategy_arg, output_file, positive, positive_float, seed
+from sim.cli.args import MAX_RUNS, UsageError, load_strategy_arg, nonempty, output_file, positive, positive_float, seed
 
 if TYPE_CHECKING:  # live mode (asyncio, psycopg, bullmq) and scenarios are imported when a live command runs:
     from sim.engine import scenario as scenarios  # --help and the listings do not pay for them
@@ -22,8 +22,10 @@ if TYPE_CHECKING:  # live mode (asyncio, psycopg, bullmq) and scenarios are impo
 
 
 def add_server_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--redis", metavar="URL", help="Redis for the queue (default: REDIS_URL, else an embedded Redis)")
-    p.add_argument("--dsn", help="PostgreSQL for the table (default: DATABASE_URL, PG* variables, else embedded)")
+    p.add_argument("--redis", metavar="URL", type=nonempty("--redis", "a Redis URL"),
+                   help="Redis for the queue (default: REDIS_URL, else an embedded Redis)")
+    p.add_argument("--dsn", type=nonempty("--dsn", "a connection string"),
+                   help="PostgreSQL for the table (default: DATABASE_URL, PG* variables, else embedded)")
 
 
 def load_inputs(scenario: str, strategy: str) -> tuple[scenarios.Scenario, Strategy]:
@@ -42,7 +44,9 @@ class LiveProgress:
     def __call__(self, run: LiveRun) -> None:
         self.done += 1
         if self.enabled:
-            verdict = f"{len(run.result.violations)} violation(s)" if run.result.violations else "clean"
+            verdict = "not judged" if run.result.error else (
+                f"{len(run.result.violations)} violation(s)" if run.result.violations else "clean"
+            )
             sys.stderr.write(f"\rlive run {self.done}/{self.total} (seed {run.result.seed}): {verdict}, {run.seconds:.1f} s   ")
             sys.stderr.flush()
 
@@ -53,14 +57,13 @@ class LiveProgress:
 
 def run_live_batch(scenario: scenarios.Scenario, strategy: Strategy, args: argparse.Namespace, runs: int) -> LiveBatch:
     """Run the batch; Ctrl-C stops it and keeps the runs that finished (``interrupted``)."""
-    import asyncio
-
+    from sim.live import stop
     from sim.live.runs import LiveBatch, run_batch
 
     batch = LiveBatch()
     progress = LiveProgress(runs)
-    try:
-        asyncio.run(
+    try:  # Ctrl-C and SIGTERM cancel the batch, which cleans up, then raise KeyboardInterrupt here
+        stop.run(
             run_batch(
                 scenario, strategy, runs=runs, seed=args.seed, redis_url=args.redis, dsn=args.dsn,
                 time_s=getattr(args, "time", None), batch=batch, on_run=progress,
@@ -114,6 +117,15 @@ def cmd_live(args: argparse.Namespace) -> int:
     return 1 if any(r.result.violations for r in batch.runs) else 0
 
 
+def run_verdict(run: LiveRun) -> str:
+    """A run's verdict in a few words: a run whose strategy crashed or reached a limit was not
+    judged, and is never said to have held (its error is printed under it)."""
+    result = run.result
+    if result.error:
+        return "the run was not judged"
+    return f"{len(result.violations)} violation(s)" if result.violations else "all invariants held"
+
+
 def print_runs(runs: list[LiveRun], scenario: scenarios.Scenario, strategy: Strategy) -> None:
     from sim.judge.timeline import render
 
@@ -131,8 +143,9 @@ def print_runs(runs: list[LiveRun], scenario: scenarios.Scenario, strategy: Stra
         result = run.result
         for crash in result.crashes:
             print(f"handler crash: {crash}")
-        verdict = f"{len(result.violations)} violation(s)" if result.violations else "all invariants held"
-        print(f"seed {result.seed}: {verdict} ({run.seconds:.1f} s)")
+        print(f"seed {result.seed}: {run_verdict(run)} ({run.seconds:.1f} s)")
+        if result.error:
+            print(f"  {result.error}")
         for v in result.violations[:5]:
             print(f"  {v.line()}")
         if len(result.violations) > 5:

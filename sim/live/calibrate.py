@@ -102,6 +102,33 @@ def simulate(scenario: Scenario, strategy: Strategy, runs: int, seed: int) -> li
     return [run_one(scenario, strategy, seed + i) for i in range(runs)]
 
 
+def judged_live(live: list[LiveRun]) -> tuple[list[LiveRun], list[str]]:
+    """The live runs that were judged, and the errors of those that were not (a handler crashed
+    or reached a limit: their zero violations say nothing)."""
+    return [r for r in live if not r.result.error], [r.result.error for r in live if r.result.error]
+
+
+def judged_sim(sim: list[RunResult]) -> tuple[list[RunResult], list[str]]:
+    """The simulated runs that were judged, and the errors of those that were not."""
+    return [r for r in sim if not r.error], [r.error for r in sim if r.error]
+
+
+def nothing_judged(side: str, count: int, first: str) -> str:
+    """The one line refusing a calibration with no judged run on one side."""
+    return f"cannot calibrate: all {count} {side} run(s) were not judged; {first}"
+
+
+def unjudged_note(live_errors: list[str], sim_errors: list[str]) -> str:
+    """The one line saying which runs were left out of the comparison (empty when none)."""
+    if not live_errors and not sim_errors:
+        return ""
+    first = (live_errors + sim_errors)[0]
+    return (
+        f"{len(live_errors)} live and {len(sim_errors)} simulated run(s) were not judged and were left out "
+        f"of the comparison; first: {first}"
+    )
+
+
 def compare(sim: list[RunResult], live: list[LiveRun]) -> list[Comparison]:
     """Per invariant: violating runs on each side, and how many live seeds agree with the
     simulated run of the same seed (the simulated side's seeds include every live seed)."""

@@ -46,6 +46,7 @@ from sim.engine.scenario import Scenario
 from sim.engine.world import Draws, handler_context
 from sim.live.leftovers import OWNER_SUFFIX, owner_marker
 from sim.live.postgres import AsyncTracker
+from sim.live.stop import STOP, HandlerInterrupted
 from sim.record.clocks import Clock
 from sim.record.history import Actor, Attempt, JobTruth, RowVisibility, RunRecord, Step, clock_step, db_step, error_step
 from tracker.ops import (
@@ -132,7 +133,7 @@ class LiveDriver:
     def spawn(self, actor: Actor, fn: HandlerFn, view: JobView, ctx: HandlerContext) -> asyncio.Task[None]:
         """Start a handler now without waiting for it (as Node's EventEmitter calls a listener)."""
         self.spawned.append((actor, self.time.now()))
-        task = asyncio.get_running_loop().create_task(self._run(actor, interpreter.start(fn, view, ctx)))
+        task = asyncio.get_running_loop().create_task(self._run(actor, fn, view, ctx))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
@@ -142,13 +143,32 @@ class LiveDriver:
         while self.tasks:
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
 
-    async def _run(self, actor: Actor, gen: types.GeneratorType | interpreter.Crashed) -> None:
+    async def abandon(self) -> None:
+        """Cancel the handlers still running (the run is being abandoned) and wait for them to end,
+        so that none is left using a connection or the loop."""
+        while self.tasks:
+            tasks = list(self.tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+
+    async def _run(self, actor: Actor, fn: HandlerFn, view: JobView, ctx: HandlerContext) -> None:
         send: Any = None
         throw: BaseException | None = None
         ops = 0
+        gen: types.GeneratorType | interpreter.Crashed | None = None
         try:
             while True:
-                step = gen if isinstance(gen, interpreter.Crashed) else interpreter.advance(gen, send, throw)
+                if STOP.requested:  # Ctrl-C or SIGTERM: no handler code runs any more
+                    return
+                # The handler's own code runs here; a stop breaks into it (sim.live.stop).
+                STOP.stepping = True
+                try:
+                    if gen is None:
+                        gen = interpreter.start(fn, view, ctx)
+                    step = gen if isinstance(gen, interpreter.Crashed) else interpreter.advance(gen, send, throw)
+                finally:
+                    STOP.stepping = False
                 if not isinstance(step, interpreter.Yielded):
                     if isinstance(step, (interpreter.Unhandled, interpreter.Crashed)):
                         self.steps.append(error_step(len(self.steps), actor, self.time.now(), step.message))
@@ -183,6 +203,8 @@ class LiveDriver:
                         throw = outcome.error
                     else:
                         send = outcome.value
+        except HandlerInterrupted:  # Ctrl-C or SIGTERM while the handler's code ran: the batch stops
+            return
         except Exception as exc:  # the database went away: the run cannot be judged
             self.lost = self.lost or exc
         finally:
@@ -325,6 +347,7 @@ class LiveWorld:
             truth = await self._truth(queue.client)
             rows = await self.db.rows()
         finally:
+            await driver.abandon()  # none when the run ended normally; an interrupted run's handlers
             for worker in workers:
                 await worker.close(force=True)
             await self._remove_keys(queue)
