@@ -347,3 +347,24 @@ def test_a_full_disk_is_one_line_and_exit_2_not_an_internal_error(argv):
         proc = subprocess.run([sys.executable, "-m", "sim", *argv], stdout=full, stderr=subprocess.PIPE, text=True)
     assert proc.returncode == 2
     assert proc.stderr == "racetrack: cannot write the output (standard output): No space left on device\n"
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("argv", [("--help",), ("sweep", "--help"), ("--version",)])
+def test_help_into_a_full_disk_is_one_line_and_exit_2(argv):
+    # argparse prints, then exits 0 from inside the parser: the failure comes at the final flush
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "sim", *argv], stdout=full, stderr=subprocess.PIPE, text=True)
+    assert (proc.returncode, proc.stderr) == (2, "racetrack: cannot write the output (standard output): No space left on device\n")
+
+
+@pytest.mark.parametrize("argv", [
+    ("report", "{long}.csv", "-o", "out"),
+    ("run", "{long}.toml"),
+    ("sweep", "seed-fast-jobs", "--runs", "1", "--out", "{long}.csv"),
+])
+def test_a_path_name_longer_than_the_system_allows_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, argv):
+    monkeypatch.chdir(tmp_path)
+    long = "x" * 300
+    code, out, err = run_cli(capsys, *[a.format(long=long) for a in argv])
+    assert code == 2 and err.count("\n") == 1 and err.startswith("racetrack") and "internal error" not in err

@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as exc:  # a bug in racetrack itself: exit 3, never 1 (which means a violation)
-        if _no_room(exc):
+        if _no_room(exc, "the output (standard output)"):  # a file names itself; stdout does not
             return 2
         log = _internal_error_log(exc)
         first = redact(str(exc).splitlines()[0]) if str(exc) else ""
@@ -106,17 +106,22 @@ def _end_as_on_ctrl_c(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-#: What a full disk (or ``> /dev/full``) says: the environment, not racetrack, cannot take the output.
-_NO_ROOM_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+#: What the environment, not racetrack, says when it cannot take a file or the output: a full disk
+#: (or ``> /dev/full``), a read-only file system, a path name longer than the system allows.
+_NO_ROOM_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.ENAMETOOLONG)
 
 
-def _no_room(exc: BaseException) -> bool:
-    """Whether ``exc`` is a write refused for want of room; if so, the one line that says so is
-    printed (exit 2, an unusable environment, as a refused server is)."""
+def _no_room(exc: BaseException, where: str = "") -> bool:
+    """Whether ``exc`` is a file operation the environment refused (see ``_NO_ROOM_ERRNOS``); if
+    so, the one line that says so is printed (exit 2, an unusable environment, as a refused
+    server is). ``where``: what was being written when the error does not name its file."""
     if not isinstance(exc, OSError) or exc.errno not in _NO_ROOM_ERRNOS:
         return False
-    where = f" {exc.filename}" if exc.filename else " the output (standard output)"
-    print(f"racetrack: cannot write{where}: {exc.strerror or exc}", file=sys.stderr)
+    if exc.errno == errno.ENAMETOOLONG and exc.filename:
+        print(f"racetrack: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return True
+    named = f" {exc.filename}" if exc.filename else f" {where}" if where else ""
+    print(f"racetrack: cannot write{named}: {exc.strerror or exc}", file=sys.stderr)
     return True
 
 
@@ -125,11 +130,14 @@ def entry() -> None:
     of 130), unless whoever started it chose to ignore SIGTERM."""
     if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _end_as_on_ctrl_c)
-    code = main()
+    try:
+        code = main()
+    except SystemExit as exit_:  # --help and --version: argparse exits once it has printed
+        code = exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 2
     try:
         sys.stdout.flush()  # what is still buffered: a full disk refuses it here, not in main()
     except OSError as exc:
-        if not _no_room(exc):
+        if not _no_room(exc, "the output (standard output)"):
             raise
         code = 2
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second failure at exit

@@ -13,7 +13,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from sim.engine.limit_defaults import OPS_PER_HANDLER, SIM_SECONDS, WALL_SECONDS
 from sim.runs.backend_kinds import KINDS
@@ -52,6 +52,10 @@ class CliParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        if message:  # argparse drops a failed write; a full disk must be said (sim.cli.main), not lost
+            (file or sys.stderr).write(message)
 
     def parse_known_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:  # type: ignore[override]
         parsed, extras = super().parse_known_args(args, namespace)
