@@ -16,7 +16,7 @@ default run count. The matching Hypothesis profile is *loaded* only when one of 
 for it explicitly (or ``--hypothesis-profile racetrack-ci`` does): merely having racetrack
 installed must not change the settings of a project's other Hypothesis tests.
 
-May import: pytest, hypothesis, ``sim`` (scenario, sweep, check, runner, timeline),
+May import: pytest, hypothesis, ``sim`` (scenario, sweep, check, runner, timeline, the CLI's limits),
 ``tracker.strategies``.
 """
 
@@ -111,6 +111,9 @@ class Racetrack:
         from sim.judge.invariants import INVARIANT_IDS
         from sim.runs.check import replay_command
 
+        if isinstance(invariants, str):  # one ID given bare: a string is not its letters
+            pytest.fail(f"racetrack: invariants={invariants!r}: give a list of invariant IDs, e.g. [{invariants!r}]",
+                        pytrace=False)
         judged = tuple(invariants) if invariants else INVARIANT_IDS
         _require_known(judged)
         runs = _checked(runs, seed, workers, self.default_runs)
@@ -157,26 +160,24 @@ class Racetrack:
             )
 
 
-#: The largest seed, as ``racetrack --seed`` allows (the last run's seed included).
-MAX_SEED = 2**63 - 1
-
-
 def _checked(runs: int | None, seed: int, workers: int, default_runs: int) -> int:
     """The run count to use (``None``: the profile's); fail the test, in one line, on a count,
-    seed or worker count the command line would refuse. Zero or negative runs judge nothing, so
-    an assertion over them could never fail."""
+    seed or worker count the command line would refuse (with the command line's limits). Zero or
+    negative runs judge nothing, so an assertion over them could never fail."""
+    from sim.cli.args import MAX_RUNS, MAX_SEED, MAX_WORKERS
+
     def whole(value: object) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
 
-    if runs is not None and (not whole(runs) or runs < 1):
-        pytest.fail(f"racetrack: runs={runs!r}: give a whole number >= 1 (or leave it out: the profile's {default_runs})",
-                    pytrace=False)
+    if runs is not None and (not whole(runs) or not 1 <= runs <= MAX_RUNS):
+        pytest.fail(f"racetrack: runs={runs!r}: give a whole number from 1 to {MAX_RUNS:,} (or leave it out: the "
+                    f"profile's {default_runs})", pytrace=False)
     runs = default_runs if runs is None else runs
     if not whole(seed) or not 0 <= seed <= MAX_SEED - (runs - 1):
         pytest.fail(f"racetrack: seed={seed!r}: give a whole number from 0 to {MAX_SEED - (runs - 1)} "
                     f"(runs use seeds seed..seed+{runs - 1})", pytrace=False)
-    if not whole(workers) or workers < 1:
-        pytest.fail(f"racetrack: workers={workers!r}: give a whole number >= 1", pytrace=False)
+    if not whole(workers) or not 1 <= workers <= MAX_WORKERS:
+        pytest.fail(f"racetrack: workers={workers!r}: give a whole number from 1 to {MAX_WORKERS}", pytrace=False)
     return runs
 
 

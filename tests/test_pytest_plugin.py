@@ -144,7 +144,8 @@ def test_a_count_that_judges_nothing_fails_the_test_instead_of_passing(tmp_path)
     (tmp_path / "test_counts.py").write_text(
         "import pytest\n"
         "@pytest.mark.parametrize('kw', [dict(runs=0), dict(runs=-3), dict(runs=2.5), dict(seed=-1),"
-        " dict(runs=2, seed=2**63 - 1), dict(workers=0)])\n"
+        " dict(runs=2, seed=2**63 - 1), dict(workers=0), dict(runs=10**8), dict(workers=10**4),"
+        " dict(invariants='no-rejected-writes')])\n"
         "def test_refused(racetrack, kw):\n"
         "    racetrack.assert_holds('atomic', scenario='process-success', **kw)\n"
         "def test_violates_refused(racetrack):\n"
@@ -152,8 +153,10 @@ def test_a_count_that_judges_nothing_fails_the_test_instead_of_passing(tmp_path)
     )
     done = _pytest(tmp_path, "-rf")
     assert done.returncode == 1
-    assert "7 failed" in done.stdout
-    for said in ("runs=0: give a whole number >= 1", "runs=-3: give", "runs=2.5: give", "seed=-1: give a whole number from 0",
-                 f"seed={2**63 - 1}: give a whole number from 0 to {2**63 - 2}", "workers=0: give a whole number >= 1"):
+    assert "10 failed" in done.stdout
+    for said in ("runs=0: give a whole number from 1 to 10,000,000", "runs=-3: give", "runs=2.5: give",
+                 "runs=100000000: give", "seed=-1: give a whole number from 0", f"seed={2**63 - 1}: give a whole number from 0 to {2**63 - 2}",
+                 "workers=0: give a whole number from 1 to", "workers=10000: give",
+                 "invariants='no-rejected-writes': give a list of invariant IDs"):
         assert said in done.stdout, said
     assert "Traceback" not in done.stdout
