@@ -294,7 +294,7 @@ def add_execution_flags(p: argparse.ArgumentParser) -> None:
     # default None, not "local": an explicit --executor local with a --scheduler is a contradiction (across_flags)
     p.add_argument("--executor", choices=EXECUTORS, default=None,
                    help="local: a process pool on this machine; dask: a Dask cluster (default: local, or dask with --scheduler)")
-    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT", type=nonempty("--scheduler", "a scheduler address"),
                    help="the Dask scheduler to use (implies --executor dask; without it, dask starts a LocalCluster of --workers)")
     p.add_argument("--in-flight", type=positive("--in-flight", MAX_IN_FLIGHT), metavar="N",
                    help=f"runs each worker keeps going at once, each on its own connections and schema, so the server works "

@@ -122,7 +122,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=seed, default=0, help="first seed of both sides (default: 0)")
     p.add_argument("--time", type=positive_float("--time"), metavar="SECONDS", help="start no new live run after this many seconds")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--fit", metavar="OUT.toml", help="write a scenario file with the measured distributions")
+    p.add_argument("--fit", type=output_file("--fit"), metavar="OUT.toml", help="write a scenario file with the measured distributions")
     p.add_argument("--out", type=output_file("--out"), metavar="OUT.json",
                    help="also write the --json object to OUT.json, which 'racetrack report' shows as a calibration table")
     add_server_flags(p)

@@ -724,6 +724,9 @@ def parse_grid(assignment: str) -> GridAxis:
             converted, reason = _check_dist_field(field_name, value)
         if reason:
             raise ScenarioError(f"--grid {path}={text}: {path} {reason}")
+        same = next((texts[j] for j, earlier in enumerate(values) if earlier == converted), None)
+        if same is not None:  # 2 and 02, 0.5 and 5e-1: one grid point twice, its runs counted twice
+            raise ScenarioError(f"--grid {path}: {same} and {text} are the same value; give each value once")
         values.append(converted)
     return GridAxis(path, param, field_name, tuple(values), texts)
 
