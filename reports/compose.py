@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -620,8 +621,48 @@ def to_html(report: Report, out: Path) -> str:
     return "\n".join(parts)
 
 
+#: The files a report writes into its directory, beside its figures (:func:`written_by_report`).
+REPORT_FILES = ("index.html", "report.md", "summary.csv")
+#: How the figures' names begin (``rates-<scenario>.png``, ``timeline-<scenario>-<strategy>-<backend>.png``...).
+FIGURE_PREFIXES = ("rates-", "coverage-", "grid-", "errors-", "timeline-")
+
+
+def written_by_report(name: str) -> bool:
+    """Whether a report may write a file of this name into its directory."""
+    return name in REPORT_FILES or (name.endswith(".png") and name.startswith(FIGURE_PREFIXES))
+
+
+def overwritten_input(paths: list[Path], out: Path) -> tuple[Path, Path] | None:
+    """The first input that is a file the report would write into ``out`` (by its name, or
+    through a link: compared with ``os.path.samefile``), with that file; None when none is."""
+    if not out.is_dir():
+        return None  # created by the report: nothing in it yet
+    names = set(REPORT_FILES)
+    try:
+        names |= {e.name for e in os.scandir(out) if written_by_report(e.name)}
+    except OSError:
+        pass  # not listable: the fixed names are still compared
+    for name in sorted(names):
+        for path in paths:
+            try:
+                if os.path.samefile(out / name, path):
+                    return path, out / name
+            except OSError:  # either side missing: not the same file
+                continue
+    return None
+
+
+class OverwrittenInputError(UserError):
+    """The report's directory holds one of its inputs under a name the report writes."""
+
+
 def write_report(paths: list[Path], out: Path, inputs: Inputs | None = None) -> Report:
-    """Read ``paths`` and write the report into ``out`` (created if needed)."""
+    """Read ``paths`` and write the report into ``out`` (created if needed); refused before
+    anything is written when a file it writes there is one of ``paths``."""
+    clash = overwritten_input(paths, out)
+    if clash is not None:
+        raise OverwrittenInputError(f"{out}: the report would overwrite its input {clash[0]} (it writes "
+                                    f"{clash[1].name} there); write the report into another directory")
     inputs = inputs or read_inputs(paths)
     out.mkdir(parents=True, exist_ok=True)
     with Figures() as figures:  # the figures are drawn in worker processes while the rest is written

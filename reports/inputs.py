@@ -147,7 +147,41 @@ def _refused(path: Path, frame: pd.DataFrame, label: Any, column: Column, value:
 
 
 def _empty(value: Any) -> bool:
-    return value is None or value == "" or (isinstance(value, float) and np.isnan(value))
+    """A null or an empty text (never compared as ``value == ""``: a Parquet cell may be an array)."""
+    return (value is None or value is pd.NA or (isinstance(value, str) and value == "")
+            or (isinstance(value, float) and np.isnan(value)))
+
+
+#: The booleans a cell may hold as text, in any case: the sweep's CSV writes ``True``/``False``.
+#: Nothing else is read as a boolean (``" True"``, ``"1"``, ``"yes"`` are refused, never truthy).
+BOOLEANS = {"true": True, "false": False}
+
+
+def _boolean(value: Any) -> bool | None:
+    """The boolean a cell holds, or None when it holds none (a text other than true/false in any
+    case, a number, a null)."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, str):
+        return BOOLEANS.get(value.lower())
+    return None
+
+
+def _booleans(cells: pd.Series) -> pd.Series:
+    """A boolean column as numpy bools, each cell read by :func:`_boolean` (never ``astype(bool)``
+    on text, where ``"False"`` is true). Its cells were checked: one that holds no boolean here is
+    a bug."""
+    if pd.api.types.is_bool_dtype(cells.dtype) and not cells.isna().any():
+        return cells.astype(bool)
+    values = [_boolean(v) for v in cells]
+    if any(v is None for v in values):
+        raise RuntimeError(f"column {cells.name!r} holds a cell that is no boolean after its cells were checked")
+    return pd.Series(values, index=cells.index, dtype=bool, name=cells.name)
+
+
+def _flags(cells: pd.Series, test: Any) -> pd.Series:
+    """Per row, ``test(cell)`` as a boolean Series."""
+    return pd.Series([bool(test(v)) for v in cells], index=cells.index, dtype=bool)
 
 
 #: The largest whole number an int64 column holds (a bigger one cannot be counted).
@@ -173,14 +207,14 @@ def _check_cells(path: Path, frame: pd.DataFrame) -> None:
 def _bad_cells(cells: pd.Series, column: Column) -> pd.Series:
     """Per row: whether the cell is not what ``column`` allows (vectorized: files hold millions of runs)."""
     empty = cells.isna()
-    if cells.dtype == object:
-        empty |= cells.map(lambda v: isinstance(v, str) and v == "").astype(bool)
+    if not (pd.api.types.is_numeric_dtype(cells.dtype) or pd.api.types.is_bool_dtype(cells.dtype)):
+        # text: pandas' ``str`` dtype (Parquet strings, CSV text) as much as ``object``
+        empty |= _flags(cells, lambda v: isinstance(v, str) and v == "")
     missing = empty if column.required else pd.Series(False, index=cells.index)
     if column.arrow == "bool":
         if pd.api.types.is_bool_dtype(cells.dtype):
             return missing
-        named = cells.map(lambda v: isinstance(v, (bool, np.bool_)) or (isinstance(v, str) and v.strip().lower() in ("true", "false")))
-        return ~named.astype(bool) & ~(empty & ~column.required)
+        return (_flags(cells, lambda v: _boolean(v) is None) & ~empty) | missing
     if column.arrow in ("int64", "float64"):
         if pd.api.types.is_bool_dtype(cells.dtype):
             return ~empty | missing  # True is no count
@@ -229,10 +263,7 @@ def _typed(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
         except (ValueError, TypeError, OverflowError) as exc:  # past _check_cells only a number int64 cannot hold
             raise ReportInputError(f"{path}: column '{column}' holds a value of the wrong kind ({exc}); "
                                    f"allowed: {BY_NAME[column].allowed}") from None
-    violating = out["violating"]
-    if violating.dtype == object:  # CSV keeps True/False as text when a column mixes kinds
-        violating = violating.map(lambda v: str(v).strip().lower() in ("true", "1"))
-    out["violating"] = violating.astype(bool)
+    out["violating"] = _booleans(out["violating"])  # text (CSV, a Parquet string column) read as written
     for column in ("visibility_lags_ms", "timestamp_errors_ms"):
         out[column] = _parsed(path, frame, column, _json_list)
     # Every run of a scenario variant has the same params: parsed once per distinct text, the
@@ -246,16 +277,23 @@ def _typed(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
 def _parsed(path: Path, frame: pd.DataFrame, name: str, parse: Any, shared: bool = False) -> pd.Series:
     """A JSON column parsed cell by cell (``shared``: once per distinct text, the rows sharing
     the result), the first cell that does not parse refused naming its row."""
-    cache: dict[Any, Any] = {}
+    column = ROW_INVARIANTS_COLUMN if name == ROW_INVARIANTS_COLUMN.name else BY_NAME[name]
+    cache: dict[str, Any] = {}
     values = []
     for label, text in frame[name].items():
-        if shared and text in cache:
+        if shared and isinstance(text, str) and text in cache:
             values.append(cache[text])
             continue
+        if _empty(text):
+            if column.required:  # "[]" and "{}" are what a sweep writes for none; empty is no JSON
+                raise _refused(path, frame, label, column, text)
+            values.append(parse(""))
+            continue
         try:
+            if not isinstance(text, str):  # a Parquet column of another type (a list, a number)
+                raise ValueError(f"not JSON text but {type(text).__name__}")
             value = parse(text)
         except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
-            column = ROW_INVARIANTS_COLUMN if name == ROW_INVARIANTS_COLUMN.name else BY_NAME[name]
             raise ReportInputError(f"{path}: column '{name}' in {_row(frame, label, name)} holds {text!r:.40} "
                                    f"({exc}); allowed: {column.allowed}") from None
         if shared:
@@ -268,6 +306,8 @@ def _json_list(text: Any) -> list[float]:
     value = json.loads(text) if isinstance(text, str) and text else []
     if not isinstance(value, list):
         raise ValueError(f"expected a JSON list, got {text!r:.40}")
+    if any(isinstance(v, bool) or not isinstance(v, int | float) for v in value):  # float("1"), float(True) would pass
+        raise ValueError("every item must be a number")
     return [float(v) for v in value]
 
 

@@ -242,3 +242,120 @@ def test_the_report_says_which_trace_formats_it_reads_as_the_docs_do(results: Pa
     intro = docs.split("Writes into `DIR`", 1)[0]
     for version in READABLE_FORMATS:
         assert version in line and f"`{version}`" in intro, version
+
+
+# --- round 2: no text read as a truthy boolean; required cells; -o that would overwrite an input ---
+
+
+@pytest.mark.parametrize("value, row, who", [(" False", 11, "atomic, seed 1"), ("False ", 12, "atomic, seed 2"),
+                                             (" True", 0, "naive, seed 0"), (" false", 13, "atomic, seed 3")])
+def test_a_boolean_with_spaces_around_it_is_refused_never_read_as_violating(
+    results: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str, row: int, who: str
+) -> None:
+    """pandas keeps such a column as text; ``astype(bool)`` would make every non-empty text true
+    (atomic "broke in 3 of 3 runs"): the cell is refused instead, naming it."""
+    bad = _edited(results, tmp_path / "spaced.csv", "violating", value, row=row)
+    assert main(["report", str(bad), "-o", str(tmp_path / "rep")]) == 2
+    assert _one_line(capsys) == (f"racetrack: {bad}: column 'violating' in row {row + 1} ({who}) holds {value!r}; "
+                                 "allowed: true or false (as the sweep writes them)")
+    assert not (tmp_path / "rep").exists()
+
+
+def test_a_parquet_violating_column_of_text_is_read_as_written_and_of_numbers_refused(
+    results: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frame = pd.read_csv(results)
+    assert frame["violating"].dtype == bool and int(frame["violating"].sum()) == 10
+    frame.to_parquet(tmp_path / "typed.parquet", index=False)
+    texts = frame.assign(violating=frame["violating"].map({True: "True", False: "False"}))
+    texts.to_parquet(tmp_path / "texts.parquet", index=False)
+    typed = report_inputs.read_results(tmp_path / "texts.parquet")
+    assert typed["violating"].dtype == bool and typed["violating"].tolist() == frame["violating"].tolist()
+    assert main(["report", str(tmp_path / "typed.parquet"), "-o", str(tmp_path / "a")]) == 0
+    assert main(["report", str(tmp_path / "texts.parquet"), "-o", str(tmp_path / "b")]) == 0
+    assert "20 runs, 10 violating" in capsys.readouterr().out.splitlines()[-1]
+    assert (tmp_path / "a" / "summary.csv").read_bytes() == (tmp_path / "b" / "summary.csv").read_bytes()
+    summary = pd.read_csv(tmp_path / "b" / "summary.csv").set_index("strategy")
+    assert summary.loc["atomic", "any:runs"] == 0 and summary.loc["naive", "any:runs"] == 10
+    numbers = frame.assign(violating=frame["violating"].astype("int64"))
+    numbers.to_parquet(tmp_path / "numbers.parquet", index=False)
+    assert main(["report", str(tmp_path / "numbers.parquet"), "-o", str(tmp_path / "c")]) == 2
+    assert "column 'violating' in row 1 (naive, seed 0) holds 1; allowed: true or false" in _one_line(capsys)
+    listed = frame.assign(visibility_lags_ms=[[1.0, 2.0]] * len(frame))  # a list<double>, not JSON text
+    listed.to_parquet(tmp_path / "listed.parquet", index=False)
+    assert main(["report", str(tmp_path / "listed.parquet"), "-o", str(tmp_path / "d")]) == 2
+    assert "column 'visibility_lags_ms' in row 1 (naive, seed 0) holds" in _one_line(capsys)
+
+
+@pytest.mark.parametrize("column", ["params", "visibility_lags_ms", "timestamp_errors_ms"])
+def test_a_required_json_cell_left_empty_in_csv_is_refused(results: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str], column: str) -> None:
+    bad = _edited(results, tmp_path / "blank.csv", column, "", row=2)
+    assert main(["report", str(bad), "-o", str(tmp_path / "rep")]) == 2
+    assert _one_line(capsys) == (f"racetrack: {bad}: column '{column}' in row 3 (naive, seed 2) is empty (the column is "
+                                 f"required); allowed: {report_inputs.BY_NAME[column].allowed}")
+
+
+@pytest.mark.parametrize("column, value, said", [
+    ("params", "", "column 'params' in row 5 (naive, seed 4) is empty (the column is required); allowed: a JSON object"),
+    ("params", None, "column 'params' in row 5 (naive, seed 4) is empty (the column is required); allowed: a JSON object"),
+    ("visibility_lags_ms", "", "column 'visibility_lags_ms' in row 5 (naive, seed 4) is empty (the column is required)"),
+    ("strategy", "", "column 'strategy' in row 5 (seed 4) is empty (the column is required); allowed: a name (not empty)"),
+    ("scenario", "", "column 'scenario' in row 5 (naive, seed 4) is empty (the column is required)"),
+], ids=["params-blank", "params-null", "lags-blank", "strategy-blank", "scenario-blank"])
+def test_a_required_cell_left_empty_in_parquet_is_refused(results: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str],
+                                                          column: str, value: str | None, said: str) -> None:
+    frame = pd.read_csv(results)
+    frame[column] = frame[column].astype(object)
+    frame.loc[4, column] = value
+    frame.to_parquet(tmp_path / "blank.parquet", index=False)
+    assert main(["report", str(tmp_path / "blank.parquet"), "-o", str(tmp_path / "rep")]) == 2
+    assert said in _one_line(capsys)
+    assert not (tmp_path / "rep").exists()
+
+
+def test_an_output_directory_holding_an_input_under_a_name_the_report_writes_is_refused(
+    results: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    io = tmp_path / "io"
+    io.mkdir()
+    shutil.copy(results, io / "summary.csv")
+    original = results.read_bytes()
+    assert main(["report", str(io / "summary.csv"), "-o", str(io)]) == 2
+    assert _one_line(capsys) == (f"racetrack: -o {io}: the report would overwrite its input {io / 'summary.csv'} "
+                                 "(it writes summary.csv there); give another directory")
+    assert (io / "summary.csv").read_bytes() == original and sorted(p.name for p in io.iterdir()) == ["summary.csv"]
+    # through a link, and by a relative path: the same file all the same
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "report.md").symlink_to(results)
+    assert main(["report", str(results), "-o", str(linked)]) == 2
+    assert f"the report would overwrite its input {results} (it writes report.md there)" in _one_line(capsys)
+    hard = tmp_path / "hard"
+    hard.mkdir()
+    (hard / "index.html").hardlink_to(results)
+    assert main(["report", str(results), "-o", str(hard)]) == 2
+    assert "(it writes index.html there)" in _one_line(capsys)
+    assert results.read_bytes() == original
+    # the sweep's --report directory holds results.parquet: not a name the report writes
+    assert main(["report", str(results), "-o", str(io / "again")]) == 0
+    assert main(["report", str(results), "-o", str(io / "again")]) == 0  # writing over its own report is fine
+
+
+def test_every_file_a_report_writes_is_one_it_guards(results: Path, explore_trace: Path, tmp_path: Path) -> None:
+    from reports.compose import written_by_report
+    assert main(["report", str(results), str(explore_trace), "-o", str(tmp_path / "rep")]) == 0
+    names = sorted(p.name for p in (tmp_path / "rep").iterdir())
+    assert any(n.startswith("timeline-") for n in names) and "summary.csv" in names, names
+    assert all(written_by_report(n) for n in names), names
+    assert not written_by_report("results.parquet") and not written_by_report("s.csv")
+
+
+def test_an_empty_output_directory_is_refused(results: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    for flag in (["-o", ""], ["--out="]):
+        assert main(["report", str(results), *flag]) == 2
+        assert _one_line(capsys) == "racetrack: -o '': empty; give the directory to write the report into"
+    assert list(tmp_path.iterdir()) == []

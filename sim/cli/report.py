@@ -21,13 +21,19 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from reports.compose import write_report
+    from reports.compose import overwritten_input, write_report
     from reports.inputs import read_inputs
 
+    if not args.out:  # Path("") is ".": the report would land wherever the command ran
+        raise UsageError("-o '': empty; give the directory to write the report into")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"-o {out}: exists and is not a directory")
     paths = [Path(p) for p in args.inputs]
+    clash = overwritten_input(paths, out)  # before anything is read or written
+    if clash is not None:
+        raise UsageError(f"-o {out}: the report would overwrite its input {clash[0]} (it writes {clash[1].name} "
+                         "there); give another directory")
     inputs = read_inputs(paths)  # a bad input is said before anything is created
     _make_directory(out)
     try:

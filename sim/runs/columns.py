@@ -189,9 +189,11 @@ no column each: they count in `violations`, `violating` and `first_violation`, a
 ## What a report accepts
 
 `racetrack report` checks every cell of these columns (and of the live ones below) against its
-type before it counts anything: a bool is `true` or `false` (in any case: the sweep writes
-`True`/`False`), an int64 a whole number, a `>= 0` number not below 0, a JSON column that JSON,
-a name not empty; a cell is empty only where the column is not required. Anything else is
+type before it counts anything: a bool is `true` or `false` in any case (the sweep writes
+`True`/`False`; in Parquet a bool column, or text as in CSV) and nothing else (not `1`, not
+`" True"` with a space), an int64 a whole number, a `>= 0` number not below 0, a JSON column that
+JSON as text (`[]` and `{{}}` are none; empty is no JSON), a name not empty; a cell is empty only
+where the column is not required. Anything else is
 refused in one line naming the file, the column, the row (counted from 1 after the header) and
 its seed, the value and what is allowed; exit 2. Rows of runs that could not finish (`error`
 set) are left out first, as every table leaves them out.
