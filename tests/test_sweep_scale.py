@@ -177,7 +177,7 @@ def test_ctrl_c_keeps_finished_runs_and_says_how_to_resume(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert "Traceback" not in err
-    assert "kept in c.parquet.partial" in err and "--resume" in err
+    assert f"kept in {partial}" in err and "--resume" in err
     assert err.strip().count("\n") == 0
     fingerprint = results_file.read_fingerprint(partial)
     assert fingerprint["runs"] == 100000 and fingerprint["strategies"] == ["naive"]

@@ -23,7 +23,7 @@ from sim.cli.args import (
     whole,
     with_table_sql,
 )
-from sim.cli.output import Progress, write_output
+from sim.cli.output import Progress, refuse_overwriting, scenario_inputs, strategy_inputs
 
 
 def add_parser(sub: Any) -> None:
@@ -58,6 +58,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise UsageError("no bundled scenario has an [expect] table: nothing to check")
     judged = sum(1 for _, sc in targets for e in sc.expect.values() if e != "any")
     user_modules_from_cwd([name for _, sc in targets for name in sc.expect])
+    if args.junit:  # before any run: the JUnit file must not replace what the command reads
+        inputs = [f for ref, sc in targets for f in scenario_inputs(ref, sc, scenarios.bundled_dir(), args.table_sql)]
+        refuse_overwriting([("--junit", args.junit)], inputs + strategy_inputs(n for _, sc in targets for n in sc.expect))
     progress = Progress(judged * args.runs, enabled=True)
     verdicts = []
     try:
@@ -81,5 +84,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{'no search' if args.search == 0 else 'search: ' + (str(args.search) if args.search else '[expect] search or 100') + ' runs each'})"
     )
     if args.junit:
-        write_output(Path(args.junit), check.junit_xml(verdicts), "--junit")
+        from sim.runs.results_file import write_output_bytes
+
+        write_output_bytes(Path(args.junit), check.junit_xml(verdicts), f"--junit {args.junit}")
     return 1 if failed else 0

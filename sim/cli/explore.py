@@ -21,7 +21,7 @@ from sim.cli.args import (
     positive_float,
     seed,
 )
-from sim.cli.export import refuse_overwriting
+from sim.cli.output import refuse_overwriting, scenario_inputs
 
 DEFAULT_TRACE = "racetrack-counterexample.json"
 
@@ -96,7 +96,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
             backend="memory", found_by={"method": _found_by(args.method, result.explored), "seed": args.seed},
             strategy_source=source.to_data() if source else None, table=scenario.table,
         )
-        trace.write(out, data)
+        trace.write(out, data, f"--out {out}")
     if args.json:
         print(json.dumps({
             "found": found is not None, "method": args.method, "explored": result.explored, "seconds": result.seconds,
@@ -140,11 +140,7 @@ def _inputs(argument: str, scenario: Any, source: Any) -> list[tuple[str, Path]]
     """The files explore reads: the scenario file, its table's SQL, a user's strategy file."""
     from sim.engine.scenario import bundled_dir
 
-    path = Path(argument)
-    scenario_file = path if path.is_file() else bundled_dir() / f"{argument}.toml"
-    files = [("scenario file", scenario_file)]
-    if scenario["table.sql"]:
-        files.append(("table SQL file", scenario_file.parent / scenario["table.sql"]))
+    files = scenario_inputs(argument, scenario, bundled_dir())
     if source is not None:
         files.append(("strategy file", Path(source.file)))
     return files

@@ -4,13 +4,11 @@ tester spec."""
 from __future__ import annotations
 
 import argparse
-import os
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from sim.cli.args import UsageError, load_strategy_arg, output_file
-from sim.cli.output import write_output
+from sim.cli.output import refuse_overwriting
 
 
 def add_parser(sub: Any) -> None:
@@ -22,32 +20,8 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_export)
 
 
-def same_file(a: str | Path, b: str | Path) -> bool:
-    """Whether two paths name one file: the same inode when both exist (a link, another
-    spelling), else the same resolved path (a file about to be written)."""
-    try:
-        if os.path.exists(a) and os.path.exists(b):
-            return os.path.samefile(a, b)
-    except OSError:
-        pass
-    return os.path.realpath(a) == os.path.realpath(b)
-
-
-def refuse_overwriting(outputs: Iterable[tuple[str, str | Path]], inputs: Iterable[tuple[str, str | Path]]) -> None:
-    """Refuse, in one line, an output (``(flag, path)``) that is one of the command's inputs
-    (``(what, path)``) or another of its outputs: writing it would destroy what the command
-    reads, or one output would silently replace the other."""
-    outputs, inputs = list(outputs), list(inputs)
-    for i, (flag, path) in enumerate(outputs):
-        for what, source in inputs:
-            if same_file(path, source):
-                raise UsageError(f"{flag} {path}: is the {what} this command reads; name another file")
-        for other, other_path in outputs[:i]:
-            if same_file(path, other_path):
-                raise UsageError(f"{flag} {path}: is also the {other} file; name two different files")
-
-
 def cmd_export(args: argparse.Namespace) -> int:
+    from sim.runs.results_file import write_output_bytes
     from sim.runs.strategy_source import is_user, load_from, origin
     from sim.search import export, trace
     from tracker.strategies import StrategyNotFound
@@ -85,6 +59,6 @@ def cmd_export(args: argparse.Namespace) -> int:
         message = str(exc)
         raise UsageError(message if message.startswith(f"{args.trace}:") else f"{args.trace}: {message}") from None
     for (path, text), (flag, _) in zip(outputs, flags, strict=True):
-        write_output(path, text.encode("utf-8"), flag)
+        write_output_bytes(path, text.encode("utf-8"), f"{flag} {path}")
         print(f"wrote {path}")
     return 0

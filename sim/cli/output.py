@@ -2,14 +2,17 @@
 of what it ran, its table and its verdict per scenario.
 
 Everything here is text for a person; ``--json`` output is built by the commands themselves and
-does not pass through this module.
+does not pass through this module. Also the check every command that writes a file makes before
+it runs: no output onto one of its inputs (:func:`refuse_overwriting`); the files themselves are
+written by ``sim.runs.results_file.write_output_file``.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,14 +151,57 @@ def backend_lines(summary: list[dict[str, Any]], errors: int, out: Path | None =
     return lines
 
 
-def write_output(path: Path, data: bytes, flag: str) -> None:
-    """Write a file the user asked for, whole or not at all (through ``FILE.partial``); a file
-    system error is one line naming the flag and the path."""
-    tmp = path.with_name(path.name + ".partial")
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file: the same inode when both exist (a link, another
+    spelling), else the same resolved path (a file about to be written)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"{flag} {path}: cannot write ({exc.strerror or exc})") from None
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def refuse_overwriting(outputs: Iterable[tuple[str, str | Path]], inputs: Iterable[tuple[str, str | Path]]) -> None:
+    """Refuse, in one line, an output (``(flag, path)``) that is one of the command's inputs
+    (``(what, path)``) or another of its outputs: writing it would destroy what the command
+    reads, or one output would silently replace the other. Every command that writes a file
+    checks this before it runs anything (``explore``, ``export``, ``check``, ``sweep``)."""
+    outputs, inputs = list(outputs), list(inputs)
+    for i, (flag, path) in enumerate(outputs):
+        for what, source in inputs:
+            if same_file(path, source):
+                raise UserError(f"{flag} {path}: is the {what} this command reads; name another file")
+        for other, other_path in outputs[:i]:
+            if same_file(path, other_path):
+                raise UserError(f"{flag} {path}: is also the {other} file; name two different files")
+
+
+def scenario_inputs(argument: str, scenario: Any, bundled: Path, table_sql: str | None = None) -> list[tuple[str, Path]]:
+    """The files a command reads for the scenario ``argument`` names (``scenario`` loaded from
+    it; ``bundled``: where bundled scenarios live): the scenario file, and its table's SQL
+    (``--table-sql``'s file when given, else the scenario's ``table.sql``, relative to the file)."""
+    path = Path(argument)
+    scenario_file = path if path.is_file() else bundled / f"{argument}.toml"
+    files = [("scenario file", scenario_file)]
+    if table_sql:
+        files.append(("table SQL file", Path(table_sql)))
+    elif scenario["table.sql"]:
+        files.append(("table SQL file", scenario_file.parent / scenario["table.sql"]))
+    return files
+
+
+def strategy_inputs(refs: Iterable[str]) -> list[tuple[str, Path]]:
+    """The files of the user's strategies (``module:attr``) among ``refs`` that can be loaded
+    (one that cannot is reported where it is run)."""
+    from sim.runs.strategy_source import origin
+
+    files = []
+    for ref in refs:
+        try:
+            where = origin(ref)
+        except Exception:  # not importable: the command says so when it runs it
+            continue
+        if where is not None:
+            files.append(("strategy file", Path(where.file)))
+    return files

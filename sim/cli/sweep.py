@@ -27,7 +27,16 @@ from sim.cli.args import (
     strategy_refs,
     with_table_sql,
 )
-from sim.cli.output import Progress, backend_lines, format_summary, sweep_heading, verdict_lines
+from sim.cli.output import (
+    Progress,
+    backend_lines,
+    format_summary,
+    refuse_overwriting,
+    scenario_inputs,
+    strategy_inputs,
+    sweep_heading,
+    verdict_lines,
+)
 
 if TYPE_CHECKING:
     from sim.engine.scenario import Scenario
@@ -57,7 +66,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from sim.runs import sweep
     from sim.runs.runner import plan, summarize
 
-    loaded = [with_table_sql(args, scenarios.load(n)) for n in args.scenarios or scenarios.bundled_names()]
+    names = args.scenarios or scenarios.bundled_names()
+    loaded = [with_table_sql(args, scenarios.load(n)) for n in names]
+    read = [f for n, sc in zip(names, loaded, strict=True) for f in scenario_inputs(n, sc, scenarios.bundled_dir(), args.table_sql)]
     loaded = _grid_variants(loaded, args.grid)
     refs = strategy_refs(args.strategies)
     spec = backend_spec(args)
@@ -67,6 +78,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         out = report / "results.parquet"
     job = sweep.Sweep(tuple(loaded), tuple(refs), args.runs, args.seed, spec, limits_of(args))
     job.require_distinct()  # rows name scenarios and strategies by name: two of one name would be one row
+    if out is not None:  # before any run: the results must not replace what the sweep reads
+        refuse_overwriting([("--out" if args.out else "--report", out)],
+                           read + strategy_inputs(refs))
     progress = Progress(job.total, enabled=not args.json)
     picks: dict[tuple[str, str, str], tuple[Any, dict[str, Any]]] = {}
     errors: Counter[tuple[str, str]] = Counter()
@@ -85,7 +99,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         progress.close()
         kept = ""
         if out is not None:
-            kept = f"; {run.done} finished run(s) kept in {out.name}.partial; continue with: {_resume_command(args)}"
+            partial = run.results.partial if run.results is not None else f"{out}.partial"
+            kept = f"; {run.done} finished run(s) kept in {partial}; continue with: {_resume_command(args)}"
         print(f"racetrack: interrupted{kept}", file=sys.stderr)
         return 130
     progress.close()

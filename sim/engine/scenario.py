@@ -715,7 +715,7 @@ def parse_grid(assignment: str) -> GridAxis:
         raise ScenarioError(f"--grid {path}: a text parameter cannot be swept")
     if param.kind == "dist" and field_name is None:
         raise ScenarioError(f"--grid {path}: a distribution; sweep one of its fields, e.g. {path}.median_ms or {path}.fixed_ms")
-    values = []
+    values: list[Any] = []
     for text in texts:
         value = _grid_value(text, param.kind)
         if field_name is None:

@@ -220,8 +220,9 @@ columns above, in the same order, and two more after them (a sweep's files do no
 Finished rows are appended to `FILE.partial`, an Arrow IPC stream (zstd-compressed) whose schema
 metadata key `racetrack.sweep` holds the sweep's fingerprint: a JSON object with `format`,
 `scenarios` (name and every parameter, and `table_sha256`, the SHA-256 of the table SQL, for a
-scenario that tracks a table of its own), `strategies`, `runs`, `seed` and `backend` (kind and
-schema; never the DSN). `racetrack sweep --resume` continues a partial only when its
+scenario that tracks a table of its own), `strategies`, `runs`, `seed`, `backend` (kind and
+schema; never the DSN) and, when the sweep runs `module:attr` strategies from files,
+`strategy_sha256` (each such strategy's file's SHA-256). `racetrack sweep --resume` continues a partial only when its
 fingerprint equals the new sweep's, and reading stops at the last whole batch of a sweep that
 was killed. When every run is done the stream is converted to `FILE` (written beside it as
 `FILE.finalizing`, then renamed) and removed: a file under the real name is always complete.

@@ -10,15 +10,24 @@ is there. Only when every run is done is the stream converted, in row groups of
 written beside it and renamed into place: a file under the real name is always complete, and the
 same sweep gives the same bytes however it was cut up, interrupted, resumed or parallelized.
 
+:func:`write_output_file` is how every output file a command writes (results, traces, JUnit,
+exported tests) reaches the disk: whole or not at all, through a symbolic link to the file it
+names, and into a FIFO or character device in place (see :func:`output_target`).
+
 May import: ``sim.runs.columns`` (the declared columns), pyarrow, pandas (CSV formatting), both only inside
 the functions that need them (importing this module stays cheap). Runs nothing.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
+import stat
+import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -34,6 +43,86 @@ METADATA_KEY = b"racetrack.sweep"
 
 class ResultsError(UserError, ValueError):
     """A results file that cannot be used as asked; ``str()`` is the one line the user sees."""
+
+
+class OutputError(UserError, ValueError):
+    """An output file that cannot be written as asked; ``str()`` is the one line the user sees."""
+
+
+#: Paths that name a descriptor the command already holds (``--junit /dev/stdout``): written in
+#: place, whatever they lead to (renaming over the file behind them would cut the command's own
+#: output off from it).
+_DESCRIPTOR = re.compile(r"/dev/(?:stdout|stderr|fd/\d+)|/proc/(?:self|thread-self|\d+)/fd/\d+")
+
+
+def output_target(path: Path, said: str) -> tuple[Path, bool]:
+    """Where writing the output ``path`` goes, and whether it is a stream, written in place.
+
+    A symbolic link is followed: the file it points to is written (and its staging file sits
+    beside that file), the link stays. An existing FIFO or character device (a named pipe, a
+    terminal, ``/dev/stdout``) is a stream: written into as a shell's ``>>`` would, never renamed
+    over. Any other file that is not a regular file (a block device, a socket) is refused in one
+    line starting with ``said``."""
+    if _DESCRIPTOR.fullmatch(os.path.abspath(path)):
+        return path, True
+    try:
+        mode = os.stat(path).st_mode  # through links
+    except OSError:  # nothing there yet (or unreachable: writing it says why)
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
+            return path, True
+        what = ("a folder" if stat.S_ISDIR(mode) else "a block device" if stat.S_ISBLK(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+        raise OutputError(f"{said}: is {what}; name a regular file (or a FIFO or character device to stream into)")
+    real = os.path.realpath(path)
+    return (path if real == os.path.abspath(path) else Path(real)), False
+
+
+def write_output_file(path: Path, fill: Callable[[IO[bytes]], None], said: str, staging: str = ".partial") -> None:
+    """Write an output file the user asked for: ``fill`` writes its content into a binary file.
+
+    A regular file (or a new one) is written whole or not at all: into ``NAME`` + ``staging``
+    beside it, then renamed over it (keeping an existing file's permissions); a symbolic link's
+    target is what is written. A FIFO or character device is written into in place
+    (:func:`output_target`). A file system error (a full disk, no permission) is one line,
+    ``SAID: cannot write (REASON)``, and leaves no staging file behind."""
+    target, stream = output_target(path, said)
+    if stream:  # what the command printed comes first, should the stream be its own output
+        sys.stdout.flush()
+        sys.stderr.flush()
+    temp = None if stream else target.with_name(target.name + staging)
+    try:
+        if temp is None:
+            with open(target, "ab") as f:
+                fill(f)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(temp, "wb") as f:
+                fill(f)
+            try:
+                os.chmod(temp, stat.S_IMODE(os.stat(target).st_mode))
+            except FileNotFoundError:
+                pass
+            os.replace(temp, target)
+            temp = None
+    except OSError as exc:
+        raise OutputError(f"{said}: cannot write ({exc.strerror or exc})") from None
+    finally:
+        if temp is not None:  # never a half-written file beside the one asked for
+            try:
+                temp.unlink(missing_ok=True)
+            except OSError:
+                pass
+
+
+def write_output_bytes(path: Path, data: bytes, said: str) -> None:
+    """:func:`write_output_file` of ``data``."""
+
+    def fill(f: IO[bytes]) -> None:
+        f.write(data)
+
+    write_output_file(path, fill, said)
 
 
 def partial_path(out: Path) -> Path:
@@ -93,10 +182,15 @@ def _whole_batches(reader: Any) -> Iterator[pa.RecordBatch]:
 
 
 class PartialResults:
-    """``OUT.partial`` of one sweep: appended to as chunks finish, finalized into ``OUT``."""
+    """``OUT.partial`` of one sweep: appended to as chunks finish, finalized into ``OUT``.
 
-    def __init__(self, out: Path, fingerprint: dict[str, Any], resume: bool) -> None:
-        self.out, self.partial = out, partial_path(out)
+    ``said`` is how the user named where the results go (``--out OUT``, ``--report DIR``), for
+    messages. ``OUT`` a symbolic link: the partial sits beside the file it points to, which is
+    what is written (:func:`output_target`)."""
+
+    def __init__(self, out: Path, fingerprint: dict[str, Any], resume: bool, said: str | None = None) -> None:
+        self.said = said or f"--out {out}"
+        self.out, self.partial = out, partial_path(output_target(out, self.said)[0])
         self.fingerprint = json.loads(json.dumps(fingerprint, sort_keys=True))
         self.resume = resume
         self.rows = 0
@@ -106,14 +200,15 @@ class PartialResults:
         self._fresh: Path | None = None
 
     @classmethod
-    def check(cls, out: Path, fingerprint: dict[str, Any], resume: bool) -> PartialResults:
+    def check(cls, out: Path, fingerprint: dict[str, Any], resume: bool, said: str | None = None) -> PartialResults:
         """Validate ``out`` (and, on resume, its partial) without changing any file."""
+        said = said or f"--out {out}"
         if out.suffix not in FORMATS:
-            raise ResultsError(f"--out {out}: the file must end in .parquet or .csv")
-        results = cls(out, fingerprint, resume)
+            raise ResultsError(f"{said}: the file must end in .parquet or .csv")
+        results = cls(out, fingerprint, resume, said)
         if not resume and results.partial.is_file() and results.partial.stat().st_size:  # a fresh sweep would truncate it
             raise ResultsError(
-                f"--out {out}: {results.partial} holds the finished runs of an interrupted sweep; add --resume to "
+                f"{said}: {results.partial} holds the finished runs of an interrupted sweep; add --resume to "
                 f"continue it, or delete {results.partial.name} to start again"
             )
         if resume:
@@ -131,7 +226,7 @@ class PartialResults:
     def open(self) -> None:
         """Make ready to write (a fresh sweep starts a partial, :meth:`check` having refused to
         write over an old one; a resume opens its copy in :meth:`resumed_rows`). Raises ``OSError`` when the place cannot be written."""
-        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.partial.parent.mkdir(parents=True, exist_ok=True)
         if not self.resume:
             self._file = open(self.partial, "wb")
         elif not os.access(self.partial.parent, os.W_OK):
@@ -146,11 +241,12 @@ class PartialResults:
         if not self.resume:
             return
         self._fresh = self.partial.with_name(self.partial.name + ".resuming")
-        self._file = open(self._fresh, "wb")
         position = 0
         with open(self.partial, "rb") as old:
             reader = pa.ipc.open_stream(old)
-            self._start(reader.schema)
+            with self._writing():
+                self._file = open(self._fresh, "wb")
+                self._start(reader.schema)
             for batch in _whole_batches(reader):
                 rows = batch.to_pylist()
                 if retry is not None and any(r.get("error") for r in rows):
@@ -159,8 +255,21 @@ class PartialResults:
                 position += len(rows)
                 self._write(batch)
                 yield from rows
-        os.replace(self._fresh, self.partial)  # the open handle follows the file
+        with self._writing():
+            os.replace(self._fresh, self.partial)  # the open handle follows the file
         self._fresh = None
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A file system error while the partial is written (a full disk) as one line naming
+        the results, saying where the finished runs are kept (resumable: a cut-off last batch
+        is dropped on --resume)."""
+        try:
+            yield
+        except OSError as exc:
+            kept = (f"; the {self.rows} finished run(s) are kept in {self.partial}: add --resume to continue once it "
+                    "can be written") if self.rows else ""
+            raise ResultsError(f"{self.said}: cannot write ({exc.strerror or exc}){kept}") from None
 
     def _start(self, schema: pa.Schema) -> None:
         import pyarrow as pa
@@ -172,8 +281,9 @@ class PartialResults:
 
     def _write(self, batch: pa.RecordBatch) -> None:
         assert self._file is not None
-        self._writer.write_batch(batch)
-        self._file.flush()
+        with self._writing():
+            self._writer.write_batch(batch)
+            self._file.flush()
         self.rows += batch.num_rows
 
     def append(self, rows: list[dict[str, Any]]) -> None:
@@ -182,42 +292,54 @@ class PartialResults:
         if not rows:
             return
         if self._writer is None:
-            self._start(schema_for(self.fingerprint))
+            with self._writing():
+                self._start(schema_for(self.fingerprint))
         assert self._schema is not None
         self._write(pa.RecordBatch.from_pylist(rows, schema=self._schema))
 
     def close(self) -> None:
-        """Stop, keeping what is written (a valid, resumable stream)."""
+        """Stop, keeping what is written (a valid, resumable stream; after a failed write, a
+        stream whose cut-off end --resume drops)."""
+        import pyarrow as pa
+
         if self._writer is not None:
-            self._writer.close()
+            try:
+                self._writer.close()
+            except (OSError, pa.ArrowException):  # a full disk: the batches before stay readable
+                pass
             self._writer = None
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:
+                pass
             self._file = None
         if self._fresh is not None:  # interrupted while copying: the old partial is still whole
             self._fresh.unlink(missing_ok=True)
             self._fresh = None
 
     def drop_if_empty(self) -> None:
-        """Remove a fresh sweep's partial that never took a row (the sweep could not start):
-        empty, it holds nothing to resume, and left behind it would stand in the next sweep's way."""
-        if not self.resume and self.rows == 0 and self.partial.is_file() and not self.partial.stat().st_size:
+        """Remove a fresh sweep's partial that never took a row (the sweep could not start, or
+        could not write its first rows): it holds nothing to resume, and left behind it would stand in the next sweep's way."""
+        if not self.resume and self.rows == 0 and self.partial.is_file():  # at most a schema (a full disk)
             self.partial.unlink(missing_ok=True)
 
     def finalize(self, keep_partial: bool = False) -> None:
-        """Convert the stream into ``OUT`` (written beside it, then renamed) and drop the stream
-        (kept with ``keep_partial``: runs that could not finish are retried from it by --resume)."""
+        """Convert the stream into ``OUT`` (:func:`write_output_file`: written beside it as
+        ``OUT.finalizing``, then renamed; a FIFO or character device in place) and drop the
+        stream (kept with ``keep_partial``: runs that could not finish are retried from it by
+        --resume; kept too when ``OUT`` cannot be written: --resume writes it again)."""
         import pyarrow as pa
 
         self.close()
-        staging = self.out.with_name(self.out.name + ".finalizing")
         with open(self.partial, "rb") as source:
             reader = pa.ipc.open_stream(source)
-            if self.out.suffix == ".parquet":
-                _to_parquet(reader, staging)
-            else:
-                _to_csv(reader, staging)
-        os.replace(staging, self.out)
+            convert = _to_parquet if self.out.suffix == ".parquet" else _to_csv
+            try:
+                write_output_file(self.out, lambda f: convert(reader, f), self.said, ".finalizing")
+            except OutputError as exc:
+                raise ResultsError(f"{exc}; every run stays in {self.partial}: add --resume to write it again "
+                                   "once it can be written") from None
         if not keep_partial:
             self.partial.unlink()
 
@@ -225,21 +347,23 @@ class PartialResults:
 def write_rows(out: Path, rows: list[dict[str, Any]], columns: tuple[Column, ...]) -> None:
     """A small results file written at once (live runs: a handful of rows, no streaming): the
     given columns in order, Parquet or CSV as a sweep writes them, written beside ``out`` and
-    renamed into place. Raises ``OSError`` when the place cannot be written."""
+    renamed into place. Raises :class:`OutputError` (one line, ``--out OUT: cannot write ...``) when the place
+    cannot be written."""
     import pyarrow as pa
 
     schema = pa.schema([pa.field(c.name, pa.type_for_alias(c.arrow)) for c in columns])
     table = pa.Table.from_pylist([{c.name: row.get(c.name) for c in columns} for row in rows], schema=schema)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(out.name + ".finalizing")
-    if out.suffix == ".parquet":
-        import pyarrow.parquet as pq
 
-        pq.write_table(table, staging, row_group_size=ROW_GROUP_ROWS)
-    else:
-        with open(staging, "w", newline="", encoding="utf-8") as f:
-            table.to_pandas().to_csv(f, index=False)
-    os.replace(staging, out)
+    def fill(f: IO[bytes]) -> None:
+        if out.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            pq.write_table(table, f, row_group_size=ROW_GROUP_ROWS)
+        else:
+            with _text(f) as text:
+                table.to_pandas().to_csv(text, index=False)
+
+    write_output_file(out, fill, f"--out {out}", ".finalizing")
 
 
 def _row_groups(reader: Any) -> Iterator[pa.Table]:
@@ -261,15 +385,26 @@ def _row_groups(reader: Any) -> Iterator[pa.Table]:
         yield pa.Table.from_batches(pending, schema=reader.schema)
 
 
-def _to_parquet(reader: Any, path: Path) -> None:
+def _to_parquet(reader: Any, f: IO[bytes]) -> None:
     import pyarrow.parquet as pq
 
-    with pq.ParquetWriter(path, reader.schema) as writer:
+    with pq.ParquetWriter(f, reader.schema) as writer:
         for table in _row_groups(reader):
             writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
 
 
-def _to_csv(reader: Any, path: Path) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as f:
+@contextmanager
+def _text(f: IO[bytes]) -> Iterator[IO[str]]:
+    """``f`` as UTF-8 text with newlines as written, flushed and handed back at the end."""
+    text = io.TextIOWrapper(f, encoding="utf-8", newline="")  # type: ignore[type-var]
+    try:
+        yield text
+        text.flush()
+    finally:
+        text.detach()
+
+
+def _to_csv(reader: Any, f: IO[bytes]) -> None:
+    with _text(f) as text:
         for number, table in enumerate(_row_groups(reader)):
-            table.to_pandas().to_csv(f, header=number == 0, index=False)
+            table.to_pandas().to_csv(text, header=number == 0, index=False)

@@ -48,7 +48,7 @@ from sim.engine.scenario import Scenario
 from sim.runs.backends import BackendSpec, BackendUnavailable, close_backend, open_backend, run_errors
 from sim.runs.columns import RESULTS_FORMAT
 from sim.runs.inflight import SlotLocal, Slots, process_slots, uninterrupted
-from sim.runs.results_file import PartialResults, ResultsError, partial_path, read_fingerprint
+from sim.runs.results_file import PartialResults, ResultsError, output_target, partial_path, read_fingerprint
 from sim.runs.runner import SweepItem, check_strategy_table, error_row, run_one
 from tracker.backend import TrackerBackend
 from tracker.errors import UserError
@@ -104,7 +104,9 @@ class Sweep:
         the digest of that table's SQL (``table_sha256``): a file edited between an interrupted
         sweep and its ``--resume`` is another table, whose rows must not be mixed with the old
         ones. Scenarios on the bundled table record none, so their fingerprints (and the bytes
-        of their results files) are as before."""
+        of their results files) are as before. Likewise a ``module:attr`` strategy is named by
+        reference only: ``strategy_sha256`` maps each such strategy loaded from a file to that
+        file's SHA-256 (absent when the sweep has none, as with built-in strategies only)."""
         return {
             "format": RESULTS_FORMAT,
             "scenarios": [_scenario_fingerprint(s) for s in self.scenarios],
@@ -113,6 +115,7 @@ class Sweep:
             "seed": self.seed,
             "backend": {"kind": self.backend.kind, "schema": self.backend.schema},
             **({"limits": changed} if (changed := self.limits.fingerprint()) else {}),
+            **({"strategy_sha256": digests} if (digests := _strategy_digests(self.strategies)) else {}),
         }
 
     def require_distinct(self) -> None:
@@ -157,29 +160,55 @@ def _scenario_fingerprint(scenario: Scenario) -> dict[str, Any]:
     return entry
 
 
+def _strategy_digests(refs: Iterable[str]) -> dict[str, str]:
+    """The SHA-256 of the file of each ``module:attr`` strategy that has one (none for built-ins,
+    nor for a strategy that cannot be loaded here: its runs say so)."""
+    from sim.runs.strategy_source import is_user, origin
+
+    digests = {}
+    for ref in refs:
+        if not is_user(ref):
+            continue
+        try:
+            where = origin(ref)
+        except Exception:  # not importable here: a worker reports it, as for any run
+            continue
+        if where is not None:
+            digests[ref] = where.sha256
+    return digests
+
+
 def _table_changes(partial: Path, stored: dict[str, Any], current: dict[str, Any]) -> str | None:
     """The line refusing to resume ``partial`` when its fingerprint differs from this sweep's
-    only in a scenario's table digest, naming the table (None: they differ in more, which
-    :class:`PartialResults` says)."""
+    only in the digest of a scenario's table or of a strategy's file, naming that file (None:
+    they differ in more, which :class:`PartialResults` says)."""
     old, new = stored.get("scenarios"), current.get("scenarios")
     if not isinstance(old, list) or not isinstance(new, list) or len(old) != len(new):
         return None
-    if {**stored, "scenarios": None} != {**current, "scenarios": None}:
+    if {**stored, "scenarios": None, "strategy_sha256": None} != {**current, "scenarios": None, "strategy_sha256": None}:
         return None
     changed = []
     for before, now in zip(old, new, strict=True):
         if not isinstance(before, dict) or {**before, "table_sha256": None} != {**now, "table_sha256": None}:
             return None
         if before.get("table_sha256") != now.get("table_sha256"):
-            changed.append((now, "table_sha256" not in before))
+            table = f"the table SQL of {now['name']} ({now['params'].get('table.sql') or 'its [table] sql'})"
+            changed.append((table, "table_sha256" not in before))
+    digests_then, digests_now = stored.get("strategy_sha256") or {}, current.get("strategy_sha256") or {}
+    if not isinstance(digests_then, dict):
+        return None
+    for ref, digest in digests_now.items():
+        if digests_then.get(ref) != digest:
+            changed.append((f"the file of strategy {ref}", ref not in digests_then))
+    if set(digests_then) - set(digests_now):
+        return None  # a strategy's file was recorded, and is none now: another sweep
     if not changed:
         return None
-    scenario, older = changed[0]
-    table = f"the table SQL of {scenario['name']} ({scenario['params'].get('table.sql') or 'its [table] sql'})"
+    what, older = changed[0]
     if older:
-        return (f"--resume: {partial} was written by an older racetrack, which did not record the content of {table}; "
+        return (f"--resume: {partial} was written by an older racetrack, which did not record the content of {what}; "
                 f"delete {partial.name} and start the sweep again without --resume (nothing was changed)")
-    return f"--resume: {partial} is from a different sweep ({table} changed since); nothing was changed"
+    return f"--resume: {partial} is from a different sweep ({what} changed since); nothing was changed"
 
 
 @dataclass(frozen=True)
@@ -582,7 +611,7 @@ class SweepRun:
         if self.out is not None:
             fingerprint = self.sweep.fingerprint()
             try:
-                self.results = PartialResults.check(self.out, fingerprint, self.resume)
+                self.results = PartialResults.check(self.out, fingerprint, self.resume, self.out_said)
             except ResultsError as exc:
                 raise SweepError(self._table_changed(fingerprint) or str(exc)) from None
         self.executor = _executor(_resolve_server(self.sweep.backend, (s.table for s in self.sweep.scenarios)), self.execution)
@@ -598,7 +627,10 @@ class SweepRun:
         """On a refused resume: the line naming the table whose SQL changed, when that is all
         that differs."""
         assert self.out is not None
-        partial = partial_path(self.out)
+        try:
+            partial = partial_path(output_target(self.out, self.out_said)[0])
+        except UserError:
+            return None
         if not self.resume or not partial.is_file():
             return None
         try:

@@ -234,17 +234,18 @@ def digest(data: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, indent=1).encode("utf-8")).hexdigest()
 
 
-def write(path: Path, data: dict[str, Any]) -> None:
-    """Write a trace document (sorted keys, so equal runs give equal bytes), with its digest."""
+def write(path: Path, data: dict[str, Any], said: str | None = None) -> None:
+    """Write a trace document (sorted keys, so equal runs give equal bytes), with its digest, as
+    every output file is written (``sim.runs.results_file.write_output_file``: whole or not at
+    all, through a symbolic link, into a FIFO or character device in place); a file system error
+    is one line starting with ``said`` (default: the path)."""
+    from sim.runs.results_file import OutputError, write_output_bytes
+
     data = {**data, "digest": digest(data)}
-    tmp = path.with_name(path.name + ".partial")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(data, sort_keys=True, indent=1) + "\n", encoding="utf-8")
-        tmp.replace(path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)  # never a half-written trace beside the one asked for
-        raise TraceError(f"{path}: cannot write the trace ({exc.strerror or exc})") from None
+        write_output_bytes(path, (json.dumps(data, sort_keys=True, indent=1) + "\n").encode("utf-8"), said or str(path))
+    except OutputError as exc:
+        raise TraceError(str(exc)) from None
 
 
 def read(path: Path) -> dict[str, Any]:
