@@ -95,9 +95,10 @@ def redis_client():
 
 @pytest.fixture
 def strategies(tmp_path, monkeypatch):
-    """The strategy module ``hardening_strategies`` importable in this process and in children."""
-    (tmp_path / "hardening_strategies.py").write_text(STRATEGIES, encoding="utf-8")
+    """The strategy module ``live_hardening_strategies`` importable in this process and in children."""
+    (tmp_path / "live_hardening_strategies.py").write_text(STRATEGIES, encoding="utf-8")
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "live_hardening_strategies", raising=False)  # this test's file, not a cached one
     redis_client()
     return tmp_path
 
@@ -119,7 +120,7 @@ def leftovers(pid: int) -> tuple[list[str], list[str]]:
 
 @pytest.mark.postgres
 def test_a_live_run_whose_handler_crashed_is_printed_as_not_judged(strategies, capsys):
-    code = main(["live", "process-success", "--strategy", "hardening_strategies:CRASH", "--runs", "2", "--redis", REDIS_URL])
+    code = main(["live", "process-success", "--strategy", "live_hardening_strategies:CRASH", "--runs", "2", "--redis", REDIS_URL])
     out, err = capsys.readouterr()
     assert code == 2
     assert "all invariants held" not in out, out
@@ -136,7 +137,7 @@ def test_a_live_run_whose_handler_crashed_is_printed_as_not_judged(strategies, c
 @pytest.mark.parametrize("as_json", [False, True])
 def test_calibrate_refuses_when_no_live_run_was_judged(strategies, capsys, as_json):
     code = main([
-        "calibrate", "process-success", "--strategy", "hardening_strategies:CRASH", "--runs", "2", "--sim-runs", "5",
+        "calibrate", "process-success", "--strategy", "live_hardening_strategies:CRASH", "--runs", "2", "--sim-runs", "5",
         "--redis", REDIS_URL, *(["--json"] if as_json else []),
     ])
     out, err = capsys.readouterr()
@@ -151,7 +152,7 @@ def test_calibrate_leaves_unjudged_runs_out_of_both_sides_and_says_so(strategies
     scenario = tmp_path / "one-job.toml"
     scenario.write_text(ONE_JOB, encoding="utf-8")
     code = main([
-        "calibrate", str(scenario), "--strategy", "hardening_strategies:SOMETIMES", "--seed", "2", "--runs", "3",
+        "calibrate", str(scenario), "--strategy", "live_hardening_strategies:SOMETIMES", "--seed", "2", "--runs", "3",
         "--sim-runs", "6", "--redis", REDIS_URL, "--json",
     ])
     out, err = capsys.readouterr()
@@ -229,7 +230,7 @@ def test_sigterm_at_spread_out_moments_prints_one_line_and_leaves_nothing():
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_stops_a_handler_stuck_in_a_cpu_loop(strategies, sig, code):
     client = redis_client()
-    proc = start("hardening_strategies:CPU", "process-success", extra_path=str(strategies))
+    proc = start("live_hardening_strategies:CPU", "process-success", extra_path=str(strategies))
     # the handler spins once job-1 is active: wait for the run's queue, then 1 s more
     deadline = time.monotonic() + EXIT_WITHIN_S
     while not list(client.scan_iter(match=f"racetrack-live-{proc.pid}-*:owner")):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,9 +41,10 @@ def one_line(capsys) -> str:
 
 @pytest.fixture
 def user_strategies(tmp_path, monkeypatch):
-    (tmp_path / "hardening_strategies.py").write_text(STRATEGIES)
+    (tmp_path / "sweep_hardening_strategies.py").write_text(STRATEGIES)
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "sweep_hardening_strategies", raising=False)  # this test's file, not a cached one
 
 
 # --- 1. two scenarios or strategies that rows would not tell apart -------------------------------
@@ -51,9 +53,9 @@ def user_strategies(tmp_path, monkeypatch):
 @pytest.mark.parametrize("strategies, said", [
     ("naive,naive", "strategy naive is given twice"),
     ("naive,tracker.strategies.naive:STRATEGY", "strategy naive (again as tracker.strategies.naive:STRATEGY) is given twice"),
-    ("hardening_strategies:MINE,hardening_strategies:ALSO_MINE",
-     "strategies hardening_strategies:MINE and hardening_strategies:ALSO_MINE are both named 'mine'"),
-    ("atomic,hardening_strategies:IMPOSTOR", "strategy hardening_strategies:IMPOSTOR is named 'naive', as the built-in naive is"),
+    ("sweep_hardening_strategies:MINE,sweep_hardening_strategies:ALSO_MINE",
+     "strategies sweep_hardening_strategies:MINE and sweep_hardening_strategies:ALSO_MINE are both named 'mine'"),
+    ("atomic,sweep_hardening_strategies:IMPOSTOR", "strategy sweep_hardening_strategies:IMPOSTOR is named 'naive', as the built-in naive is"),
 ])
 def test_strategies_rows_could_not_tell_apart_are_refused_naming_both(user_strategies, tmp_path, capsys, strategies, said):
     out = tmp_path / "r.parquet"
@@ -64,7 +66,7 @@ def test_strategies_rows_could_not_tell_apart_are_refused_naming_both(user_strat
 
 def test_strategies_of_their_own_names_still_sweep_side_by_side(user_strategies, capsys):
     assert main(["sweep", "seed-fast-jobs", "--runs", "3", "--workers", "1", "--json",
-                 "--strategies", "naive,hardening_strategies:MINE"]) == 0
+                 "--strategies", "naive,sweep_hardening_strategies:MINE"]) == 0
     rows = json.loads(capsys.readouterr().out)["results"]
     assert [(r["strategy"], r["runs"]) for r in rows] == [("naive", 3), ("mine", 3)]
 
