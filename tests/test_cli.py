@@ -368,3 +368,16 @@ def test_a_path_name_longer_than_the_system_allows_is_one_line_and_exit_2(tmp_pa
     long = "x" * 300
     code, out, err = run_cli(capsys, *[a.format(long=long) for a in argv])
     assert code == 2 and err.count("\n") == 1 and err.startswith("racetrack") and "internal error" not in err
+
+
+def test_a_password_in_a_handlers_own_error_is_masked_in_the_sweeps_lines(tmp_path, monkeypatch, capsys):
+    (tmp_path / "pw_in_error.py").write_text(
+        "from tracker.ops import Select\nfrom tracker.strategies import Strategy\n"
+        "def on_active(job, ctx):\n    yield Select(job.id)\n"
+        "    raise RuntimeError('cannot reach postgresql://app:hunter2@db/x')\n"
+        "S = Strategy(name='pw', summary='x', on_active=on_active)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "pw_in_error", raising=False)
+    code, out, err = run_cli(capsys, "sweep", "process-success", "--strategies", "pw_in_error:S", "--runs", "2", "--workers", "1")
+    assert code == 2 and "postgresql://app:***@db/x" in err + out
+    assert "hunter2" not in out + err

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sim.cli.args import MAX_RUNS, UsageError, load_strategy_arg, nonempty, output_file, positive, positive_float, seed
+from tracker.errors import redact
 
 if TYPE_CHECKING:  # live mode (asyncio, psycopg, bullmq) and scenarios are imported when a live command runs:
     from sim.engine import scenario as scenarios  # --help and the listings do not pay for them
@@ -145,7 +146,7 @@ def print_runs(runs: list[LiveRun], scenario: scenarios.Scenario, strategy: Stra
             print(f"handler crash: {crash}")
         print(f"seed {result.seed}: {run_verdict(run)} ({run.seconds:.1f} s)")
         if result.error:
-            print(f"  {result.error}")
+            print(f"  {redact(result.error)}")  # a handler's own text may quote a connection string
         for v in result.violations[:5]:
             print(f"  {v.line()}")
         if len(result.violations) > 5:

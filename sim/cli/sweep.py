@@ -37,6 +37,7 @@ from sim.cli.output import (
     sweep_heading,
     verdict_lines,
 )
+from tracker.errors import redact
 
 if TYPE_CHECKING:
     from sim.engine.scenario import Scenario
@@ -140,7 +141,7 @@ def _count_errors(
     for row in rows:
         if row.get("error"):
             errors[(row["scenario"], row["strategy"])] += 1
-            said = f"{row['scenario']} {row['strategy']} seed {row['seed']}: {row['error']}"
+            said = redact(f"{row['scenario']} {row['strategy']} seed {row['seed']}: {row['error']}")  # a handler's own text too
             firsts.setdefault("run", said)
             if str(row["error"]).startswith("strategy "):
                 strategy_errors[(row["scenario"], row["strategy"])] += 1
