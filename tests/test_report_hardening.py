@@ -359,3 +359,13 @@ def test_an_empty_output_directory_is_refused(results: Path, tmp_path: Path, mon
         assert main(["report", str(results), *flag]) == 2
         assert _one_line(capsys) == "racetrack: -o '': empty; give the directory to write the report into"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sweep_refuses_results_the_report_would_write_over_before_any_run(tmp_path, capsys):
+    from sim.cli import main
+
+    rep = tmp_path / "rep"
+    assert main(["sweep", "process-success", "--runs", "1", "--report", str(rep), "--out", str(rep / "summary.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the report writes summary.csv into --report" in err
+    assert not rep.exists()  # refused before anything ran or was written

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from collections import Counter
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sim.cli.args import (
+    UsageError,
     add_backend_flags,
     add_execution_flags,
     add_limit_flags,
@@ -82,6 +84,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if out is not None:  # before any run: the results must not replace what the sweep reads
         refuse_overwriting([("--out" if args.out else "--report", out)],
                            read + strategy_inputs(refs))
+    if report is not None and out is not None and args.out:  # nor the report, written after the runs, the results
+        from reports.compose import written_by_report
+
+        if os.path.realpath(out.parent) == os.path.realpath(report) and written_by_report(out.name):
+            raise UsageError(f"--out {out}: the report writes {out.name} into --report {report}, over the results; "
+                             "give the results another name or folder")
     progress = Progress(job.total, enabled=not args.json)
     picks: dict[tuple[str, str, str], tuple[Any, dict[str, Any]]] = {}
     errors: Counter[tuple[str, str]] = Counter()
