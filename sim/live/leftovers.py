@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tracker.leftovers import process_alive, stop_owned_process
-from tracker.pg_server import state_dir
+from tracker.pg_server import ours_to_delete, state_dir
 
 PREFIX_START = "racetrack-live-"
 OWNER_SUFFIX = ":owner"
@@ -112,10 +112,11 @@ def reap_embedded_redis() -> list[ReapedRedis]:
         if host != socket.gethostname() or process_alive(pid):
             continue
         server = _stop_redis(pidfile)
-        for directory in directories:
+        deleted = [d for d in directories if ours_to_delete(d)]  # never a folder racetrack did not make
+        for directory in deleted:
             shutil.rmtree(directory, ignore_errors=True)
         entry.unlink(missing_ok=True)
-        reaped.append(ReapedRedis(pid, server, tuple(directories)))
+        reaped.append(ReapedRedis(pid, server, tuple(deleted)))
     return reaped
 
 
