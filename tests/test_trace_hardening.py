@@ -143,7 +143,14 @@ def test_a_trace_without_a_required_field_is_one_line_naming_it(naive_trace, tmp
     (lambda d: [v.update(invariant="bogus") for v in d["violations"]], "violations[0].invariant: unknown invariant 'bogus'"),
     (lambda d: [v.update(facts={}) for v in d["violations"]], "violations[0].facts: cannot say what broke"),
     (lambda d: d["violations"][0].pop("job"), "violations[0].job: missing or not a string"),
-], ids=["backend-null", "tolerance-text", "end-bool", "bogus-invariant", "empty-facts", "no-job"])
+    (lambda d: d["clocks"]["db"].update(offset_us="x"), "clocks.db: must be a table of offset_us (a whole number)"),
+    (lambda d: d["actors"][0].update(latencies="x"), "latencies: must be a list of [request, reply] microseconds >= 0"),
+    (lambda d: d["actors"][0].update(latencies=[[-5, 3]]), "latencies: must be a list of [request, reply] microseconds >= 0"),
+    (lambda d: d.update(end_floor_us=-1), "end_floor_us: must be a whole number of microseconds >= 0"),
+    (lambda d: d.update(seed=2**70), "seed: must be from 0 to"),
+    (lambda d: d.update(found_by="pct"), "found_by: must be a table"),
+], ids=["backend-null", "tolerance-text", "end-bool", "bogus-invariant", "empty-facts", "no-job", "clock-offset-text",
+        "latencies-text", "latency-negative", "end-floor-negative", "seed-huge", "found-by-text"])
 def test_a_hand_edited_field_is_one_line_naming_it(naive_trace, tmp_path, capsys, change, named) -> None:
     path = _edited(naive_trace, tmp_path, change)
     for argv in (["replay", str(path)], ["export", str(path), "--pytest", str(tmp_path / "t.py")]):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
@@ -350,8 +351,10 @@ def structural_problem(data: dict[str, Any]) -> str | None:
     source = data.get("strategy_source")
     if source is not None and (not isinstance(source, dict) or not all(isinstance(v, str) for v in source.values())):
         return "strategy_source: must be a table of strings (ref, root, file, sha256)"
-    if isinstance(data.get("seed"), int) and data["seed"] < 0:
-        return f"seed: must be >= 0 (got {data['seed']})"
+    if isinstance(data.get("seed"), int) and not 0 <= data["seed"] <= 2**63 - 1:
+        return f"seed: must be from 0 to {2**63 - 1} (got {data['seed']})"
+    if "found_by" in data and not isinstance(data["found_by"], dict):
+        return f"found_by: must be a table (method, seed...) (got {type(data['found_by']).__name__})"
     for key, value in (data.get("params") or {}).items():
         param = PARAM_BY_PATH.get(key)
         if param is None:
@@ -391,10 +394,35 @@ def _micros(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _world_fields_problem(data: dict[str, Any], known: Any) -> str | None:
     """The first malformed optional world field of a replayable trace (``deaths``, ``queued``,
     ``branches``), named with what it must be."""
     clocks: dict[str, Any] = data["clocks"] if isinstance(data.get("clocks"), dict) else {}
+    for host, clock in clocks.items():
+        if not isinstance(clock, dict) or not _whole(clock.get("offset_us")) or not _number(clock.get("drift_ppm")) \
+                or not _whole(clock.get("resolution_us")) or clock["resolution_us"] < 1:
+            return (f"clocks.{host}: must be a table of offset_us (a whole number), drift_ppm (a number) and "
+                    "resolution_us (a whole number >= 1)")
+    for actor in data.get("actors", []):
+        latencies = actor.get("latencies", [])
+        if not isinstance(latencies, list) or not all(
+            isinstance(x, list) and len(x) == 2 and all(_micros(v) for v in x) for x in latencies
+        ):
+            return f"actors.{actor['name']}.latencies: must be a list of [request, reply] microseconds >= 0"
+    for key in ("slack_us", "end_floor_us"):
+        if key in data and not _micros(data[key]):
+            return f"{key}: must be a whole number of microseconds >= 0 (got {data[key]!r})"
+    latency = data.get("default_latency", [0, 0])
+    if not isinstance(latency, list) or len(latency) != 2 or not all(_micros(v) for v in latency):
+        return "default_latency: must be [request, reply] microseconds >= 0"
     deaths = data.get("deaths", [])
     if not isinstance(deaths, list) or not all(
         isinstance(d, list) and len(d) == 2 and _micros(d[0]) and isinstance(d[1], str) for d in deaths
