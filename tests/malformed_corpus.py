@@ -338,6 +338,7 @@ def cli_cases() -> list[tuple[str, list[str], dict[str, str | bytes]]]:
         ("cli/sweep-grid-same-value-twice", ["sweep", "seed-fast-jobs", "--runs", "1", "--grid", "job.count=2,02"], {}),
         ("cli/sweep-scheduler-empty", ["sweep", "seed-fast-jobs", "--runs", "1", "--scheduler", ""], {}),
         ("cli/calibrate-fit-empty", ["calibrate", "seed-fast-jobs", "--fit="], {}),
+        ("cli/calibrate-sim-runs-below-runs", ["calibrate", "seed-fast-jobs", "--runs", "3", "--sim-runs", "1"], {}),
         ("cli/clean-dsn-empty", ["clean", "--dsn", ""], {}),
         ("cli/clean-redis-empty", ["clean", "--redis", ""], {}),
         ("cli/check-traces-is-a-file", ["check", "seed-fast-jobs", "--runs", "1", "--traces", "afile"], {"afile": "x"}),

@@ -33,6 +33,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise UsageError(f"--fit {args.fit}: the fitted scenario is written as TOML; name it OUT.toml")
     if args.out and not args.out.endswith(".json"):
         raise UsageError(f"--out {args.out}: the calibration is written as JSON (what --json prints); name it OUT.json")
+    if args.sim_runs is not None and args.sim_runs < args.runs:  # before any live run: they would be compared with nothing
+        raise UsageError(f"--sim-runs {args.sim_runs} is fewer than --runs {args.runs}: each live seed is compared with "
+                         "the simulated run of the same seed; give --sim-runs >= --runs")
     batch = run_live_batch(scenario, strategy, args, args.runs)
     if not batch.runs:
         print(f"racetrack: {batch.error or 'interrupted before a live run finished'}", file=sys.stderr)
