@@ -5,7 +5,7 @@ from __future__ import annotations
 from sim.engine import interpreter
 from sim.engine.scenario import load
 from sim.runs.runner import run_one
-from tracker.ops import Select, TrackerError, Update
+from tracker.ops import Select, Sleep, TrackerError, Update
 from tracker.strategies import HandlerContext, JobView, Strategy
 
 VIEW = JobView(id="job-1", attempt=1, attempts_made=0, attempts_started=1, max_attempts=1, timestamp_us=0)
@@ -176,3 +176,16 @@ def test_the_builtin_exit_is_located_in_the_handler_not_in_site() -> None:
     assert isinstance(crash, interpreter.Crashed) and "sys.exit(1)" in crash.summary
     line = selects_then_calls_builtin_exit.__code__.co_firstlineno + 2
     assert crash.where == f"test_interpreter.py:{line} in selects_then_calls_builtin_exit"
+
+
+def sleeps_nan(job, ctx):
+    yield Select(job.id)
+    yield Sleep(float("nan"))  # line the crash must name: not the dataclass's generated __init__
+
+
+def test_a_bad_operation_built_in_a_handler_is_located_in_the_handler() -> None:
+    gen = interpreter.start(sleeps_nan, VIEW, CTX)
+    interpreter.advance(gen)
+    crash = interpreter.advance(gen, {"status": "waiting"})
+    assert isinstance(crash, interpreter.Crashed) and "Sleep(ms)" in crash.summary
+    assert crash.where == f"test_interpreter.py:{sleeps_nan.__code__.co_firstlineno + 2} in sleeps_nan"

@@ -116,7 +116,8 @@ def user_frame(exc: BaseException) -> str | None:
         while tb is not None:
             code_file = tb.tb_frame.f_code.co_filename
             filename = os.path.abspath(code_file)
-            if not code_file.startswith("<frozen") and not filename.startswith(_MACHINERY) and filename != _OPS_FILE and "site-packages" not in filename:
+            # not <frozen ...> (the builtin exit) nor <string> (a dataclass's generated __init__)
+            if not code_file.startswith("<") and not filename.startswith(_MACHINERY) and filename != _OPS_FILE and "site-packages" not in filename:
                 where = f"{os.path.basename(filename)}:{tb.tb_lineno} in {tb.tb_frame.f_code.co_name}"
             tb = tb.tb_next
         if where:
