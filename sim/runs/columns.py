@@ -85,7 +85,7 @@ def _invariant_column(invariant_id: str, summary: str) -> Column:
 COLUMNS: tuple[Column, ...] = (
     Column("format", "string", f"the results format, `{RESULTS_FORMAT}`"),
     Column("scenario", "string", "scenario name (a grid point's name carries its parameters)", filled=True),
-    Column("strategy", "string", "strategy name (built-in, or `module:attr`)", filled=True),
+    Column("strategy", "string", "the strategy's name: a built-in's, or the `name` of a `module:attr` strategy's `Strategy` (give `--strategy module:attr` to replay its runs)", filled=True),
     Column("backend", "string", "`memory`, `postgres` or `both` (memory and PostgreSQL compared)", choices=KINDS),
     Column("seed", "int64", "the run's seed: `racetrack run SCENARIO --strategy S --seed N` replays it", minimum=0),
     Column("jobs", "int64", "jobs the run simulated", minimum=0),
@@ -225,7 +225,8 @@ schema; never the DSN) and, when the sweep runs `module:attr` strategies from fi
 `strategy_sha256` (each such strategy's file's SHA-256). `racetrack sweep --resume` continues a partial only when its
 fingerprint equals the new sweep's, and reading stops at the last whole batch of a sweep that
 was killed. When every run is done the stream is converted to `FILE` (written beside it as
-`FILE.finalizing`, then renamed) and removed: a file under the real name is always complete.
+`FILE.finalizing`, then renamed) and removed: a file under the real name is always complete. When some runs
+could not finish (error rows), the partial is kept beside `FILE`, so that `--resume` runs exactly those again.
 """
 
 
