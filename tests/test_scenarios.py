@@ -301,3 +301,11 @@ def test_a_table_sql_lacking_a_column_is_blamed_on_the_flag_not_the_bundled_file
     err = capsys.readouterr().err
     assert err.startswith(f"racetrack: --table-sql {sql} (with scenario seed-fast-jobs): table job_status has no column 'attempts'")
     assert "scenario file of your own" in err and "scenarios/seed-fast-jobs.toml" not in err
+
+
+def test_a_clock_range_past_its_limit_says_the_value_with_every_digit(tmp_path):
+    # in :g form -3600001 read -3.6e+06, as the limit itself: the message seemed to be in range
+    path = tmp_path / "c.toml"
+    path.write_text("[clocks.db]\noffset = { min_ms = -3600001, max_ms = 0 }\n")
+    with pytest.raises(scenarios.ScenarioError, match=r"must stay within -3600000 and \+3600000 ms \(got -3600001 ms\)$"):
+        scenarios.load(str(path))

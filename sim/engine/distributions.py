@@ -144,6 +144,12 @@ def parse_signed(table: object, unit: str, limit: float) -> SignedRange:
             continue
         for value in (lo, hi):
             if abs(value) > limit:
-                raise ValueError(f"must stay within -{limit:g} and +{limit:g} {unit} (got {value / scale:g} {suffix})")
+                # every digit: in :g form -3600001 reads -3.6e+06, as the limit does
+                raise ValueError(f"must stay within -{_exact(limit)} and +{_exact(limit)} {unit} (got {_exact(value / scale)} {suffix})")
         return SignedRange(unit, lo, hi)
     raise ValueError(f"has keys {sorted(keys)}; allowed forms: {forms}")
+
+
+def _exact(value: float) -> str:
+    """A number with every digit it has: whole ones without a decimal point."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
