@@ -381,3 +381,17 @@ def test_a_password_in_a_handlers_own_error_is_masked_in_the_sweeps_lines(tmp_pa
     code, out, err = run_cli(capsys, "sweep", "process-success", "--strategies", "pw_in_error:S", "--runs", "2", "--workers", "1")
     assert code == 2 and "postgresql://app:***@db/x" in err + out
     assert "hunter2" not in out + err
+
+
+def test_the_run_header_is_the_command_that_runs_it_again(tmp_path, monkeypatch, capsys):
+    import shlex
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my scenario.toml").write_text('description = "x"\n[job]\ncount = 2\n')
+    (tmp_path / "t.sql").write_text((Path(__file__).resolve().parents[1] / "tracker" / "schema.sql").read_text())
+    argv = ["run", "my scenario.toml", "--strategy", "tracker.strategies.atomic:STRATEGY", "--seed", "4", "--table-sql", "t.sql"]
+    code, out, _ = run_cli(capsys, *argv)
+    header = out.splitlines()[0]
+    assert header == "racetrack run 'my scenario.toml' --strategy tracker.strategies.atomic:STRATEGY --seed 4 --table-sql t.sql  (backend memory)"
+    again = shlex.split(header.split("  (backend")[0])[1:]
+    assert run_cli(capsys, *again) == (code, out, "")

@@ -66,7 +66,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps(out, sort_keys=False))
     else:
         header = (
-            f"racetrack run {scenario.name} --strategy {strategy.name} --seed {args.seed}  (backend {result.backend})\n"
+            f"{_as_typed(args)}  (backend {result.backend})\n"
             f"{len(result.record.truth)} job(s), {result.ops} database operation(s), "
             f"{result.record.end_us / 1000:.3f} ms simulated, timestamp tolerance {result.record.tolerance_us / 1000:.3f} ms"
         )
@@ -100,3 +100,14 @@ def _bounded(timeline: str) -> str:
               "(--json prints every violation; a smaller job.count gives a whole timeline)")
     return "\n".join([*head, notice, *marked])
 
+
+def _as_typed(args: argparse.Namespace) -> str:
+    """The command that runs this run again, as the user named things (a scenario's path, a
+    strategy's ``module:attr``, the table SQL): a bundled scenario and a built-in strategy read as
+    before, ``racetrack run seed-fast-jobs --strategy naive --seed 0``."""
+    import shlex
+
+    argv = ["racetrack", "run", args.scenario, "--strategy", args.strategy, "--seed", str(args.seed)]
+    if getattr(args, "table_sql", None):
+        argv += ["--table-sql", args.table_sql]
+    return shlex.join(argv)
