@@ -209,6 +209,9 @@ def _tallies(strategy: str, scenario: str, runs: int, seed: int, workers: int) -
                 builder.add(row)
     except SweepError as exc:
         pytest.fail(f"racetrack: {exc}", pytrace=False)
+    if builder.errors:  # a run that could not finish judged nothing: never counted as held (nor as violated)
+        pytest.fail(f"racetrack: strategy {strategy} on scenario {scenario}: {builder.errors}/{runs} runs could not be "
+                    f"judged; first: {builder.first_error}", pytrace=False)
     return builder.tallies()
 
 

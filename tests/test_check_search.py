@@ -84,3 +84,71 @@ def test_a_skipped_exhaustive_part_names_no_option_check_lacks(capsys) -> None:
     assert "exhaustive skipped (exhaustive: seed-fast-jobs with 1 job(s) has 35 interleavings of 8 database operations, " \
            "more than its share of the runs, 25)" in out
     assert "--method" not in out and "--budget" not in out
+
+
+STRATS = '''
+from dataclasses import replace
+from tracker.ops import Select
+from tracker.strategies import Strategy, load_strategy
+
+def _crash(job, ctx):
+    yield Select(job.id)
+    raise RuntimeError("boom")
+
+CRASH = Strategy(name="crash", summary="crashes", on_active=_crash)
+
+def _picky(job, ctx):  # crashes only in the order where completed is written before active
+    row = yield Select(job.id)
+    if row and row["status"] == "completed":
+        raise RuntimeError("saw completed before active")
+    yield from load_strategy("atomic").on_active(job, ctx)
+
+PICKY = replace(load_strategy("atomic"), name="picky", on_active=_picky)
+'''
+
+
+def _gate(tmp_path, monkeypatch, expect: str) -> Path:
+    (tmp_path / "check_strats.py").write_text(STRATS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(__import__("sys").modules, "check_strats", raising=False)
+    path = tmp_path / "gate.toml"
+    path.write_text('description = "x"\n[job]\ncount = 3\n[expect]\nnaive = "violates:no-rejected-writes"\n' + expect)
+    return path
+
+
+def test_a_strategy_whose_runs_crash_is_an_error_exit_2_not_a_pass_or_a_failure(tmp_path, monkeypatch, capsys) -> None:
+    path = _gate(tmp_path, monkeypatch, '"check_strats:CRASH" = "clean"\nsearch = 0\n')
+    junit = tmp_path / "j.xml"
+    assert main(["check", str(path), "--runs", "3", "--junit", str(junit)]) == 2
+    out, err = capsys.readouterr()
+    assert 'ERROR  gate  check_strats:CRASH = "clean"' in out and "3/3 runs were not judged" in out
+    assert 'PASS  gate  naive' in out  # the other verdicts still come
+    assert err.count("\n") == 1 and "could not be judged" in err
+    xml = ET.parse(junit).getroot()
+    assert xml.get("errors") == "1" and xml.get("failures") == "0"
+    assert xml.find(".//error").get("type") == "StrategyNotJudged"
+
+
+def test_a_strategy_that_crashes_only_in_the_search_is_an_error_of_its_verdict(tmp_path, monkeypatch, capsys) -> None:
+    path = _gate(tmp_path, monkeypatch, '"check_strats:PICKY" = "clean"\nsearch = 100\n')
+    junit = tmp_path / "j.xml"
+    code = main(["check", str(path), "--runs", "2", "--junit", str(junit)])
+    out, _ = capsys.readouterr()
+    assert code == 2, out
+    assert 'ERROR  gate  check_strats:PICKY = "clean"' in out and "saw completed before active" in out
+    assert 'PASS  gate  naive' in out and junit.exists()
+
+
+def test_two_scenarios_of_one_name_are_refused_before_any_run(tmp_path, capsys) -> None:
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "s.toml").write_text('description = "x"\n[expect]\natomic = "clean"\n')
+    assert main(["check", str(tmp_path / "a" / "s.toml"), str(tmp_path / "b" / "s.toml"), "--runs", "1"]) == 2
+    assert "are both named 's'" in capsys.readouterr().err
+
+
+def test_a_misspelt_strategy_marked_any_is_refused(tmp_path, capsys) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text('description = "x"\n[expect]\natomic = "clean"\nnaiv = "any"\n')
+    assert main(["check", str(path), "--runs", "1"]) == 2
+    assert "naiv" in capsys.readouterr().err

@@ -160,3 +160,17 @@ def test_a_count_that_judges_nothing_fails_the_test_instead_of_passing(tmp_path)
                  "invariants='no-rejected-writes': give a list of invariant IDs"):
         assert said in done.stdout, said
     assert "Traceback" not in done.stdout
+
+
+def test_a_strategy_whose_runs_crash_fails_the_test_never_holds(tmp_path):
+    # a run that could not finish judged nothing: assert_holds must not pass on it
+    (tmp_path / "crashing.py").write_text(
+        "from tracker.ops import Select\nfrom tracker.strategies import Strategy\n"
+        "def on_active(job, ctx):\n    yield Select(job.id)\n    raise RuntimeError('boom')\n"
+        "CRASH = Strategy(name='crash', summary='x', on_active=on_active)\n")
+    (tmp_path / "test_crash.py").write_text(
+        "def test_holds(racetrack):\n    racetrack.assert_holds('crashing:CRASH', scenario='seed-fast-jobs', runs=5)\n"
+        "def test_violates(racetrack):\n    racetrack.assert_violates('crashing:CRASH', 'no-rejected-writes', runs=5)\n")
+    done = _pytest(tmp_path, "-rf")
+    assert done.returncode == 1 and "2 failed" in done.stdout, done.stdout
+    assert done.stdout.count("runs could not be judged; first: seed 0: strategy crash") == 2

@@ -4,6 +4,7 @@ over many seeds; exit 0 only if every expectation holds, optionally with a JUnit
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         if missing:
             raise UsageError(f"{missing[0]}: no [expect] table, nothing to check (see docs/scenarios.md, Expectations)")
     targets = [(ref, sc) for ref, sc in targets if sc.expect]
+    names: dict[str, str] = {}
+    for ref, sc in targets:  # verdicts, traces and JUnit suites are named by the scenario's name
+        other = names.setdefault(sc.name, ref)
+        if other != ref:
+            raise UsageError(f"{other} and {ref} are both named {sc.name!r}: their verdicts, traces and JUnit suites "
+                             "could not be told apart; rename one")
     if not targets:
         raise UsageError("no bundled scenario has an [expect] table: nothing to check")
     judged = sum(1 for _, sc in targets for e in sc.expect.values() if e != "any")
@@ -76,10 +83,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     verdicts = searched
     for v in verdicts:
         print("\n".join(check.verdict_lines(v)))
-    failed = sum(1 for v in verdicts if not v.passed)
+    errored = sum(1 for v in verdicts if v.errored)
+    failed = sum(1 for v in verdicts if not v.passed and not v.errored)
     skipped = sum(1 for v in verdicts if v.skipped)
     print(
-        f"\ncheck: {len(verdicts) - failed - skipped} passed, {failed} failed, {skipped} not judged "
+        f"\ncheck: {len(verdicts) - failed - skipped - errored} passed, {failed} failed, "
+        + (f"{errored} could not be judged (the strategy's code stopped runs), " if errored else "")
+        + f"{skipped} not judged "
         f"({args.runs} runs each, seeds {args.seed}..{args.seed + args.runs - 1}; "
         f"{'no search' if args.search == 0 else 'search: ' + (str(args.search) if args.search else '[expect] search or 100') + ' runs each'})"
     )
@@ -87,4 +97,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         from sim.runs.results_file import write_output_bytes
 
         write_output_bytes(Path(args.junit), check.junit_xml(verdicts), f"--junit {args.junit}")
+    if errored:  # a strategy that could not be judged is the user's bug, not a verdict on the race
+        first = next(v for v in verdicts if v.errored)
+        print(f"racetrack: {errored} expectation(s) could not be judged; first: {first.expectation.scenario.name} "
+              f"{first.expectation.strategy}: {first.errors[0]}", file=sys.stderr)
+        return 2
     return 1 if failed else 0

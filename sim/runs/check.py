@@ -92,9 +92,13 @@ class TallyBuilder:
     shortest: dict[str, ShortestSeed] = field(default_factory=dict)
     #: Runs in which an invariant could not be judged (its checker crashed), per invariant.
     unknown: dict[str, int] = field(default_factory=dict)
-    #: Runs that could not finish (a lost server): they judged nothing.
+    #: Runs that could not finish (a lost server, or the strategy's own code): they judged nothing.
     errors: int = 0
     first_error: str = ""
+    #: Of those, runs the strategy's own code stopped (a crash, a limit): the strategy is broken,
+    #: so its expectation is neither met nor failed: it is an error (exit 2).
+    strategy_errors: int = 0
+    first_strategy_error: str = ""
     #: Distinct conflict orders over the runs (how much of the interleavings the sweep saw).
     coverage: Saturation = field(default_factory=Saturation)
 
@@ -104,6 +108,9 @@ class TallyBuilder:
         if row.get("error"):
             self.errors += 1
             self.first_error = self.first_error or f"seed {row['seed']}: {row['error']}"
+            if str(row["error"]).startswith("strategy "):
+                self.strategy_errors += 1
+                self.first_strategy_error = self.first_strategy_error or self.first_error
         for invariant in filter(None, str(row.get("unknown") or "").split(",")):
             self.unknown[invariant] = self.unknown.get(invariant, 0) + 1
         own = json.loads(row.get(ROW_INVARIANTS) or "{}")
@@ -117,6 +124,13 @@ class TallyBuilder:
 
     def tallies(self) -> dict[str, Tally]:
         return {i: Tally(i, self.counts.get(i, 0), self.shortest.get(i), self.unknown.get(i, 0)) for i in self.ids}
+
+    def broken(self) -> tuple[str, ...]:
+        """The line saying the strategy's own code stopped runs (empty: it did not)."""
+        if not self.strategy_errors:
+            return ()
+        return (f"{self.strategy_errors}/{self.runs} runs were not judged: the strategy's code stopped them; "
+                f"first: {self.first_strategy_error}",)
 
     def unjudged(self) -> tuple[str, ...]:
         """Lines for what these runs could not judge (a ``clean`` verdict cannot rest on them)."""
@@ -149,10 +163,17 @@ class Verdict:
     search_seconds: float = 0.0
     #: The sweep's coverage (:meth:`Saturation.to_data`); None when not counted.
     coverage: dict[str, Any] | None = None
+    #: Why the strategy could not be judged (its code crashed or reached a limit in a run or in
+    #: the search): neither a pass nor a failure, an error (exit 2). Empty: it was judged.
+    errors: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.errors
+
+    @property
+    def errored(self) -> bool:
+        return bool(self.errors)
 
     @property
     def skipped(self) -> bool:
@@ -204,7 +225,7 @@ def skipped(expectation: Expectation) -> Verdict:
 
 def verdict_lines(v: Verdict) -> list[str]:
     e = v.expectation
-    status = "SKIP" if v.skipped else ("PASS" if v.passed else "FAIL")
+    status = "SKIP" if v.skipped else "ERROR" if v.errored else ("PASS" if v.passed else "FAIL")
     head = f"{status}  {e.scenario.name}  {e.strategy} = \"{e.expect}\""
     if not v.skipped:
         head += f"  ({v.runs} runs{' + search' if v.searched else ''})"
@@ -213,7 +234,7 @@ def verdict_lines(v: Verdict) -> list[str]:
         searched[-1] += f"; {v.search_seconds:.2f} s"
     if v.coverage is not None and not v.skipped:
         searched.insert(0, f"      sweep coverage: {conflicts.sentence(v.coverage)}")
-    return [head] + [f"      {p}" for p in v.problems] + [f"      {n}" for n in v.notes] + searched
+    return [head] + [f"      {x}" for x in v.errors] + [f"      {p}" for p in v.problems] + [f"      {n}" for n in v.notes] + searched
 
 
 def junit_xml(verdicts: Iterable[Verdict]) -> bytes:
@@ -222,7 +243,7 @@ def junit_xml(verdicts: Iterable[Verdict]) -> bytes:
     verdicts = list(verdicts)
     root = ET.Element("testsuites", name="racetrack check")
     suites: dict[str, ET.Element] = {}
-    totals = {"tests": 0, "failures": 0, "skipped": 0}
+    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for v in verdicts:
         e = v.expectation
         suite = suites.get(e.scenario.name)
@@ -234,6 +255,10 @@ def junit_xml(verdicts: Iterable[Verdict]) -> bytes:
         if v.skipped:
             ET.SubElement(case, "skipped", message="expect = \"any\": not judged")
             counts.append("skipped")
+        elif v.errored:
+            error = ET.SubElement(case, "error", message=v.errors[0], type="StrategyNotJudged")
+            error.text = "\n".join(v.errors)
+            counts.append("errors")
         elif not v.passed:
             failure = ET.SubElement(case, "failure", message=v.problems[0], type="ExpectationFailed")
             failure.text = "\n".join(v.problems)
@@ -250,7 +275,8 @@ def junit_xml(verdicts: Iterable[Verdict]) -> bytes:
         for key in counts:
             suite.attrib[key] = str(int(suite.attrib[key]) + 1)
             totals[key] += 1
-    root.attrib.update({k: str(n) for k, n in totals.items()})
+    # the total of errors only when there are some: a check without one writes the file it always did
+    root.attrib.update({k: str(n) for k, n in totals.items() if k != "errors" or n})
     ET.indent(root)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
 
@@ -269,7 +295,7 @@ def check_scenario(
     Raises :class:`~sim.runs.sweep.SweepError` (one line) for a strategy that cannot be loaded."""
     wanted = expectations(ref, scenario)
     judged = [e for e in wanted if e.judged]
-    for e in judged:
+    for e in wanted:  # "any" ones too: a misspelt name must not pass as skipped
         try:
             load_strategy(e.strategy)
         except StrategyNotFound as exc:
@@ -282,7 +308,8 @@ def check_scenario(
             for position, row in enumerate(run.rows()):
                 builders[position // runs].add(row)  # plan order: strategy by strategy
     verdicts = {
-        e.strategy: replace(judge_expectation(e, b.tallies(), runs, seed, b.unjudged()), coverage=b.coverage.to_data())
+        e.strategy: replace(judge_expectation(e, b.tallies(), runs, seed, b.unjudged()), coverage=b.coverage.to_data(),
+                            errors=b.broken())
         for e, b in zip(judged, builders, strict=True)
     }
     return [verdicts[e.strategy] if e.judged else skipped(e) for e in wanted]

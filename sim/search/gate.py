@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from sim.engine.limits import StrategyFailed
 from sim.engine.ordered import UNMODELLED_KEYS
 from sim.record import conflicts
 from sim.runs.check import Verdict
@@ -76,10 +77,19 @@ def _write(result: Exploration, v: Verdict, path: Path) -> str:
 
 
 def search_verdict(v: Verdict, runs: int, seed: int, traces: Path, **options: Any) -> Verdict:
-    """``v`` judged again with a search of ``runs`` runs (module docstring)."""
-    e = v.expectation
-    if v.skipped or runs <= 0:
+    """``v`` judged again with a search of ``runs`` runs (module docstring). A strategy whose code
+    stops a searched run (a crash, a limit) is an error of this verdict, not of the whole check:
+    the other verdicts, and the JUnit file, still come."""
+    if v.skipped or v.errored or runs <= 0:  # a strategy that broke in the sweep is not searched
         return v
+    try:
+        return _search_verdict(v, runs, seed, traces, **options)
+    except StrategyFailed as exc:
+        return replace(v, errors=(f"the search ran a world where the strategy's code stopped: {exc}",))
+
+
+def _search_verdict(v: Verdict, runs: int, seed: int, traces: Path, **options: Any) -> Verdict:
+    e = v.expectation
     unmodelled = [k for k in UNMODELLED_KEYS if e.scenario[k] is not None]
     if unmodelled:  # a forced order cannot stop handlers where a process death does: sweep only
         return replace(v, searched=(f"none (forced orders do not model {', '.join(unmodelled)} yet)",))
