@@ -130,9 +130,7 @@ def selects_then_exits(job, ctx):
 
 
 def test_sys_exit_in_a_handler_is_a_crash_not_racetracks_exit() -> None:
-    gen = interpreter.start(selects_then_exits, VIEW, CTX)
-    interpreter.advance(gen)
-    crash = interpreter.advance(gen, {"status": "waiting"})
+    crash = _second_step(selects_then_exits)
     assert isinstance(crash, interpreter.Crashed)
     line = selects_then_exits.__code__.co_firstlineno + 2
     assert crash.message == (f"handler crashed: RuntimeError: the handler called sys.exit(0) "
@@ -160,19 +158,22 @@ def selects_then_calls_builtin_exit(job, ctx):
     exit(1)  # noqa: PLR1722 - the builtin (site's Quitter), line the crash must name
 
 
-def test_a_handler_raising_generator_exit_is_a_crash_not_an_escape() -> None:
-    gen = interpreter.start(selects_then_raises_generator_exit, VIEW, CTX)
+def _second_step(handler) -> interpreter.Outcome:
+    """What ``handler`` does once its first operation (a SELECT) is answered."""
+    gen = interpreter.start(handler, VIEW, CTX)
     interpreter.advance(gen)
-    crash = interpreter.advance(gen, {"status": "waiting"})
+    return interpreter.advance(gen, {"status": "waiting"})
+
+
+def test_a_handler_raising_generator_exit_is_a_crash_not_an_escape() -> None:
+    crash = _second_step(selects_then_raises_generator_exit)
     assert isinstance(crash, interpreter.Crashed)
     line = selects_then_raises_generator_exit.__code__.co_firstlineno + 2
     assert crash.where == f"test_interpreter.py:{line} in selects_then_raises_generator_exit"
 
 
 def test_the_builtin_exit_is_located_in_the_handler_not_in_site() -> None:
-    gen = interpreter.start(selects_then_calls_builtin_exit, VIEW, CTX)
-    interpreter.advance(gen)
-    crash = interpreter.advance(gen, {"status": "waiting"})
+    crash = _second_step(selects_then_calls_builtin_exit)
     assert isinstance(crash, interpreter.Crashed) and "sys.exit(1)" in crash.summary
     line = selects_then_calls_builtin_exit.__code__.co_firstlineno + 2
     assert crash.where == f"test_interpreter.py:{line} in selects_then_calls_builtin_exit"
@@ -184,8 +185,6 @@ def sleeps_nan(job, ctx):
 
 
 def test_a_bad_operation_built_in_a_handler_is_located_in_the_handler() -> None:
-    gen = interpreter.start(sleeps_nan, VIEW, CTX)
-    interpreter.advance(gen)
-    crash = interpreter.advance(gen, {"status": "waiting"})
+    crash = _second_step(sleeps_nan)
     assert isinstance(crash, interpreter.Crashed) and "Sleep(ms)" in crash.summary
     assert crash.where == f"test_interpreter.py:{sleeps_nan.__code__.co_firstlineno + 2} in sleeps_nan"

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from machine_redis import REDIS_URL, redis_client
 
 from sim.cli import main
 
@@ -26,7 +27,6 @@ pytest.importorskip("bullmq")
 redis = pytest.importorskip("redis")
 
 ROOT = Path(__file__).resolve().parents[1]
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
 #: How long a stopped live command may take to clean up and exit: generous, never a measured figure.
 EXIT_WITHIN_S = 60.0
 
@@ -84,13 +84,6 @@ ONE_JOB = textwrap.dedent('''
 ''')
 
 
-def redis_client():
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError:
-        pytest.skip(f"no Redis at {REDIS_URL}")
-    return client
 
 
 @pytest.fixture

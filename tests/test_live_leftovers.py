@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from machine_redis import REDIS_URL, redis_client
 
 from tracker.pg_server import choose_server
 
@@ -24,7 +25,6 @@ pytest.importorskip("bullmq")
 redis = pytest.importorskip("redis")
 
 ROOT = Path(__file__).resolve().parents[1]
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
 #: How long a live run may take to write its marker, or a killed server to go: generous (a shared,
 #: slow machine), never a measured figure.
 WITHIN_S = 60.0
@@ -32,13 +32,6 @@ WITHIN_S = 60.0
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
-def redis_client():
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError:
-        pytest.skip(f"no Redis at {REDIS_URL}")
-    return client
 
 
 def wait_for(condition, what: str):
