@@ -395,3 +395,23 @@ def test_the_run_header_is_the_command_that_runs_it_again(tmp_path, monkeypatch,
     assert header == "racetrack run 'my scenario.toml' --strategy tracker.strategies.atomic:STRATEGY --seed 4 --table-sql t.sql  (backend memory)"
     again = shlex.split(header.split("  (backend")[0])[1:]
     assert run_cli(capsys, *again) == (code, out, "")
+
+
+def test_a_table_sql_of_one_relative_name_in_another_folder_is_read_again(tmp_path, monkeypatch, capsys):
+    # the table is read once per file, not per name: a later command in the same process (the
+    # pytest plugin, a test suite) naming t.sql in another folder, or after an edit, gets that file
+    schema = (Path(__file__).resolve().parents[1] / "tracker" / "schema.sql").read_text()
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    good.mkdir()
+    bad.mkdir()
+    (good / "t.sql").write_text(schema)
+    (bad / "t.sql").write_text("CREATE TABLE job_status (job_id text PRIMARY KEY,, status text);\n")
+    monkeypatch.chdir(good)
+    assert run_cli(capsys, "run", "process-success", "--table-sql", "t.sql", "--strategy", "atomic")[0] == 0
+    monkeypatch.chdir(bad)
+    code, _, err = run_cli(capsys, "run", "process-success", "--table-sql", "t.sql", "--strategy", "atomic")
+    assert code == 2 and "SQL syntax error" in err
+    monkeypatch.chdir(good)
+    (good / "t.sql").write_text(schema + "CREATE ROLE leak;\n")  # edited in place, same name
+    code, _, err = run_cli(capsys, "run", "process-success", "--table-sql", "t.sql", "--strategy", "atomic")
+    assert code == 2 and "CREATE ROLE" in err

@@ -263,16 +263,19 @@ def with_table_sql(args: argparse.Namespace, scenario: Scenario) -> Scenario:
     path = getattr(args, "table_sql", None)
     if not path:
         return scenario
-    return scenario.with_table(_table_of(path), path)
-
-
-@functools.cache
-def _table_of(path: str) -> Table:
-    from tracker.table_sql import load_table  # pglast: only when a table is given
-
     if not os.path.isfile(path):
         problem = "is a folder; name the SQL file" if os.path.isdir(path) else "not a regular file" if os.path.exists(path) else "no such file"
         raise UsageError(f"--table-sql {path}: {problem}")
+    found = os.stat(path)
+    # read once for every scenario of a command, but a file's table, not a name's: the same
+    # relative name in another folder, or the file edited since, is another table
+    return scenario.with_table(_table_of(path, os.path.abspath(path), found.st_mtime_ns, found.st_size), path)
+
+
+@functools.cache
+def _table_of(path: str, where: str, mtime_ns: int, size: int) -> Table:
+    from tracker.table_sql import load_table  # pglast: only when a table is given
+
     return load_table(path)
 
 
