@@ -99,6 +99,7 @@ SCENARIO_MISTAKES = {
     "listeners-delay-not-dist": '[listeners]\nsource = "queue-events"\ndelay = 5\n',
     "listeners-miss-above-1": '[listeners]\nsource = "queue-events"\nmiss_probability = 1.2\n',
     "listeners-delay-without-queue-events": "[listeners]\ndelay = { fixed_ms = 5 }\n",
+    "network-http-rtt-without-http-client": "[network]\nhttp_rtt = { fixed_ms = 20 }\n",
     "listeners-miss-on-worker-events": '[listeners]\nsource = "worker"\nmiss_probability = 0.1\n',
     "clock-host-offset-inf": "[clocks.db]\noffset = { fixed_ms = inf }\n",
     "clock-host-drift-text": '[clocks.workers]\ndrift = "fast"\n',

@@ -579,6 +579,8 @@ def _apart(values: dict[str, Any]) -> tuple[str, str] | None:
     for key in ("listeners.delay", "listeners.miss_probability"):
         if values[key] is not None and values["listeners.source"] != "queue-events":
             return key, f'{key} needs listeners.source = "queue-events" (Worker events are not delivered through a stream)'
+    if values["network.http_rtt"] is not None and values["network.client"] != "http":
+        return "network.http_rtt", 'network.http_rtt needs network.client = "http" (the HTTP hop exists only there)'
     if (values["network.pause"] is None) != (values["network.pause_probability"] is None):
         given, missing = (
             ("network.pause", "network.pause_probability") if values["network.pause_probability"] is None
