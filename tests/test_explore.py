@@ -226,3 +226,22 @@ def test_default_explore_is_a_portfolio_that_names_the_method_that_found_it(tmp_
     printed = capsys.readouterr().out
     assert "--method portfolio" in printed and "found by" in printed
     assert json.loads(out.read_text())["found_by"]["method"].startswith("portfolio/")
+
+
+@pytest.mark.parametrize("database", [False, True])
+def test_a_hypothesis_search_leaves_nothing_in_the_current_folder(tmp_path, monkeypatch, capsys, database) -> None:
+    # Hypothesis caches source constants under ./.hypothesis unless told otherwise: racetrack
+    # points it at a temporary folder of its own, removed afterwards
+    import tempfile
+    from pathlib import Path
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    temp = Path(tempfile.gettempdir())
+    before = {p.name for p in temp.iterdir()}
+    store = ["--database", str(tmp_path / "db")] if database else ["--no-database"]
+    main(["explore", "seed-fast-jobs", "--strategy", "atomic", "--method", "hypothesis", "--budget", "20", *store])
+    capsys.readouterr()
+    assert list(work.iterdir()) == []
+    assert not [n for n in {p.name for p in temp.iterdir()} - before if n.startswith("racetrack-hypothesis-")]

@@ -26,12 +26,13 @@ Randomness comes from seeds (``random.Random``) and Hypothesis' seeded engine; `
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import random
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -295,13 +296,35 @@ class _Drawn:
         return f"<run: {self.scenario['job.count']} job(s), {len(self.violations)} violation(s)>"
 
 
+@contextlib.contextmanager
+def _hypothesis_home_apart() -> Iterator[None]:
+    """Hypothesis keeps a cache of the constants it finds in source files under its home
+    directory, ``./.hypothesis`` by default: a search would leave that folder in the user's
+    current directory, whatever ``--database`` says (the example database is named apart). While
+    Hypothesis runs here its home is a temporary folder, removed afterwards; the cache only
+    saves recomputing the same constants, so what Hypothesis draws is the same."""
+    import shutil
+    import tempfile
+
+    from hypothesis import configuration
+
+    previous = getattr(configuration, "__hypothesis_home_directory", None)
+    home = tempfile.mkdtemp(prefix="racetrack-hypothesis-")
+    configuration.set_hypothesis_home_dir(home)
+    try:
+        yield
+    finally:
+        configuration.set_hypothesis_home_dir(previous)
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def _find(strategy: Any, conf: Any, rng: random.Random, key: bytes, with_database: bool) -> Any:
     """Hypothesis' ``find``: the minimal drawn run that violates, seeded by ``rng``."""
     from hypothesis import core as hypothesis_core
     from hypothesis import find
     from hypothesis.errors import HypothesisWarning
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _hypothesis_home_apart():
         # Reporting the final example makes Hypothesis repr every draw: a warning, not news.
         warnings.simplefilter("ignore", HypothesisWarning)
         if not with_database:
