@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from sim.engine.limit_defaults import OPS_PER_HANDLER, SIM_SECONDS, WALL_SECONDS
+from sim.engine.limit_defaults import MAX_SEED, OPS_PER_HANDLER, SIM_SECONDS, WALL_SECONDS
 from sim.runs.backend_kinds import KINDS
 from tracker.errors import UserError
 from tracker.strategy_names import BUILTIN
@@ -85,7 +85,6 @@ def across_flags(args: argparse.Namespace) -> str | None:
 #: Upper bounds: far beyond any honest use, low enough that a typo cannot fork a thousand
 #: processes or queue a run that would not end this year.
 MAX_RUNS = 10_000_000
-MAX_SEED = 2**63 - 1
 MAX_WORKERS = max(64, 8 * (os.cpu_count() or 1))
 #: Runs a worker keeps in flight at most: each holds a schema and its connections on the server.
 MAX_IN_FLIGHT = 16

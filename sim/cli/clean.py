@@ -85,11 +85,12 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 def _clean_live(redis_url: str | None) -> list[dict[str, Any]]:
     """Embedded Redis servers of dead owners, and (given a Redis) the keys of killed live runs."""
+    from tracker.errors import redact
     from tracker.pg_server import ServerUnavailable, one_line
 
     try:
         from sim.live.leftovers import drop_abandoned_keys, reap_embedded_redis
-        from sim.live.redis_server import describe_redis, mask_url
+        from sim.live.redis_server import describe_redis
     except ImportError:  # the live extra is not installed: no live run can have left anything
         if redis_url:
             raise ServerUnavailable("clean --redis needs the redis package: pip install 'racetrack[live]'") from None
@@ -102,7 +103,7 @@ def _clean_live(redis_url: str | None) -> list[dict[str, Any]]:
         try:
             dropped = drop_abandoned_keys(redis_url)
         except Exception as exc:  # refused, auth, a URL redis-py cannot parse: one line
-            raise ServerUnavailable(mask_url(f"cannot clean Redis at {_where(redis_url, describe_redis)}: "
+            raise ServerUnavailable(redact(f"cannot clean Redis at {_where(redis_url, describe_redis)}: "
                                              f"{one_line(str(exc)) or type(exc).__name__}")) from None
         where = _where(redis_url, describe_redis)
         removed.extend({"kind": "redis-keys", "prefix": d.prefix, "keys": d.keys, "owner_pid": d.pid, "server": where}

@@ -10,3 +10,7 @@ OPS_PER_HANDLER = 10_000
 SIM_SECONDS = 30 * 86_400.0
 #: Wall-clock seconds one run may take (a handler stuck in a CPU loop).
 WALL_SECONDS = 300.0
+
+#: The largest seed a run may have (results files keep it as an int64): the command line's
+#: bound for the last run's seed, and a trace's.
+MAX_SEED = 2**63 - 1

@@ -71,13 +71,6 @@ def embedded_url() -> str:
     return f"unix://{_embedded.socket_file}"
 
 
-def mask_url(url: str) -> str:
-    """``redis://user:***@host:port/db``: the URL (or a message holding one) with its password
-    replaced, however mistyped (``redis:/user:secret@host``, ``user:secret@host``,
-    ``?password=secret``)."""
-    return redact(url)
-
-
 def describe_redis(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme == "unix":
@@ -92,11 +85,11 @@ async def check_redis(url: str) -> None:
     try:
         client = aioredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
     except Exception as exc:  # a URL redis-py cannot parse
-        raise RedisUnavailable(f"bad Redis URL {mask_url(url)!r}: {one_line(str(exc))}") from None
+        raise RedisUnavailable(f"bad Redis URL {redact(url)!r}: {one_line(str(exc))}") from None
     try:
         await client.ping()
     except Exception as exc:  # refused, timed out, auth failed: all mean "cannot use it"
         message = one_line(str(exc)) or type(exc).__name__
-        raise RedisUnavailable(f"cannot reach Redis at {describe_redis(url)}: {mask_url(message)}") from None
+        raise RedisUnavailable(f"cannot reach Redis at {describe_redis(url)}: {redact(message)}") from None
     finally:
         await client.aclose()

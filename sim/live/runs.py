@@ -17,10 +17,10 @@ from typing import Any
 from sim.engine.scenario import Scenario
 from sim.judge.invariants import Judgement, judge
 from sim.live.postgres import AsyncTracker, LiveDatabaseLost
-from sim.live.redis_server import RedisUnavailable, check_redis, choose_redis, mask_url
+from sim.live.redis_server import RedisUnavailable, check_redis, choose_redis
 from sim.live.world import LiveRunError, LiveWorld, Measured
 from sim.runs.runner import RunResult
-from tracker.errors import UserError
+from tracker.errors import UserError, redact
 from tracker.pg_server import ServerUnavailable, choose_server, one_line
 from tracker.strategies import Strategy
 
@@ -132,10 +132,10 @@ async def run_batch(
             try:
                 record = await world.run(run_deadline_s(scenario))
             except (LiveRunError, LiveDatabaseLost) as exc:
-                batch.error = mask_url(str(exc))
+                batch.error = redact(str(exc))
                 break
             except (OSError, RedisError) as exc:  # Redis went away mid-run: the run cannot be judged
-                batch.error = mask_url(f"the live run lost a server: {one_line(str(exc)) or type(exc).__name__}")
+                batch.error = redact(f"the live run lost a server: {one_line(str(exc)) or type(exc).__name__}")
                 break
             assert world.driver is not None
             if world.truth_mismatches:

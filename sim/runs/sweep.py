@@ -178,7 +178,7 @@ def _strategy_digests(refs: Iterable[str]) -> dict[str, str]:
     return digests
 
 
-def _table_changes(partial: Path, stored: dict[str, Any], current: dict[str, Any]) -> str | None:
+def _file_changes(partial: Path, stored: dict[str, Any], current: dict[str, Any]) -> str | None:
     """The line refusing to resume ``partial`` when its fingerprint differs from this sweep's
     only in the digest of a scenario's table or of a strategy's file, naming that file (None:
     they differ in more, which :class:`PartialResults` says)."""
@@ -613,7 +613,7 @@ class SweepRun:
             try:
                 self.results = PartialResults.check(self.out, fingerprint, self.resume, self.out_said)
             except ResultsError as exc:
-                raise SweepError(self._table_changed(fingerprint) or str(exc)) from None
+                raise SweepError(self._file_changed(fingerprint) or str(exc)) from None
         self.executor = _executor(_resolve_server(self.sweep.backend, (s.table for s in self.sweep.scenarios)), self.execution)
         if self.results is not None:
             try:
@@ -623,7 +623,7 @@ class SweepRun:
                 raise SweepError(f"{self.out_said}: cannot write ({exc.strerror or exc})") from None
         return self
 
-    def _table_changed(self, fingerprint: dict[str, Any]) -> str | None:
+    def _file_changed(self, fingerprint: dict[str, Any]) -> str | None:
         """On a refused resume: the line naming the table whose SQL changed, when that is all
         that differs."""
         assert self.out is not None
@@ -637,7 +637,7 @@ class SweepRun:
             stored = read_fingerprint(partial)
         except ResultsError:
             return None
-        return _table_changes(partial, stored, json.loads(json.dumps(fingerprint, sort_keys=True)))
+        return _file_changes(partial, stored, json.loads(json.dumps(fingerprint, sort_keys=True)))
 
     @property
     def done(self) -> int:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.engine.interpreter import actor_of
+from sim.engine.limit_defaults import MAX_SEED
 from sim.engine.ordered import ActorSpec, Case, require_modelled
 from sim.engine.scenario import PARAM_BY_PATH, ScenarioError, lifecycle_for, validate_value
 from sim.judge.invariants import INVARIANT_IDS
@@ -351,8 +352,8 @@ def structural_problem(data: dict[str, Any]) -> str | None:
     source = data.get("strategy_source")
     if source is not None and (not isinstance(source, dict) or not all(isinstance(v, str) for v in source.values())):
         return "strategy_source: must be a table of strings (ref, root, file, sha256)"
-    if isinstance(data.get("seed"), int) and not 0 <= data["seed"] <= 2**63 - 1:
-        return f"seed: must be from 0 to {2**63 - 1} (got {data['seed']})"
+    if isinstance(data.get("seed"), int) and not 0 <= data["seed"] <= MAX_SEED:
+        return f"seed: must be from 0 to {MAX_SEED} (got {data['seed']})"
     if "found_by" in data and not isinstance(data["found_by"], dict):
         return f"found_by: must be a table (method, seed...) (got {type(data['found_by']).__name__})"
     for key, value in (data.get("params") or {}).items():
