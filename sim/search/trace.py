@@ -355,7 +355,7 @@ def structural_problem(data: dict[str, Any]) -> str | None:
     if isinstance(data.get("seed"), int) and not 0 <= data["seed"] <= MAX_SEED:
         return f"seed: must be from 0 to {MAX_SEED} (got {data['seed']})"
     if "found_by" in data and not isinstance(data["found_by"], dict):
-        return f"found_by: must be a table (method, seed...) (got {type(data['found_by']).__name__})"
+        return f"found_by: must be a table (method, seed...) (got {_json_type(data['found_by'])})"
     for key, value in (data.get("params") or {}).items():
         param = PARAM_BY_PATH.get(key)
         if param is None:
@@ -391,12 +391,17 @@ def structural_problem(data: dict[str, Any]) -> str | None:
     return None
 
 
-def _micros(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
 def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _micros(value: Any) -> bool:
+    return _whole(value) and value >= 0
+
+
+def _latency(pair: Any) -> bool:
+    """``[request, reply]``: two whole numbers of microseconds >= 0."""
+    return isinstance(pair, list) and len(pair) == 2 and all(_micros(v) for v in pair)
 
 
 def _number(value: Any) -> bool:
@@ -414,15 +419,13 @@ def _world_fields_problem(data: dict[str, Any], known: Any) -> str | None:
                     "resolution_us (a whole number >= 1)")
     for actor in data.get("actors", []):
         latencies = actor.get("latencies", [])
-        if not isinstance(latencies, list) or not all(
-            isinstance(x, list) and len(x) == 2 and all(_micros(v) for v in x) for x in latencies
-        ):
+        if not isinstance(latencies, list) or not all(_latency(x) for x in latencies):
             return f"actors.{actor['name']}.latencies: must be a list of [request, reply] microseconds >= 0"
     for key in ("slack_us", "end_floor_us"):
         if key in data and not _micros(data[key]):
             return f"{key}: must be a whole number of microseconds >= 0 (got {data[key]!r})"
     latency = data.get("default_latency", [0, 0])
-    if not isinstance(latency, list) or len(latency) != 2 or not all(_micros(v) for v in latency):
+    if not _latency(latency):
         return "default_latency: must be [request, reply] microseconds >= 0"
     deaths = data.get("deaths", [])
     if not isinstance(deaths, list) or not all(
@@ -439,7 +442,7 @@ def _world_fields_problem(data: dict[str, Any], known: Any) -> str | None:
         return "queued: must be a table of session name -> list of microseconds >= 0"
     branches = data.get("branches", {})
     if not isinstance(branches, dict) or not all(
-        isinstance(lat, list) and all(isinstance(x, list) and len(x) == 2 and all(_micros(v) for v in x) for x in lat)
+        isinstance(lat, list) and all(_latency(x) for x in lat)
         for lat in branches.values()
     ):
         return "branches: must be a table of '<actor>/<n>' -> list of [request, reply] microseconds >= 0"
